@@ -1,0 +1,446 @@
+"""Endpoint parameters: one validated object, built in Python or loaded from TOML.
+
+Every rule is checked at construction. A violation raises :class:`ParamError`, whose message
+names the field (as it is spelled in the TOML file) and the rule it breaks.
+"""
+
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+__all__ = [
+    "ParamError", "Bar", "EndpointParams", "parse_bdf", "format_bdf", "load_params",
+    "MANDATORY_PAGE_SIZES",
+]
+
+
+#: SR-IOV Supported Page Sizes that every PF must offer: 4K, 8K, 64K, 256K, 1M, 4M.
+MANDATORY_PAGE_SIZES = 0x0000_0553
+
+#: The smallest memory BAR: bits 3:0 of a BAR hold its type, so 16 bytes is the minimum.
+MIN_MEMORY_BAR_SIZE = 16
+
+
+class ParamError(ValueError):
+    """An endpoint parameter breaks a rule. ``field`` names it as the TOML file spells it."""
+
+    def __init__(self, field, rule, *, source=None):
+        self.field  = field
+        self.rule   = rule
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field}: {rule}")
+
+    def with_source(self, source):
+        return ParamError(self.field, self.rule, source=source)
+
+
+_BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+
+
+def parse_bdf(text):
+    """Parse ``BB:DD.F`` (lspci notation) into a 16-bit Routing ID.
+
+    The device number may be 0..31 (non-ARI) or, for an ARI function number ``f`` written the way
+    lspci writes it, ``f >> 3``; both give ``bus << 8 | device << 3 | function``.
+    """
+    match = _BDF_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a BDF of the form BB:DD.F (hex bus and device, "
+                         f"function 0-7)")
+    _domain, bus, dev, fn = match.groups()
+    bus, dev, fn = int(bus, 16), int(dev, 16), int(fn)
+    if dev > 31:
+        raise ValueError(f"{text!r}: device number {dev:#x} is above 0x1f")
+    return bus << 8 | dev << 3 | fn
+
+
+def format_bdf(rid):
+    """Format a 16-bit Routing ID as lspci does (``BB:DD.F``)."""
+    return f"{rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7}"
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamError(name, f"must be an integer, not {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise ParamError(name, f"must be in {lo:#x}..{hi:#x} (got {value:#x})")
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ParamError(name, f"must be true or false, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One memory BAR (a PF header BAR or a VF BAR of the SR-IOV capability).
+
+    Parameters
+    ----------
+    index : int
+        BAR slot, 0..5. A 64-bit BAR also occupies slot ``index + 1``.
+    size : int
+        Aperture in bytes (for a VF BAR, of one VF): a power of two, at least 16.
+    is_64bit : bool
+        64-bit BAR (type 10b) rather than 32-bit (type 00b).
+    prefetchable : bool
+        Prefetchable bit (bit 3).
+    """
+    index:        int
+    size:         int
+    is_64bit:     bool = False
+    prefetchable: bool = False
+
+    def check(self, name):
+        _check_int(f"{name}.index", self.index, 0, 5)
+        _check_bool(f"{name}.is_64bit", self.is_64bit)
+        _check_bool(f"{name}.prefetchable", self.prefetchable)
+        if isinstance(self.size, bool) or not isinstance(self.size, int):
+            raise ParamError(f"{name}.size", f"must be an integer, not {self.size!r}")
+        if self.size < MIN_MEMORY_BAR_SIZE:
+            raise ParamError(f"{name}.size",
+                             f"a memory BAR is at least {MIN_MEMORY_BAR_SIZE} bytes "
+                             f"(got {self.size})")
+        if self.size & (self.size - 1):
+            raise ParamError(f"{name}.size", f"must be a power of two (got {self.size:#x})")
+        if self.is_64bit and self.index == 5:
+            raise ParamError(f"{name}.index", "a 64-bit BAR cannot be in slot 5: it needs "
+                                              "slot 6 for its upper dword")
+        limit = 1 << 63 if self.is_64bit else 1 << 31
+        if self.size > limit:
+            raise ParamError(f"{name}.size",
+                             f"a {'64' if self.is_64bit else '32'}-bit BAR is at most "
+                             f"{limit:#x} bytes (got {self.size:#x})")
+
+    @property
+    def slots(self):
+        """BAR slots this BAR occupies."""
+        return (self.index, self.index + 1) if self.is_64bit else (self.index,)
+
+    @property
+    def type_bits(self):
+        """Bits 3:0 of the BAR's low dword: memory, type, prefetchable."""
+        return (0b100 if self.is_64bit else 0) | (0b1000 if self.prefetchable else 0)
+
+    @property
+    def size_log2(self):
+        return self.size.bit_length() - 1
+
+
+def _check_bars(name, bars):
+    if not isinstance(bars, tuple):
+        raise ParamError(name, "must be a tuple of Bar")
+    used = {}
+    for n, bar in enumerate(bars):
+        item = f"{name}[{n}]"
+        if not isinstance(bar, Bar):
+            raise ParamError(item, f"must be a Bar, not {bar!r}")
+        bar.check(item)
+        for slot in bar.slots:
+            if slot in used:
+                raise ParamError(f"{item}.index",
+                                 f"BAR slot {slot} is already used by {used[slot]}; a 64-bit BAR "
+                                 f"takes two slots and BARs must not overlap")
+            used[slot] = item
+    if list(bars) != sorted(bars, key=lambda b: b.index):
+        raise ParamError(name, "BARs must be listed in ascending slot order")
+
+
+@dataclass(frozen=True)
+class EndpointParams:
+    """Every parameter of one SR-IOV endpoint (a single PF and its VFs).
+
+    Field names are those of the TOML file (section ``pf`` or ``sriov``); see
+    ``examples/*.toml``. Offsets are byte offsets into the PF's configuration space.
+    """
+    # -- PF identity (Type 0 header) -------------------------------------------------------
+    vendor_id:           int = 0x1234
+    device_id:           int = 0x0001
+    revision_id:         int = 0x00
+    class_code:          int = 0x020000
+    subsystem_vendor_id: int = 0x0000
+    subsystem_id:        int = 0x0000
+    #: Routing ID the testbench gives the PF (the hardware captures its own bus/device number).
+    pf_rid:              int = 0x0100
+    pf_bars:             tuple = ()
+
+    # -- Extended capabilities ------------------------------------------------------------
+    ari_cap_offset:      int = 0x100
+    sriov_cap_offset:    int = 0x140
+
+    # -- SR-IOV capability ----------------------------------------------------------------
+    total_vfs:           int = 8
+    initial_vfs:         int | None = None      # defaults to total_vfs
+    vf_device_id:        int = 0x0002
+    first_vf_offset_ari:     int = 1
+    vf_stride_ari:           int = 1
+    first_vf_offset_non_ari: int = 0x100
+    vf_stride_non_ari:       int = 1
+    supported_page_sizes:    int = MANDATORY_PAGE_SIZES
+    function_dependency_link: int | None = None  # defaults to the PF's function number
+    ari_capable_hierarchy_preserved: bool = False
+    vf_10bit_tag_requester_supported: bool = False
+    vf_bars:             tuple = ()
+
+    # -- Implementation -------------------------------------------------------------------
+    #: Clock frequency the design is constrained for, in MHz.
+    clock_mhz:           float = 125.0
+
+    def __post_init__(self):
+        if self.initial_vfs is None:
+            object.__setattr__(self, "initial_vfs", self.total_vfs)
+        if self.function_dependency_link is None and isinstance(self.pf_rid, int):
+            object.__setattr__(self, "function_dependency_link", self.pf_rid & 0xff)
+        for name in ("pf_bars", "vf_bars"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._check()
+
+    def _check(self):
+        _check_int("pf.vendor_id", self.vendor_id, 0, 0xfffe)
+        if self.vendor_id == 0x0000:
+            raise ParamError("pf.vendor_id", "0x0000 is not a valid Vendor ID")
+        _check_int("pf.device_id", self.device_id, 0, 0xffff)
+        _check_int("pf.revision_id", self.revision_id, 0, 0xff)
+        _check_int("pf.class_code", self.class_code, 0, 0xff_ffff)
+        _check_int("pf.subsystem_vendor_id", self.subsystem_vendor_id, 0, 0xffff)
+        _check_int("pf.subsystem_id", self.subsystem_id, 0, 0xffff)
+        _check_int("pf.address", self.pf_rid, 0, 0xffff)
+        _check_bars("pf.bar", self.pf_bars)
+
+        for name, offset, length in (("sriov.ari_cap_offset", self.ari_cap_offset, 0x08),
+                                     ("sriov.cap_offset", self.sriov_cap_offset, 0x40)):
+            _check_int(name, offset, 0, 0xfff)
+            if offset % 4:
+                raise ParamError(name, f"must be dword-aligned (got {offset:#x})")
+            if not 0x100 <= offset <= 0x1000 - length:
+                raise ParamError(name, f"must lie in extended configuration space, "
+                                       f"0x100..{0x1000 - length:#x} for a {length:#x}-byte "
+                                       f"capability (got {offset:#x})")
+        a, s = self.ari_cap_offset, self.sriov_cap_offset
+        if a < s + 0x40 and s < a + 0x08:
+            raise ParamError("sriov.cap_offset",
+                             f"the SR-IOV capability ({s:#x}..{s + 0x3f:#x}) overlaps the ARI "
+                             f"capability ({a:#x}..{a + 7:#x})")
+        if 0x100 not in (a, s):
+            raise ParamError("sriov.ari_cap_offset",
+                             "one extended capability must sit at 0x100, where the extended "
+                             "capability list starts")
+
+        _check_int("sriov.total_vfs", self.total_vfs, 1, 0xffff)
+        _check_int("sriov.initial_vfs", self.initial_vfs, 0, 0xffff)
+        if self.initial_vfs > self.total_vfs:
+            raise ParamError("sriov.initial_vfs",
+                             f"InitialVFs ({self.initial_vfs}) must not exceed TotalVFs "
+                             f"({self.total_vfs})")
+        if self.initial_vfs != self.total_vfs:
+            raise ParamError("sriov.initial_vfs",
+                             f"without VF Migration Capable, InitialVFs must equal TotalVFs "
+                             f"({self.total_vfs}); Linux refuses to enable SR-IOV otherwise")
+        _check_int("sriov.vf_device_id", self.vf_device_id, 0, 0xffff)
+
+        for mode in ("ari", "non_ari"):
+            off_name, stride_name = f"first_vf_offset_{mode}", f"vf_stride_{mode}"
+            offset, stride = getattr(self, off_name), getattr(self, stride_name)
+            toml_off = f"sriov.first_vf_offset.{mode}"
+            toml_stride = f"sriov.vf_stride.{mode}"
+            _check_int(toml_off, offset, 0, 0xffff)
+            _check_int(toml_stride, stride, 0, 0xffff)
+            if offset == 0:
+                raise ParamError(toml_off, "First VF Offset must not be 0 (the PF has that "
+                                           "Routing ID)")
+            if stride == 0 and self.total_vfs > 1:
+                raise ParamError(toml_stride, "VF Stride must not be 0 when TotalVFs > 1")
+            last = self.pf_rid + offset + (self.total_vfs - 1) * stride
+            if last > 0xffff:
+                raise ParamError(toml_off,
+                                 f"the last VF's Routing ID, PF {self.pf_rid:#06x} + offset "
+                                 f"{offset:#x} + (TotalVFs-1) * stride {stride:#x} = "
+                                 f"{last:#x}, does not fit in 16 bits")
+
+        _check_int("sriov.supported_page_sizes", self.supported_page_sizes, 0, 0xffff_ffff)
+        missing = MANDATORY_PAGE_SIZES & ~self.supported_page_sizes
+        if missing:
+            raise ParamError("sriov.supported_page_sizes",
+                             f"must include the mandatory page sizes {MANDATORY_PAGE_SIZES:#x} "
+                             f"(4K, 8K, 64K, 256K, 1M, 4M); missing {missing:#x}")
+        _check_int("sriov.function_dependency_link", self.function_dependency_link, 0, 0xff)
+        if self.function_dependency_link != self.pf_rid & 0xff:
+            raise ParamError("sriov.function_dependency_link",
+                             f"must be the PF's own function number ({self.pf_rid & 0xff:#x}): "
+                             f"a single-PF endpoint has no other PF to depend on")
+        _check_bool("sriov.ari_capable_hierarchy_preserved", self.ari_capable_hierarchy_preserved)
+        _check_bool("sriov.vf_10bit_tag_requester_supported",
+                    self.vf_10bit_tag_requester_supported)
+        _check_bars("sriov.vf_bar", self.vf_bars)
+        for n, bar in enumerate(self.vf_bars):
+            span = bar.size * self.total_vfs
+            limit = 1 << 64 if bar.is_64bit else 1 << 32
+            if span > limit:
+                raise ParamError(f"sriov.vf_bar[{n}].size",
+                                 f"TotalVFs ({self.total_vfs}) x size ({bar.size:#x}) = "
+                                 f"{span:#x} does not fit a {'64' if bar.is_64bit else '32'}-bit "
+                                 f"address space")
+
+        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
+                or not 1 <= self.clock_mhz <= 1000:
+            raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000 "
+                                          f"(got {self.clock_mhz!r})")
+
+    # -- Derived values -------------------------------------------------------------------
+    def first_vf_offset(self, ari):
+        return self.first_vf_offset_ari if ari else self.first_vf_offset_non_ari
+
+    def vf_stride(self, ari):
+        return self.vf_stride_ari if ari else self.vf_stride_non_ari
+
+    def vf_bar(self, index):
+        """The VF BAR whose low dword is slot ``index``, or ``None``."""
+        for bar in self.vf_bars:
+            if bar.index == index:
+                return bar
+        return None
+
+    @property
+    def vf_number_width(self):
+        """Bits needed for a VF number 1..TotalVFs."""
+        return max(1, self.total_vfs.bit_length())
+
+    def replace(self, **changes):
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        # InitialVFs and the Function Dependency Link default to values derived from TotalVFs and
+        # the PF's RID: let them follow a change to those unless they are changed too.
+        if "initial_vfs" not in changes and self.initial_vfs == self.total_vfs:
+            values["initial_vfs"] = None
+        if "function_dependency_link" not in changes \
+                and self.function_dependency_link == self.pf_rid & 0xff:
+            values["function_dependency_link"] = None
+        values.update(changes)
+        return EndpointParams(**values)
+
+
+# -- TOML ---------------------------------------------------------------------------------
+
+_PF_KEYS = {
+    "vendor_id": "vendor_id", "device_id": "device_id", "revision_id": "revision_id",
+    "class_code": "class_code", "subsystem_vendor_id": "subsystem_vendor_id",
+    "subsystem_id": "subsystem_id",
+}
+_SRIOV_KEYS = {
+    "cap_offset": "sriov_cap_offset", "ari_cap_offset": "ari_cap_offset",
+    "total_vfs": "total_vfs", "initial_vfs": "initial_vfs", "vf_device_id": "vf_device_id",
+    "supported_page_sizes": "supported_page_sizes",
+    "function_dependency_link": "function_dependency_link",
+    "ari_capable_hierarchy_preserved": "ari_capable_hierarchy_preserved",
+    "vf_10bit_tag_requester_supported": "vf_10bit_tag_requester_supported",
+}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTPE]?)i?B?\s*$", re.IGNORECASE)
+
+
+def _parse_size(name, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match:
+            number, unit = match.groups()
+            return int(number) << (10 * "_KMGTPE".index(unit.upper() or "_"))
+    raise ParamError(name, f"must be a byte count such as 16384 or \"16K\" (got {value!r})")
+
+
+def _parse_bars(name, items):
+    if not isinstance(items, list):
+        raise ParamError(name, "must be an array of tables ([[...]])")
+    bars = []
+    for n, item in enumerate(items):
+        item_name = f"{name}[{n}]"
+        if not isinstance(item, dict):
+            raise ParamError(item_name, "must be a table")
+        unknown = set(item) - {"index", "size", "width", "prefetchable"}
+        if unknown:
+            raise ParamError(f"{item_name}.{sorted(unknown)[0]}",
+                             "unknown key (expected index, size, width, prefetchable)")
+        for key in ("index", "size"):
+            if key not in item:
+                raise ParamError(f"{item_name}.{key}", "is required")
+        width = item.get("width", 32)
+        if width not in (32, 64):
+            raise ParamError(f"{item_name}.width", f"must be 32 or 64 (got {width!r})")
+        bars.append(Bar(index=item["index"], size=_parse_size(f"{item_name}.size", item["size"]),
+                        is_64bit=width == 64, prefetchable=item.get("prefetchable", False)))
+    return tuple(bars)
+
+
+def _mode_pair(name, value):
+    if not isinstance(value, dict) or set(value) != {"ari", "non_ari"}:
+        raise ParamError(name, "must be a table with exactly the keys ari and non_ari, "
+                               "e.g. { ari = 1, non_ari = 0x100 }")
+    return value["ari"], value["non_ari"]
+
+
+def params_from_dict(doc):
+    """Build :class:`EndpointParams` from a parsed TOML document."""
+    kwargs = {}
+    unknown = set(doc) - {"pf", "sriov", "clock_mhz", "name", "description"}
+    if unknown:
+        raise ParamError(sorted(unknown)[0], "unknown top-level key (expected pf, sriov, "
+                                             "clock_mhz, name, description)")
+    if "clock_mhz" in doc:
+        kwargs["clock_mhz"] = doc["clock_mhz"]
+    pf = doc.get("pf", {})
+    if not isinstance(pf, dict):
+        raise ParamError("pf", "must be a table")
+    for key, value in pf.items():
+        if key in _PF_KEYS:
+            kwargs[_PF_KEYS[key]] = value
+        elif key == "address":
+            try:
+                kwargs["pf_rid"] = parse_bdf(value) if isinstance(value, str) else None
+            except ValueError as exc:
+                raise ParamError("pf.address", str(exc)) from None
+            if kwargs["pf_rid"] is None:
+                raise ParamError("pf.address", f"must be a string \"BB:DD.F\" (got {value!r})")
+        elif key == "bar":
+            kwargs["pf_bars"] = _parse_bars("pf.bar", value)
+        else:
+            raise ParamError(f"pf.{key}", "unknown key")
+    sriov = doc.get("sriov")
+    if not isinstance(sriov, dict):
+        raise ParamError("sriov", "a [sriov] table is required")
+    for key, value in sriov.items():
+        if key in _SRIOV_KEYS:
+            kwargs[_SRIOV_KEYS[key]] = value
+        elif key == "first_vf_offset":
+            kwargs["first_vf_offset_ari"], kwargs["first_vf_offset_non_ari"] = \
+                _mode_pair("sriov.first_vf_offset", value)
+        elif key == "vf_stride":
+            kwargs["vf_stride_ari"], kwargs["vf_stride_non_ari"] = \
+                _mode_pair("sriov.vf_stride", value)
+        elif key == "vf_bar":
+            kwargs["vf_bars"] = _parse_bars("sriov.vf_bar", value)
+        else:
+            raise ParamError(f"sriov.{key}", "unknown key")
+    return EndpointParams(**kwargs)
+
+
+def load_params(path):
+    """Load and validate a TOML endpoint configuration.
+
+    Raises :class:`ParamError` whose message starts with the file name (and, for TOML syntax
+    errors, the line and column).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ParamError("(file)", f"cannot read: {exc.strerror}", source=str(path)) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamError("(syntax)", str(exc), source=str(path)) from None
+    try:
+        return params_from_dict(doc)
+    except ParamError as exc:
+        raise exc.with_source(str(path)) from None

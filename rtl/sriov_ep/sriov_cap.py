@@ -1,0 +1,276 @@
+"""The SR-IOV Extended Capability (PCI Express Base, §9.3.3; SR-IOV 1.1, §3.3)."""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import EndpointParams
+from .regs import Access, Field, Register, RegisterBank, RegisterMap, RegisterPort
+
+__all__ = ["SRIOV_CAP_ID", "SRIOV_CAP_SIZE", "VfBarState", "sriov_capability_map",
+           "SriovCapability"]
+
+SRIOV_CAP_ID      = 0x0010
+SRIOV_CAP_VERSION = 1
+SRIOV_CAP_SIZE    = 0x40
+
+#: Decoder-facing state of one VF BAR.
+VfBarState = data.StructLayout({
+    #: Base address of VF 1's aperture (bits 3:0 zero; bits 63:32 zero for a 32-bit BAR).
+    "base":          64,
+    #: log2 of the per-VF aperture, max(BAR size, System Page Size).
+    "aperture_log2": 6,
+})
+
+
+def _vf_bar_registers(params):
+    regs = []
+    for slot in range(6):
+        offset = 0x24 + 4 * slot
+        bar = params.vf_bar(slot)
+        upper_of = params.vf_bar(slot - 1) if slot else None
+        if bar is not None:
+            regs.append(Register(f"vf_bar{slot}", offset, 32, (
+                Field("type", 0, 4, Access.RO, bar.type_bits,
+                      desc=f"{'64' if bar.is_64bit else '32'}-bit, "
+                           f"{'' if bar.prefetchable else 'non-'}prefetchable memory"),
+                Field("address", 4, 28, Access.RW, custom=True,
+                      desc=f"bits below log2(max({bar.size:#x}, System Page Size)) read 0"),
+            ), desc=f"VF BAR{slot}"))
+        elif upper_of is not None and upper_of.is_64bit:
+            regs.append(Register(f"vf_bar{slot}", offset, 32, (
+                Field("address_hi", 0, 32, Access.RW, custom=True,
+                      desc=f"bits 63:32 of VF BAR{slot - 1}"),
+            ), desc=f"VF BAR{slot} (upper dword of VF BAR{slot - 1})"))
+        else:
+            regs.append(Register(f"vf_bar{slot}", offset, 32, (),
+                                 desc=f"VF BAR{slot} (not implemented, reads 0)"))
+    return regs
+
+
+def sriov_capability_map(params, next_offset=0):
+    """The register map of the SR-IOV capability for ``params``; offsets relative to its start.
+
+    ``next_offset`` is the Next Capability Offset of its header (0 ends the list).
+    """
+    if next_offset % 4 or not (next_offset == 0 or 0x100 <= next_offset <= 0xffc):
+        raise ValueError(f"next_offset: must be 0 or a dword-aligned offset in 0x100..0xffc "
+                         f"(got {next_offset:#x})")
+    tag10 = params.vf_10bit_tag_requester_supported
+    regs = [
+        Register("header", 0x00, 32, (
+            Field("cap_id", 0, 16, Access.RO, SRIOV_CAP_ID),
+            Field("cap_version", 16, 4, Access.RO, SRIOV_CAP_VERSION),
+            Field("next_offset", 20, 12, Access.RO, next_offset),
+        ), desc="SR-IOV Extended Capability Header"),
+        Register("capabilities", 0x04, 32, (
+            Field("vf_migration_capable", 0, 1, Access.RO, 0),
+            Field("ari_capable_hierarchy_preserved", 1, 1, Access.RO,
+                  int(params.ari_capable_hierarchy_preserved)),
+            Field("vf_10bit_tag_requester_supported", 2, 1, Access.RO, int(tag10)),
+            Field("reserved", 3, 18, Access.RSVDP),
+            Field("vf_migration_interrupt_message_number", 21, 11, Access.RO, 0),
+        ), desc="SR-IOV Capabilities"),
+        Register("control", 0x08, 16, (
+            Field("vf_enable", 0, 1, Access.RW),
+            Field("vf_migration_enable", 1, 1, Access.RO, 0, desc="no VF Migration"),
+            Field("vf_migration_interrupt_enable", 2, 1, Access.RO, 0, desc="no VF Migration"),
+            Field("vf_mse", 3, 1, Access.RW, desc="VF Memory Space Enable"),
+            Field("ari_capable_hierarchy", 4, 1, Access.RW, custom=True,
+                  desc="writes ignored while VF Enable is 1"),
+            Field("vf_10bit_tag_requester_enable", 5, 1, Access.RW if tag10 else Access.RO),
+            Field("reserved", 6, 10, Access.RSVDP),
+        ), desc="SR-IOV Control"),
+        Register("status", 0x0a, 16, (
+            Field("vf_migration_status", 0, 1, Access.RW1C),
+            Field("reserved", 1, 15, Access.RSVDZ),
+        ), desc="SR-IOV Status"),
+        Register("initial_vfs", 0x0c, 16, (
+            Field("initial_vfs", 0, 16, Access.HWINIT, params.initial_vfs),), desc="InitialVFs"),
+        Register("total_vfs", 0x0e, 16, (
+            Field("total_vfs", 0, 16, Access.HWINIT, params.total_vfs),), desc="TotalVFs"),
+        Register("num_vfs", 0x10, 16, (
+            Field("num_vfs", 0, 16, Access.RW, custom=True,
+                  desc="writes ignored while VF Enable is 1 or above TotalVFs"),), desc="NumVFs"),
+        Register("function_dependency_link", 0x12, 8, (
+            Field("function_dependency_link", 0, 8, Access.RO, params.function_dependency_link),
+        ), desc="Function Dependency Link"),
+        Register("reserved_13", 0x13, 8, (Field("reserved", 0, 8, Access.RSVDP),)),
+        Register("first_vf_offset", 0x14, 16, (
+            Field("first_vf_offset", 0, 16, Access.RO, params.first_vf_offset_non_ari,
+                  desc=f"{params.first_vf_offset_ari:#x} while ARI Capable Hierarchy, else "
+                       f"{params.first_vf_offset_non_ari:#x}"),), desc="First VF Offset"),
+        Register("vf_stride", 0x16, 16, (
+            Field("vf_stride", 0, 16, Access.RO, params.vf_stride_non_ari,
+                  desc=f"{params.vf_stride_ari:#x} while ARI Capable Hierarchy, else "
+                       f"{params.vf_stride_non_ari:#x}"),), desc="VF Stride"),
+        Register("reserved_18", 0x18, 16, (Field("reserved", 0, 16, Access.RSVDP),)),
+        Register("vf_device_id", 0x1a, 16, (
+            Field("vf_device_id", 0, 16, Access.HWINIT, params.vf_device_id),),
+            desc="VF Device ID"),
+        Register("supported_page_sizes", 0x1c, 32, (
+            Field("supported_page_sizes", 0, 32, Access.RO, params.supported_page_sizes),),
+            desc="Supported Page Sizes"),
+        Register("system_page_size", 0x20, 32, (
+            Field("system_page_size", 0, 32, Access.RW, 0x1, custom=True,
+                  desc="accepts one supported bit, only while VF Enable is 0"),),
+            desc="System Page Size"),
+        *_vf_bar_registers(params),
+        Register("vf_migration_state_array_offset", 0x3c, 32, (
+            Field("vf_migration_state_bir", 0, 3, Access.RO, 0),
+            Field("vf_migration_state_offset", 3, 29, Access.RO, 0),
+        ), desc="VF Migration State Array Offset"),
+    ]
+    return RegisterMap("sriov", SRIOV_CAP_SIZE, regs)
+
+
+def _page_log2(bit):
+    """log2 of the page size selected by System Page Size bit ``bit``."""
+    return bit + 12
+
+
+class SriovCapability(wiring.Component):
+    """The SR-IOV Extended Capability of a PF: 0x40 bytes of configuration registers.
+
+    Behaviour where the spec leaves room is listed in ``docs/sriov-capability-behaviour.md``.
+
+    Parameters
+    ----------
+    params : EndpointParams
+    next_offset : int
+        Next Capability Offset in the header.
+
+    Members
+    -------
+    cfg : In(RegisterPort(4))
+        Dword config access, dword index relative to the capability start; reads combinational,
+        writes take effect at the clock edge.
+    reset : In(1)
+        Synchronous reset of the capability (conventional reset or PF Function Level Reset).
+    vf_enable, vf_mse, ari_capable_hierarchy : Out(1)
+        SR-IOV Control bits.
+    num_vfs : Out(16)
+        NumVFs; never above TotalVFs.
+    first_vf_offset, vf_stride : Out(16)
+        Current First VF Offset and VF Stride (follow ARI Capable Hierarchy).
+    system_page_size : Out(32)
+        System Page Size register (one-hot).
+    vf_bars : Out(ArrayLayout(VfBarState, len(params.vf_bars)))
+        Base and aperture of each implemented VF BAR, in the order of ``params.vf_bars``.
+    """
+
+    def __init__(self, params, *, next_offset=0):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        self._params = params
+        self.regmap  = sriov_capability_map(params, next_offset)
+        super().__init__({
+            "cfg":                   In(RegisterPort(4)),
+            "reset":                 In(1),
+            "vf_enable":             Out(1),
+            "vf_mse":                Out(1),
+            "ari_capable_hierarchy": Out(1),
+            "num_vfs":               Out(16),
+            "first_vf_offset":       Out(16),
+            "vf_stride":             Out(16),
+            "system_page_size":      Out(32, init=1),
+            "vf_bars":               Out(data.ArrayLayout(VfBarState, len(params.vf_bars))),
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    def _aperture_log2(self, m, bar, page, name):
+        """log2 of the aperture of ``bar`` for the one-hot page size ``page`` (combinational)."""
+        result = Signal(6, name=name, init=bar.size_log2)
+        with m.Switch(page):
+            for bit in range(32):
+                if self._params.supported_page_sizes >> bit & 1:
+                    with m.Case(1 << bit):
+                        m.d.comb += result.eq(max(bar.size_log2, _page_log2(bit)))
+        return result
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+        bank = RegisterBank(self.regmap)
+
+        vf_enable = bank["control.vf_enable"]
+        ari       = bank["control.ari_capable_hierarchy"]
+        num_vfs   = bank["num_vfs.num_vfs"]
+        page      = bank["system_page_size.system_page_size"]
+
+        # First VF Offset and VF Stride follow ARI Capable Hierarchy at once (SR-IOV §3.3.9-10).
+        m.d.comb += [
+            self.first_vf_offset.eq(Cat(Const(p.first_vf_offset_non_ari, 16),
+                                        Const(p.first_vf_offset_ari, 16)).word_select(ari, 16)),
+            self.vf_stride.eq(Cat(Const(p.vf_stride_non_ari, 16),
+                                  Const(p.vf_stride_ari, 16)).word_select(ari, 16)),
+        ]
+        bank.drive("first_vf_offset.first_vf_offset", self.first_vf_offset)
+        bank.drive("vf_stride.vf_stride", self.vf_stride)
+
+        bank.read(m, self.cfg.addr, self.cfg.r_data)
+        bank.write(m, self.cfg.addr, self.cfg.w_en, self.cfg.w_be, self.cfg.w_data)
+
+        # ARI Capable Hierarchy moves every VF's Routing ID: hold it while VFs exist.
+        ari_w, ari_value = bank.write_of("control.ari_capable_hierarchy")
+        with m.If(ari_w & ~vf_enable):
+            m.d.sync += ari.eq(ari_value)
+
+        # NumVFs is only meaningful while VF Enable is 0, and never above TotalVFs.
+        num_w, num_value = bank.write_of("num_vfs.num_vfs")
+        with m.If(num_w & ~vf_enable & (num_value <= p.total_vfs)):
+            m.d.sync += num_vfs.eq(num_value)
+
+        # System Page Size takes exactly one supported size, and only while VFs are disabled.
+        page_w, page_value = bank.write_of("system_page_size.system_page_size")
+        page_ok = Signal()
+        m.d.comb += page_ok.eq(page_w & ~vf_enable & (page_value != 0) &
+                               ((page_value & (page_value - 1)[:32]) == 0) &
+                               ((page_value & ~Const(p.supported_page_sizes, 32)) == 0))
+        with m.If(page_ok):
+            m.d.sync += page.eq(page_value)
+
+        for n, bar in enumerate(p.vf_bars):
+            ap_log2  = self._aperture_log2(m, bar, page, f"vf_bar{bar.index}_aperture_log2")
+            new_log2 = self._aperture_log2(m, bar, page_value, f"vf_bar{bar.index}_next_log2")
+            width    = 64 if bar.is_64bit else 32
+            mask     = Signal(width, name=f"vf_bar{bar.index}_mask")
+            new_mask = Signal(width, name=f"vf_bar{bar.index}_next_mask")
+            m.d.comb += [
+                mask.eq(Const((1 << width) - 1, width) << ap_log2),
+                new_mask.eq(Const((1 << width) - 1, width) << new_log2),
+            ]
+            lo = bank[f"vf_bar{bar.index}.address"]
+            hi = bank[f"vf_bar{bar.index + 1}.address_hi"] if bar.is_64bit else None
+
+            lo_w, lo_value = bank.write_of(f"vf_bar{bar.index}.address")
+            with m.If(lo_w):
+                m.d.sync += lo.eq(lo_value & mask[4:32])
+            if hi is not None:
+                hi_w, hi_value = bank.write_of(f"vf_bar{bar.index + 1}.address_hi")
+                with m.If(hi_w):
+                    m.d.sync += hi.eq(hi_value & mask[32:64])
+            # A larger page makes more low address bits read-only 0: clear them for good.
+            with m.If(page_ok):
+                m.d.sync += lo.eq(lo & new_mask[4:32])
+                if hi is not None:
+                    m.d.sync += hi.eq(hi & new_mask[32:64])
+
+            m.d.comb += [
+                self.vf_bars[n].base.eq(Cat(Const(0, 4), lo, hi if hi is not None else Const(0, 32))),
+                self.vf_bars[n].aperture_log2.eq(ap_log2),
+            ]
+
+        bank.reset(m, self.reset)
+
+        m.d.comb += [
+            self.vf_enable.eq(vf_enable),
+            self.vf_mse.eq(bank["control.vf_mse"]),
+            self.ari_capable_hierarchy.eq(ari),
+            self.num_vfs.eq(num_vfs),
+            self.system_page_size.eq(page),
+        ]
+        return m
