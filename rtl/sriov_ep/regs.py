@@ -215,16 +215,22 @@ class RegisterBank:
     * Writes are applied per byte: only bits in enabled bytes change.
     """
 
-    def __init__(self, regmap, *, name=None):
+    def __init__(self, regmap, *, name=None, external=()):
         self.regmap   = regmap
         self._name    = name or regmap.name
         self._storage = {}
         self._live    = {}
         self._writes  = {}
+        self._external = set(external)
+        for path in self._external:
+            reg, f = self._field(path)
+            if not (f.access.stored and f.custom):
+                raise ValueError(f"{path}: only custom RW/RW1C fields can be held externally")
         for reg in regmap.registers:
             for f in reg.fields:
-                if f.access.stored:
-                    self._storage[f"{reg.name}.{f.name}"] = Signal(
+                path = f"{reg.name}.{f.name}"
+                if f.access.stored and path not in self._external:
+                    self._storage[path] = Signal(
                         f.width, init=f.reset, name=f"{self._name}_{reg.name}_{f.name}")
 
     def __getitem__(self, path):
@@ -236,11 +242,16 @@ class RegisterBank:
         return reg, reg.field(field_name)
 
     def drive(self, path, value):
-        """Make read-only field ``path`` read ``value`` (a :class:`Value`) instead of its reset
-        value."""
+        """Make field ``path`` read ``value`` (a :class:`Value`).
+
+        For a read-only field this replaces its constant (e.g. First VF Offset, which follows ARI
+        Capable Hierarchy). For an ``external`` field it is the current value held by the owner
+        (e.g. in a memory); call it before :meth:`write`, whose merge starts from it.
+        """
         reg, f = self._field(path)
-        if f.access.stored:
-            raise ValueError(f"{path} is stored; drive() is for read-only fields")
+        if f.access.stored and path not in self._external:
+            raise ValueError(f"{path} is stored in the bank; drive() is for read-only and "
+                             f"external fields")
         self._live[path] = Value.cast(value)
 
     def _value(self, reg, f):
@@ -293,7 +304,7 @@ class RegisterBank:
                 pos  = reg.shift + f.lsb
                 mask = Cat(*(be[(pos + i) // 8] for i in range(f.width)))
                 new  = data[pos:pos + f.width]
-                old  = self._storage[path]
+                old  = self._value(reg, f)
                 hit  = Signal(name=f"{self._name}_{reg.name}_{f.name}_w")
                 m.d.comb += hit.eq(en & (addr == reg.dword) &
                                    Cat(*(be[b] for b in {(pos + i) // 8
@@ -303,7 +314,7 @@ class RegisterBank:
                 else:
                     merged = old & ~(new & mask)
                 self._writes[path] = hit, merged
-                if not f.custom:
+                if not f.custom and path in self._storage:
                     with m.If(hit):
                         m.d.sync += old.eq(merged)
 
@@ -330,8 +341,9 @@ class RegisterBank:
         with m.If(cond):
             for reg in self.regmap.registers:
                 for f in reg.fields:
-                    if f.access.stored:
-                        m.d.sync += self._storage[f"{reg.name}.{f.name}"].eq(f.reset)
+                    path = f"{reg.name}.{f.name}"
+                    if path in self._storage:
+                        m.d.sync += self._storage[path].eq(f.reset)
 
 
 

@@ -1,0 +1,349 @@
+"""``SriovEndpoint``: the configuration side of an SR-IOV endpoint (one PF and its VFs)."""
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config_space import (
+    PCIE_CAP_OFFSET,
+    VF_ARI_CAP_OFFSET,
+    ari_capability_map,
+    ext_cap_chain,
+    pcie_capability_map,
+    type0_header_map,
+    vf_header_map,
+)
+from .params import EndpointParams
+from .regs import RegisterBank
+from .routing import RoutingIdDecoder, Target
+from .sriov_cap import SriovCapability
+
+__all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovEndpoint",
+           "CONFIG_LATENCY"]
+
+#: Clock cycles from the edge that accepts a config request to the first cycle its completion
+#: is valid.
+CONFIG_LATENCY = 3
+
+
+class CompletionStatus(enum.Enum, shape=3):
+    """Completion Status codes (PCI Express Base, §2.2.9)."""
+    SC = 0b000
+    UR = 0b001
+
+
+class ConfigRequest(data.Struct):
+    """A configuration request (the fields of a CfgRd0/CfgWr0/CfgRd1/CfgWr1 TLP that matter)."""
+    #: Type 1 (1) or Type 0 (0).
+    type1: 1
+    #: Target Routing ID: bus 15:8, device 7:3 and function 2:0 (or ARI function 7:0).
+    rid:   16
+    #: Dword register number (Extended Register Number 11:8 and Register Number 7:2 of the TLP).
+    reg:   10
+    #: First DW Byte Enables.
+    be:    4
+    #: Write (CfgWr) rather than read (CfgRd).
+    write: 1
+    #: Write data.
+    data:  32
+
+
+class Completion(data.Struct):
+    """A completion: status and, for reads, data."""
+    status: CompletionStatus
+    data:   32
+
+
+class VfState(data.Struct):
+    """Per-VF configuration state, held in a memory. All zeros is the reset state."""
+    bus_master_enable:        1
+    relaxed_ordering_disable: 1
+    no_snoop_disable:         1
+
+
+def _window(reg, base_dword, dwords):
+    """Whether dword ``reg`` falls in ``[base_dword, base_dword + dwords)``, and its index there."""
+    hit = (reg >= base_dword) & (reg < base_dword + dwords)
+    return hit, (reg - base_dword)[:max(1, (dwords - 1).bit_length())]
+
+
+class SriovEndpoint(wiring.Component):
+    """Configuration space of an SR-IOV endpoint: the PF and all its VFs.
+
+    One configuration request is handled at a time. A request is accepted when ``cfg_req.valid``
+    and ``cfg_req.ready`` are both high at a clock edge; its completion is valid
+    :data:`CONFIG_LATENCY` (3) cycles later and stays valid until ``cfg_cpl.ready``. ``ready``
+    stays low from acceptance until the completion is taken, and while the VF state is being
+    cleared (TotalVFs cycles after reset, a PF FLR or VF Enable going to 0).
+
+    Per-VF state lives in a memory of TotalVFs entries, so the flip-flop count does not grow
+    with TotalVFs. Behaviour is specified in ``docs/endpoint-behaviour.md``.
+
+    Members
+    -------
+    cfg_req : In(stream.Signature(ConfigRequest))
+        Configuration requests.
+    cfg_cpl : Out(stream.Signature(Completion))
+        Their completions, in order.
+    bus : Out(8)
+        Captured bus number.
+    pf_memory_space_enable, pf_bus_master_enable : Out(1)
+        PF Command register bits.
+    pf_flr : Out(1)
+        One-cycle pulse when a PF Function Level Reset starts.
+    vf_enable, vf_mse, ari_capable_hierarchy : Out(1)
+        SR-IOV Control bits.
+    num_vfs : Out(16)
+        NumVFs.
+    first_vf_offset, vf_stride : Out(16)
+        Current First VF Offset and VF Stride.
+    vf_bars : Out(ArrayLayout(VfBarState, n))
+        Base and aperture of each implemented VF BAR.
+    vf_flr : Out(stream.Signature(range(TotalVFs + 1), always_ready=True))
+        A VF FLR: ``valid`` for one cycle with the VF number (1-based) as payload.
+    vfs_reset : Out(1)
+        One-cycle pulse when every VF's state is reset (VF Enable cleared, PF FLR, reset).
+    vf_reset_busy : Out(1)
+        The VF state is being cleared.
+    vf_bme_query : In(range(TotalVFs + 1))
+        VF number whose Bus Master Enable to look up.
+    vf_bme : Out(1)
+        Bus Master Enable of VF ``vf_bme_query`` one cycle earlier; 0 unless that VF exists.
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        self._params = params
+        vf_range = range(params.total_vfs + 1)
+        self.sriov   = SriovCapability(params, next_offset=ext_cap_chain(params)["sriov"])
+        self.decoder = RoutingIdDecoder(params)
+        super().__init__({
+            "cfg_req":                In(stream.Signature(ConfigRequest)),
+            "cfg_cpl":                Out(stream.Signature(Completion)),
+            "bus":                    Out(8),
+            "pf_memory_space_enable": Out(1),
+            "pf_bus_master_enable":   Out(1),
+            "pf_flr":                 Out(1),
+            "vf_enable":              Out(1),
+            "vf_mse":                 Out(1),
+            "ari_capable_hierarchy":  Out(1),
+            "num_vfs":                Out(16),
+            "first_vf_offset":        Out(16),
+            "vf_stride":              Out(16),
+            "vf_bars":                Out(self.sriov.vf_bars.shape()),
+            "vf_flr":                 Out(stream.Signature(vf_range, always_ready=True)),
+            "vfs_reset":              Out(1),
+            "vf_reset_busy":          Out(1),
+            "vf_bme_query":           In(vf_range),
+            "vf_bme":                 Out(1),
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+        m.submodules.sriov   = sriov   = self.sriov
+        m.submodules.decoder = decoder = self.decoder
+
+        depth = max(2, p.total_vfs)
+        m.submodules.vf_state = vf_mem = memory.Memory(shape=VfState, depth=depth, init=[])
+        vf_rd  = vf_mem.read_port()
+        vf_wr  = vf_mem.write_port()
+        bme_rd = vf_mem.read_port()
+
+        chain    = ext_cap_chain(p)
+        header   = RegisterBank(type0_header_map(p), name="pf_header")
+        pcie     = RegisterBank(pcie_capability_map(p), name="pf_pcie")
+        ari      = RegisterBank(ari_capability_map(chain["ari"]), name="pf_ari")
+        vf_hdr   = RegisterBank(vf_header_map(p), name="vf_header",
+                                external=["command.bus_master_enable"])
+        vf_pcie  = RegisterBank(pcie_capability_map(p, vf=True), name="vf_pcie",
+                                external=["device_control.relaxed_ordering",
+                                          "device_control.no_snoop",
+                                          "device_control.initiate_flr"])
+        vf_ari   = RegisterBank(ari_capability_map(0), name="vf_ari")
+
+        # The request being handled, held from acceptance to completion.
+        req    = Signal(ConfigRequest)
+        target = Signal(Target)
+        vf     = Signal.like(decoder.vf)
+        cpl    = Signal(Completion)
+        exec_  = Signal()       # the one cycle in which the request takes effect
+
+        # -- Clearing all VF state: a sweep over the memory ---------------------------------
+        sweep      = Signal(init=1)       # also after reset: rst may come at any time
+        sweep_addr = Signal(range(depth))
+        start_sweep = Signal()
+        with m.If(start_sweep):
+            m.d.sync += [sweep.eq(1), sweep_addr.eq(0)]
+        with m.Elif(sweep):
+            m.d.sync += sweep_addr.eq(sweep_addr + 1)
+            with m.If(sweep_addr == depth - 1):
+                m.d.sync += sweep.eq(0)
+        vfe_prev = Signal()
+        m.d.sync += vfe_prev.eq(sriov.vf_enable)
+        pf_flr = Signal()
+        m.d.comb += start_sweep.eq(pf_flr | (vfe_prev & ~sriov.vf_enable))
+        m.d.sync += self.vfs_reset.eq(start_sweep)
+
+        # -- Request sequencing ----------------------------------------------------------------
+        with m.FSM(name="cfg"):
+            with m.State("IDLE"):
+                m.d.comb += self.cfg_req.ready.eq(~sweep)
+                with m.If(self.cfg_req.valid & ~sweep):
+                    m.d.sync += req.eq(self.cfg_req.payload)
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += [target.eq(decoder.target), vf.eq(decoder.vf)]
+                m.next = "EXECUTE"
+            with m.State("EXECUTE"):
+                m.d.comb += exec_.eq(1)
+                m.next = "COMPLETE"
+            with m.State("COMPLETE"):
+                m.d.comb += self.cfg_cpl.valid.eq(1)
+                with m.If(self.cfg_cpl.ready):
+                    m.next = "IDLE"
+        m.d.comb += self.cfg_cpl.payload.eq(cpl)
+
+        m.d.comb += [
+            decoder.type1.eq(req.type1),
+            decoder.rid.eq(req.rid),
+            decoder.ari.eq(sriov.ari_capable_hierarchy),
+            decoder.vf_enable.eq(sriov.vf_enable),
+            decoder.num_vfs.eq(sriov.num_vfs),
+        ]
+
+        is_pf  = exec_ & (target == Target.PF)
+        is_vf  = exec_ & (target == Target.VF)
+        pf_wr  = is_pf & req.write
+        vf_wr_ = is_vf & req.write
+        m.d.comb += decoder.capture.eq(pf_wr & ~req.type1)
+
+        # -- PF configuration space --------------------------------------------------------------
+        reg = req.reg
+        hdr_hit, hdr_addr = _window(reg, 0, 16)
+        pcie_hit, pcie_addr = _window(reg, PCIE_CAP_OFFSET // 4, 15)
+        ari_hit, ari_addr = _window(reg, p.ari_cap_offset // 4, 2)
+        sriov_hit, sriov_addr = _window(reg, p.sriov_cap_offset // 4, 16)
+
+        hdr_data, pcie_data, ari_data = Signal(32), Signal(32), Signal(32)
+        header.read(m, hdr_addr, hdr_data)
+        pcie.read(m, pcie_addr, pcie_data)
+        ari.read(m, ari_addr, ari_data)
+        header.write(m, hdr_addr, pf_wr & hdr_hit, req.be, req.data)
+        pcie.write(m, pcie_addr, pf_wr & pcie_hit, req.be, req.data)
+        ari.write(m, ari_addr, pf_wr & ari_hit, req.be, req.data)
+        m.d.comb += [
+            sriov.cfg.addr.eq(sriov_addr),
+            sriov.cfg.w_en.eq(pf_wr & sriov_hit),
+            sriov.cfg.w_be.eq(req.be),
+            sriov.cfg.w_data.eq(req.data),
+        ]
+
+        pf_data = Signal(32)
+        with m.If(hdr_hit):
+            m.d.comb += pf_data.eq(hdr_data)
+        with m.Elif(pcie_hit):
+            m.d.comb += pf_data.eq(pcie_data)
+        with m.Elif(ari_hit):
+            m.d.comb += pf_data.eq(ari_data)
+        with m.Elif(sriov_hit):
+            m.d.comb += pf_data.eq(sriov.cfg.r_data)
+
+        # Initiate FLR: the write completes, then the whole PF (and every VF) is reset.
+        flr_w, flr_value = pcie.write_of("device_control.initiate_flr")
+        m.d.comb += pf_flr.eq(pf_wr & flr_w & flr_value)
+        header.reset(m, pf_flr)
+        pcie.reset(m, pf_flr)
+        m.d.comb += sriov.reset.eq(pf_flr)
+
+        # -- VF configuration space --------------------------------------------------------------
+        # The state of the addressed VF is read while decoding and used while executing.
+        m.d.comb += [vf_rd.addr.eq(decoder.vf - 1), vf_rd.en.eq(1)]
+        state = vf_rd.data
+        vf_hdr.drive("command.bus_master_enable", state.bus_master_enable)
+        vf_pcie.drive("device_control.relaxed_ordering", ~state.relaxed_ordering_disable)
+        vf_pcie.drive("device_control.no_snoop", ~state.no_snoop_disable)
+        vf_pcie.drive("device_control.initiate_flr", Const(0, 1))
+
+        vhdr_hit, vhdr_addr = _window(reg, 0, 16)
+        vpcie_hit, vpcie_addr = _window(reg, PCIE_CAP_OFFSET // 4, 15)
+        vari_hit, vari_addr = _window(reg, VF_ARI_CAP_OFFSET // 4, 2)
+        vhdr_data, vpcie_data, vari_data = Signal(32), Signal(32), Signal(32)
+        vf_hdr.read(m, vhdr_addr, vhdr_data)
+        vf_pcie.read(m, vpcie_addr, vpcie_data)
+        vf_ari.read(m, vari_addr, vari_data)
+        vf_hdr.write(m, vhdr_addr, vf_wr_ & vhdr_hit, req.be, req.data)
+        vf_pcie.write(m, vpcie_addr, vf_wr_ & vpcie_hit, req.be, req.data)
+
+        vf_data = Signal(32)
+        with m.If(vhdr_hit):
+            m.d.comb += vf_data.eq(vhdr_data)
+        with m.Elif(vpcie_hit):
+            m.d.comb += vf_data.eq(vpcie_data)
+        with m.Elif(vari_hit):
+            m.d.comb += vf_data.eq(vari_data)
+
+        bme_w, bme_value = vf_hdr.write_of("command.bus_master_enable")
+        ro_w, ro_value = vf_pcie.write_of("device_control.relaxed_ordering")
+        ns_w, ns_value = vf_pcie.write_of("device_control.no_snoop")
+        vflr_w, vflr_value = vf_pcie.write_of("device_control.initiate_flr")
+        vf_flr = Signal()
+        m.d.comb += vf_flr.eq(vf_wr_ & vflr_w & vflr_value)
+        new_state = Signal(VfState)
+        m.d.comb += new_state.eq(state)
+        with m.If(bme_w):
+            m.d.comb += new_state.bus_master_enable.eq(bme_value)
+        with m.If(ro_w):
+            m.d.comb += new_state.relaxed_ordering_disable.eq(~ro_value)
+        with m.If(ns_w):
+            m.d.comb += new_state.no_snoop_disable.eq(~ns_value)
+        with m.If(vf_flr):
+            m.d.comb += new_state.eq(0)
+
+        with m.If(sweep):
+            m.d.comb += [vf_wr.addr.eq(sweep_addr), vf_wr.data.eq(0), vf_wr.en.eq(1)]
+        with m.Else():
+            m.d.comb += [vf_wr.addr.eq(vf - 1), vf_wr.data.eq(new_state), vf_wr.en.eq(vf_wr_)]
+        m.d.sync += [self.vf_flr.valid.eq(vf_flr), self.vf_flr.payload.eq(vf)]
+
+        # -- Completion --------------------------------------------------------------------------
+        with m.If(exec_):
+            with m.Switch(target):
+                with m.Case(Target.PF):
+                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(pf_data)]
+                with m.Case(Target.VF):
+                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(vf_data)]
+                with m.Default():
+                    m.d.sync += [cpl.status.eq(CompletionStatus.UR), cpl.data.eq(0)]
+            with m.If(req.write):
+                m.d.sync += cpl.data.eq(0)
+
+        # -- User-facing state ---------------------------------------------------------------
+        bme_ok = Signal()
+        m.d.comb += [bme_rd.addr.eq(self.vf_bme_query - 1), bme_rd.en.eq(1)]
+        m.d.sync += [
+            bme_ok.eq(sriov.vf_enable & (self.vf_bme_query != 0) &
+                      (self.vf_bme_query <= sriov.num_vfs) & ~sweep),
+        ]
+        m.d.comb += self.vf_bme.eq(bme_ok & bme_rd.data.bus_master_enable)
+
+        m.d.comb += [
+            self.bus.eq(decoder.bus),
+            self.pf_memory_space_enable.eq(header["command.memory_space_enable"]),
+            self.pf_bus_master_enable.eq(header["command.bus_master_enable"]),
+            self.pf_flr.eq(pf_flr),
+            self.vf_enable.eq(sriov.vf_enable),
+            self.vf_mse.eq(sriov.vf_mse),
+            self.ari_capable_hierarchy.eq(sriov.ari_capable_hierarchy),
+            self.num_vfs.eq(sriov.num_vfs),
+            self.first_vf_offset.eq(sriov.first_vf_offset),
+            self.vf_stride.eq(sriov.vf_stride),
+            self.vf_bars.eq(sriov.vf_bars),
+            self.vf_reset_busy.eq(sweep),
+        ]
+        return m
