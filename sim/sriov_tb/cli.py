@@ -1,7 +1,9 @@
 """The ``sriov-ep`` command line."""
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from sriov_ep.params import ParamError, load_params
 from sriov_ep.regs import Access
@@ -35,6 +37,50 @@ def cmd_regmap(args):
     return 0
 
 
+def _load_ops(args, params):
+    from .runner import builtin_scenario
+    from .script import load_script
+    if getattr(args, "script", None):
+        return load_script(args.script), args.script
+    return builtin_scenario(params), "<built-in scenario>"
+
+
+def cmd_sim(args):
+    from .runner import run_ops
+    params = load_params(args.config)
+    ops, filename = _load_ops(args, params)
+    if args.vcd:
+        Path(args.vcd).parent.mkdir(parents=True, exist_ok=True)
+    result = run_ops(params, ops, filename=filename, emit=print, json=args.json,
+                     vcd=args.vcd, ari=not args.no_ari)
+    summary = (f"{len(result.transactions)} transactions, {result.compared} completions "
+               f"checked against the reference model: all match")
+    if args.json:
+        print(json.dumps({"op": "summary", "transactions": len(result.transactions),
+                          "compared": result.compared, "status": "pass"}))
+    else:
+        print(f"# {summary}")
+        if args.vcd:
+            print(f"# waveform: {args.vcd} (GTKWave: {Path(args.vcd).with_suffix('.gtkw')})")
+    return 0
+
+
+def cmd_lspci(args):
+    from .runner import Op, format_dump, run_ops
+    params = load_params(args.config)
+    if args.script:
+        ops, filename = _load_ops(args, params)
+    else:
+        n = params.initial_vfs if args.enable is None else args.enable
+        ops = [Op("enable", 0, f"enable {n}", rid=params.pf_rid, count=n)]
+        filename = "<lspci>"
+    result = run_ops(params, ops, filename=filename, ari=not args.no_ari, dump_enabled=True)
+    for n, (rid, image) in enumerate(result.dumps.items()):
+        what = "SR-IOV PF" if n == 0 else f"SR-IOV VF {n}"
+        print(format_dump(rid, image, f"{what} (sriov-ep, {args.config})"))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sriov-ep", description="SR-IOV endpoint logic: register maps, simulation, export.")
@@ -42,6 +88,26 @@ def build_parser():
     p = sub.add_parser("regmap", help="print the configured SR-IOV capability register map")
     p.add_argument("config", help="endpoint configuration (TOML)")
     p.set_defaults(func=cmd_regmap)
+
+    p = sub.add_parser("sim", help="run a transaction script (or the built-in Linux scenario) "
+                                   "against the RTL, checked by the reference model")
+    p.add_argument("config", help="endpoint configuration (TOML)")
+    p.add_argument("script", nargs="?", help="transaction script; default: enumerate, enable "
+                                             "InitialVFs, walk every VF")
+    p.add_argument("--vcd", metavar="FILE", help="write a VCD (and a .gtkw next to it)")
+    p.add_argument("--json", action="store_true", help="one JSON object per transaction")
+    p.add_argument("--no-ari", action="store_true",
+                   help="the root port has no ARI Forwarding: Linux leaves ARI Capable "
+                        "Hierarchy at 0")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("lspci", help="print the PF's and enabled VFs' config space in the "
+                                     "format `lspci -F` reads")
+    p.add_argument("config", help="endpoint configuration (TOML)")
+    p.add_argument("--enable", type=int, metavar="N", help="VFs to enable (default InitialVFs)")
+    p.add_argument("--script", metavar="FILE", help="run this script instead of enabling")
+    p.add_argument("--no-ari", action="store_true", help="as for sim")
+    p.set_defaults(func=cmd_lspci)
     return parser
 
 
@@ -52,6 +118,13 @@ def main(argv=None):
     except ParamError as exc:
         print(f"sriov-ep: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from .runner import RunFailure
+        from .script import ScriptError
+        if isinstance(exc, (ScriptError, RunFailure)):
+            print(f"sriov-ep: error: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+"""Run transaction scripts and scenarios against the RTL, checked by the reference model."""
+
+import json as jsonlib
+from dataclasses import dataclass, field
+
+from sriov_ep.endpoint import SriovEndpoint
+from sriov_ep.params import format_bdf
+
+from .cfg import Mismatch
+from .host import EndpointDriver, HostError, LinuxHost, ModelEndpointPort, RootPort, Scoreboard
+from .linux import SriovError
+from .model import EndpointModel
+from .script import Op, ScriptError
+from .sim import simulate
+
+__all__ = ["RunFailure", "RunResult", "builtin_scenario", "run_ops", "format_dump", "traces_of"]
+
+
+class RunFailure(Exception):
+    """A script or scenario failed: an expectation, a model mismatch, or the host gave up."""
+
+
+@dataclass
+class RunResult:
+    transactions: list = field(default_factory=list)
+    #: 4 KiB configuration space images read at the end, as ``{rid: bytes}`` (PF first).
+    dumps: dict = field(default_factory=dict)
+    compared: int = 0
+    cycles: int = 0
+
+
+def builtin_scenario(params):
+    """Enumerate, enable InitialVFs, walk every VF (as ops without a source file)."""
+    pf = params.pf_rid
+    ops = [Op("enable", 0, f"enable {format_bdf(pf)} {params.initial_vfs}", rid=pf,
+              count=params.initial_vfs),
+           Op("walk", 0, "walk every VF", rid=pf)]
+    return ops
+
+
+def traces_of(dut):
+    """Signals grouped for GTKWave: config request, completion, decoder, SR-IOV state."""
+    dec = dut.decoder
+    return {
+        "config_request": dut.cfg_req,
+        "completion": dut.cfg_cpl,
+        "decoder": [dec.type1, dec.rid, dec.bus, dec.ari, dec.target, dec.vf],
+        "sriov_state": [dut.vf_enable, dut.vf_mse, dut.ari_capable_hierarchy, dut.num_vfs,
+                        dut.first_vf_offset, dut.vf_stride, dut.vf_reset_busy],
+        "events": [dut.pf_flr, dut.vf_flr, dut.vfs_reset],
+    }
+
+
+def _transaction_record(txn, op):
+    record = txn.as_dict()
+    record["line"] = op.line
+    return record
+
+
+def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None, ari=True,
+            dump_rids=None, dump_enabled=False):
+    """Run ``ops`` (from :func:`sriov_tb.script.parse_script`) against the RTL in Amaranth's
+    simulator, checking every completion against :class:`EndpointModel`.
+
+    ``emit`` receives one output line per transaction (text, or JSON with ``json=True``).
+    ``dump_rids`` lists functions whose 4 KiB configuration space is read at the end;
+    ``dump_enabled`` adds the PF and every enabled VF. Raises :class:`RunFailure`.
+    """
+    for op in ops:
+        if op.kind in ("memrd", "memwr"):
+            raise ScriptError(filename, op.line, f"{op.kind}: memory transactions are not "
+                                                 f"supported by this version of the endpoint")
+    result = RunResult()
+    dut = SriovEndpoint(params)
+
+    def make_testbench():
+        model = EndpointModel(params)
+        result.transactions.clear()
+        result.dumps.clear()
+
+        async def testbench(ctx):
+            driver = EndpointDriver(ctx, dut)
+            board = Scoreboard(driver, ModelEndpointPort(model))
+            current = {"op": Op("none", 0, "")}
+
+            def on_transaction(txn):
+                result.transactions.append(txn)
+                if emit is not None:
+                    if json:
+                        emit(jsonlib.dumps(_transaction_record(txn, current["op"])))
+                    else:
+                        emit(str(txn))
+
+            root = RootPort(board, secondary_bus=params.pf_rid >> 8,
+                            on_transaction=on_transaction)
+            host = LinuxHost(root, params.pf_rid, ari=ari)
+            for op in ops:
+                current["op"] = op
+                where = f"{filename}:{op.line}: " if op.line else ""
+                try:
+                    await _run_op(ctx, host, root, op, model)
+                except (Mismatch, HostError, SriovError) as exc:
+                    raise RunFailure(f"{where}{op.text}: {exc}") from None
+                except _Unexpected as exc:
+                    raise RunFailure(f"{where}{op.text}: {exc}") from None
+            current["op"] = Op("dump", 0, "dump")
+            rids = list(dump_rids or [])
+            if dump_enabled:
+                rids = [params.pf_rid] + [vf.rid for vf in host.vfs]
+            root.step = "dump"
+            for rid in rids:
+                space = root.function(rid)
+                image = bytearray()
+                for offset in range(0, 0x1000, 4):
+                    image += (await space.read32(offset)).to_bytes(4, "little")
+                result.dumps[rid] = bytes(image)
+            result.compared = board.compared
+        return testbench
+
+    simulate(dut, make_testbench, name="sriov-ep-sim", vcd=vcd, traces=traces_of(dut),
+             waves_on_failure=False)
+    return result
+
+
+class _Unexpected(Exception):
+    pass
+
+
+async def _run_op(ctx, host, root, op, model):
+    if op.kind in ("cfgrd", "cfgwr"):
+        root.step = f"line {op.line}" if op.line else ""
+        space = root.function(op.rid)
+        if op.kind == "cfgrd":
+            value = await space.read(op.offset, op.size)
+            if op.value is not None and value != op.value:
+                raise _Unexpected(f"read {value:#0{2 * op.size + 2}x}, expected "
+                                  f"{op.value:#0{2 * op.size + 2}x}")
+        else:
+            await space.write(op.offset, op.size, op.value)
+        root.step = ""
+    elif op.kind == "enable":
+        if op.rid != host.pf_rid:
+            raise _Unexpected(f"{format_bdf(op.rid)} is not the PF ({format_bdf(host.pf_rid)})")
+        if op.count == 0:           # sriov_numvfs = 0 disables
+            if host.sriov is not None:
+                await host.disable()
+        elif host.sriov is not None and host.sriov.enabled:
+            raise _Unexpected("VFs are already enabled (Linux answers EBUSY); disable first")
+        else:
+            await host.enable(op.count)
+    elif op.kind == "disable":
+        if op.rid != host.pf_rid:
+            raise _Unexpected(f"{format_bdf(op.rid)} is not the PF ({format_bdf(host.pf_rid)})")
+        if host.sriov is not None:
+            await host.disable()
+    elif op.kind == "flr":
+        await host.flr(op.rid)
+    elif op.kind == "walk":
+        for vf in list(host.vfs):
+            await host.walk_vf(vf.rid)
+    elif op.kind == "idle":
+        if op.count:
+            await ctx.tick().repeat(op.count)
+    else:
+        raise _Unexpected(f"operation {op.kind} is not supported")
+
+
+def format_dump(rid, image, description=""):
+    """A function's configuration space in the ``lspci -xxxx`` format that ``lspci -F`` reads."""
+    lines = [f"{format_bdf(rid)} {description}".rstrip() + " "]
+    for offset in range(0, len(image), 16):
+        chunk = " ".join(f"{b:02x}" for b in image[offset:offset + 16])
+        lines.append(f"{offset:02x}: {chunk}" if offset < 0x100 else f"{offset:03x}: {chunk}")
+    return "\n".join(lines) + "\n"
