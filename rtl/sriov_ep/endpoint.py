@@ -99,8 +99,9 @@ class SriovEndpoint(wiring.Component):
         Current First VF Offset and VF Stride.
     vf_bars : Out(ArrayLayout(VfBarState, n))
         Base and aperture of each implemented VF BAR.
-    vf_flr : Out(stream.Signature(range(TotalVFs + 1), always_ready=True))
-        A VF FLR: ``valid`` for one cycle with the VF number (1-based) as payload.
+    vf_flr : Out(StructLayout({"valid": 1, "vf": range(TotalVFs + 1)}))
+        A VF FLR event: ``valid`` for one cycle, ``vf`` the VF number (1-based). Events come at
+        most once per config request, so user logic needs no backpressure.
     vfs_reset : Out(1)
         One-cycle pulse when every VF's state is reset (VF Enable cleared, PF FLR, reset).
     vf_reset_busy : Out(1)
@@ -132,7 +133,7 @@ class SriovEndpoint(wiring.Component):
             "first_vf_offset":        Out(16),
             "vf_stride":              Out(16),
             "vf_bars":                Out(self.sriov.vf_bars.shape()),
-            "vf_flr":                 Out(stream.Signature(vf_range, always_ready=True)),
+            "vf_flr":                 Out(data.StructLayout({"valid": 1, "vf": vf_range})),
             "vfs_reset":              Out(1),
             "vf_reset_busy":          Out(1),
             "vf_bme_query":           In(vf_range),
@@ -309,7 +310,7 @@ class SriovEndpoint(wiring.Component):
             m.d.comb += [vf_wr.addr.eq(sweep_addr), vf_wr.data.eq(0), vf_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [vf_wr.addr.eq(vf - 1), vf_wr.data.eq(new_state), vf_wr.en.eq(vf_wr_)]
-        m.d.sync += [self.vf_flr.valid.eq(vf_flr), self.vf_flr.payload.eq(vf)]
+        m.d.sync += [self.vf_flr.valid.eq(vf_flr), self.vf_flr.vf.eq(vf)]
 
         # -- Completion --------------------------------------------------------------------------
         with m.If(exec_):

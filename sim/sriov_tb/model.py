@@ -1,12 +1,17 @@
-"""Independent reference model of the SR-IOV Extended Capability (ID 0x0010).
+"""Independent reference models: the SR-IOV Extended Capability and the whole endpoint.
 
-Written from ``/work/shared/reference/sriov-spec.md`` (register map, VF BAR rules, corner cases)
-and ``docs/sriov-capability-behaviour.md`` (the project's choices where the spec leaves room),
-and deliberately *not* from the RTL: the point of the model is that it can disagree with the
-hardware. It keeps the architectural state as plain named fields and decodes every write register
-by register, using the literal offsets of the spec.
+:class:`SriovCapabilityModel` models the SR-IOV Extended Capability (ID 0x0010);
+:class:`EndpointModel` models the whole endpoint (routing, the PF's configuration space, the VFs'
+configuration spaces) and delegates the PF's SR-IOV capability to a :class:`SriovCapabilityModel`.
 
-Register map (byte offsets relative to the capability start; ``dword = offset // 4``)::
+Written from ``/work/shared/reference/sriov-spec.md`` (register map, VF BAR rules, corner cases),
+``docs/sriov-capability-behaviour.md`` and ``docs/endpoint-behaviour.md`` (the project's choices
+where the spec leaves room), and deliberately *not* from the RTL: the point of the models is that
+they can disagree with the hardware. They keep the architectural state as plain named fields and
+decode every write register by register, using the literal offsets of the spec.
+
+SR-IOV capability register map (byte offsets relative to the capability start;
+``dword = offset // 4``)::
 
     0x00  Extended Capability Header     0x14  First VF Offset  |  0x16 VF Stride
     0x04  SR-IOV Capabilities            0x18  reserved         |  0x1A VF Device ID
@@ -16,7 +21,7 @@ Register map (byte offsets relative to the capability start; ``dword = offset //
                                          0x3C  VF Migration State Array Offset (reads 0)
 """
 
-__all__ = ["SriovCapabilityModel"]
+__all__ = ["SriovCapabilityModel", "EndpointModel"]
 
 
 # -- Literal numbers from the spec ---------------------------------------------------------------
@@ -407,3 +412,529 @@ class SriovCapabilityModel:
     def _check_dword(dword):
         if not isinstance(dword, int) or not 0 <= dword < CAP_DWORDS:
             raise ValueError(f"dword must be 0..{CAP_DWORDS - 1} (got {dword!r})")
+
+
+# ================================================================================================
+# The whole endpoint (docs/endpoint-behaviour.md)
+# ================================================================================================
+
+#: Number of dword registers in a function's 4 KiB configuration space.
+CONFIG_DWORDS = 1024
+
+# -- PF Type 0 header: byte offsets of the dwords -------------------------------------------------
+HDR_ID             = 0x00   # Vendor ID | Device ID << 16
+HDR_COMMAND_STATUS = 0x04   # Command | Status << 16
+HDR_CLASS          = 0x08   # Revision ID | Class Code << 8
+HDR_CACHE_LINE     = 0x0C   # Cache Line Size | Latency Timer | Header Type | BIST
+HDR_BAR0           = 0x10   # BAR0..5 at 0x10, 0x14, ..., 0x24
+HDR_BAR5           = 0x24
+HDR_CARDBUS_CIS    = 0x28
+HDR_SUBSYSTEM      = 0x2C   # Subsystem Vendor ID | Subsystem ID << 16
+HDR_EXPANSION_ROM  = 0x30
+HDR_CAP_PTR        = 0x34
+HDR_RESERVED_38    = 0x38
+HDR_INTERRUPT      = 0x3C   # Interrupt Line | Interrupt Pin | Min_Gnt | Max_Lat
+
+# -- PCI Express Capability at 0x40: byte offsets of the dwords -----------------------------------
+PCIE_HEADER        = 0x40   # Cap ID, Next, PCIe Capabilities
+PCIE_DEVCAP        = 0x44
+PCIE_DEVCTL_DEVSTA = 0x48   # Device Control | Device Status << 16
+PCIE_LNKCAP        = 0x4C
+PCIE_LNKCTL_LNKSTA = 0x50   # Link Control | Link Status << 16
+PCIE_LNKCAP2       = 0x6C
+PCIE_LNKCTL2       = 0x70
+
+#: Capabilities Pointer value: the PCI Express Capability.
+CAP_PTR = 0x40
+
+#: Command bits that are RW in the PF: Memory Space Enable (1), Bus Master Enable (2), Parity
+#: Error Response (6), SERR# Enable (8), Interrupt Disable (10).
+PF_COMMAND_RW = 1 << 1 | 1 << 2 | 1 << 6 | 1 << 8 | 1 << 10            # 0x0546
+#: Command bit 2, Bus Master Enable (the only RW Command bit of a VF).
+COMMAND_BUS_MASTER_ENABLE = 1 << 2
+#: Status bit 4, Capabilities List (RO 1 in the PF and every VF).
+STATUS_CAPABILITIES_LIST = 1 << 4
+#: PF Status bits that are RW1C (never set): 8, 11, 12, 13, 14, 15.
+PF_STATUS_RW1C = 1 << 8 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 14 | 1 << 15  # 0xF900
+
+#: Interrupt Pin of the PF: INTA.
+PF_INTERRUPT_PIN = 0x01
+
+#: PCI Express Capability constant dwords (version 2, Endpoint).
+PCIE_HEADER_VALUE = 0x0002_0010   # Cap ID 0x10, Next 0x00, PCIe Capabilities 0x0002
+PCIE_DEVCAP_VALUE = 0x1000_8000   # Max Payload 128 B, Role-Based Error Reporting, FLR capable
+PCIE_LNKCAP_VALUE = 0x0000_0012   # 5.0 GT/s, x1
+PCIE_LNKSTA_VALUE = 0x0012        # 5.0 GT/s, x1
+PCIE_LNKCAP2_VALUE = 0x0000_0006  # 2.5 and 5.0 GT/s
+PCIE_LNKCTL2_VALUE = 0x0000_0002
+
+#: Device Control (0x48) fields.
+DEVCTL_RELAXED_ORDERING = 1 << 4
+DEVCTL_NO_SNOOP         = 1 << 11
+DEVCTL_INITIATE_FLR     = 1 << 15
+#: PF Device Control RW bits: 3:0 error reporting, 4 Relaxed Ordering, 7:5 Max Payload Size,
+#: 11 No Snoop, 14:12 Max Read Request Size. Bits 10:8 are RO 0; bit 15 (Initiate FLR) reads 0.
+PF_DEVCTL_RW    = 0x000F | 0x0010 | 0x00E0 | 0x0800 | 0x7000          # 0x78FF
+#: PF Device Control reset value: Relaxed Ordering 1, No Snoop 1, Max Read Request Size 2.
+PF_DEVCTL_RESET = 0x2810
+#: PF Device Status bits 3:0: RW1C (never set).
+PF_DEVSTA_RW1C  = 0x000F
+#: PF Link Control RW bits: 1:0 ASPM Control, 6 Common Clock Configuration, 7 Extended Synch.
+PF_LNKCTL_RW    = 0x0003 | 0x0040 | 0x0080                             # 0x00C3
+
+#: ARI Extended Capability: ID and version (the header's bits 19:0).
+ARI_CAP_ID      = 0x000E
+ARI_CAP_VERSION = 1
+#: Offset of the VFs' ARI capability (the VFs have no other extended capability).
+VF_ARI_OFFSET   = 0x100
+
+#: Per-VF state reset values.
+VF_STATE_RESET = {"bus_master_enable": False, "relaxed_ordering": True, "no_snoop": True}
+
+
+class EndpointModel:
+    """Pure-Python model of the whole endpoint: one PF with its SR-IOV VFs.
+
+    Implements ``docs/endpoint-behaviour.md``: routing of configuration requests (§1),
+    completions (§2), the PF's configuration space (§3) and the VFs' (§4). The PF's SR-IOV
+    capability is a :class:`SriovCapabilityModel`.
+
+    Parameters
+    ----------
+    params : sriov_ep.params.EndpointParams
+        Endpoint parameters.
+
+    Attributes
+    ----------
+    params : sriov_ep.params.EndpointParams
+    sriov : SriovCapabilityModel
+        The PF's SR-IOV capability. Its Next Capability Offset follows the chain rule: the
+        capability at 0x100 points to the other one, which ends the list.
+    captured_bus : int
+        Bus number captured from Type 0 config writes the PF claims (0 after conventional reset).
+    events : list of tuple
+        ``("vf_flr", n)`` after an FLR of VF n; ``("vfs_reset",)`` whenever all VFs are reset by
+        VF Enable going from 1 to 0 or by a PF FLR. Never cleared by the model.
+    command, cache_line_size, interrupt_line, device_control, link_control : int
+        The PF's RW header and PCI Express Capability fields (only their RW bits).
+    status_rw1c, device_status_rw1c : int
+        The PF's RW1C Status / Device Status bits. Nothing sets them; they are fields so that the
+        RW1C rule is explicit and testable.
+    bar_address : dict of int to int
+        For every PF BAR, keyed by its (low) slot: the address in its RW bits (64 bits wide for a
+        64-bit BAR, type bits excluded).
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.pf_fn  = params.pf_rid & 0xFF
+        # Chain rule: the capability at 0x100 points to the other one, which ends the list.
+        if params.ari_cap_offset == 0x100:
+            self.ari_next_offset = params.sriov_cap_offset
+            sriov_next_offset    = 0
+        else:
+            self.ari_next_offset = 0
+            sriov_next_offset    = params.ari_cap_offset
+        self.sriov  = SriovCapabilityModel(params, next_offset=sriov_next_offset)
+        self.events = []
+        self.reset()
+
+    # -- Resets ----------------------------------------------------------------------------------
+
+    def reset(self):
+        """Apply a conventional reset: everything, including the captured bus, to reset values.
+
+        Appends nothing to :attr:`events` and does not clear it.
+        """
+        self.captured_bus = 0
+        self._reset_pf()
+
+    def _reset_pf(self):
+        # Every RW/RW1C field of the PF (header, PCIe capability, SR-IOV capability) and every
+        # VF's state. The captured bus is not touched (it survives a PF FLR).
+        self.command            = 0
+        self.status_rw1c        = 0
+        self.cache_line_size    = 0
+        self.interrupt_line     = 0
+        self.bar_address        = {bar.index: 0 for bar in self.params.pf_bars}
+        self.device_control     = PF_DEVCTL_RESET
+        self.device_status_rw1c = 0
+        self.link_control       = 0
+        self.sriov.reset()
+        self._reset_all_vfs()
+
+    def _reset_all_vfs(self):
+        # Per-VF state: VF number -> dict of the three fields. A VF without an entry has the
+        # reset values, so resetting all VFs is clearing the dict.
+        self._vf_state = {}
+
+    # -- Routing (§1) ----------------------------------------------------------------------------
+
+    @property
+    def pf_rid(self):
+        """The PF's current Routing ID: the captured bus and the PF's function number."""
+        return self.captured_bus << 8 | self.pf_fn
+
+    def vf_rid(self, n):
+        """Routing ID VF ``n`` (1-based) has with the current offset and stride.
+
+        Returns ``None`` if it does not fit in 16 bits. Says nothing about whether VF ``n`` is
+        enabled.
+        """
+        self._check_vf_number(n)
+        rid = self.pf_rid + self.sriov.first_vf_offset + (n - 1) * self.sriov.vf_stride
+        return rid if rid <= 0xFFFF else None
+
+    def decode(self, type1, rid):
+        """Find the function a config request with target ``rid`` reaches. No side effects.
+
+        Parameters
+        ----------
+        type1 : bool
+            Type 1 (True) or Type 0 (False) configuration request.
+        rid : int
+            Target Routing ID: bus in bits 15:8, device/function in bits 7:0.
+
+        Returns
+        -------
+        tuple
+            ``("PF", 0)``, ``("VF", n)`` with ``n`` 1-based, or ``(None, 0)`` (no function: UR).
+        """
+        self._check_rid(rid)
+        if type1:
+            # A Type 1 request never reaches the PF; one for the PF's own bus reaches nothing
+            # (a Downstream Port turns requests for its secondary bus into Type 0).
+            if rid >> 8 == self.captured_bus:
+                return (None, 0)
+            target = rid
+        else:
+            # The bus field of a Type 0 request is not compared: the captured bus stands in.
+            if rid & 0xFF == self.pf_fn:
+                return ("PF", 0)
+            target = self.captured_bus << 8 | (rid & 0xFF)
+
+        if not self.sriov.vf_enable:
+            return (None, 0)
+        offset = self.sriov.first_vf_offset
+        stride = self.sriov.vf_stride
+        d = target - (self.pf_rid + offset)       # Python ints: no wrap-around
+        if d < 0:
+            return (None, 0)
+        if stride == 0:
+            # Only possible with TotalVFs = 1: only d == 0 is VF 1.
+            if d != 0:
+                return (None, 0)
+            n = 1
+        else:
+            if d % stride != 0:
+                return (None, 0)
+            n = d // stride + 1
+        if n > self.sriov.num_vfs:
+            return (None, 0)
+        return ("VF", n)
+
+    # -- Config requests (§1, §2) ----------------------------------------------------------------
+
+    def config(self, type1, rid, reg, be, write, data):
+        """Process one configuration request and return its completion.
+
+        Parameters
+        ----------
+        type1 : bool
+            Type 1 (True) or Type 0 (False).
+        rid : int
+            Target Routing ID.
+        reg : int
+            Dword register number 0..1023 (byte offset // 4).
+        be : int
+            4-bit byte enables; bit i enables byte i (bits 8i+7:8i of ``data``).
+        write : bool
+            Write (True) or read (False).
+        data : int
+            32-bit write data (ignored for reads).
+
+        Returns
+        -------
+        tuple
+            ``(status, data32)``: status ``"SC"`` or ``"UR"``; a successful read returns the
+            dword, a write or a UR returns 0.
+        """
+        self._check_reg(reg)
+        self._check_be(be)
+        self._check_data(data)
+        # Routing uses the state before the request (in particular the old captured bus).
+        kind, n = self.decode(type1, rid)
+        if kind is None:
+            # Nothing reached: UR, nothing changes, no bus capture.
+            return ("UR", 0)
+        if kind == "PF":
+            if not write:
+                return ("SC", self.pf_read(reg))
+            # Only Type 0 requests reach the PF, so every PF write is a Type 0 write the PF
+            # claims: capture the bus number (even with byte enables 0).
+            self.captured_bus = rid >> 8
+            self._pf_write(reg, be, data)
+            return ("SC", 0)
+        if not write:
+            return ("SC", self.vf_read(n, reg))
+        self._vf_write(n, reg, be, data)
+        return ("SC", 0)
+
+    # -- PF configuration space (§3) -------------------------------------------------------------
+
+    def _pf_bar_at(self, slot):
+        """The PF BAR whose low dword is ``slot``, or ``None``."""
+        for bar in self.params.pf_bars:
+            if bar.index == slot:
+                return bar
+        return None
+
+    def _pf_bar_with_upper(self, slot):
+        """The 64-bit PF BAR whose upper dword is ``slot``, or ``None``."""
+        for bar in self.params.pf_bars:
+            if bar.is_64bit and bar.index + 1 == slot:
+                return bar
+        return None
+
+    @staticmethod
+    def _pf_bar_address_mask(bar):
+        """RW address bits of a PF BAR: from log2(size) up, within its width (no page size)."""
+        width_mask = (1 << 64) - 1 if bar.is_64bit else 0xFFFF_FFFF
+        return ~(bar.size - 1) & width_mask
+
+    def _read_pf_bar(self, slot):
+        bar = self._pf_bar_at(slot)
+        if bar is not None:
+            return (self.bar_address[bar.index] & 0xFFFF_FFF0) | bar.type_bits
+        bar = self._pf_bar_with_upper(slot)
+        if bar is not None:
+            return (self.bar_address[bar.index] >> 32) & 0xFFFF_FFFF
+        return 0    # unimplemented slot: RO 0
+
+    def _write_pf_bar(self, slot, data, bit_mask):
+        bar = self._pf_bar_at(slot)
+        if bar is not None:
+            # Low dword: address bits 31:4 RW above log2(S); type bits 3:0 RO.
+            merged = _merge(self._read_pf_bar(slot), data, bit_mask)
+            low  = merged & self._pf_bar_address_mask(bar) & 0xFFFF_FFF0
+            high = self.bar_address[bar.index] & ~0xFFFF_FFFF
+            self.bar_address[bar.index] = high | low
+            return
+        bar = self._pf_bar_with_upper(slot)
+        if bar is not None:
+            # Upper dword of a 64-bit BAR: address bits 63:32, RW above log2(S) - 32.
+            merged = _merge(self._read_pf_bar(slot), data, bit_mask)
+            high = (merged << 32) & self._pf_bar_address_mask(bar)
+            low  = self.bar_address[bar.index] & 0xFFFF_FFFF
+            self.bar_address[bar.index] = high | low
+        # Unimplemented slot: the write is ignored.
+
+    def _in_sriov(self, offset):
+        start = self.params.sriov_cap_offset
+        return start <= offset < start + CAP_DWORDS * 4
+
+    def pf_read(self, reg):
+        """Read dword register ``reg`` (0..1023) of the PF's configuration space (no routing)."""
+        self._check_reg(reg)
+        p = self.params
+        offset = reg * 4
+
+        # Type 0 header.
+        if offset == HDR_ID:
+            return p.vendor_id | p.device_id << 16
+        if offset == HDR_COMMAND_STATUS:
+            status = STATUS_CAPABILITIES_LIST | self.status_rw1c
+            return self.command | status << 16
+        if offset == HDR_CLASS:
+            return p.revision_id | p.class_code << 8
+        if offset == HDR_CACHE_LINE:
+            # Latency Timer 0, Header Type 0x00, BIST 0.
+            return self.cache_line_size
+        if HDR_BAR0 <= offset <= HDR_BAR5:
+            return self._read_pf_bar((offset - HDR_BAR0) // 4)
+        if offset in (HDR_CARDBUS_CIS, HDR_EXPANSION_ROM, HDR_RESERVED_38):
+            return 0
+        if offset == HDR_SUBSYSTEM:
+            return p.subsystem_vendor_id | p.subsystem_id << 16
+        if offset == HDR_CAP_PTR:
+            return CAP_PTR
+        if offset == HDR_INTERRUPT:
+            # Min_Gnt, Max_Lat 0.
+            return self.interrupt_line | PF_INTERRUPT_PIN << 8
+
+        # PCI Express Capability.
+        if offset == PCIE_HEADER:
+            return PCIE_HEADER_VALUE
+        if offset == PCIE_DEVCAP:
+            return PCIE_DEVCAP_VALUE
+        if offset == PCIE_DEVCTL_DEVSTA:
+            # Initiate FLR (bit 15) reads 0: it is not stored.
+            return self.device_control | self.device_status_rw1c << 16
+        if offset == PCIE_LNKCAP:
+            return PCIE_LNKCAP_VALUE
+        if offset == PCIE_LNKCTL_LNKSTA:
+            return self.link_control | PCIE_LNKSTA_VALUE << 16
+        if offset == PCIE_LNKCAP2:
+            return PCIE_LNKCAP2_VALUE
+        if offset == PCIE_LNKCTL2:
+            return PCIE_LNKCTL2_VALUE
+        # 0x54-0x68, 0x74-0x78 (Slot, Root, Device 2, Slot 2 registers) and 0x7C-0xFF: 0.
+
+        # Extended capabilities.
+        if offset == p.ari_cap_offset:
+            return ARI_CAP_ID | ARI_CAP_VERSION << 16 | self.ari_next_offset << 20
+        if offset == p.ari_cap_offset + 4:
+            return 0    # ARI Capability (NFN 0, no function groups) and ARI Control (RO 0)
+        if self._in_sriov(offset):
+            return self.sriov.read((offset - p.sriov_cap_offset) // 4)
+        return 0
+
+    def _pf_write(self, reg, be, data):
+        p = self.params
+        offset = reg * 4
+        bit_mask = _byte_mask_to_bit_mask(be)
+        written = data & bit_mask      # bits of enabled bytes (for RW1C and Initiate FLR)
+
+        if offset == HDR_COMMAND_STATUS:
+            rw = bit_mask & PF_COMMAND_RW
+            self.command = (self.command & ~rw) | (data & rw)
+            self.status_rw1c &= ~(written >> 16) & 0xFFFF
+        elif offset == HDR_CACHE_LINE:
+            rw = bit_mask & 0xFF
+            self.cache_line_size = (self.cache_line_size & ~rw) | (data & rw)
+        elif HDR_BAR0 <= offset <= HDR_BAR5:
+            self._write_pf_bar((offset - HDR_BAR0) // 4, data, bit_mask)
+        elif offset == HDR_INTERRUPT:
+            rw = bit_mask & 0xFF
+            self.interrupt_line = (self.interrupt_line & ~rw) | (data & rw)
+        elif offset == PCIE_DEVCTL_DEVSTA:
+            rw = bit_mask & PF_DEVCTL_RW
+            self.device_control = (self.device_control & ~rw) | (data & rw)
+            self.device_status_rw1c &= ~(written >> 16) & 0xFFFF
+            if written & DEVCTL_INITIATE_FLR:
+                # The write completes SC; then the whole PF and every VF are reset. The captured
+                # bus survives.
+                self._reset_pf()
+                self.events.append(("vfs_reset",))
+        elif offset == PCIE_LNKCTL_LNKSTA:
+            rw = bit_mask & PF_LNKCTL_RW
+            self.link_control = (self.link_control & ~rw) | (data & rw)
+        elif self._in_sriov(offset):
+            vf_enable_before = self.sriov.vf_enable
+            self.sriov.write((offset - p.sriov_cap_offset) // 4, data, be)
+            if vf_enable_before and not self.sriov.vf_enable:
+                self._reset_all_vfs()
+                self.events.append(("vfs_reset",))
+        # Everything else (RO registers, the ARI capability, unimplemented dwords): ignored.
+
+    # -- VF configuration space (§4) -------------------------------------------------------------
+
+    def vf_state(self, n):
+        """The RW state of VF ``n`` (1-based).
+
+        Returns
+        -------
+        dict
+            ``{"bus_master_enable": bool, "relaxed_ordering": bool, "no_snoop": bool}`` (a copy).
+        """
+        self._check_vf_number(n)
+        return dict(self._vf_state.get(n, VF_STATE_RESET))
+
+    def _set_vf_state(self, n, state):
+        if state == VF_STATE_RESET:
+            self._vf_state.pop(n, None)     # keep the dict sparse
+        else:
+            self._vf_state[n] = state
+
+    def vf_read(self, n, reg):
+        """Read dword register ``reg`` of VF ``n``'s configuration space (no routing)."""
+        self._check_vf_number(n)
+        self._check_reg(reg)
+        p = self.params
+        state = self._vf_state.get(n, VF_STATE_RESET)
+        offset = reg * 4
+
+        if offset == HDR_ID:
+            return 0xFFFF_FFFF      # Vendor ID and Device ID read 0xFFFF
+        if offset == HDR_COMMAND_STATUS:
+            command = COMMAND_BUS_MASTER_ENABLE if state["bus_master_enable"] else 0
+            return command | STATUS_CAPABILITIES_LIST << 16
+        if offset == HDR_CLASS:
+            return p.revision_id | p.class_code << 8
+        if offset == HDR_SUBSYSTEM:
+            return p.subsystem_vendor_id | p.subsystem_id << 16
+        if offset == HDR_CAP_PTR:
+            return CAP_PTR
+        # 0x0C, BARs 0x10-0x24, 0x28, 0x30, 0x38, 0x3C (no INTx): 0.
+
+        if offset == PCIE_HEADER:
+            return PCIE_HEADER_VALUE
+        if offset == PCIE_DEVCAP:
+            return PCIE_DEVCAP_VALUE
+        if offset == PCIE_DEVCTL_DEVSTA:
+            devctl = 0
+            if state["relaxed_ordering"]:
+                devctl |= DEVCTL_RELAXED_ORDERING
+            if state["no_snoop"]:
+                devctl |= DEVCTL_NO_SNOOP
+            return devctl           # Device Status RO 0
+        if offset == PCIE_LNKCAP:
+            return PCIE_LNKCAP_VALUE
+        if offset == PCIE_LNKCTL_LNKSTA:
+            return PCIE_LNKSTA_VALUE << 16      # Link Control RO 0
+        if offset == PCIE_LNKCAP2:
+            return PCIE_LNKCAP2_VALUE
+        if offset == PCIE_LNKCTL2:
+            return PCIE_LNKCTL2_VALUE
+
+        if offset == VF_ARI_OFFSET:
+            return ARI_CAP_ID | ARI_CAP_VERSION << 16     # next 0
+        # 0x104 (ARI Capability / Control) and everything else: 0.
+        return 0
+
+    def _vf_write(self, n, reg, be, data):
+        offset = reg * 4
+        state = dict(self._vf_state.get(n, VF_STATE_RESET))
+        if offset == HDR_COMMAND_STATUS:
+            if be & 0b0001:
+                state["bus_master_enable"] = bool(data & COMMAND_BUS_MASTER_ENABLE)
+        elif offset == PCIE_DEVCTL_DEVSTA:
+            if be & 0b0001:
+                state["relaxed_ordering"] = bool(data & DEVCTL_RELAXED_ORDERING)
+            if be & 0b0010:
+                state["no_snoop"] = bool(data & DEVCTL_NO_SNOOP)
+                if data & DEVCTL_INITIATE_FLR:
+                    # VF FLR: the write completes SC, then this VF (only) is reset.
+                    self._set_vf_state(n, dict(VF_STATE_RESET))
+                    self.events.append(("vf_flr", n))
+                    return
+        # Every other VF register is read-only: the write is ignored.
+        self._set_vf_state(n, state)
+
+    # -- Argument checks -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_reg(reg):
+        if isinstance(reg, bool) or not isinstance(reg, int) or not 0 <= reg < CONFIG_DWORDS:
+            raise ValueError(f"reg must be a dword register number 0..{CONFIG_DWORDS - 1} "
+                             f"(got {reg!r})")
+
+    @staticmethod
+    def _check_be(be):
+        if isinstance(be, bool) or not isinstance(be, int) or not 0 <= be <= 0xF:
+            raise ValueError(f"be must be 4 byte enables, 0..0xf (got {be!r})")
+
+    @staticmethod
+    def _check_data(data):
+        if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data <= 0xFFFF_FFFF:
+            raise ValueError(f"data must be a 32-bit unsigned integer (got {data!r})")
+
+    @staticmethod
+    def _check_rid(rid):
+        if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= 0xFFFF:
+            raise ValueError(f"rid must be a 16-bit Routing ID (got {rid!r})")
+
+    def _check_vf_number(self, n):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.params.total_vfs:
+            raise ValueError(f"VF number must be 1..TotalVFs ({self.params.total_vfs}) "
+                             f"(got {n!r})")

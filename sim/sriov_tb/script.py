@@ -1,0 +1,396 @@
+"""Transaction scripts: the text format that ``sriov-ep sim CONFIG SCRIPT`` runs, parsed into data.
+
+One operation per line. ``#`` starts a comment anywhere on a line; blank lines are ignored.
+Operation names are lowercase::
+
+    cfgrd BDF OFFSET SIZE [== VALUE]   config read of SIZE (1, 2 or 4) bytes at OFFSET (0..0xfff)
+    cfgwr BDF OFFSET SIZE VALUE        config write
+    enable BDF N                       the Linux enumerate-and-enable sequence, N VFs (0..65535)
+    disable BDF                        the Linux SR-IOV disable sequence
+    flr BDF                            Function Level Reset of BDF (a PF or a VF)
+    idle CYCLES                        let CYCLES clock cycles pass (0..10_000_000)
+    memrd ADDR SIZE [== VALUE]         memory read of SIZE (1, 2, 4 or 8) bytes at 64-bit ADDR
+    memwr ADDR SIZE VALUE              memory write
+
+BDFs are written as lspci writes them: ``BB:DD.F`` with a hex bus (1-2 digits), a hex device
+0..1f and a function 0-7, optionally preceded by the domain ``0000:``. An ARI function number
+``f`` is written as device ``f >> 3``, function ``f & 7`` (``01:10.6`` is Routing ID 0x0186).
+
+Numbers are unsigned, in C notation: decimal, ``0x`` hex (digits in either case) or ``0b``
+binary. A leading zero (``010``, C octal) and underscores are refused.
+
+Config accesses must be naturally aligned (OFFSET a multiple of SIZE), as every access Linux
+makes is. A VALUE, written or expected, must fit in SIZE bytes. Memory accesses are parsed but not
+checked for alignment: that is the executor's business.
+
+The parser stops at the first malformed line and raises :class:`ScriptError`, whose message
+names the file, the line and what is wrong with it.
+"""
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sriov_ep.params import parse_bdf
+
+__all__ = ["KINDS", "Op", "ScriptError", "parse_script", "load_script"]
+
+
+#: Operation names, in the order error messages list them.
+KINDS = ("cfgrd", "cfgwr", "enable", "disable", "flr", "idle", "memrd", "memwr")
+
+#: Argument list of each operation, as error messages show it. ``[== VALUE]`` is optional.
+_USAGE = {
+    "cfgrd":   ("BDF", "OFFSET", "SIZE"),
+    "cfgwr":   ("BDF", "OFFSET", "SIZE", "VALUE"),
+    "enable":  ("BDF", "N"),
+    "disable": ("BDF",),
+    "flr":     ("BDF",),
+    "idle":    ("CYCLES",),
+    "memrd":   ("ADDR", "SIZE"),
+    "memwr":   ("ADDR", "SIZE", "VALUE"),
+}
+#: Operations that take an optional ``== VALUE`` expectation.
+_READS = ("cfgrd", "memrd")
+
+CONFIG_SPACE_END = 0xfff
+MAX_VFS          = 0xffff
+MAX_IDLE_CYCLES  = 10_000_000
+ADDRESS_END      = (1 << 64) - 1
+CFG_SIZES        = (1, 2, 4)
+MEM_SIZES        = (1, 2, 4, 8)
+
+_HEX_RE     = re.compile(r"0[xX][0-9a-fA-F]+")
+_BIN_RE     = re.compile(r"0[bB][01]+")
+_DEC_RE     = re.compile(r"0|[1-9][0-9]*")
+_LEADING_0  = re.compile(r"0[0-9]+")
+_OCTAL_RE   = re.compile(r"0[oO][0-7]+")
+# Splits a line into words; "==" is a word of its own even when written against its neighbours.
+_TOKEN_RE   = re.compile(r"==|=+|[^\s=]+")
+# A loose BDF shape: finds the domain, and says what is wrong with a BDF parse_bdf refuses.
+_BDF_PARTS  = re.compile(r"(?:([^:]*):)?([^:]*):([^:.]*)\.(.*)")
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]+")
+_ARI_HINT   = "(ARI function f is written as device f>>3, function f&7)"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation of a script.
+
+    Only the fields an operation uses are set; the others are ``None``.
+
+    Parameters
+    ----------
+    kind : str
+        ``"cfgrd"``, ``"cfgwr"``, ``"enable"``, ``"disable"``, ``"flr"``, ``"idle"``,
+        ``"memrd"`` or ``"memwr"``.
+    line : int
+        1-based line number in the script.
+    text : str
+        The source line, comment removed, stripped.
+    rid : int or None
+        Routing ID of the target function (cfgrd, cfgwr, enable, disable, flr).
+    offset : int or None
+        Config-space byte offset (cfgrd, cfgwr).
+    size : int or None
+        Access size in bytes (cfgrd, cfgwr, memrd, memwr).
+    value : int or None
+        The value written (cfgwr, memwr), or the value a read expects (cfgrd, memrd; ``None``
+        when the read expects nothing).
+    count : int or None
+        Number of VFs (enable) or of clock cycles (idle).
+    addr : int or None
+        Memory address (memrd, memwr).
+    """
+    kind:   str
+    line:   int
+    text:   str
+    rid:    int | None = None
+    offset: int | None = None
+    size:   int | None = None
+    value:  int | None = None
+    count:  int | None = None
+    addr:   int | None = None
+
+
+class ScriptError(Exception):
+    """A script cannot be read or has a malformed line.
+
+    ``str(error)`` is ``"{filename}:{line}: {problem}"``.
+
+    Parameters
+    ----------
+    filename : str
+        The script's file name (``"<script>"`` for text that came from no file).
+    line : int
+        1-based number of the offending line; 0 when the file itself cannot be read.
+    problem : str
+        What is wrong.
+    """
+
+    def __init__(self, filename: str, line: int, problem: str):
+        self.filename = filename
+        self.line     = line
+        self.problem  = problem
+        super().__init__(f"{filename}:{line}: {problem}")
+
+
+class _Problem(Exception):
+    """What is wrong with the line being parsed; :func:`parse_script` adds file and line."""
+
+
+def _short(token):
+    """A token as error messages quote it: shortened if long."""
+    return token if len(token) <= 40 else token[:37] + "..."
+
+
+def _show(token):
+    """``repr`` of a token, shortened if long, for error messages."""
+    return repr(_short(token))
+
+
+def _number(name, token):
+    """Parse ``token`` as an unsigned number in C notation, or raise a _Problem naming ``name``."""
+    if _HEX_RE.fullmatch(token) or _BIN_RE.fullmatch(token):
+        return int(token, 0)
+    if _DEC_RE.fullmatch(token):
+        if len(token) > 40:         # beyond every limit; int() would refuse > 4300 digits
+            raise _Problem(f"{name} {_show(token)} is too large")
+        return int(token)
+    if _LEADING_0.fullmatch(token):
+        hint = f"write {int(token)} for decimal"
+        if set(token) <= set("01234567"):
+            hint += f", or {int(token, 8):#x} if you meant C octal"
+        raise _Problem(f"{name} {_show(token)} has a leading zero, which C reads as octal; "
+                       f"{hint}")
+    if _OCTAL_RE.fullmatch(token):
+        raise _Problem(f"{name} {_show(token)}: octal is not accepted; write it in decimal, "
+                       f"0x hex or 0b binary ({int(token, 8):#x})")
+    if "_" in token and _number_shape(token.replace("_", "")):
+        raise _Problem(f"{name} {_show(token)}: underscores are not allowed in numbers")
+    if token.startswith("-") and _number_shape(token[1:]):
+        raise _Problem(f"{name} {_show(token)} is negative; numbers are unsigned")
+    raise _Problem(f"{name} {_show(token)} is not a number (expected decimal, 0x hex or "
+                   f"0b binary)")
+
+
+def _number_shape(token):
+    return any(r.fullmatch(token) for r in (_HEX_RE, _BIN_RE, _DEC_RE))
+
+
+def _bdf(token):
+    """Parse a BDF into a Routing ID with :func:`sriov_ep.params.parse_bdf`."""
+    try:
+        rid = parse_bdf(token)
+    except ValueError as exc:
+        raise _Problem(_bdf_problem(token) or f"{_show(token)} is not a BDF: {exc}") from None
+    domain = _BDF_PARTS.fullmatch(token).group(1)
+    if domain is not None and int(domain, 16) != 0:
+        raise _Problem(f"{_show(token)}: domain {domain} is not 0000 (the testbench has one PCI "
+                       f"domain)")
+    return rid
+
+
+def _bdf_problem(token):
+    """Say what is wrong with a BDF that parse_bdf refused, or return None if unsure."""
+    head = f"{_show(token)} is not a BDF"
+    match = _BDF_PARTS.fullmatch(token)
+    if match is None:
+        return f"{head} (expected BB:DD.F as lspci writes it, e.g. 01:00.0)"
+    domain, bus, dev, fn = match.groups()
+    if domain is not None and not (len(domain) == 4 and _HEX_DIGITS.fullmatch(domain)):
+        return f"{head}: domain {domain!r} is not 4 hex digits (0000)"
+    if not (1 <= len(bus) <= 2 and _HEX_DIGITS.fullmatch(bus)):
+        return f"{head}: bus {bus!r} is not 1-2 hex digits (00..ff)"
+    if not (1 <= len(dev) <= 2 and _HEX_DIGITS.fullmatch(dev)):
+        return f"{head}: device {dev!r} is not 1-2 hex digits (00..1f)"
+    if int(dev, 16) > 0x1f:
+        return f"{head}: device {int(dev, 16):#x} is above 0x1f {_ARI_HINT}"
+    if re.fullmatch(r"[0-9]+", fn) and int(fn) > 7:
+        return f"{head}: function {fn} is above 7 {_ARI_HINT}"
+    if not re.fullmatch(r"[0-7]", fn):
+        return f"{head}: function {fn!r} is not a single digit 0-7"
+    return None
+
+
+def _check_fit(name, token, value, size):
+    if value >> (8 * size):
+        unit = "byte" if size == 1 else "bytes"
+        raise _Problem(f"{name} {token} does not fit in {size} {unit} "
+                       f"(0..{(1 << 8 * size) - 1:#x})")
+
+
+def _size(token, allowed):
+    size = _number("SIZE", token)
+    if size not in allowed:
+        names = ", ".join(str(s) for s in allowed[:-1]) + f" or {allowed[-1]}"
+        raise _Problem(f"SIZE must be {names}, got {_short(token)}")
+    return size
+
+
+def _split_args(kind, args):
+    """Check the number of arguments; return (positional arguments, expected-value token)."""
+    names = _USAGE[kind]
+    usage = " ".join(names)
+    if kind in _READS:
+        usage += " [== VALUE]"
+
+    def count_problem(got, detail):
+        plural = "" if got == 1 else "s"
+        return _Problem(f"{kind} takes {usage}, got {got} argument{plural} ({detail})")
+
+    if "==" in args:
+        i = args.index("==")
+        if kind not in _READS:
+            raise _Problem(f"{kind} takes no expected value ('==' is for reads: "
+                           f"{', '.join(_READS)})")
+        if i < len(names):
+            raise count_problem(i, f"{names[i]} is missing before '=='")
+        if i > len(names):
+            raise count_problem(i, f"expected '==' after {names[-1]}, "
+                                   f"got {_show(args[len(names)])}")
+        if i == len(args) - 1:
+            raise _Problem("'==' must be followed by the expected VALUE")
+        if i + 2 < len(args):
+            raise _Problem(f"unexpected {_show(args[i + 2])} after the expected VALUE")
+        return args[:i], args[i + 1]
+
+    if len(args) < len(names):
+        raise count_problem(len(args), f"{names[len(args)]} is missing")
+    if len(args) > len(names):
+        if kind in _READS and len(args) <= len(names) + 2:
+            raise _Problem(f"expected '==' before the expected value, got "
+                           f"{_show(args[len(names)])}")
+        raise count_problem(len(args), f"unexpected {_show(args[len(names)])} after "
+                                       f"{names[-1]}")
+    return args, None
+
+
+def _parse_op(kind, args, line, text):
+    """Build the Op for one line whose first word is ``kind``; raise _Problem if malformed."""
+    args, expect = _split_args(kind, args)
+    fields = {}
+    if kind in ("cfgrd", "cfgwr"):
+        bdf, off_tok, size_tok = args[:3]
+        fields["rid"] = _bdf(bdf)
+        offset = _number("OFFSET", off_tok)
+        if offset > CONFIG_SPACE_END:
+            raise _Problem(f"OFFSET {_short(off_tok)} is outside config space "
+                           f"(0..{CONFIG_SPACE_END:#x})")
+        size = _size(size_tok, CFG_SIZES)
+        if offset % size:
+            raise _Problem(f"OFFSET {_short(off_tok)} with SIZE {size} is not naturally aligned "
+                           f"(config accesses are; OFFSET must be a multiple of SIZE)")
+        fields.update(offset=offset, size=size)
+        if kind == "cfgwr":
+            expect = args[3]
+    elif kind in ("memrd", "memwr"):
+        addr_tok, size_tok = args[:2]
+        addr = _number("ADDR", addr_tok)
+        if addr > ADDRESS_END:
+            raise _Problem(f"ADDR {_short(addr_tok)} does not fit in 64 bits "
+                           f"(0..{ADDRESS_END:#x})")
+        size = _size(size_tok, MEM_SIZES)
+        if addr + size - 1 > ADDRESS_END:
+            raise _Problem(f"{kind} of {size} bytes at ADDR {_short(addr_tok)} runs past the "
+                           f"end of the 64-bit address space")
+        fields.update(addr=addr, size=size)
+        if kind == "memwr":
+            expect = args[2]
+    elif kind == "enable":
+        fields["rid"] = _bdf(args[0])
+        fields["count"] = _number("N", args[1])
+        if fields["count"] > MAX_VFS:
+            raise _Problem(f"N {_short(args[1])} is out of range (0..{MAX_VFS})")
+    elif kind in ("disable", "flr"):
+        fields["rid"] = _bdf(args[0])
+    elif kind == "idle":
+        fields["count"] = _number("CYCLES", args[0])
+        if fields["count"] > MAX_IDLE_CYCLES:
+            raise _Problem(f"CYCLES {_short(args[0])} is out of range (0..{MAX_IDLE_CYCLES})")
+    if expect is not None:
+        value = _number("VALUE", expect)
+        _check_fit("VALUE", _short(expect), value, fields["size"])
+        fields["value"] = value
+    return Op(kind=kind, line=line, text=text, **fields)
+
+
+def parse_script(text: str, filename: str = "<script>") -> list[Op]:
+    """Parse a transaction script.
+
+    Parameters
+    ----------
+    text : str
+        The script.
+    filename : str
+        Name used in error messages.
+
+    Returns
+    -------
+    list of Op
+        The operations, in script order.
+
+    Raises
+    ------
+    ScriptError
+        At the first malformed line, naming the file, the line and the problem.
+    """
+    ops = []
+    for number, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = _TOKEN_RE.findall(line)
+        kind, args = words[0], words[1:]
+        try:
+            if kind not in KINDS:
+                raise _Problem(_unknown(kind))
+            ops.append(_parse_op(kind, args, number, line))
+        except _Problem as exc:
+            raise ScriptError(filename, number, str(exc)) from None
+    return ops
+
+
+def _unknown(word):
+    problem = f"unknown operation {_show(word)} (expected one of {', '.join(KINDS)})"
+    if word.lower() in KINDS:
+        return f"{problem}; operation names are lowercase"
+    close = difflib.get_close_matches(word, KINDS, n=1)
+    if close:
+        return f"{problem}; did you mean {close[0]!r}?"
+    return problem
+
+
+def load_script(path: str | os.PathLike) -> list[Op]:
+    """Read and parse a transaction script file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The script file (UTF-8).
+
+    Returns
+    -------
+    list of Op
+        The operations, in script order.
+
+    Raises
+    ------
+    ScriptError
+        If the file cannot be read (line 0, with the operating system's reason), is not UTF-8
+        (the line of the first bad byte) or has a malformed line.
+    """
+    filename = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ScriptError(filename, 0, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ScriptError(filename, line, f"not UTF-8 text: byte {data[exc.start]:#04x} cannot "
+                                          f"be decoded") from None
+    return parse_script(text, filename)
