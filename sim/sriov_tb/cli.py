@@ -81,6 +81,38 @@ def cmd_lspci(args):
     return 0
 
 
+def cmd_bench(args):
+    from sriov_ep.synth import FAMILIES, ToolMissing
+
+    from .bench import AREA_SIZES, COMPONENTS, area_rows
+    if args.what != "area":
+        print(f"sriov-ep: error: unknown benchmark {args.what!r} (expected: area)",
+              file=sys.stderr)
+        return 2
+    sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else AREA_SIZES
+    families = [args.family] if args.family else ["ecp5"]
+    for family in families:
+        if family not in FAMILIES:
+            print(f"sriov-ep: error: unknown family {family!r}", file=sys.stderr)
+            return 2
+    try:
+        if not args.json:
+            print(f"{'component':<18} {'family':<7} {'total_vfs':>9} {'luts':>6} {'ffs':>6} "
+                  f"{'brams':>6} {'seconds':>8}")
+        for family in families:
+            for row in area_rows(sizes, tuple(COMPONENTS), family):
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                else:
+                    print(f"{row['component']:<18} {row['family']:<7} {row['total_vfs']:>9} "
+                          f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} "
+                          f"{row['seconds']:>8}", flush=True)
+    except ToolMissing as exc:
+        print(f"sriov-ep: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sriov-ep", description="SR-IOV endpoint logic: register maps, simulation, export.")
@@ -108,6 +140,13 @@ def build_parser():
     p.add_argument("--script", metavar="FILE", help="run this script instead of enabling")
     p.add_argument("--no-ari", action="store_true", help="as for sim")
     p.set_defaults(func=cmd_lspci)
+
+    p = sub.add_parser("bench", help="benchmarks (area: Yosys synthesis at several TotalVFs)")
+    p.add_argument("what", choices=["area"], help="which benchmark")
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    p.add_argument("--sizes", metavar="N,N,...", help="TotalVFs values (default 8,256,2048,65535)")
+    p.add_argument("--family", choices=["ecp5", "xilinx"], help="FPGA family (default ecp5)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

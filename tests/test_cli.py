@@ -1,0 +1,348 @@
+"""The ``sriov-ep`` command line: ``regmap``, ``sim`` and ``lspci``, run in-process through
+``sriov_tb.cli.main`` (and once as the installed console script). Files are written only under
+``tmp_path``.
+
+Expected values are literal numbers from ``examples/*.toml`` and ``examples/scripts/igb-walk.script``
+(whose comments give them) and from sriov-spec.md §6 (the ``lspci -xxxx`` format).
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sriov_tb.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+IGB = str(EXAMPLES / "igb-82576.toml")
+NVME = str(EXAMPLES / "nvme.toml")
+WALK = str(EXAMPLES / "scripts" / "igb-walk.script")
+
+SUMMARY_RE = re.compile(r"^# (\d+) transactions, (\d+) completions checked against the reference "
+                        r"model: all match$")
+TXN_RE = re.compile(r"^(cfgrd|cfgwr) ([0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) 0x([0-9a-f]{3}) ([124]) "
+                    r"(SC|UR) 0x([0-9a-f]+) 3 cycles(  \[(.*)\])?$")
+
+
+def cli(capsys, *argv):
+    """Run ``sriov-ep ARGV`` in-process; return (exit code, stdout lines, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err
+
+
+# -- regmap -------------------------------------------------------------------------------------
+
+
+def regmap_rows(lines):
+    """``{(offset, field): (register, bits, access, reset)}`` from regmap output rows."""
+    rows = {}
+    for line in lines[2:]:
+        words = line.split()
+        offset, register, bits, field, access, reset = words[:6]
+        rows[(int(offset, 16), field)] = (register, bits, access, reset)
+    return rows
+
+
+REGMAP_EXPECTED = {
+    "igb-82576": (0x160, {
+        (0x160, "cap_id"): ("header", "15:0", "RO", "0x0010"),
+        (0x160, "cap_version"): ("header", "19:16", "RO", "0x1"),
+        (0x160, "next_offset"): ("header", "31:20", "RO", "0x000"),
+        (0x168, "vf_enable"): ("control", "0", "RW", "0x0"),
+        (0x168, "vf_mse"): ("control", "3", "RW", "0x0"),
+        (0x168, "ari_capable_hierarchy"): ("control", "4", "RW", "0x0"),
+        (0x16a, "vf_migration_status"): ("status", "0", "RW1C", "0x0"),
+        (0x16c, "initial_vfs"): ("initial_vfs", "15:0", "HwInit", "0x0008"),
+        (0x16e, "total_vfs"): ("total_vfs", "15:0", "HwInit", "0x0008"),
+        (0x170, "num_vfs"): ("num_vfs", "15:0", "RW", "0x0000"),
+        (0x172, "function_dependency_link"): ("function_dependency_link", "7:0", "RO", "0x00"),
+        (0x174, "first_vf_offset"): ("first_vf_offset", "15:0", "RO", "0x0180"),
+        (0x176, "vf_stride"): ("vf_stride", "15:0", "RO", "0x0002"),
+        (0x17a, "vf_device_id"): ("vf_device_id", "15:0", "HwInit", "0x10ca"),
+        (0x17c, "supported_page_sizes"): ("supported_page_sizes", "31:0", "RO", "0x00000553"),
+        (0x180, "system_page_size"): ("system_page_size", "31:0", "RW", "0x00000001"),
+        (0x184, "type"): ("vf_bar0", "3:0", "RO", "0xc"),
+        (0x188, "address_hi"): ("vf_bar1", "31:0", "RW", "0x00000000"),
+        (0x190, "type"): ("vf_bar3", "3:0", "RO", "0xc"),
+        (0x19c, "vf_migration_state_bir"): ("vf_migration_state_array_offset", "2:0", "RO",
+                                            "0x0"),
+    }),
+    "many-vfs": (0x140, {
+        (0x140, "cap_id"): ("header", "15:0", "RO", "0x0010"),
+        (0x144, "vf_10bit_tag_requester_supported"): ("capabilities", "2", "RO", "0x1"),
+        (0x148, "vf_10bit_tag_requester_enable"): ("control", "5", "RW", "0x0"),
+        (0x14e, "total_vfs"): ("total_vfs", "15:0", "HwInit", "0x0fa0"),
+        (0x154, "first_vf_offset"): ("first_vf_offset", "15:0", "RO", "0x0100"),
+        (0x156, "vf_stride"): ("vf_stride", "15:0", "RO", "0x0001"),
+        (0x15a, "vf_device_id"): ("vf_device_id", "15:0", "HwInit", "0x4001"),
+        (0x15c, "supported_page_sizes"): ("supported_page_sizes", "31:0", "RO", "0x000007ff"),
+        (0x164, "type"): ("vf_bar0", "3:0", "RO", "0xc"),
+        (0x16c, "type"): ("vf_bar2", "3:0", "RO", "0x0"),
+    }),
+    "nvme": (0x120, {
+        (0x120, "cap_id"): ("header", "15:0", "RO", "0x0010"),
+        (0x120, "next_offset"): ("header", "31:20", "RO", "0x000"),
+        (0x12e, "total_vfs"): ("total_vfs", "15:0", "HwInit", "0x007f"),
+        (0x134, "first_vf_offset"): ("first_vf_offset", "15:0", "RO", "0x0001"),
+        (0x136, "vf_stride"): ("vf_stride", "15:0", "RO", "0x0001"),
+        (0x13a, "vf_device_id"): ("vf_device_id", "15:0", "HwInit", "0x0010"),
+        (0x144, "type"): ("vf_bar0", "3:0", "RO", "0x4"),
+    }),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGMAP_EXPECTED))
+def test_regmap(capsys, name):
+    config = EXAMPLES / f"{name}.toml"
+    base, expected = REGMAP_EXPECTED[name]
+    code, lines, err = cli(capsys, "regmap", config)
+    assert (code, err) == (0, "")
+    assert lines[0] == f"# SR-IOV Extended Capability at {base:#05x} ({config})"
+    assert lines[1].split()[:6] == ["offset", "register", "bits", "field", "access", "reset"]
+    rows = regmap_rows(lines)
+    for key, value in expected.items():
+        assert rows.get(key) == value, key
+    # Every dword of the 0x40-byte capability appears, and nothing outside it.
+    offsets = {offset for offset, _ in rows}
+    assert {o & ~3 for o in offsets} == set(range(base, base + 0x40, 4))
+
+
+# -- sim ----------------------------------------------------------------------------------------
+
+
+def test_sim_builtin_scenario(capsys):
+    """Enumerate, enable InitialVFs (8), walk every VF: exit 0, one line per transaction, each
+    3 cycles, VF1 01:10.0 .. VF8 01:11.6 walked, and a final line saying all match."""
+    code, lines, err = cli(capsys, "sim", IGB)
+    assert (code, err) == (0, "")
+    match = SUMMARY_RE.match(lines[-1])
+    assert match, lines[-1]
+    count, compared = int(match[1]), int(match[2])
+    assert count == compared == len(lines) - 1
+    txns = [TXN_RE.match(line) for line in lines[:-1]]
+    assert all(txns), [line for line, m in zip(lines, txns, strict=False) if not m][:3]
+    walked = {m[2] for m in txns if m[8] and m[8].startswith("walk")}
+    assert walked == {f"01:1{d}.{f}" for d in (0, 1) for f in (0, 2, 4, 6)}
+    assert {m[5] for m in txns} == {"SC"}
+
+
+def test_sim_igb_walk_script(capsys):
+    """examples/scripts/igb-walk.script: every expectation holds; the script's own accesses
+    are tagged with their line numbers."""
+    code, lines, err = cli(capsys, "sim", IGB, WALK)
+    assert (code, err) == (0, "")
+    assert SUMMARY_RE.match(lines[-1])
+    tagged = [line for line in lines if "[line " in line]
+    assert tagged == [
+        "cfgrd 01:00.0 0x000 4 SC 0x10c98086 3 cycles  [line 8]",
+        "cfgrd 01:10.0 0x000 4 SC 0xffffffff 3 cycles  [line 12]",
+        "cfgrd 01:10.2 0x004 2 SC 0x0000 3 cycles  [line 14]",
+        "cfgwr 01:10.2 0x004 2 SC 0x0004 3 cycles  [line 15]",
+        "cfgrd 01:10.2 0x004 2 SC 0x0004 3 cycles  [line 16]",
+        "cfgrd 01:10.2 0x004 2 SC 0x0000 3 cycles  [line 19]",
+        "cfgrd 01:11.0 0x000 4 UR 0xffffffff 3 cycles  [line 21]",
+    ]
+    # The VF FLR (line 18) wrote Initiate FLR to VF2's Device Control.
+    assert any(re.match(r"cfgwr 01:10\.2 0x048 2 SC 0x8[0-9a-f]{3} 3 cycles  \[flr 01:10\.2\]",
+                        line) for line in lines)
+
+
+def test_sim_json(capsys):
+    """--json: every line is a JSON object; transactions carry op, bdf, offset, size, status,
+    value, cycles; the last line is the summary."""
+    code, lines, err = cli(capsys, "sim", IGB, WALK, "--json")
+    assert (code, err) == (0, "")
+    records = [json.loads(line) for line in lines]
+    summary = records.pop()
+    assert summary == {"op": "summary", "transactions": len(records),
+                       "compared": len(records), "status": "pass"}
+    for r in records:
+        assert {"op", "bdf", "offset", "size", "status", "value", "cycles"} <= set(r)
+        assert r["op"] in ("cfgrd", "cfgwr")
+        assert re.fullmatch(r"[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", r["bdf"])
+        assert r["size"] in (1, 2, 4) and 0 <= r["offset"] <= 0xFFF
+        assert r["status"] in ("SC", "UR") and r["cycles"] == 3
+        assert 0 <= r["value"] < 1 << (8 * r["size"])
+    assert records[0] == {"op": "cfgrd", "bdf": "01:00.0", "offset": 0, "size": 4,
+                          "status": "SC", "value": 0x10C98086, "cycles": 3, "step": "line 8",
+                          "line": 8}
+    ur = [r for r in records if r["status"] == "UR"]
+    assert [(r["bdf"], r["value"], r["line"]) for r in ur] == [("01:11.0", 0xFFFF_FFFF, 21)]
+
+
+def test_sim_vcd(capsys, tmp_path):
+    """--vcd writes the VCD and a GTKWave save file with the signal groups config_request,
+    completion, decoder and sriov_state."""
+    vcd = tmp_path / "waves" / "x.vcd"
+    code, lines, err = cli(capsys, "sim", IGB, WALK, "--vcd", vcd)
+    assert (code, err) == (0, "")
+    assert lines[-1] == f"# waveform: {vcd} (GTKWave: {vcd.with_suffix('.gtkw')})"
+    text = vcd.read_text()
+    assert "$timescale" in text and "$enddefinitions" in text and "cfg_req" in text
+    gtkw = vcd.with_suffix(".gtkw").read_text()
+    groups = set(re.findall(r"^-(\w+)$", gtkw, re.MULTILINE))
+    assert {"config_request", "completion", "decoder", "sriov_state"} <= groups
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["waves", "x.gtkw", "x.vcd"]
+
+
+def test_sim_no_ari(capsys):
+    """--no-ari: Linux leaves ARI Capable Hierarchy at 0, so the VFs are 02:10.0 .. 02:11.6."""
+    code, lines, err = cli(capsys, "sim", IGB, "--no-ari")
+    assert (code, err) == (0, "")
+    assert SUMMARY_RE.match(lines[-1])
+    bdfs = {TXN_RE.match(line)[2] for line in lines[:-1]}
+    assert bdfs == {"01:00.0"} | {f"02:1{d}.{f}" for d in (0, 1) for f in (0, 2, 4, 6)}
+    assert "cfgwr 01:00.0 0x168 2 SC 0x0009 3 cycles  [enable 8]" in lines   # VFE|MSE, no ARI
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_sim_failed_expectation(capsys, tmp_path):
+    script = write(tmp_path, "check.script", "# the PF is an 82576\n"
+                                             "cfgrd 01:00.0 0 4 == 0x12345678\n")
+    code, lines, err = cli(capsys, "sim", IGB, script)
+    assert code == 1
+    assert err == (f"sriov-ep: error: {script}:2: cfgrd 01:00.0 0 4 == 0x12345678: "
+                   f"read 0x10c98086, expected 0x12345678\n")
+    assert not any(SUMMARY_RE.match(line) for line in lines)
+
+
+def test_sim_host_refuses(capsys, tmp_path):
+    """An enable Linux would refuse (9 > TotalVFs) fails with file:line and Linux's errno."""
+    script = write(tmp_path, "nine.script", "enable 01:00.0 9\n")
+    code, _, err = cli(capsys, "sim", IGB, script)
+    assert code == 1
+    assert err.startswith(f"sriov-ep: error: {script}:1: enable 01:00.0 9: EINVAL")
+
+
+@pytest.mark.parametrize("text,line,problem", [
+    ("idle 1\ncfgrd 01:00.0 0x3 4\n", 2, "OFFSET 0x3 with SIZE 4 is not naturally aligned"),
+    ("# a comment\n\ncfgread 01:00.0 0 4\n", 3, "did you mean 'cfgrd'?"),
+    ("cfgwr 01:00.0 0x04 2\n", 1, "cfgwr takes BDF OFFSET SIZE VALUE, got 3 arguments"),
+    ("cfgrd 01:20.0 0 4\n", 1, "device 0x20 is above 0x1f"),
+    ("memrd 0x100000000 4\n", 1, "memory transactions are not supported"),
+])
+def test_sim_malformed_script(capsys, tmp_path, text, line, problem):
+    script = write(tmp_path, "bad.script", text)
+    code, lines, err = cli(capsys, "sim", IGB, script)
+    assert code == 1
+    assert err.startswith(f"sriov-ep: error: {script}:{line}: ")
+    assert problem in err
+    assert lines == []
+
+
+def test_sim_missing_script(capsys, tmp_path):
+    code, _, err = cli(capsys, "sim", IGB, tmp_path / "none.script")
+    assert code == 1
+    assert err.startswith(f"sriov-ep: error: {tmp_path / 'none.script'}:0: cannot read")
+
+
+@pytest.mark.parametrize("command", [["regmap"], ["sim"], ["lspci", "--enable", "1"]])
+@pytest.mark.parametrize("edit,field", [
+    (("total_vfs = 8", "total_vfs = 0"), "sriov.total_vfs"),
+    (("vf_device_id = 0x10CA", "vf_device_id = 0x10CA\nbogus = 1"), "sriov.bogus"),
+    (("function_dependency_link = 0x00", "function_dependency_link = 0x01"),
+     "sriov.function_dependency_link"),
+    (('address = "01:00.0"', 'address = "01:00.8"'), "pf.address"),
+], ids=["total_vfs", "unknown_key", "fdl", "address"])
+def test_bad_config(capsys, tmp_path, command, edit, field):
+    """A configuration that breaks a rule: exit 2, the message names the file and the field."""
+    text = Path(IGB).read_text()
+    assert edit[0] in text
+    config = write(tmp_path, "bad.toml", text.replace(edit[0], edit[1]))
+    code, lines, err = cli(capsys, command[0], config, *command[1:])
+    assert code == 2
+    assert err.startswith(f"sriov-ep: error: {config}: {field}: ")
+    assert lines == []
+
+
+def test_missing_config(capsys, tmp_path):
+    code, _, err = cli(capsys, "sim", tmp_path / "none.toml")
+    assert code == 2
+    assert err.startswith(f"sriov-ep: error: {tmp_path / 'none.toml'}: (file): cannot read")
+
+
+# -- lspci --------------------------------------------------------------------------------------
+
+
+def dump_blocks(lines):
+    """Split lspci output into blocks at blank lines."""
+    blocks, block = [], []
+    for line in lines:
+        if line == "":
+            if block:
+                blocks.append(block)
+            block = []
+        else:
+            block.append(line)
+    if block:
+        blocks.append(block)
+    return blocks
+
+
+def test_lspci_format(capsys):
+    """`lspci --enable 2`: the PF and VFs 1, 2, each as a `BB:DD.F ` header line (with the
+    trailing space lspci -F needs) and 256 lines of 16 bytes: `00:` .. `f0:`, `100:` .. `ff0:`
+    (sriov-spec.md §6)."""
+    code, lines, err = cli(capsys, "lspci", IGB, "--enable", "2")
+    assert (code, err) == (0, "")
+    blocks = dump_blocks(lines)
+    assert [b[0] for b in blocks] == [
+        f"01:00.0 SR-IOV PF (sriov-ep, {IGB}) ",
+        f"01:10.0 SR-IOV VF 1 (sriov-ep, {IGB}) ",
+        f"01:10.2 SR-IOV VF 2 (sriov-ep, {IGB}) ",
+    ]
+    for block in blocks:
+        data = block[1:]
+        assert len(data) == 256
+        for n, line in enumerate(data):
+            prefix = f"{16 * n:02x}: " if n < 16 else f"{16 * n:03x}: "
+            assert line.startswith(prefix), line
+            assert re.fullmatch(r"(?: [0-9a-f]{2}){16}", line[len(prefix) - 1:]), line
+        assert data[0x10][:4] == "100:" and data[-1][:4] == "ff0:"
+    pf, vf1 = blocks[0][1:], blocks[1][1:]
+    assert pf[0].startswith("00: 86 80 c9 10 06 00 10 00 01 00 00 02")
+    assert pf[0x10].startswith("100: 0e 00 01 16 00 00 00 00")     # ARI at 0x100, next 0x160
+    assert pf[0x16].startswith("160: 10 00 01 00 00 00 00 00 19 00 00 00 08 00 08 00")
+    assert pf[0x17].startswith("170: 02 00 00 00 80 00 02 00 00 00 ca 10 53 05 00 00")
+    assert vf1[0].startswith("00: ff ff ff ff 00 00 10 00 01 00 00 02")
+    assert vf1[0x10].startswith("100: 0e 00 01 00 00 00 00 00")
+
+
+def test_lspci_script(capsys, tmp_path):
+    """`lspci --script`: the script runs first; it ends with `disable`, so only the PF is
+    dumped, with VF Enable clear and NumVFs 0."""
+    code, lines, err = cli(capsys, "lspci", IGB, "--script", WALK)
+    assert (code, err) == (0, "")
+    blocks = dump_blocks(lines)
+    assert [b[0][:8] for b in blocks] == ["01:00.0 "]
+    assert blocks[0][0x17].startswith("160: 10 00 01 00 00 00 00 00 10 00 00 00 08 00 08 00")
+
+
+def console_script():
+    path = Path(sys.executable).parent / "sriov-ep"
+    return str(path) if path.exists() else shutil.which("sriov-ep")
+
+
+def test_console_script_installed(tmp_path):
+    """The `sriov-ep` entry point of pyproject.toml is installed and runs."""
+    exe = console_script()
+    assert exe, "the sriov-ep console script is not installed (pip install -e .)"
+    done = subprocess.run([exe, "regmap", IGB], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"# SR-IOV Extended Capability at 0x160 ({IGB})\n")
+    bad = subprocess.run([exe, "sim", str(tmp_path / "none.toml")], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert bad.returncode == 2 and "(file): cannot read" in bad.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,200 @@
+"""Real pciutils decodes what ``sriov-ep lspci`` dumps.
+
+The PF's and VFs' configuration spaces, read from the simulated RTL after the Linux enable
+sequence, are written in the ``lspci -xxxx`` format and fed to ``lspci -F FILE -vvv``. The
+expected text is sriov-spec.md §6 (field formats, pciutils 3.9 vs newer IOVCap) with the values
+of ``examples/*.toml`` and the addresses LinuxHost assigns (32-bit window from 0x8000_0000,
+64-bit prefetchable window from 0x1_0000_0000).
+
+``lspci`` comes from pciutils, which CI installs: the tests skip when it is missing, except
+when the ``CI`` environment variable is set, where they fail.
+"""
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sriov_tb.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+#: pciutils 3.8-3.10 print `Interrupt Message Number: 000`, 3.11 and later `IntMsgNum 0`.
+IOVCAP_RE = (r"IOVCap:\tMigration- 10BitTagReq(?P<tag>[+-]) "
+             r"(?:Interrupt Message Number: 000|IntMsgNum 0)")
+
+
+def lspci_exe():
+    exe = shutil.which("lspci")
+    if exe is None:
+        message = "lspci (pciutils) is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}, and CI must run these tests: install pciutils")
+        pytest.skip(f"{message}: install pciutils to run these tests")
+    return exe
+
+
+def decode(tmp_path_factory, config, *args):
+    """``sriov-ep lspci CONFIG ARGS`` into a file, then ``lspci -F FILE -vvv``: the device blocks
+    as ``{slot: text}`` (in order)."""
+    exe = lspci_exe()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["lspci", str(EXAMPLES / config), *args]) == 0
+    path = tmp_path_factory.mktemp("lspci") / "dump.txt"
+    path.write_text(out.getvalue())
+    done = subprocess.run([exe, "-F", str(path), "-vvv"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Malformed" not in done.stderr
+    blocks = {}
+    for block in done.stdout.strip("\n").split("\n\n"):
+        slot = block.split(" ", 1)[0]
+        blocks[slot] = block
+    return blocks
+
+
+def section(block, header_re):
+    """The lines of ``block`` from the capability header matching ``header_re`` up to the next
+    capability header."""
+    lines = block.splitlines()
+    for n, line in enumerate(lines):
+        if re.search(header_re, line):
+            rest = []
+            for more in lines[n + 1:]:
+                if more.startswith("\tCapabilities:"):
+                    break
+                rest.append(more.strip())
+            return rest
+    raise AssertionError(f"no {header_re!r} in:\n{block}")
+
+
+def line_matching(lines, pattern):
+    found = [line for line in lines if re.search(pattern, line)]
+    assert len(found) == 1, (pattern, lines)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def igb4(tmp_path_factory):
+    return decode(tmp_path_factory, "igb-82576.toml", "--enable", "4")
+
+
+def test_igb_functions(igb4):
+    """The PF and VFs 1-4 at 01:10.0, .2, .4, .6 (ARI function 0x80 + 2(n-1) as device.function)."""
+    assert list(igb4) == ["01:00.0", "01:10.0", "01:10.2", "01:10.4", "01:10.6"]
+
+
+def test_igb_pf_header_and_pcie(igb4):
+    pf = igb4["01:00.0"]
+    first = pf.splitlines()[0]
+    assert first.startswith("01:00.0 Ethernet controller:") and "(rev 01)" in first
+    assert "Illegal Vendor ID" not in first
+    assert re.search(r"^\tControl: I/O- Mem\+ BusMaster\+", pf, re.MULTILINE)
+    assert re.search(r"^\tStatus: Cap\+", pf, re.MULTILINE)
+    assert "\tRegion 0: Memory at 80000000 (32-bit, non-prefetchable)" in pf
+    assert "\tRegion 1: Memory at 80020000 (32-bit, non-prefetchable)" in pf
+    assert "\tRegion 3: Memory at 80040000 (32-bit, non-prefetchable)" in pf
+    assert "\tCapabilities: [40] Express (v2) Endpoint, MSI 00" in pf
+    devcap = section(pf, r"Express \(v2\) Endpoint")
+    assert re.search(r"\bFLReset\+", line_matching(devcap, r"^ExtTag.*SlotPowerLimit"))
+    assert re.search(r"RlxdOrd\+ .*NoSnoop\+ FLReset-", "\n".join(devcap))
+
+
+def test_igb_ari_capability(igb4):
+    pf = igb4["01:00.0"]
+    assert "\tCapabilities: [100 v1] Alternative Routing-ID Interpretation (ARI)" in pf
+    ari = section(pf, r"\[100 v1\] Alternative Routing-ID")
+    assert ari == ["ARICap:\tMFVC- ACS-, Next Function: 0",
+                   "ARICtl:\tMFVC- ACS-, Function Group: 0"]
+
+
+def test_igb_sriov_capability(igb4):
+    pf = igb4["01:00.0"]
+    assert "\tCapabilities: [160 v1] Single Root I/O Virtualization (SR-IOV)" in pf
+    sriov = section(pf, r"\[160 v1\] Single Root I/O Virtualization \(SR-IOV\)")
+    iovcap = line_matching(sriov, r"^IOVCap:")
+    assert re.fullmatch(IOVCAP_RE, iovcap), iovcap
+    iovctl = line_matching(sriov, r"^IOVCtl:").split()
+    for flag in ("Enable+", "Migration-", "Interrupt-", "MSE+", "ARIHierarchy+"):
+        assert flag in iovctl, iovctl
+    assert line_matching(sriov, r"^IOVSta:") == "IOVSta:\tMigration-"
+    assert ("Initial VFs: 8, Total VFs: 8, Number of VFs: 4, Function Dependency Link: 00"
+            in sriov)
+    assert "VF offset: 128, stride: 2, Device ID: 10ca" in sriov
+    assert "Supported Page Size: 00000553, System Page Size: 00000001" in sriov
+    # VF BAR0 and VF BAR3: 8 x 16 KiB each, 64-bit prefetchable, from 0x1_0000_0000.
+    regions = [line for line in sriov if line.startswith("Region")]
+    assert regions == ["Region 0: Memory at 0000000100000000 (64-bit, prefetchable)",
+                       "Region 3: Memory at 0000000100020000 (64-bit, prefetchable)"]
+    assert "VF Migration: offset: 00000000, BIR: 0" in sriov
+
+
+def test_igb_vfs(igb4):
+    """A VF's Vendor ID reads 0xFFFF, which lspci prints as `Illegal Vendor ID` (sriov-spec.md
+    §6); each VF has the PCIe capability (FLR capable, Memory hard-wired 0) and ARI, no SR-IOV."""
+    for slot in ("01:10.0", "01:10.2", "01:10.4", "01:10.6"):
+        vf = igb4[slot]
+        first = vf.splitlines()[0]
+        assert first.startswith(f"{slot} Ethernet controller: Illegal Vendor ID Device ffff")
+        assert "(rev 01)" in first
+        assert re.search(r"^\tControl: I/O- Mem- BusMaster-", vf, re.MULTILINE)
+        assert "\tCapabilities: [40] Express (v2) Endpoint, MSI 00" in vf
+        assert "FLReset+" in vf
+        assert "\tCapabilities: [100 v1] Alternative Routing-ID Interpretation (ARI)" in vf
+        assert "SR-IOV" not in vf
+        assert "Region" not in vf
+
+
+def test_igb_no_ari(tmp_path_factory):
+    """--no-ari: ARI Capable Hierarchy stays 0, so First VF Offset is 384 and the VFs sit on
+    bus 2 (02:10.0, 02:10.2)."""
+    blocks = decode(tmp_path_factory, "igb-82576.toml", "--enable", "2", "--no-ari")
+    assert list(blocks) == ["01:00.0", "02:10.0", "02:10.2"]
+    sriov = section(blocks["01:00.0"], r"\[160 v1\] Single Root I/O Virtualization")
+    assert re.fullmatch(IOVCAP_RE, line_matching(sriov, r"^IOVCap:"))
+    iovctl = line_matching(sriov, r"^IOVCtl:").split()
+    assert "Enable+" in iovctl and "MSE+" in iovctl and "ARIHierarchy-" in iovctl
+    assert "Initial VFs: 8, Total VFs: 8, Number of VFs: 2, Function Dependency Link: 00" \
+        in sriov
+    assert "VF offset: 384, stride: 2, Device ID: 10ca" in sriov
+    for slot in ("02:10.0", "02:10.2"):
+        assert "Illegal Vendor ID" in blocks[slot].splitlines()[0]
+
+
+def test_nvme(tmp_path_factory):
+    """nvme: SR-IOV at 0x120 after ARI at 0x100, 127 VFs at offset 1 stride 1 (01:00.1, 01:00.2),
+    VF Device ID 0010, VF BAR0 64-bit non-prefetchable, placed after the PF's 16 KiB BAR0 in the
+    32-bit window, 16 KiB aligned."""
+    blocks = decode(tmp_path_factory, "nvme.toml", "--enable", "2")
+    assert list(blocks) == ["01:00.0", "01:00.1", "01:00.2"]
+    pf = blocks["01:00.0"]
+    assert pf.splitlines()[0].startswith("01:00.0 Non-Volatile memory controller:")
+    assert "\tRegion 0: Memory at 80000000 (64-bit, non-prefetchable)" in pf
+    assert "\tCapabilities: [40] Express (v2) Endpoint, MSI 00" in pf
+    assert "FLReset+" in pf
+    ari = section(pf, r"\[100 v1\] Alternative Routing-ID")
+    assert "ARICap:\tMFVC- ACS-, Next Function: 0" in ari
+    sriov = section(pf, r"\[120 v1\] Single Root I/O Virtualization \(SR-IOV\)")
+    assert re.fullmatch(IOVCAP_RE, line_matching(sriov, r"^IOVCap:"))
+    iovctl = line_matching(sriov, r"^IOVCtl:").split()
+    assert "Enable+" in iovctl and "MSE+" in iovctl and "ARIHierarchy+" in iovctl
+    assert "Initial VFs: 127, Total VFs: 127, Number of VFs: 2, Function Dependency Link: 00" \
+        in sriov
+    assert "VF offset: 1, stride: 1, Device ID: 0010" in sriov
+    assert "Supported Page Size: 00000553, System Page Size: 00000001" in sriov
+    regions = [line for line in sriov if line.startswith("Region")]
+    assert len(regions) == 1
+    match = re.fullmatch(r"Region 0: Memory at ([0-9a-f]{16}) \(64-bit, non-prefetchable\)",
+                         regions[0])
+    assert match, regions
+    address = int(match[1], 16)
+    assert address % 0x4000 == 0 and 0x8000_4000 <= address < 1 << 32
+    for slot in ("01:00.1", "01:00.2"):
+        first = blocks[slot].splitlines()[0]
+        assert first.startswith(f"{slot} Non-Volatile memory controller: Illegal Vendor ID")
