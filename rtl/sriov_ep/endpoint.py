@@ -1,9 +1,10 @@
 """``SriovEndpoint``: the configuration side of an SR-IOV endpoint (one PF and its VFs)."""
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .bar_decode import MemDecode, MemRequest, PfBarState, VfBarDecoder
 from .config_space import (
     PCIE_CAP_OFFSET,
     VF_ARI_CAP_OFFSET,
@@ -79,8 +80,23 @@ class SriovEndpoint(wiring.Component):
     Per-VF state lives in a memory of TotalVFs entries, so the flip-flop count does not grow
     with TotalVFs. Behaviour is specified in ``docs/endpoint-behaviour.md``.
 
+    Parameters
+    ----------
+    params : EndpointParams
+    mem_latency : int
+        Latency of the memory decode (1, or 2 for one more pipeline stage).
+    tag_width : int
+        Width of the memory request tag carried to the decode result.
+
     Members
     -------
+    mem_req : In(stream.Signature(MemRequest(tag_width)))
+        Memory requests (64-bit address, write, tag).
+    mem_res : Out(stream.Signature(MemDecode(params, tag_width)))
+        Their decode (see :class:`VfBarDecoder`): claimed or not, PF or VF n, BAR, offset.
+        Unclaimed requests are for the user logic to complete with UR.
+    pf_bars : Out(ArrayLayout(PfBarState, len(params.pf_bars)))
+        PF BAR base addresses, in the order of ``params.pf_bars``.
     cfg_req : In(stream.Signature(ConfigRequest))
         Configuration requests.
     cfg_cpl : Out(stream.Signature(Completion))
@@ -112,14 +128,18 @@ class SriovEndpoint(wiring.Component):
         Bus Master Enable of VF ``vf_bme_query`` one cycle earlier; 0 unless that VF exists.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, *, mem_latency=1, tag_width=8):
         if not isinstance(params, EndpointParams):
             raise TypeError(f"params: must be an EndpointParams, not {params!r}")
         self._params = params
         vf_range = range(params.total_vfs + 1)
         self.sriov   = SriovCapability(params, next_offset=ext_cap_chain(params)["sriov"])
         self.decoder = RoutingIdDecoder(params)
+        self.bar_decoder = VfBarDecoder(params, latency=mem_latency, tag_width=tag_width)
         super().__init__({
+            "mem_req":                In(stream.Signature(MemRequest(tag_width))),
+            "mem_res":                Out(stream.Signature(MemDecode(params, tag_width))),
+            "pf_bars":                Out(data.ArrayLayout(PfBarState, len(params.pf_bars))),
             "cfg_req":                In(stream.Signature(ConfigRequest)),
             "cfg_cpl":                Out(stream.Signature(Completion)),
             "bus":                    Out(8),
@@ -149,6 +169,7 @@ class SriovEndpoint(wiring.Component):
         m = Module()
         m.submodules.sriov   = sriov   = self.sriov
         m.submodules.decoder = decoder = self.decoder
+        m.submodules.bar_decoder = bar_decoder = self.bar_decoder
 
         depth = max(2, p.total_vfs)
         m.submodules.vf_state = vf_mem = memory.Memory(shape=VfState, depth=depth, init=[])
@@ -323,6 +344,22 @@ class SriovEndpoint(wiring.Component):
                     m.d.sync += [cpl.status.eq(CompletionStatus.UR), cpl.data.eq(0)]
             with m.If(req.write):
                 m.d.sync += cpl.data.eq(0)
+
+        # -- Memory requests: decoded against the PF's and the VFs' BARs ----------------------
+        for n, bar in enumerate(p.pf_bars):
+            lo = header.read_dword(4 + bar.index)
+            hi = header.read_dword(5 + bar.index) if bar.is_64bit else Const(0, 32)
+            m.d.comb += self.pf_bars[n].base.eq(Cat(Const(0, 4), lo[4:], hi))
+        wiring.connect(m, wiring.flipped(self.mem_req), bar_decoder.req)
+        wiring.connect(m, bar_decoder.res, wiring.flipped(self.mem_res))
+        m.d.comb += [
+            bar_decoder.vf_enable.eq(sriov.vf_enable),
+            bar_decoder.vf_mse.eq(sriov.vf_mse),
+            bar_decoder.num_vfs.eq(sriov.num_vfs),
+            bar_decoder.vf_bars.eq(sriov.vf_bars),
+            bar_decoder.pf_mse.eq(header["command.memory_space_enable"]),
+            bar_decoder.pf_bars.eq(self.pf_bars),
+        ]
 
         # -- User-facing state ---------------------------------------------------------------
         bme_ok = Signal()

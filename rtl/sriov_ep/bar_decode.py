@@ -1,0 +1,175 @@
+"""Memory address decoding: PF BARs and VF BARs (SR-IOV §2.1.1.1, §3.3.14)."""
+
+from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import EndpointParams
+from .sriov_cap import VfBarState
+
+__all__ = ["MemRequest", "MemDecode", "PfBarState", "VfBarDecoder"]
+
+#: Base address of a PF BAR as programmed (type bits cleared).
+PfBarState = data.StructLayout({"base": 64})
+
+
+def MemRequest(tag_width=8):
+    """Layout of a memory request: address, direction and a tag carried through untouched."""
+    return data.StructLayout({"addr": 64, "write": 1, "tag": tag_width})
+
+
+def MemDecode(params, tag_width=8):
+    """Layout of a decode result.
+
+    ``claimed``: a function's BAR holds the address. ``is_vf``/``vf``: which function (``vf`` is
+    the 1-based VF number, 0 for the PF). ``bar``: BAR index (the low slot of a 64-bit BAR).
+    ``offset``: the address minus the start of that function's aperture. ``addr``, ``write`` and
+    ``tag`` are the request's.
+    """
+    return data.StructLayout({
+        "claimed": 1,
+        "is_vf":   1,
+        "vf":      range(params.total_vfs + 1),
+        "bar":     3,
+        "offset":  64,
+        "addr":    64,
+        "write":   1,
+        "tag":     tag_width,
+    })
+
+
+class VfBarDecoder(wiring.Component):
+    """Decide which function and BAR a memory request reaches, or none.
+
+    VF n's BAR i occupies ``[base_i + (n-1)*A_i, base_i + n*A_i)`` with ``A_i = 2**aperture_log2``
+    = max(BAR size, System Page Size). The VF number comes from the address: ``(addr - base_i)
+    >> aperture_log2`` plus one, so nothing grows with TotalVFs beyond the width of a VF number.
+    VFs decode while VF Enable and VF MSE are set and ``n <= NumVFs``; PF BARs while the PF's
+    Memory Space Enable is set. Nothing else is claimed: below a base, past NumVFs apertures,
+    above 4 GiB for a 32-bit BAR.
+
+    Parameters
+    ----------
+    params : EndpointParams
+    latency : int
+        1: the result is registered one cycle after the request is accepted. 2: one more
+        pipeline stage (subtract, then shift and compare) for higher clock rates.
+    tag_width : int
+        Width of the request tag carried to the result.
+
+    Members
+    -------
+    req : In(stream.Signature(MemRequest(tag_width)))
+        Memory requests.
+    res : Out(stream.Signature(MemDecode(params, tag_width)))
+        One decode result per request, in order, ``latency`` cycles after acceptance when
+        ``res.ready`` is high. ``req.ready`` is low while a result is held back.
+    vf_enable, vf_mse : In(1)
+    num_vfs : In(16)
+    vf_bars : In(ArrayLayout(VfBarState, len(params.vf_bars)))
+        From :class:`SriovCapability`.
+    pf_mse : In(1)
+        PF Command Memory Space Enable.
+    pf_bars : In(ArrayLayout(PfBarState, len(params.pf_bars)))
+        PF BAR bases, in the order of ``params.pf_bars``.
+    """
+
+    def __init__(self, params, *, latency=1, tag_width=8):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        if latency not in (1, 2):
+            raise ValueError(f"latency: must be 1 or 2 (got {latency!r})")
+        if not isinstance(tag_width, int) or not 0 <= tag_width <= 64:
+            raise ValueError(f"tag_width: must be an integer in 0..64 (got {tag_width!r})")
+        self._params  = params
+        self._latency = latency
+        super().__init__({
+            "req":       In(stream.Signature(MemRequest(tag_width))),
+            "res":       Out(stream.Signature(MemDecode(params, tag_width))),
+            "vf_enable": In(1),
+            "vf_mse":    In(1),
+            "num_vfs":   In(16),
+            "vf_bars":   In(data.ArrayLayout(VfBarState, len(params.vf_bars))),
+            "pf_mse":    In(1),
+            "pf_bars":   In(data.ArrayLayout(PfBarState, len(params.pf_bars))),
+        })
+
+    @property
+    def latency(self):
+        return self._latency
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+
+        # The whole pipeline moves when its last stage is empty or being emptied.
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.res.valid | self.res.ready),
+                     self.req.ready.eq(advance)]
+
+        # -- Stage 1: subtract every base from the address ------------------------------------
+        addr = self.req.payload.addr
+        s1_valid = Signal()
+        s1_req   = Signal.like(self.req.payload)
+        s1_rel   = [Signal(signed(66), name=f"s1_vf{bar.index}_rel") for bar in p.vf_bars]
+        s1_ap    = [Signal(6, name=f"s1_vf{bar.index}_ap") for bar in p.vf_bars]
+        s1_pf    = [Signal(name=f"s1_pf{bar.index}_hit") for bar in p.pf_bars]
+        s1_vf_on = Signal()
+        s1_num   = Signal(16)
+        s1_comb = []
+        for n in range(len(p.vf_bars)):
+            s1_comb += [s1_rel[n].eq(addr - self.vf_bars[n].base),
+                        s1_ap[n].eq(self.vf_bars[n].aperture_log2)]
+        for n, bar in enumerate(p.pf_bars):
+            top = 64 if bar.is_64bit else 32
+            # A 32-bit BAR decodes only below 4 GiB.
+            hit = (addr[bar.size_log2:64] ==
+                   self.pf_bars[n].base[bar.size_log2:top]) & self.pf_mse
+            s1_comb.append(s1_pf[n].eq(hit))
+        s1_comb += [s1_vf_on.eq(self.vf_enable & self.vf_mse), s1_num.eq(self.num_vfs)]
+
+        if self._latency == 2:
+            with m.If(advance):
+                m.d.sync += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
+                m.d.sync += s1_comb
+        else:
+            m.d.comb += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
+            m.d.comb += s1_comb
+
+        # -- Stage 2: VF number from the shifted difference, the match, the offset -----------
+        vf_width = max(1, p.total_vfs.bit_length())
+        result = Signal.like(self.res.payload)
+        m.d.comb += [result.addr.eq(s1_req.addr), result.write.eq(s1_req.write),
+                     result.tag.eq(s1_req.tag)]
+        # Priority among BARs is irrelevant when software keeps them apart; PF BARs first.
+        hits = []
+        for n, bar in enumerate(p.pf_bars):
+            offset = Signal(64, name=f"pf{bar.index}_offset")
+            m.d.comb += offset.eq(s1_req.addr[:bar.size_log2])
+            hits.append((s1_pf[n], 0, 0, bar.index, offset))
+        for n, bar in enumerate(p.vf_bars):
+            rel = s1_rel[n]
+            quotient = Signal(64, name=f"vf{bar.index}_index")
+            offset   = Signal(64, name=f"vf{bar.index}_offset")
+            hit      = Signal(name=f"vf{bar.index}_hit")
+            m.d.comb += [
+                quotient.eq(rel[:64] >> s1_ap[n]),
+                offset.eq(rel[:64] & ~(Const((1 << 64) - 1, 64) << s1_ap[n])[:64]),
+            ]
+            in_range = (rel >= 0) & (quotient[vf_width:] == 0) & \
+                       (quotient[:vf_width] < s1_num)
+            if not bar.is_64bit:
+                in_range &= s1_req.addr[32:] == 0
+            m.d.comb += hit.eq(s1_vf_on & in_range)
+            hits.append((hit, 1, quotient[:vf_width] + 1, bar.index, offset))
+
+        # Later assignments win: go backwards so the first hit in the list is taken.
+        for hit, is_vf, vf, index, offset in reversed(hits):
+            with m.If(hit):
+                m.d.comb += [result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(vf),
+                             result.bar.eq(index), result.offset.eq(offset)]
+
+        with m.If(advance):
+            m.d.sync += [self.res.valid.eq(s1_valid), self.res.payload.eq(result)]
+        return m
+
