@@ -230,7 +230,7 @@ def test_sim_host_refuses(capsys, tmp_path):
     ("# a comment\n\ncfgread 01:00.0 0 4\n", 3, "did you mean 'cfgrd'?"),
     ("cfgwr 01:00.0 0x04 2\n", 1, "cfgwr takes BDF OFFSET SIZE VALUE, got 3 arguments"),
     ("cfgrd 01:20.0 0 4\n", 1, "device 0x20 is above 0x1f"),
-    ("memrd 0x100000000 4\n", 1, "memory transactions are not supported"),
+    ("idle 1\nidle 2\nmemrd 0x100000ffe 4\n", 3, "crosses a 4 KiB boundary"),
 ])
 def test_sim_malformed_script(capsys, tmp_path, text, line, problem):
     script = write(tmp_path, "bad.script", text)

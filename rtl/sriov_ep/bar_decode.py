@@ -1,6 +1,6 @@
 """Memory address decoding: PF BARs and VF BARs (SR-IOV §2.1.1.1, §3.3.14)."""
 
-from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,6 +36,12 @@ def MemDecode(params, tag_width=8):
         "write":   1,
         "tag":     tag_width,
     })
+
+
+def _aperture_log2s(params, bar):
+    """Every value log2(max(BAR size, System Page Size)) can take for VF BAR ``bar``."""
+    return sorted({max(bar.size_log2, 12 + bit) for bit in range(32)
+                   if params.supported_page_sizes >> bit & 1})
 
 
 class VfBarDecoder(wiring.Component):
@@ -152,22 +158,29 @@ class VfBarDecoder(wiring.Component):
             quotient = Signal(64, name=f"vf{bar.index}_index")
             offset   = Signal(64, name=f"vf{bar.index}_offset")
             hit      = Signal(name=f"vf{bar.index}_hit")
-            m.d.comb += [
-                quotient.eq(rel[:64] >> s1_ap[n]),
-                offset.eq(rel[:64] & ~(Const((1 << 64) - 1, 64) << s1_ap[n])[:64]),
-            ]
+            # The aperture takes few values (the BAR size or a supported page size): a
+            # multiplexer of constant shifts is far smaller than a 64-bit barrel shifter.
+            with m.Switch(s1_ap[n]):
+                for log2 in _aperture_log2s(p, bar):
+                    with m.Case(log2):
+                        m.d.comb += [quotient.eq(rel[log2:64]), offset.eq(rel[:log2])]
             in_range = (rel >= 0) & (quotient[vf_width:] == 0) & \
                        (quotient[:vf_width] < s1_num)
             if not bar.is_64bit:
                 in_range &= s1_req.addr[32:] == 0
             m.d.comb += hit.eq(s1_vf_on & in_range)
-            hits.append((hit, 1, quotient[:vf_width] + 1, bar.index, offset))
+            hits.append((hit, 1, quotient[:vf_width], bar.index, offset))
 
-        # Later assignments win: go backwards so the first hit in the list is taken.
-        for hit, is_vf, vf, index, offset in reversed(hits):
+        # Later assignments win: go backwards so the first hit in the list is taken. The VF
+        # index is selected 0-based and made 1-based once, after the selection.
+        vf_index = Signal(vf_width)
+        for hit, is_vf, index0, bar_index, offset in reversed(hits):
             with m.If(hit):
-                m.d.comb += [result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(vf),
-                             result.bar.eq(index), result.offset.eq(offset)]
+                m.d.comb += [result.claimed.eq(1), result.is_vf.eq(is_vf),
+                             vf_index.eq(index0), result.bar.eq(bar_index),
+                             result.offset.eq(offset)]
+        with m.If(result.is_vf):
+            m.d.comb += result.vf.eq(vf_index + 1)
 
         with m.If(advance):
             m.d.sync += [self.res.valid.eq(s1_valid), self.res.payload.eq(result)]

@@ -2,6 +2,7 @@
 
 import time
 
+from sriov_ep.bar_decode import VfBarDecoder
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import Bar, EndpointParams
 from sriov_ep.routing import RoutingIdDecoder
@@ -13,6 +14,8 @@ AREA_SIZES = (8, 256, 2048, 65535)
 
 COMPONENTS = {
     "RoutingIdDecoder": RoutingIdDecoder,
+    "VfBarDecoder":     VfBarDecoder,
+    "VfBarDecoder/2":   lambda params: VfBarDecoder(params, latency=2),
     "SriovEndpoint":    SriovEndpoint,
 }
 

@@ -52,7 +52,7 @@ def cmd_sim(args):
     if args.vcd:
         Path(args.vcd).parent.mkdir(parents=True, exist_ok=True)
     result = run_ops(params, ops, filename=filename, emit=print, json=args.json,
-                     vcd=args.vcd, ari=not args.no_ari)
+                     vcd=args.vcd, ari=not args.no_ari, page_size=args.page_size)
     summary = (f"{len(result.transactions)} transactions, {result.compared} completions "
                f"checked against the reference model: all match")
     if args.json:
@@ -113,6 +113,13 @@ def cmd_bench(args):
     return 0
 
 
+def _page_size(text):
+    value = int(text, 0)
+    if value < 4096 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"{text}: must be a power of two >= 4096")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sriov-ep", description="SR-IOV endpoint logic: register maps, simulation, export.")
@@ -131,6 +138,9 @@ def build_parser():
     p.add_argument("--no-ari", action="store_true",
                    help="the root port has no ARI Forwarding: Linux leaves ARI Capable "
                         "Hierarchy at 0")
+    p.add_argument("--page-size", type=_page_size, default=4096, metavar="BYTES",
+                   help="the host's PAGE_SIZE (Linux picks System Page Size from it; default "
+                        "4096)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("lspci", help="print the PF's and enabled VFs' config space in the "

@@ -22,6 +22,7 @@ from .cfg import ConfigSpace, Mismatch
 from .linux import LinuxSriovDriver
 
 __all__ = ["Completion", "EndpointDriver", "ModelEndpointPort", "Scoreboard", "RootPort",
+           "MemDecodeResult", "MemoryDriver", "MemTransaction", "BarMemories", "MemoryPort",
            "Transaction", "LinuxHost", "HostError"]
 
 
@@ -145,6 +146,138 @@ class _FunctionPort:
 
     async def write_dword(self, dword, data, byte_en):
         await self.root.request(self.rid, dword, byte_en, True, data)
+
+
+@dataclass(frozen=True)
+class MemDecodeResult:
+    """Which function and BAR a memory request reached (``function`` 0 is the PF)."""
+    claimed:  bool
+    function: int
+    bar:      int
+    offset:   int
+    cycles:   int | None = None
+
+    def key(self):
+        return (self.claimed, self.function, self.bar, self.offset)
+
+
+class MemoryDriver:
+    """Drive :class:`sriov_ep.SriovEndpoint`'s memory decode channels (``mem_req``/``mem_res``).
+
+    ``cycles`` counts clock edges from the one accepting the request to the one transferring its
+    result.
+    """
+
+    def __init__(self, ctx, dut, *, timeout=100_000):
+        self.ctx     = ctx
+        self.dut     = dut
+        self.timeout = timeout
+        self.tag     = 0
+
+    async def decode(self, addr, write):
+        ctx, dut = self.ctx, self.dut
+        self.tag = (self.tag + 1) % (1 << len(dut.mem_req.payload.tag))
+        ctx.set(dut.mem_req.payload, {"addr": addr, "write": write, "tag": self.tag})
+        ctx.set(dut.mem_req.valid, 1)
+        ctx.set(dut.mem_res.ready, 1)
+        waited = 0
+        while True:
+            _, _, ready = await ctx.tick().sample(dut.mem_req.ready)
+            if ready:
+                break
+            waited += 1
+            if waited > self.timeout:
+                raise TimeoutError(f"memory request not accepted after {self.timeout} cycles")
+        ctx.set(dut.mem_req.valid, 0)
+        cycles = 0
+        while True:
+            cycles += 1
+            _, _, valid, res = await ctx.tick().sample(dut.mem_res.valid, dut.mem_res.payload)
+            if valid:
+                break
+            if cycles > self.timeout:
+                raise TimeoutError(f"no memory decode result after {self.timeout} cycles")
+        ctx.set(dut.mem_res.ready, 0)
+        if (res.addr, res.write, res.tag) != (addr, int(write), self.tag):
+            raise Mismatch(f"decode result for {res.addr:#x} (tag {res.tag}) returned for the "
+                           f"request at {addr:#x} (tag {self.tag})")
+        function = res.vf if res.is_vf else 0
+        if res.claimed and res.is_vf and res.vf == 0:
+            raise Mismatch(f"decode of {addr:#x} claims VF 0")
+        return MemDecodeResult(bool(res.claimed), function if res.claimed else 0,
+                               res.bar if res.claimed else 0, res.offset if res.claimed else 0,
+                               cycles)
+
+
+class MemoryPort:
+    """Decode on the design and on the model (``model.decode_memory``); they must agree."""
+
+    def __init__(self, dut, model):
+        self.dut      = dut
+        self.model    = model
+        self.compared = 0
+
+    async def decode(self, addr, write):
+        got = await self.dut.decode(addr, write)
+        expected = MemDecodeResult(*self.model.decode_memory(addr))
+        self.compared += 1
+        if got.key() != expected.key():
+            raise Mismatch(f"memory {'write' if write else 'read'} at {addr:#018x}: design "
+                           f"{_describe(got)}, model {_describe(expected)}")
+        return got
+
+
+def _describe(result):
+    if not result.claimed:
+        return "not claimed"
+    who = f"VF{result.function}" if result.function else "PF"
+    return f"{who} BAR{result.bar} + {result.offset:#x}"
+
+
+class BarMemories:
+    """The user logic of a testbench: a sparse byte memory behind every (function, BAR)."""
+
+    def __init__(self):
+        self.mem = {}
+
+    def write(self, function, bar, offset, size, value):
+        store = self.mem.setdefault((function, bar), {})
+        for i in range(size):
+            store[offset + i] = (value >> (8 * i)) & 0xff
+
+    def read(self, function, bar, offset, size):
+        store = self.mem.get((function, bar), {})
+        return sum(store.get(offset + i, 0) << (8 * i) for i in range(size))
+
+
+@dataclass
+class MemTransaction:
+    """One memory transaction: its decode and the data."""
+    op:       str           # "memrd" | "memwr"
+    addr:     int
+    size:     int
+    status:   str           # "SC" when claimed, "UR" otherwise
+    value:    int
+    cycles:   int | None
+    function: int | None    # 0 PF, n VF n, None unclaimed
+    bar:      int | None
+    offset:   int | None
+    step:     str = ""
+
+    def as_dict(self):
+        return {"op": self.op, "addr": self.addr, "size": self.size, "status": self.status,
+                "value": self.value, "cycles": self.cycles, "function": self.function,
+                "bar": self.bar, "offset": self.offset, "step": self.step}
+
+    def __str__(self):
+        where = "-"
+        if self.function is not None:
+            who = f"VF{self.function}" if self.function else "PF"
+            where = f"{who} BAR{self.bar}+{self.offset:#x}"
+        return (f"{self.op} {self.addr:#018x} {self.size} {self.status} "
+                f"0x{self.value:0{2 * self.size}x} {where}"
+                + (f" {self.cycles} cycles" if self.cycles is not None else "")
+                + (f"  [{self.step}]" if self.step else ""))
 
 
 class RootPort:

@@ -2,7 +2,8 @@
 
 :class:`SriovCapabilityModel` models the SR-IOV Extended Capability (ID 0x0010);
 :class:`EndpointModel` models the whole endpoint (routing, the PF's configuration space, the VFs'
-configuration spaces) and delegates the PF's SR-IOV capability to a :class:`SriovCapabilityModel`.
+configuration spaces, memory-request decoding by the PF and VF BARs) and delegates the PF's
+SR-IOV capability to a :class:`SriovCapabilityModel`.
 
 Written from ``/work/shared/reference/sriov-spec.md`` (register map, VF BAR rules, corner cases),
 ``docs/sriov-capability-behaviour.md`` and ``docs/endpoint-behaviour.md`` (the project's choices
@@ -450,6 +451,8 @@ CAP_PTR = 0x40
 #: Command bits that are RW in the PF: Memory Space Enable (1), Bus Master Enable (2), Parity
 #: Error Response (6), SERR# Enable (8), Interrupt Disable (10).
 PF_COMMAND_RW = 1 << 1 | 1 << 2 | 1 << 6 | 1 << 8 | 1 << 10            # 0x0546
+#: Command bit 1, Memory Space Enable (RW in the PF, hard-wired 0 in a VF).
+COMMAND_MEMORY_SPACE_ENABLE = 1 << 1
 #: Command bit 2, Bus Master Enable (the only RW Command bit of a VF).
 COMMAND_BUS_MASTER_ENABLE = 1 << 2
 #: Status bit 4, Capabilities List (RO 1 in the PF and every VF).
@@ -496,8 +499,9 @@ class EndpointModel:
     """Pure-Python model of the whole endpoint: one PF with its SR-IOV VFs.
 
     Implements ``docs/endpoint-behaviour.md``: routing of configuration requests (§1),
-    completions (§2), the PF's configuration space (§3) and the VFs' (§4). The PF's SR-IOV
-    capability is a :class:`SriovCapabilityModel`.
+    completions (§2), the PF's configuration space (§3), the VFs' (§4) and the decoding of memory
+    requests by the PF BARs and VF BARs (§5). The PF's SR-IOV capability is a
+    :class:`SriovCapabilityModel`.
 
     Parameters
     ----------
@@ -911,6 +915,73 @@ class EndpointModel:
         # Every other VF register is read-only: the write is ignored.
         self._set_vf_state(n, state)
 
+    # -- Memory requests (§5) --------------------------------------------------------------------
+
+    def decode_memory(self, addr):
+        """Find the function and BAR a memory request to byte address ``addr`` reaches.
+
+        The access's size does not matter: the request is decoded by its first byte. No side
+        effects.
+
+        Parameters
+        ----------
+        addr : int
+            64-bit byte address, ``0 <= addr < 2**64``.
+
+        Returns
+        -------
+        tuple
+            ``(claimed, function, bar, offset)``: ``function`` 0 is the PF and ``n`` is VF n
+            (1-based); ``bar`` is the BAR's (low) slot; ``offset`` is ``addr`` minus the start of
+            the claimed range. ``(False, 0, 0, 0)`` when nothing claims the address (UR).
+        """
+        self._check_address(addr)
+        # PF BARs first, then VF BARs; within each, in the order of the parameter lists. The
+        # first match wins (only overlapping BARs programmed by software can match twice).
+        for bar in self.params.pf_bars:
+            hit = self._pf_bar_claims(bar, addr)
+            if hit is not None:
+                return hit
+        for bar in self.params.vf_bars:
+            hit = self._vf_bar_claims(bar, addr)
+            if hit is not None:
+                return hit
+        return (False, 0, 0, 0)
+
+    @staticmethod
+    def _address_limit(bar):
+        """First address a BAR can never claim: 2**64 for a 64-bit BAR, 2**32 for a 32-bit one."""
+        return 1 << 64 if bar.is_64bit else 1 << 32
+
+    def _pf_bar_claims(self, bar, addr):
+        # PF Memory Space Enable is Command bit 1 (0x04).
+        if not self.command & COMMAND_MEMORY_SPACE_ENABLE:
+            return None
+        # The register's address bits (type bits 3:0 excluded), 64 bits wide for a 64-bit BAR.
+        base = self.bar_address[bar.index]
+        if addr >= self._address_limit(bar):
+            return None
+        if base <= addr < base + bar.size:
+            return (True, 0, bar.index, addr - base)
+        return None
+
+    def _vf_bar_claims(self, bar, addr):
+        # VF decode needs VF Enable and VF MSE; PF Command MSE does not matter (spec §8 case 28)
+        # and a VF's own Command has no Memory Space Enable.
+        if not (self.sriov.vf_enable and self.sriov.vf_mse):
+            return None
+        if addr >= self._address_limit(bar):
+            return None         # nothing wraps: a range past 2**32 / 2**64 is not there
+        aperture = self.sriov.vf_bar_aperture(bar.index)   # max(size, System Page Size)
+        base = self.sriov.vf_bar_base(bar.index)
+        if addr < base:
+            return None
+        n = (addr - base) // aperture + 1
+        if n > self.sriov.num_vfs:
+            # Only VFs 1..NumVFs decode: [base + NumVFs*A, base + TotalVFs*A) is not claimed.
+            return None
+        return (True, n, bar.index, addr - (base + (n - 1) * aperture))
+
     # -- Argument checks -------------------------------------------------------------------------
 
     @staticmethod
@@ -928,6 +999,11 @@ class EndpointModel:
     def _check_data(data):
         if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data <= 0xFFFF_FFFF:
             raise ValueError(f"data must be a 32-bit unsigned integer (got {data!r})")
+
+    @staticmethod
+    def _check_address(addr):
+        if isinstance(addr, bool) or not isinstance(addr, int) or not 0 <= addr < 1 << 64:
+            raise ValueError(f"addr must be a 64-bit byte address, 0..2**64-1 (got {addr!r})")
 
     @staticmethod
     def _check_rid(rid):

@@ -7,7 +7,18 @@ from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import format_bdf
 
 from .cfg import Mismatch
-from .host import EndpointDriver, HostError, LinuxHost, ModelEndpointPort, RootPort, Scoreboard
+from .host import (
+    BarMemories,
+    EndpointDriver,
+    HostError,
+    LinuxHost,
+    MemoryDriver,
+    MemoryPort,
+    MemTransaction,
+    ModelEndpointPort,
+    RootPort,
+    Scoreboard,
+)
 from .linux import SriovError
 from .model import EndpointModel
 from .script import Op, ScriptError
@@ -58,7 +69,7 @@ def _transaction_record(txn, op):
 
 
 def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None, ari=True,
-            dump_rids=None, dump_enabled=False):
+            page_size=4096, dump_rids=None, dump_enabled=False):
     """Run ``ops`` (from :func:`sriov_tb.script.parse_script`) against the RTL in Amaranth's
     simulator, checking every completion against :class:`EndpointModel`.
 
@@ -67,9 +78,10 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
     ``dump_enabled`` adds the PF and every enabled VF. Raises :class:`RunFailure`.
     """
     for op in ops:
-        if op.kind in ("memrd", "memwr"):
-            raise ScriptError(filename, op.line, f"{op.kind}: memory transactions are not "
-                                                 f"supported by this version of the endpoint")
+        if op.kind in ("memrd", "memwr") and (op.addr & 0xfff) + op.size > 0x1000:
+            raise ScriptError(filename, op.line, f"{op.kind} at {op.addr:#x} of {op.size} "
+                                                 f"bytes crosses a 4 KiB boundary, which a PCIe "
+                                                 f"request must not")
     result = RunResult()
     dut = SriovEndpoint(params)
 
@@ -93,9 +105,13 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
 
             root = RootPort(board, secondary_bus=params.pf_rid >> 8,
                             on_transaction=on_transaction)
-            host = LinuxHost(root, params.pf_rid, ari=ari)
+            host = LinuxHost(root, params.pf_rid, ari=ari, page_size=page_size)
+            root.mem = MemoryPort(MemoryDriver(ctx, dut), model)
+            root.memories = BarMemories()
+            root.model = model
             for op in ops:
                 current["op"] = op
+                root.step = f"line {op.line}" if op.line else ""
                 where = f"{filename}:{op.line}: " if op.line else ""
                 try:
                     await _run_op(ctx, host, root, op, model)
@@ -114,7 +130,7 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
                 for offset in range(0, 0x1000, 4):
                     image += (await space.read32(offset)).to_bytes(4, "little")
                 result.dumps[rid] = bytes(image)
-            result.compared = board.compared
+            result.compared = board.compared + root.mem.compared
         return testbench
 
     simulate(dut, make_testbench, name="sriov-ep-sim", vcd=vcd, traces=traces_of(dut),
@@ -128,7 +144,6 @@ class _Unexpected(Exception):
 
 async def _run_op(ctx, host, root, op, model):
     if op.kind in ("cfgrd", "cfgwr"):
-        root.step = f"line {op.line}" if op.line else ""
         space = root.function(op.rid)
         if op.kind == "cfgrd":
             value = await space.read(op.offset, op.size)
@@ -137,7 +152,6 @@ async def _run_op(ctx, host, root, op, model):
                                   f"{op.value:#0{2 * op.size + 2}x}")
         else:
             await space.write(op.offset, op.size, op.value)
-        root.step = ""
     elif op.kind == "enable":
         if op.rid != host.pf_rid:
             raise _Unexpected(f"{format_bdf(op.rid)} is not the PF ({format_bdf(host.pf_rid)})")
@@ -158,11 +172,37 @@ async def _run_op(ctx, host, root, op, model):
     elif op.kind == "walk":
         for vf in list(host.vfs):
             await host.walk_vf(vf.rid)
+    elif op.kind in ("memrd", "memwr"):
+        await _run_memory(root, op)
     elif op.kind == "idle":
         if op.count:
             await ctx.tick().repeat(op.count)
     else:
         raise _Unexpected(f"operation {op.kind} is not supported")
+
+
+async def _run_memory(root, op):
+    write = op.kind == "memwr"
+    res = await root.mem.decode(op.addr, write)
+    if res.claimed:
+        last = root.model.decode_memory(op.addr + op.size - 1)
+        if last[:3] != (True, res.function, res.bar):
+            raise _Unexpected("the access runs past the end of the aperture it starts in")
+        if write:
+            root.memories.write(res.function, res.bar, res.offset, op.size, op.value)
+            value = op.value
+        else:
+            value = root.memories.read(res.function, res.bar, res.offset, op.size)
+        txn = MemTransaction(op.kind, op.addr, op.size, "SC", value, res.cycles, res.function,
+                             res.bar, res.offset, root.step)
+    else:
+        value = op.value if write else (1 << (8 * op.size)) - 1
+        txn = MemTransaction(op.kind, op.addr, op.size, "UR", value, res.cycles, None, None,
+                             None, root.step)
+    root.record(txn)
+    if not write and op.value is not None and value != op.value:
+        raise _Unexpected(f"read {value:#0{2 * op.size + 2}x}, expected "
+                          f"{op.value:#0{2 * op.size + 2}x}")
 
 
 def format_dump(rid, image, description=""):
