@@ -24,7 +24,8 @@ from .model import EndpointModel
 from .script import Op, ScriptError
 from .sim import simulate
 
-__all__ = ["RunFailure", "RunResult", "builtin_scenario", "run_ops", "format_dump", "traces_of"]
+__all__ = ["RunFailure", "RunResult", "builtin_scenario", "check_ops", "execute", "run_ops",
+           "format_dump", "traces_of"]
 
 
 class RunFailure(Exception):
@@ -68,6 +69,63 @@ def _transaction_record(txn, op):
     return record
 
 
+def check_ops(ops, filename="<script>"):
+    """Refuse operations no backend can run (raises :class:`ScriptError`)."""
+    for op in ops:
+        if op.kind in ("memrd", "memwr") and (op.addr & 0xfff) + op.size > 0x1000:
+            raise ScriptError(filename, op.line, f"{op.kind} at {op.addr:#x} of {op.size} "
+                                                 f"bytes crosses a 4 KiB boundary, which a PCIe "
+                                                 f"request must not")
+
+
+async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename="<script>",
+                  emit=None, json=False, ari=True, page_size=4096, dump_rids=None,
+                  dump_enabled=False):
+    """Run ``ops`` through a design reached by ``cfg_driver`` (``async config(...)``) and
+    ``mem_driver`` (``async decode(addr, write)``), checking everything against a fresh
+    :class:`EndpointModel`. ``idle(n)`` waits ``n`` clock cycles. Backend-independent: the
+    Amaranth simulator and the cocotb bench both call it. Fills ``result``.
+    """
+    model = EndpointModel(params)
+    board = Scoreboard(cfg_driver, ModelEndpointPort(model))
+    current = {"op": Op("none", 0, "")}
+
+    def on_transaction(txn):
+        result.transactions.append(txn)
+        if emit is not None:
+            if json:
+                emit(jsonlib.dumps(_transaction_record(txn, current["op"])))
+            else:
+                emit(str(txn))
+
+    root = RootPort(board, secondary_bus=params.pf_rid >> 8, on_transaction=on_transaction)
+    host = LinuxHost(root, params.pf_rid, ari=ari, page_size=page_size)
+    root.mem = MemoryPort(mem_driver, model)
+    root.memories = BarMemories()
+    root.model = model
+    for op in ops:
+        current["op"] = op
+        root.step = f"line {op.line}" if op.line else ""
+        where = f"{filename}:{op.line}: " if op.line else ""
+        try:
+            await _run_op(idle, host, root, op)
+        except (Mismatch, HostError, SriovError, _Unexpected) as exc:
+            raise RunFailure(f"{where}{op.text}: {exc}") from None
+    current["op"] = Op("dump", 0, "dump")
+    rids = list(dump_rids or [])
+    if dump_enabled:
+        rids = [params.pf_rid] + [vf.rid for vf in host.vfs]
+    root.step = "dump"
+    for rid in rids:
+        space = root.function(rid)
+        image = bytearray()
+        for offset in range(0, 0x1000, 4):
+            image += (await space.read32(offset)).to_bytes(4, "little")
+        result.dumps[rid] = bytes(image)
+    result.compared = board.compared + root.mem.compared
+    return result
+
+
 def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None, ari=True,
             page_size=4096, dump_rids=None, dump_enabled=False):
     """Run ``ops`` (from :func:`sriov_tb.script.parse_script`) against the RTL in Amaranth's
@@ -77,60 +135,22 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
     ``dump_rids`` lists functions whose 4 KiB configuration space is read at the end;
     ``dump_enabled`` adds the PF and every enabled VF. Raises :class:`RunFailure`.
     """
-    for op in ops:
-        if op.kind in ("memrd", "memwr") and (op.addr & 0xfff) + op.size > 0x1000:
-            raise ScriptError(filename, op.line, f"{op.kind} at {op.addr:#x} of {op.size} "
-                                                 f"bytes crosses a 4 KiB boundary, which a PCIe "
-                                                 f"request must not")
+    check_ops(ops, filename)
     result = RunResult()
     dut = SriovEndpoint(params)
 
     def make_testbench():
-        model = EndpointModel(params)
         result.transactions.clear()
         result.dumps.clear()
 
         async def testbench(ctx):
-            driver = EndpointDriver(ctx, dut)
-            board = Scoreboard(driver, ModelEndpointPort(model))
-            current = {"op": Op("none", 0, "")}
+            async def idle(cycles):
+                await ctx.tick().repeat(cycles)
 
-            def on_transaction(txn):
-                result.transactions.append(txn)
-                if emit is not None:
-                    if json:
-                        emit(jsonlib.dumps(_transaction_record(txn, current["op"])))
-                    else:
-                        emit(str(txn))
-
-            root = RootPort(board, secondary_bus=params.pf_rid >> 8,
-                            on_transaction=on_transaction)
-            host = LinuxHost(root, params.pf_rid, ari=ari, page_size=page_size)
-            root.mem = MemoryPort(MemoryDriver(ctx, dut), model)
-            root.memories = BarMemories()
-            root.model = model
-            for op in ops:
-                current["op"] = op
-                root.step = f"line {op.line}" if op.line else ""
-                where = f"{filename}:{op.line}: " if op.line else ""
-                try:
-                    await _run_op(ctx, host, root, op, model)
-                except (Mismatch, HostError, SriovError) as exc:
-                    raise RunFailure(f"{where}{op.text}: {exc}") from None
-                except _Unexpected as exc:
-                    raise RunFailure(f"{where}{op.text}: {exc}") from None
-            current["op"] = Op("dump", 0, "dump")
-            rids = list(dump_rids or [])
-            if dump_enabled:
-                rids = [params.pf_rid] + [vf.rid for vf in host.vfs]
-            root.step = "dump"
-            for rid in rids:
-                space = root.function(rid)
-                image = bytearray()
-                for offset in range(0, 0x1000, 4):
-                    image += (await space.read32(offset)).to_bytes(4, "little")
-                result.dumps[rid] = bytes(image)
-            result.compared = board.compared + root.mem.compared
+            await execute(params, ops, cfg_driver=EndpointDriver(ctx, dut),
+                          mem_driver=MemoryDriver(ctx, dut), idle=idle, result=result,
+                          filename=filename, emit=emit, json=json, ari=ari,
+                          page_size=page_size, dump_rids=dump_rids, dump_enabled=dump_enabled)
         return testbench
 
     simulate(dut, make_testbench, name="sriov-ep-sim", vcd=vcd, traces=traces_of(dut),
@@ -142,7 +162,7 @@ class _Unexpected(Exception):
     pass
 
 
-async def _run_op(ctx, host, root, op, model):
+async def _run_op(idle, host, root, op):
     if op.kind in ("cfgrd", "cfgwr"):
         space = root.function(op.rid)
         if op.kind == "cfgrd":
@@ -176,7 +196,7 @@ async def _run_op(ctx, host, root, op, model):
         await _run_memory(root, op)
     elif op.kind == "idle":
         if op.count:
-            await ctx.tick().repeat(op.count)
+            await idle(op.count)
     else:
         raise _Unexpected(f"operation {op.kind} is not supported")
 
