@@ -169,18 +169,16 @@ class VfBarDecoder(wiring.Component):
             if not bar.is_64bit:
                 in_range &= s1_req.addr[32:] == 0
             m.d.comb += hit.eq(s1_vf_on & in_range)
-            hits.append((hit, 1, quotient[:vf_width], bar.index, offset))
+            number = Signal(vf_width, name=f"vf{bar.index}_number")
+            m.d.comb += number.eq(quotient[:vf_width] + 1)
+            hits.append((hit, 1, number, bar.index, offset))
 
-        # Later assignments win: go backwards so the first hit in the list is taken. The VF
-        # index is selected 0-based and made 1-based once, after the selection.
-        vf_index = Signal(vf_width)
-        for hit, is_vf, index0, bar_index, offset in reversed(hits):
+        # Later assignments win: go backwards so the first hit in the list is taken. Each BAR
+        # makes its VF number 1-based in parallel with its range check, off the critical path.
+        for hit, is_vf, number, bar_index, offset in reversed(hits):
             with m.If(hit):
-                m.d.comb += [result.claimed.eq(1), result.is_vf.eq(is_vf),
-                             vf_index.eq(index0), result.bar.eq(bar_index),
-                             result.offset.eq(offset)]
-        with m.If(result.is_vf):
-            m.d.comb += result.vf.eq(vf_index + 1)
+                m.d.comb += [result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(number),
+                             result.bar.eq(bar_index), result.offset.eq(offset)]
 
         with m.If(advance):
             m.d.sync += [self.res.valid.eq(s1_valid), self.res.payload.eq(result)]

