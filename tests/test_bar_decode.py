@@ -616,39 +616,42 @@ def test_decoder_random(name, latency):
 
 
 def sweep_params():
-    for name, state, fast in (("igb-82576", "linux", True), ("igb-82576", "64k-across-4g", True),
-                              ("bar32", "low", False), ("bar32", "1m-past-4g", False),
-                              ("nvme", "above-4g", True), ("nvme", "256k-partial", False)):
-        marks = () if fast else (pytest.mark.slow,)
-        yield pytest.param(name, state, id=f"{name}-{state}", marks=marks)
+    for name, state, latency, fast in (
+            ("igb-82576", "linux", 1, True), ("igb-82576", "linux", 2, True),
+            ("igb-82576", "64k-across-4g", 2, True), ("nvme", "above-4g", 1, True),
+            ("nvme", "256k-partial", 2, False), ("bar32", "low", 1, False),
+            ("bar32", "1m-past-4g", 2, False)):
+        yield pytest.param(name, state, latency, id=f"{name}-{state}-lat{latency}",
+                           marks=() if fast else (pytest.mark.slow,))
 
 
 def state_named(name, state_name):
     return next(s for s in STATES[name] if s.name == state_name)
 
 
-@pytest.mark.parametrize("name,state_name", sweep_params())
-def test_decoder_page_sweep(name, state_name):
+@pytest.mark.parametrize("name,state_name,latency", sweep_params())
+def test_decoder_page_sweep(name, state_name, latency):
     """Every 4 KiB page (first and last byte) across a VF BAR's whole TotalVFs space and a
-    little beyond, at both latencies."""
+    little beyond."""
     params = config(name)
     state = state_named(name, state_name)
-    addresses = page_sweep(params, state)
-    for latency in LATENCIES:
-        runs = run_decoder(params, latency, [(state, addresses)],
-                           name=f"bar-decoder-sweep-{name}-{state_name}-{latency}")
-        check(params, runs, f"VfBarDecoder(latency={latency}) {name} page sweep")
+    runs = run_decoder(params, latency, [(state, page_sweep(params, state))],
+                       name=f"bar-decoder-sweep-{name}-{state_name}-{latency}")
+    check(params, runs, f"VfBarDecoder(latency={latency}) {name} page sweep")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["many-vfs", "all-pages"])
 def test_decoder_every_edge_large(name):
-    """Every aperture edge of the large configurations (the default run samples them)."""
+    """Every aperture edge of the large configurations (the default run samples them); the
+    states alternate between the two latencies."""
     params = config(name)
     rng = random.Random(0)
-    batches = [(s, edge_addresses(params, s, rng, every=True)) for s in STATES[name]]
-    for latency in LATENCIES:
-        runs = run_decoder(params, latency, batches, name=f"bar-decoder-every-{name}-{latency}")
+    for k, state in enumerate(STATES[name]):
+        latency = LATENCIES[k % 2]
+        runs = run_decoder(params, latency, [(state, edge_addresses(params, state, rng,
+                                                                    every=True))],
+                           name=f"bar-decoder-every-{name}-{state.name}")
         check(params, runs, f"VfBarDecoder(latency={latency}) {name}")
 
 

@@ -55,12 +55,12 @@ EXPECTED_PORTS = [
     ("input",  "mem_res__ready",         1),
     ("output", "mem_res__valid",         1),
     ("output", "num_vfs",                16),
-    ("output", "pf_bars",                None),
+    ("output", "pf_bars",                384),
     ("output", "pf_bus_master_enable",   1),
     ("output", "pf_flr",                 1),
     ("output", "pf_memory_space_enable", 1),
     ("input",  "rst",                    1),
-    ("output", "vf_bars",                None),
+    ("output", "vf_bars",                420),
     ("output", "vf_bme",                 1),
     ("input",  "vf_bme_query",           None),
     ("output", "vf_enable",              1),
@@ -71,15 +71,15 @@ EXPECTED_PORTS = [
     ("output", "vfs_reset",              1),
 ]
 
-#: Configuration-dependent widths. pf_bars: 64 per PF BAR; vf_bars: 70 (base 64 +
-#: aperture_log2 6) per VF BAR; vf_bme_query: bits of TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12);
+#: Configuration-dependent widths (pf_bars and vf_bars are fixed: one entry per BAR slot, 64 and
+#: 70 bits). vf_bme_query: bits of TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12);
 #: vf_flr: valid + VF number; mem_res__payload: 142 + VF number.
 EXAMPLE_WIDTHS = {
-    "igb-82576": {"mem_res__payload": 146, "pf_bars": 192, "vf_bars": 140, "vf_bme_query": 4,
+    "igb-82576": {"mem_res__payload": 146, "vf_bme_query": 4,
                   "vf_flr": 5},
-    "nvme":      {"mem_res__payload": 149, "pf_bars": 64, "vf_bars": 70, "vf_bme_query": 7,
+    "nvme":      {"mem_res__payload": 149, "vf_bme_query": 7,
                   "vf_flr": 8},
-    "many-vfs":  {"mem_res__payload": 154, "pf_bars": 128, "vf_bars": 140, "vf_bme_query": 12,
+    "many-vfs":  {"mem_res__payload": 154, "vf_bme_query": 12,
                   "vf_flr": 13},
 }
 

@@ -17,7 +17,7 @@ from .config_space import (
 from .params import EndpointParams
 from .regs import RegisterBank
 from .routing import RoutingIdDecoder, Target
-from .sriov_cap import SriovCapability
+from .sriov_cap import SriovCapability, VfBarState
 
 __all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovEndpoint",
            "CONFIG_LATENCY"]
@@ -64,7 +64,9 @@ class VfState(data.Struct):
 
 def _window(reg, base_dword, dwords):
     """Whether dword ``reg`` falls in ``[base_dword, base_dword + dwords)``, and its index there."""
-    hit = (reg >= base_dword) & (reg < base_dword + dwords)
+    hit = reg < base_dword + dwords
+    if base_dword:      # ``reg >= 0`` always holds: leave it out (Verilator -Wall: UNSIGNED)
+        hit &= reg >= base_dword
     return hit, (reg - base_dword)[:max(1, (dwords - 1).bit_length())]
 
 
@@ -95,8 +97,9 @@ class SriovEndpoint(wiring.Component):
     mem_res : Out(stream.Signature(MemDecode(params, tag_width)))
         Their decode (see :class:`VfBarDecoder`): claimed or not, PF or VF n, BAR, offset.
         Unclaimed requests are for the user logic to complete with UR.
-    pf_bars : Out(ArrayLayout(PfBarState, len(params.pf_bars)))
-        PF BAR base addresses, in the order of ``params.pf_bars``.
+    pf_bars : Out(ArrayLayout(PfBarState, 6))
+        PF BAR base addresses, indexed by BAR slot (0 for slots without a BAR and for the upper
+        slot of a 64-bit BAR).
     cfg_req : In(stream.Signature(ConfigRequest))
         Configuration requests.
     cfg_cpl : Out(stream.Signature(Completion))
@@ -113,8 +116,8 @@ class SriovEndpoint(wiring.Component):
         NumVFs.
     first_vf_offset, vf_stride : Out(16)
         Current First VF Offset and VF Stride.
-    vf_bars : Out(ArrayLayout(VfBarState, n))
-        Base and aperture of each implemented VF BAR.
+    vf_bars : Out(ArrayLayout(VfBarState, 6))
+        Base and aperture of each VF BAR, indexed by BAR slot (0 where there is none).
     vf_flr : Out(StructLayout({"valid": 1, "vf": range(TotalVFs + 1)}))
         A VF FLR event: ``valid`` for one cycle, ``vf`` the VF number (1-based). Events come at
         most once per config request, so user logic needs no backpressure.
@@ -139,7 +142,7 @@ class SriovEndpoint(wiring.Component):
         super().__init__({
             "mem_req":                In(stream.Signature(MemRequest(tag_width))),
             "mem_res":                Out(stream.Signature(MemDecode(params, tag_width))),
-            "pf_bars":                Out(data.ArrayLayout(PfBarState, len(params.pf_bars))),
+            "pf_bars":                Out(data.ArrayLayout(PfBarState, 6)),
             "cfg_req":                In(stream.Signature(ConfigRequest)),
             "cfg_cpl":                Out(stream.Signature(Completion)),
             "bus":                    Out(8),
@@ -152,7 +155,7 @@ class SriovEndpoint(wiring.Component):
             "num_vfs":                Out(16),
             "first_vf_offset":        Out(16),
             "vf_stride":              Out(16),
-            "vf_bars":                Out(self.sriov.vf_bars.shape()),
+            "vf_bars":                Out(data.ArrayLayout(VfBarState, 6)),
             "vf_flr":                 Out(data.StructLayout({"valid": 1, "vf": vf_range})),
             "vfs_reset":              Out(1),
             "vf_reset_busy":          Out(1),
@@ -351,10 +354,14 @@ class SriovEndpoint(wiring.Component):
                 m.d.sync += cpl.data.eq(0)
 
         # -- Memory requests: decoded against the PF's and the VFs' BARs ----------------------
+        pf_bars = Signal(data.ArrayLayout(PfBarState, len(p.pf_bars)))
         for n, bar in enumerate(p.pf_bars):
             lo = header.read_dword(4 + bar.index)
             hi = header.read_dword(5 + bar.index) if bar.is_64bit else Const(0, 32)
-            m.d.comb += self.pf_bars[n].base.eq(Cat(Const(0, 4), lo[4:], hi))
+            m.d.comb += [pf_bars[n].base.eq(Cat(Const(0, 4), lo[4:], hi)),
+                         self.pf_bars[bar.index].eq(pf_bars[n])]
+        for n, bar in enumerate(p.vf_bars):
+            m.d.comb += self.vf_bars[bar.index].eq(sriov.vf_bars[n])
         wiring.connect(m, wiring.flipped(self.mem_req), bar_decoder.req)
         wiring.connect(m, bar_decoder.res, wiring.flipped(self.mem_res))
         m.d.comb += [
@@ -363,7 +370,7 @@ class SriovEndpoint(wiring.Component):
             bar_decoder.num_vfs.eq(sriov.num_vfs),
             bar_decoder.vf_bars.eq(sriov.vf_bars),
             bar_decoder.pf_mse.eq(header["command.memory_space_enable"]),
-            bar_decoder.pf_bars.eq(self.pf_bars),
+            bar_decoder.pf_bars.eq(pf_bars),
         ]
 
         # -- User-facing state ---------------------------------------------------------------
@@ -386,7 +393,6 @@ class SriovEndpoint(wiring.Component):
             self.num_vfs.eq(sriov.num_vfs),
             self.first_vf_offset.eq(sriov.first_vf_offset),
             self.vf_stride.eq(sriov.vf_stride),
-            self.vf_bars.eq(sriov.vf_bars),
             self.vf_reset_busy.eq(sweep),
         ]
         return m

@@ -221,7 +221,9 @@ class SriovCapability(wiring.Component):
 
         # NumVFs is only meaningful while VF Enable is 0, and never above TotalVFs.
         num_w, num_value = bank.write_of("num_vfs.num_vfs")
-        with m.If(num_w & ~vf_enable & (num_value <= p.total_vfs)):
+        # (At TotalVFs = 0xffff every value fits: no comparison, Verilator -Wall: CMPCONST.)
+        fits = num_value <= p.total_vfs if p.total_vfs < 0xffff else 1
+        with m.If(num_w & ~vf_enable & fits):
             m.d.sync += num_vfs.eq(num_value)
 
         # System Page Size takes exactly one supported size, and only while VFs are disabled.

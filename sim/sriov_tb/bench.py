@@ -40,3 +40,19 @@ def area_rows(sizes=AREA_SIZES, components=tuple(COMPONENTS), family="ecp5"):
             yield {"component": name, "total_vfs": total_vfs, "family": family,
                    "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
                    "seconds": round(time.monotonic() - start, 1)}
+
+
+FMAX_SIZES = (256, 65535)
+
+
+def fmax_rows(sizes=FMAX_SIZES, device="LFE5UM-45F", freq_mhz=200.0, mem_latency=2):
+    """Yield one dict per size: post-route Fmax and utilisation of the endpoint, I/O registered."""
+    from sriov_ep.fmax import place_and_route
+    for total_vfs in sizes:
+        start = time.monotonic()
+        stats = place_and_route(SriovEndpoint(bench_params(total_vfs), mem_latency=mem_latency),
+                                device=device, freq_mhz=freq_mhz)
+        yield {"component": "SriovEndpoint", "total_vfs": total_vfs, "device": device,
+               "mem_latency": mem_latency, "fmax_mhz": stats["fmax_mhz"],
+               "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
+               "seconds": round(time.monotonic() - start, 1)}

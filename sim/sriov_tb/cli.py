@@ -85,10 +85,8 @@ def cmd_bench(args):
     from sriov_ep.synth import FAMILIES, ToolMissing
 
     from .bench import AREA_SIZES, COMPONENTS, area_rows
-    if args.what != "area":
-        print(f"sriov-ep: error: unknown benchmark {args.what!r} (expected: area)",
-              file=sys.stderr)
-        return 2
+    if args.what == "fmax":
+        return _bench_fmax(args)
     sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else AREA_SIZES
     families = [args.family] if args.family else ["ecp5"]
     for family in families:
@@ -118,6 +116,42 @@ def _page_size(text):
     if value < 4096 or value & (value - 1):
         raise argparse.ArgumentTypeError(f"{text}: must be a power of two >= 4096")
     return value
+
+
+def _bench_fmax(args):
+    from sriov_ep.synth import ToolMissing
+
+    from .bench import FMAX_SIZES, fmax_rows
+    sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else FMAX_SIZES
+    try:
+        if not args.json:
+            print(f"{'component':<14} {'device':<11} {'total_vfs':>9} {'fmax_mhz':>9} "
+                  f"{'luts':>6} {'ffs':>6} {'brams':>6} {'seconds':>8}")
+        for row in fmax_rows(sizes, device=args.device, mem_latency=args.mem_latency):
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print(f"{row['component']:<14} {row['device']:<11} {row['total_vfs']:>9} "
+                      f"{row['fmax_mhz']:>9.2f} {row['luts']:>6} {row['ffs']:>6} "
+                      f"{row['brams']:>6} {row['seconds']:>8}", flush=True)
+    except ToolMissing as exc:
+        print(f"sriov-ep: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_build(args):
+    from sriov_ep.build import BuildError, write_build
+    params = load_params(args.config)
+    try:
+        paths = write_build(params, args.output, freq_mhz=args.freq,
+                            config_name=Path(args.config).name)
+    except BuildError as exc:
+        print(f"sriov-ep: error: {exc}", file=sys.stderr)
+        return 2
+    for kind, path in paths.items():
+        print(f"{kind:<8} {path}")
+    return 0
 
 
 def build_parser():
@@ -151,11 +185,27 @@ def build_parser():
     p.add_argument("--no-ari", action="store_true", help="as for sim")
     p.set_defaults(func=cmd_lspci)
 
-    p = sub.add_parser("bench", help="benchmarks (area: Yosys synthesis at several TotalVFs)")
-    p.add_argument("what", choices=["area"], help="which benchmark")
+    p = sub.add_parser("build", help="write Verilog, timing constraints, a FuseSoC core and a "
+                                     "register map for a configuration")
+    p.add_argument("config", help="endpoint configuration (TOML)")
+    p.add_argument("-o", "--output", default="build", metavar="DIR",
+                   help="output folder (default build/)")
+    p.add_argument("--freq", type=float, metavar="MHZ",
+                   help="clock frequency for the constraints (default: the configuration's "
+                        "clock_mhz)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("bench", help="benchmarks: area (Yosys) and fmax (nextpnr-ecp5)")
+    p.add_argument("what", choices=["area", "fmax"],
+                   help="area: Yosys synthesis at several TotalVFs; fmax: ECP5 place and route")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--sizes", metavar="N,N,...", help="TotalVFs values (default 8,256,2048,65535)")
-    p.add_argument("--family", choices=["ecp5", "xilinx"], help="FPGA family (default ecp5)")
+    p.add_argument("--family", choices=["ecp5", "xilinx"], help="area: FPGA family (default "
+                                                                   "ecp5)")
+    p.add_argument("--device", default="LFE5UM-45F", choices=["LFE5UM-45F", "LFE5UM-85F"],
+                   help="fmax: ECP5 device (default LFE5UM-45F)")
+    p.add_argument("--mem-latency", type=int, default=2, choices=[1, 2],
+                   help="fmax: memory decode latency of the endpoint (default 2)")
     p.set_defaults(func=cmd_bench)
     return parser
 
