@@ -1,6 +1,6 @@
 """Memory address decoding: PF BARs and VF BARs (SR-IOV §2.1.1.1, §3.3.14)."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,32 +107,59 @@ class VfBarDecoder(wiring.Component):
     def elaborate(self, platform):
         p = self._params
         m = Module()
+        vf_width = max(1, p.total_vfs.bit_length())
+
+        # -- Configuration snapshot -------------------------------------------------------------
+        # The state inputs change only on configuration writes. A registered copy, with each
+        # VF BAR's end address base + NumVFs * A precomputed, takes the range checks off the
+        # request path; the decode follows a configuration change one cycle later, before the
+        # configuration write that caused it completes. NumVFs * A takes one more cycle: NumVFs
+        # and the aperture (System Page Size) only change while VF Enable is 0, when no VF
+        # decodes, and VF Enable can only rise on a later configuration write.
+        vf_on  = Signal()
+        pf_mse = Signal()
+        num    = Signal(16)
+        base   = [Signal(64, name=f"vf{bar.index}_base") for bar in p.vf_bars]
+        ap     = [Signal(6, name=f"vf{bar.index}_ap") for bar in p.vf_bars]
+        end    = [Signal(65, name=f"vf{bar.index}_end") for bar in p.vf_bars]
+        pf_base = [Signal(64, name=f"pf{bar.index}_base") for bar in p.pf_bars]
+        m.d.sync += [vf_on.eq(self.vf_enable & self.vf_mse), pf_mse.eq(self.pf_mse),
+                     num.eq(self.num_vfs)]
+        for n, bar in enumerate(p.vf_bars):
+            span = Signal(64 + 16, name=f"vf{bar.index}_span")
+            # The aperture takes few values (the BAR size or a supported page size): multiplexers
+            # of constant shifts are far smaller than 64-bit barrel shifters.
+            with m.Switch(self.vf_bars[n].aperture_log2):
+                for log2 in _aperture_log2s(p, bar):
+                    with m.Case(log2):
+                        m.d.sync += span.eq(self.num_vfs << log2)
+            m.d.sync += [base[n].eq(self.vf_bars[n].base), ap[n].eq(self.vf_bars[n].aperture_log2),
+                         end[n].eq(self.vf_bars[n].base + span)]
+        for n in range(len(p.pf_bars)):
+            m.d.sync += pf_base[n].eq(self.pf_bars[n].base)
 
         # The whole pipeline moves when its last stage is empty or being emptied.
         advance = Signal()
         m.d.comb += [advance.eq(~self.res.valid | self.res.ready),
                      self.req.ready.eq(advance)]
 
-        # -- Stage 1: subtract every base from the address ------------------------------------
+        # -- Stage 1: compare with every BAR's range, subtract the VF BAR bases ---------------
         addr = self.req.payload.addr
         s1_valid = Signal()
         s1_req   = Signal.like(self.req.payload)
-        s1_rel   = [Signal(signed(66), name=f"s1_vf{bar.index}_rel") for bar in p.vf_bars]
-        s1_ap    = [Signal(6, name=f"s1_vf{bar.index}_ap") for bar in p.vf_bars]
+        s1_rel   = [Signal(64, name=f"s1_vf{bar.index}_rel") for bar in p.vf_bars]
+        s1_vf    = [Signal(name=f"s1_vf{bar.index}_in") for bar in p.vf_bars]
         s1_pf    = [Signal(name=f"s1_pf{bar.index}_hit") for bar in p.pf_bars]
-        s1_vf_on = Signal()
-        s1_num   = Signal(16)
         s1_comb = []
-        for n in range(len(p.vf_bars)):
-            s1_comb += [s1_rel[n].eq(addr - self.vf_bars[n].base),
-                        s1_ap[n].eq(self.vf_bars[n].aperture_log2)]
+        for n, bar in enumerate(p.vf_bars):
+            inside = vf_on & (addr >= base[n]) & (addr < end[n])
+            if not bar.is_64bit:            # a 32-bit BAR decodes only below 4 GiB
+                inside &= addr[32:] == 0
+            s1_comb += [s1_rel[n].eq(addr - base[n]), s1_vf[n].eq(inside)]
         for n, bar in enumerate(p.pf_bars):
             top = 64 if bar.is_64bit else 32
-            # A 32-bit BAR decodes only below 4 GiB.
-            hit = (addr[bar.size_log2:64] ==
-                   self.pf_bars[n].base[bar.size_log2:top]) & self.pf_mse
-            s1_comb.append(s1_pf[n].eq(hit))
-        s1_comb += [s1_vf_on.eq(self.vf_enable & self.vf_mse), s1_num.eq(self.num_vfs)]
+            s1_comb.append(s1_pf[n].eq(pf_mse & (addr[bar.size_log2:64] ==
+                                                 pf_base[n][bar.size_log2:top])))
 
         if self._latency == 2:
             with m.If(advance):
@@ -142,39 +169,27 @@ class VfBarDecoder(wiring.Component):
             m.d.comb += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
             m.d.comb += s1_comb
 
-        # -- Stage 2: VF number from the shifted difference, the match, the offset -----------
-        vf_width = max(1, p.total_vfs.bit_length())
+        # -- Stage 2: VF number and offset from the difference; pick the hit -----------------
         result = Signal.like(self.res.payload)
         m.d.comb += [result.addr.eq(s1_req.addr), result.write.eq(s1_req.write),
                      result.tag.eq(s1_req.tag)]
-        # Priority among BARs is irrelevant when software keeps them apart; PF BARs first.
         hits = []
         for n, bar in enumerate(p.pf_bars):
             offset = Signal(64, name=f"pf{bar.index}_offset")
             m.d.comb += offset.eq(s1_req.addr[:bar.size_log2])
             hits.append((s1_pf[n], 0, 0, bar.index, offset))
         for n, bar in enumerate(p.vf_bars):
-            rel = s1_rel[n]
-            quotient = Signal(64, name=f"vf{bar.index}_index")
-            offset   = Signal(64, name=f"vf{bar.index}_offset")
-            hit      = Signal(name=f"vf{bar.index}_hit")
-            # The aperture takes few values (the BAR size or a supported page size): a
-            # multiplexer of constant shifts is far smaller than a 64-bit barrel shifter.
-            with m.Switch(s1_ap[n]):
+            number = Signal(vf_width, name=f"vf{bar.index}_number")
+            offset = Signal(64, name=f"vf{bar.index}_offset")
+            with m.Switch(ap[n]):
                 for log2 in _aperture_log2s(p, bar):
                     with m.Case(log2):
-                        m.d.comb += [quotient.eq(rel[log2:64]), offset.eq(rel[:log2])]
-            in_range = (rel >= 0) & (quotient[vf_width:] == 0) & \
-                       (quotient[:vf_width] < s1_num)
-            if not bar.is_64bit:
-                in_range &= s1_req.addr[32:] == 0
-            m.d.comb += hit.eq(s1_vf_on & in_range)
-            number = Signal(vf_width, name=f"vf{bar.index}_number")
-            m.d.comb += number.eq(quotient[:vf_width] + 1)
-            hits.append((hit, 1, number, bar.index, offset))
+                        m.d.comb += [number.eq(s1_rel[n][log2:64] + 1),
+                                     offset.eq(s1_rel[n][:log2])]
+            hits.append((s1_vf[n], 1, number, bar.index, offset))
 
-        # Later assignments win: go backwards so the first hit in the list is taken. Each BAR
-        # makes its VF number 1-based in parallel with its range check, off the critical path.
+        # Priority matters only when software programs overlapping BARs: PF BARs first, then in
+        # parameter order. Later assignments win, so go backwards.
         for hit, is_vf, number, bar_index, offset in reversed(hits):
             with m.If(hit):
                 m.d.comb += [result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(number),
@@ -183,4 +198,3 @@ class VfBarDecoder(wiring.Component):
         with m.If(advance):
             m.d.sync += [self.res.valid.eq(s1_valid), self.res.payload.eq(result)]
         return m
-

@@ -62,12 +62,19 @@ class VfState(data.Struct):
     no_snoop_disable:         1
 
 
-def _window(reg, base_dword, dwords):
-    """Whether dword ``reg`` falls in ``[base_dword, base_dword + dwords)``, and its index there."""
-    hit = reg < base_dword + dwords
+def _window(m, reg, base_dword, dwords, name):
+    """Whether dword ``reg`` falls in ``[base_dword, base_dword + dwords)``, and its index there.
+
+    Both are registered: ``reg`` is held from acceptance to completion, so they are ready from the
+    cycle after decoding on, and the comparisons stay off the execute path.
+    """
+    hit  = Signal(name=f"{name}_hit")
+    addr = Signal(max(1, (dwords - 1).bit_length()), name=f"{name}_addr")
+    in_window = reg < base_dword + dwords
     if base_dword:      # ``reg >= 0`` always holds: leave it out (Verilator -Wall: UNSIGNED)
-        hit &= reg >= base_dword
-    return hit, (reg - base_dword)[:max(1, (dwords - 1).bit_length())]
+        in_window &= reg >= base_dword
+    m.d.sync += [hit.eq(in_window), addr.eq((reg - base_dword)[:len(addr)])]
+    return hit, addr
 
 
 class SriovEndpoint(wiring.Component):
@@ -255,10 +262,10 @@ class SriovEndpoint(wiring.Component):
 
         # -- PF configuration space --------------------------------------------------------------
         reg = req.reg
-        hdr_hit, hdr_addr = _window(reg, 0, 16)
-        pcie_hit, pcie_addr = _window(reg, PCIE_CAP_OFFSET // 4, 15)
-        ari_hit, ari_addr = _window(reg, p.ari_cap_offset // 4, 2)
-        sriov_hit, sriov_addr = _window(reg, p.sriov_cap_offset // 4, 16)
+        hdr_hit, hdr_addr = _window(m, reg, 0, 16, "header")
+        pcie_hit, pcie_addr = _window(m, reg, PCIE_CAP_OFFSET // 4, 15, "pcie")
+        ari_hit, ari_addr = _window(m, reg, p.ari_cap_offset // 4, 2, "ari")
+        sriov_hit, sriov_addr = _window(m, reg, p.sriov_cap_offset // 4, 16, "sriov")
 
         hdr_data, pcie_data, ari_data = Signal(32), Signal(32), Signal(32)
         header.read(m, hdr_addr, hdr_data)
@@ -300,9 +307,9 @@ class SriovEndpoint(wiring.Component):
         vf_pcie.drive("device_control.no_snoop", ~state.no_snoop_disable)
         vf_pcie.drive("device_control.initiate_flr", Const(0, 1))
 
-        vhdr_hit, vhdr_addr = _window(reg, 0, 16)
-        vpcie_hit, vpcie_addr = _window(reg, PCIE_CAP_OFFSET // 4, 15)
-        vari_hit, vari_addr = _window(reg, VF_ARI_CAP_OFFSET // 4, 2)
+        vhdr_hit, vhdr_addr = hdr_hit, hdr_addr         # same layout as the PF's
+        vpcie_hit, vpcie_addr = pcie_hit, pcie_addr
+        vari_hit, vari_addr = _window(m, reg, VF_ARI_CAP_OFFSET // 4, 2, "vf_ari")
         vhdr_data, vpcie_data, vari_data = Signal(32), Signal(32), Signal(32)
         vf_hdr.read(m, vhdr_addr, vhdr_data)
         vf_pcie.read(m, vpcie_addr, vpcie_data)

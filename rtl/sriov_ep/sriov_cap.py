@@ -194,7 +194,12 @@ class SriovCapability(wiring.Component):
     def elaborate(self, platform):
         p = self._params
         m = Module()
-        bank = RegisterBank(self.regmap)
+        bar_paths = []
+        for bar in p.vf_bars:
+            bar_paths.append(f"vf_bar{bar.index}.address")
+            if bar.is_64bit:
+                bar_paths.append(f"vf_bar{bar.index + 1}.address_hi")
+        bank = RegisterBank(self.regmap, external=bar_paths)
 
         vf_enable = bank["control.vf_enable"]
         ari       = bank["control.ari_capable_hierarchy"]
@@ -210,6 +215,26 @@ class SriovCapability(wiring.Component):
         ]
         bank.drive("first_vf_offset.first_vf_offset", self.first_vf_offset)
         bank.drive("vf_stride.vf_stride", self.vf_stride)
+
+        # VF BAR address registers. Bits below the aperture read 0 through the mask at once;
+        # the cycle after a System Page Size change clears them in the register too, so a later
+        # smaller page does not bring them back. (Clearing them from the new page's mask in the
+        # writing cycle itself would put the page decode on the write path.)
+        bars = []
+        for bar in p.vf_bars:
+            ap_log2 = self._aperture_log2(m, bar, page, f"vf_bar{bar.index}_aperture_log2")
+            width   = 64 if bar.is_64bit else 32
+            mask    = Signal(width, name=f"vf_bar{bar.index}_mask")
+            m.d.comb += mask.eq(Const((1 << width) - 1, width) << ap_log2)
+            lo_reg  = Signal(28, name=f"vf_bar{bar.index}_address")
+            lo      = lo_reg & mask[4:32]
+            bank.drive(f"vf_bar{bar.index}.address", lo)
+            hi_reg, hi = None, Const(0, 32)
+            if bar.is_64bit:
+                hi_reg = Signal(32, name=f"vf_bar{bar.index + 1}_address_hi")
+                hi     = hi_reg & mask[32:64]
+                bank.drive(f"vf_bar{bar.index + 1}.address_hi", hi)
+            bars.append((bar, ap_log2, mask, lo_reg, lo, hi_reg, hi))
 
         bank.read(m, self.cfg.addr, self.cfg.r_data)
         bank.write(m, self.cfg.addr, self.cfg.w_en, self.cfg.w_be, self.cfg.w_data)
@@ -235,34 +260,27 @@ class SriovCapability(wiring.Component):
         with m.If(page_ok):
             m.d.sync += page.eq(page_value)
 
-        for n, bar in enumerate(p.vf_bars):
-            ap_log2  = self._aperture_log2(m, bar, page, f"vf_bar{bar.index}_aperture_log2")
-            new_log2 = self._aperture_log2(m, bar, page_value, f"vf_bar{bar.index}_next_log2")
-            width    = 64 if bar.is_64bit else 32
-            mask     = Signal(width, name=f"vf_bar{bar.index}_mask")
-            new_mask = Signal(width, name=f"vf_bar{bar.index}_next_mask")
-            m.d.comb += [
-                mask.eq(Const((1 << width) - 1, width) << ap_log2),
-                new_mask.eq(Const((1 << width) - 1, width) << new_log2),
-            ]
-            lo = bank[f"vf_bar{bar.index}.address"]
-            hi = bank[f"vf_bar{bar.index + 1}.address_hi"] if bar.is_64bit else None
-
+        page_changed = Signal()
+        m.d.sync += page_changed.eq(page_ok)
+        for n, (bar, ap_log2, mask, lo_reg, lo, hi_reg, hi) in enumerate(bars):
+            with m.If(page_changed):
+                m.d.sync += lo_reg.eq(lo)
+                if hi_reg is not None:
+                    m.d.sync += hi_reg.eq(hi)
+            # A write comes after the clean-up above, so it wins (it is masked the same way).
             lo_w, lo_value = bank.write_of(f"vf_bar{bar.index}.address")
             with m.If(lo_w):
-                m.d.sync += lo.eq(lo_value & mask[4:32])
-            if hi is not None:
+                m.d.sync += lo_reg.eq(lo_value & mask[4:32])
+            if hi_reg is not None:
                 hi_w, hi_value = bank.write_of(f"vf_bar{bar.index + 1}.address_hi")
                 with m.If(hi_w):
-                    m.d.sync += hi.eq(hi_value & mask[32:64])
-            # A larger page makes more low address bits read-only 0: clear them for good.
-            with m.If(page_ok):
-                m.d.sync += lo.eq(lo & new_mask[4:32])
-                if hi is not None:
-                    m.d.sync += hi.eq(hi & new_mask[32:64])
-
+                    m.d.sync += hi_reg.eq(hi_value & mask[32:64])
+            with m.If(self.reset):
+                m.d.sync += lo_reg.eq(0)
+                if hi_reg is not None:
+                    m.d.sync += hi_reg.eq(0)
             m.d.comb += [
-                self.vf_bars[n].base.eq(Cat(Const(0, 4), lo, hi if hi is not None else Const(0, 32))),
+                self.vf_bars[n].base.eq(Cat(Const(0, 4), lo, hi)),
                 self.vf_bars[n].aperture_log2.eq(ap_log2),
             ]
 
