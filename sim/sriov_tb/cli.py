@@ -188,7 +188,7 @@ def _bench_sim(args):
     from sriov_ep.synth import ToolMissing
 
     from .bench import sim_rows
-    config = args.config or "examples/igb-82576.toml"
+    config = args.config or "examples/nvme.toml"
     params = load_params(config)
     try:
         rows = list(sim_rows(params, config_name=Path(config).name))
@@ -258,7 +258,7 @@ def build_parser():
                         "sim: config transactions per second of the built-in scenario on each "
                         "simulation backend")
     p.add_argument("--config", metavar="TOML",
-                   help="sim: configuration (default examples/igb-82576.toml)")
+                   help="sim: configuration (default examples/nvme.toml)")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--sizes", metavar="N,N,...", help="TotalVFs values (default 8,256,2048,65535)")
     p.add_argument("--family", choices=["ecp5", "xilinx"], help="area: FPGA family (default "
