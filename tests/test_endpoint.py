@@ -1068,3 +1068,47 @@ def test_linux_host_refuses_missing_pf():
             await b.host.enumerate()
 
     run(igb(), body, name="missing_pf")
+
+
+def test_endpoint_65535_vfs_elaborates_and_simulates():
+    """The largest endpoint: TotalVFs 65535, PF at 00:00.0, offset 1 / stride 1 (ARI), so VF 65535
+    is Routing ID 0xFFFF on bus 0xFF. Its per-VF state lives in a 65535-entry memory that is
+    cleared after reset and when VF Enable goes to 0 (65535 cycles each). Every completion is
+    compared with the model."""
+    params = EndpointParams(pf_rid=0x0000, total_vfs=65535, first_vf_offset_ari=1,
+                            vf_stride_ari=1, first_vf_offset_non_ari=1, vf_stride_non_ari=1)
+    cap = params.sriov_cap_offset
+    dut = SriovEndpoint(params)
+
+    def make_testbench():
+        model = EndpointModel(params)
+
+        async def testbench(ctx):
+            port = Scoreboard(EndpointDriver(ctx, dut), ModelEndpointPort(model))
+
+            async def cfg(type1, rid, offset, be, write=False, data=0):
+                return await port.config(type1, rid, offset // 4, be, write, data)
+
+            # Capture bus 0, set NumVFs = 65535 and VF Enable | VF MSE | ARI.
+            await cfg(TYPE0, 0x0000, 0x04, 0b0011, True, 0x0006)
+            await cfg(TYPE0, 0x0000, cap + 0x10, 0b0011, True, 65535)
+            await cfg(TYPE0, 0x0000, cap + 0x08, 0b0011, True, 0x0019)
+            assert ctx.get(dut.num_vfs) == 65535 and ctx.get(dut.vf_enable) == 1
+            assert await cfg(TYPE0, 0x0001, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 4)
+            assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 4)
+            assert (await cfg(TYPE1, 0x8000, 0x100, 0xF)).data == 0x0001_000E     # VF 32768 ARI
+            await cfg(TYPE1, 0xFFFF, 0x04, 0b0011, True, 0x0004)                  # BME of 65535
+            assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0x4
+            assert (await cfg(TYPE1, 0xFFFE, 0x04, 0b0011)).data & 0x4 == 0
+            ctx.set(dut.vf_bme_query, 65535)
+            await ctx.tick()
+            assert ctx.get(dut.vf_bme) == 1
+            await cfg(TYPE1, 0xFFFF, 0x48, 0b0010, True, 0x8000)                  # VF FLR
+            assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0
+            await cfg(TYPE0, 0x0000, cap + 0x08, 0b0011, True, 0x0010)            # VFE off
+            assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("UR", 0, 4)
+            assert model.events == [("vf_flr", 65535), ("vfs_reset",)]
+
+        return testbench
+
+    simulate(dut, make_testbench, name="test_endpoint_65535_vfs")
