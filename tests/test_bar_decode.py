@@ -46,7 +46,7 @@ MISS = (False, 0, 0, 0)
 LATENCIES = (1, 2)
 #: Cycles the tests wait after changing the decoder's state inputs directly (a configuration
 #: write that changes them takes CONFIG_LATENCY = 4 cycles to complete).
-STATE_SETTLE = 2
+STATE_SETTLE = 3
 
 # SR-IOV capability registers (offsets within the capability, sriov-spec.md §1).
 SRIOV_CTRL, SRIOV_NUM_VF, SRIOV_SYS_PGSIZE, SRIOV_BAR = 0x08, 0x10, 0x20, 0x24

@@ -26,7 +26,7 @@ WALK = str(EXAMPLES / "scripts" / "igb-walk.script")
 SUMMARY_RE = re.compile(r"^# (\d+) transactions, (\d+) completions checked against the reference "
                         r"model: all match$")
 TXN_RE = re.compile(r"^(cfgrd|cfgwr) ([0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) 0x([0-9a-f]{3}) ([124]) "
-                    r"(SC|UR) 0x([0-9a-f]+) 4 cycles(  \[(.*)\])?$")
+                    r"(SC|UR) 0x([0-9a-f]+) 7 cycles(  \[(.*)\])?$")
 
 
 def cli(capsys, *argv):
@@ -118,7 +118,7 @@ def test_regmap(capsys, name):
 
 def test_sim_builtin_scenario(capsys):
     """Enumerate, enable InitialVFs (8), walk every VF: exit 0, one line per transaction, each
-    4 cycles, VF1 01:10.0 .. VF8 01:11.6 walked, and a final line saying all match."""
+    7 cycles, VF1 01:10.0 .. VF8 01:11.6 walked, and a final line saying all match."""
     code, lines, err = cli(capsys, "sim", IGB)
     assert (code, err) == (0, "")
     match = SUMMARY_RE.match(lines[-1])
@@ -140,16 +140,16 @@ def test_sim_igb_walk_script(capsys):
     assert SUMMARY_RE.match(lines[-1])
     tagged = [line for line in lines if "[line " in line]
     assert tagged == [
-        "cfgrd 01:00.0 0x000 4 SC 0x10c98086 4 cycles  [line 8]",
-        "cfgrd 01:10.0 0x000 4 SC 0xffffffff 4 cycles  [line 12]",
-        "cfgrd 01:10.2 0x004 2 SC 0x0000 4 cycles  [line 14]",
-        "cfgwr 01:10.2 0x004 2 SC 0x0004 4 cycles  [line 15]",
-        "cfgrd 01:10.2 0x004 2 SC 0x0004 4 cycles  [line 16]",
-        "cfgrd 01:10.2 0x004 2 SC 0x0000 4 cycles  [line 19]",
-        "cfgrd 01:11.0 0x000 4 UR 0xffffffff 4 cycles  [line 21]",
+        "cfgrd 01:00.0 0x000 4 SC 0x10c98086 7 cycles  [line 8]",
+        "cfgrd 01:10.0 0x000 4 SC 0xffffffff 7 cycles  [line 12]",
+        "cfgrd 01:10.2 0x004 2 SC 0x0000 7 cycles  [line 14]",
+        "cfgwr 01:10.2 0x004 2 SC 0x0004 7 cycles  [line 15]",
+        "cfgrd 01:10.2 0x004 2 SC 0x0004 7 cycles  [line 16]",
+        "cfgrd 01:10.2 0x004 2 SC 0x0000 7 cycles  [line 19]",
+        "cfgrd 01:11.0 0x000 4 UR 0xffffffff 7 cycles  [line 21]",
     ]
     # The VF FLR (line 18) wrote Initiate FLR to VF2's Device Control.
-    assert any(re.match(r"cfgwr 01:10\.2 0x048 2 SC 0x8[0-9a-f]{3} 4 cycles  \[flr 01:10\.2\]",
+    assert any(re.match(r"cfgwr 01:10\.2 0x048 2 SC 0x8[0-9a-f]{3} 7 cycles  \[flr 01:10\.2\]",
                         line) for line in lines)
 
 
@@ -167,10 +167,10 @@ def test_sim_json(capsys):
         assert r["op"] in ("cfgrd", "cfgwr")
         assert re.fullmatch(r"[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", r["bdf"])
         assert r["size"] in (1, 2, 4) and 0 <= r["offset"] <= 0xFFF
-        assert r["status"] in ("SC", "UR") and r["cycles"] == 4
+        assert r["status"] in ("SC", "UR") and r["cycles"] == 7
         assert 0 <= r["value"] < 1 << (8 * r["size"])
     assert records[0] == {"op": "cfgrd", "bdf": "01:00.0", "offset": 0, "size": 4,
-                          "status": "SC", "value": 0x10C98086, "cycles": 4, "step": "line 8",
+                          "status": "SC", "value": 0x10C98086, "cycles": 7, "step": "line 8",
                           "line": 8}
     ur = [r for r in records if r["status"] == "UR"]
     assert [(r["bdf"], r["value"], r["line"]) for r in ur] == [("01:11.0", 0xFFFF_FFFF, 21)]
@@ -198,7 +198,7 @@ def test_sim_no_ari(capsys):
     assert SUMMARY_RE.match(lines[-1])
     bdfs = {TXN_RE.match(line)[2] for line in lines[:-1]}
     assert bdfs == {"01:00.0"} | {f"02:1{d}.{f}" for d in (0, 1) for f in (0, 2, 4, 6)}
-    assert "cfgwr 01:00.0 0x168 2 SC 0x0009 4 cycles  [enable 8]" in lines   # VFE|MSE, no ARI
+    assert "cfgwr 01:00.0 0x168 2 SC 0x0009 7 cycles  [enable 8]" in lines   # VFE|MSE, no ARI
 
 
 def write(tmp_path, name, text):

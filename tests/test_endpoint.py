@@ -72,7 +72,7 @@ def be_for(offset, size):
 
 
 class LatencyCheck:
-    """Wrap an endpoint port: every completion must come CONFIG_LATENCY (4) cycles after the
+    """Wrap an endpoint port: every completion must come CONFIG_LATENCY (7) cycles after the
     request was accepted."""
 
     def __init__(self, port):
@@ -81,7 +81,7 @@ class LatencyCheck:
 
     async def config(self, type1, rid, reg, be, write, data):
         cpl = await self.port.config(type1, rid, reg, be, write, data)
-        assert cpl.cycles == 4, (f"completion of {'CfgWr' if write else 'CfgRd'}{type1} "
+        assert cpl.cycles == 7, (f"completion of {'CfgWr' if write else 'CfgRd'}{type1} "
                                  f"{rid:#06x} reg {reg:#x} took {cpl.cycles} cycles, not 3")
         self.count += 1
         return cpl
@@ -225,9 +225,9 @@ class Bench:
             await self.ctx.tick().repeat(cycles)
 
     def check_transcript(self):
-        """Every access the root port made completed in 4 cycles; the scoreboard compared every
+        """Every access the root port made completed in 7 cycles; the scoreboard compared every
         request the design saw."""
-        assert all(t.cycles == 4 for t in self.root.transcript)
+        assert all(t.cycles == 7 for t in self.root.transcript)
         assert self.board.compared == self.port.count >= len(self.root.transcript)
 
 
@@ -296,7 +296,7 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         assert {t.rid >> 8 for t in walked} == {0x01 if ari else 0x02}
         for rid in rids:
             assert (await b.read(TYPE1 if not ari else TYPE0, rid, 0x00)) == \
-                Completion("SC", 0xFFFF_FFFF, 4)
+                Completion("SC", 0xFFFF_FFFF, 7)
         # VF 5 does not exist yet.
         assert (await b.read(TYPE0 if ari else TYPE1, vfs[4], 0x00)).status == "UR"
         if not ari:
@@ -411,7 +411,7 @@ def test_case09_enabled_vf_vendor_device_id_is_sc_all_ones():
     async def body(b):
         await b.host.enable(4)
         for rid in IGB_VF_ARI[:4]:
-            assert await b.read(TYPE0, rid, 0x00) == Completion("SC", 0xFFFF_FFFF, 4)
+            assert await b.read(TYPE0, rid, 0x00) == Completion("SC", 0xFFFF_FFFF, 7)
             assert b.raw.last_status == CompletionStatus.SC
             assert await b.space(rid).read16(0x00) == 0xFFFF
             assert await b.space(rid).read16(0x02) == 0xFFFF
@@ -425,7 +425,7 @@ def test_enabled_vf_dword0_told_apart_from_absent_vf_by_status():
     (would-be VF 5), for VFs while VF Enable is 0, and for an odd devfn between two VFs."""
     async def body(b):
         await b.host.enumerate()
-        assert await b.read(TYPE0, 0x0180, 0x00) == Completion("UR", 0, 4)   # VFE = 0
+        assert await b.read(TYPE0, 0x0180, 0x00) == Completion("UR", 0, 7)   # VFE = 0
         await b.host.enable(4)
         present = await b.read(TYPE0, 0x0180, 0x00)
         assert (present.status, present.data) == ("SC", 0xFFFF_FFFF)
@@ -442,15 +442,15 @@ def test_enabled_vf_dword0_told_apart_from_absent_vf_by_status():
         assert [(t.status, t.value) for t in b.root.transcript[-2:]] == \
             [("SC", 0xFFFF_FFFF), ("UR", 0xFFFF_FFFF)]
         # A write to an absent VF completes UR and changes nothing.
-        assert await b.write(TYPE0, 0x0188, 0x04, 2, 0x0004) == Completion("UR", 0, 4)
+        assert await b.write(TYPE0, 0x0188, 0x04, 2, 0x0004) == Completion("UR", 0, 7)
 
     run(igb(), body, name="sc_vs_ur", raw=True)
 
 
 def test_completion_latency_is_config_latency():
-    """CONFIG_LATENCY is documented as 4 cycles, and every completion of a Linux enumerate,
-    enable and walk (PF, VFs, UR) arrives exactly 4 cycles after the request was accepted."""
-    assert CONFIG_LATENCY == 4
+    """CONFIG_LATENCY is documented as 7 cycles, and every completion of a Linux enumerate,
+    enable and walk (PF, VFs, UR) arrives exactly 7 cycles after the request was accepted."""
+    assert CONFIG_LATENCY == 7
 
     async def body(b):
         await b.host.enable(8)
@@ -459,7 +459,7 @@ def test_completion_latency_is_config_latency():
         await b.read(TYPE0, 0x0190, 0x00)      # UR
         await b.read(TYPE1, 0x0280, 0x00)      # UR
         cycles = [r["first_valid"] - r["accepted"] for r in b.raw.requests]
-        assert len(cycles) > 400 and set(cycles) == {4}
+        assert len(cycles) > 400 and set(cycles) == {7}
 
     run(igb(), body, name="latency", raw=True)
 
@@ -480,7 +480,7 @@ def test_linux_sequence_under_completion_backpressure():
         await b.host.disable()
         held = [r["taken"] - r["first_valid"] for r in b.raw.requests]
         assert max(held) == 40 and min(held) == 0
-        assert all(r["first_valid"] - r["accepted"] == 4 for r in b.raw.requests)
+        assert all(r["first_valid"] - r["accepted"] == 7 for r in b.raw.requests)
 
     run(igb(), body, name="linux_backpressure", raw=True, hold=hold)
 
@@ -727,8 +727,13 @@ def test_vfs_reset_single_pulse_on_pf_flr_with_vfs_enabled():
 
 
 def test_vf_bme_lookup():
-    """vf_bme answers one cycle after vf_bme_query with that VF's Bus Master Enable, and 0 for
-    query 0, for VFs above NumVFs, and while VF Enable is 0."""
+    """vf_bme answers two cycles after vf_bme_query with that VF's Bus Master Enable, and 0 for
+    query 0, for VFs above NumVFs, and while VF Enable is 0. Queries can change every cycle."""
+    async def lookup(ctx, dut, query):
+        ctx.set(dut.vf_bme_query, query)
+        await ctx.tick().repeat(2)
+        return ctx.get(dut.vf_bme)
+
     async def body(b):
         ctx, dut = b.ctx, b.dut
         await b.host.enable(4)
@@ -738,32 +743,23 @@ def test_vf_bme_lookup():
         await b.idle(2)
         expected = {0: 0, 1: 1, 2: 0, 3: 1, 4: 0, 5: 0, 6: 0, 7: 0, 8: 0}
         for query, want in expected.items():
+            assert await lookup(ctx, dut, query) == want, f"VF {query}"
+        # Two cycles of latency, one query per cycle: the output follows the query of two
+        # cycles earlier.
+        outputs = []
+        for query in (1, 2, 3, 2, 1, 0, 0):
             ctx.set(dut.vf_bme_query, query)
             await ctx.tick()
-            assert ctx.get(dut.vf_bme) == want, f"VF {query}"
-        # One cycle of latency: the output follows the query of the previous cycle.
-        ctx.set(dut.vf_bme_query, 1)
-        await ctx.tick()
-        assert ctx.get(dut.vf_bme) == 1
-        ctx.set(dut.vf_bme_query, 2)
-        assert ctx.get(dut.vf_bme) == 1
-        await ctx.tick()
-        assert ctx.get(dut.vf_bme) == 0
-        ctx.set(dut.vf_bme_query, 3)
-        await ctx.tick()
-        assert ctx.get(dut.vf_bme) == 1
+            outputs.append(ctx.get(dut.vf_bme))
+        assert outputs[2:] == [1, 0, 1, 0, 1]
 
         await b.host.disable()
         for query in range(9):
-            ctx.set(dut.vf_bme_query, query)
-            await ctx.tick()
-            assert ctx.get(dut.vf_bme) == 0, f"VF {query} after disable"
+            assert await lookup(ctx, dut, query) == 0, f"VF {query} after disable"
         # Re-enabled VFs start with Bus Master Enable 0.
         await b.host.enable(4)
         for query in range(9):
-            ctx.set(dut.vf_bme_query, query)
-            await ctx.tick()
-            assert ctx.get(dut.vf_bme) == 0, f"VF {query} after re-enable"
+            assert await lookup(ctx, dut, query) == 0, f"VF {query} after re-enable"
 
     run(igb(), body, name="vf_bme")
 
@@ -842,7 +838,7 @@ def test_case25_pf_flr_resets_sriov_capability():
         assert await b.pf_read(0x184) == 0x0000_000C
         assert await b.pf_read(0x188) == 0x0000_0001
         assert await b.write(TYPE0, IGB_PF, 0x48, 2, PF_DEVCTL_RESET | INITIATE_FLR) == \
-            Completion("SC", 0, 4)
+            Completion("SC", 0, 7)
         assert b.raw.pulses("pf_flr")[-1][1] == 1
         assert ("vfs_reset",) in b.model.events
         # SR-IOV capability (sriov-spec.md §1 reset column, endpoint-behaviour.md §3).
@@ -1094,19 +1090,19 @@ def test_endpoint_65535_vfs_elaborates_and_simulates():
             await cfg(TYPE0, 0x0000, cap + 0x10, 0b0011, True, 65535)
             await cfg(TYPE0, 0x0000, cap + 0x08, 0b0011, True, 0x0019)
             assert ctx.get(dut.num_vfs) == 65535 and ctx.get(dut.vf_enable) == 1
-            assert await cfg(TYPE0, 0x0001, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 4)
-            assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 4)
+            assert await cfg(TYPE0, 0x0001, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 7)
+            assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 7)
             assert (await cfg(TYPE1, 0x8000, 0x100, 0xF)).data == 0x0001_000E     # VF 32768 ARI
             await cfg(TYPE1, 0xFFFF, 0x04, 0b0011, True, 0x0004)                  # BME of 65535
             assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0x4
             assert (await cfg(TYPE1, 0xFFFE, 0x04, 0b0011)).data & 0x4 == 0
             ctx.set(dut.vf_bme_query, 65535)
-            await ctx.tick()
+            await ctx.tick().repeat(2)
             assert ctx.get(dut.vf_bme) == 1
             await cfg(TYPE1, 0xFFFF, 0x48, 0b0010, True, 0x8000)                  # VF FLR
             assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0
             await cfg(TYPE0, 0x0000, cap + 0x08, 0b0011, True, 0x0010)            # VFE off
-            assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("UR", 0, 4)
+            assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("UR", 0, 7)
             assert model.events == [("vf_flr", 65535), ("vfs_reset",)]
 
         return testbench

@@ -120,11 +120,18 @@ class Bench:
 
     async def w(self, offset, size, value):
         await self.cfg.write(offset, size, value)
+        await self.settle()
         self.check_state()
 
     async def write_dword(self, dword, data, byte_en):
         await self.port.write_dword(dword, data, byte_en)
+        await self.settle()
         self.check_state()
+
+    async def settle(self):
+        """One idle cycle: the exported VF BAR bases follow a System Page Size change one cycle
+        later (documented on SriovCapability.vf_bars)."""
+        await self.ctx.tick()
 
     async def dwords(self):
         return [await self.port.read_dword(d) for d in range(16)]
@@ -134,6 +141,7 @@ class Bench:
         await self.ctx.tick()
         self.ctx.set(self.dut.reset, 0)
         self.model.reset()
+        await self.settle()
         self.check_state()
 
     def state(self):

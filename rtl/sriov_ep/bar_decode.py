@@ -75,7 +75,7 @@ class VfBarDecoder(wiring.Component):
     vf_bars : In(ArrayLayout(VfBarState, len(params.vf_bars)))
         From :class:`SriovCapability`. The decoder works from a registered copy of these and of
         ``pf_mse``/``pf_bars``: a change made at a clock edge applies to requests accepted from
-        the second edge after it on, except NumVFs and the apertures, from the third. Those two
+        the second edge after it on, except NumVFs and the apertures, from the fourth. Those two
         change only while VF Enable is 0 (as :class:`SriovCapability` guarantees); a user
         driving the decoder directly must keep to that. In :class:`SriovEndpoint` the
         configuration write that makes a change completes later than that.
@@ -118,7 +118,7 @@ class VfBarDecoder(wiring.Component):
         # The state inputs change only on configuration writes. A registered copy, with each
         # VF BAR's end address base + NumVFs * A precomputed, takes the range checks off the
         # request path; the decode follows a configuration change one cycle later, before the
-        # configuration write that caused it completes. NumVFs * A takes one more cycle: NumVFs
+        # configuration write that caused it completes. NumVFs * A takes two more cycles: NumVFs
         # and the aperture (System Page Size) only change while VF Enable is 0, when no VF
         # decodes, and VF Enable can only rise on a later configuration write.
         vf_on  = Signal()
@@ -134,10 +134,10 @@ class VfBarDecoder(wiring.Component):
             span = Signal(64 + 16, name=f"vf{bar.index}_span")
             # The aperture takes few values (the BAR size or a supported page size): multiplexers
             # of constant shifts are far smaller than 64-bit barrel shifters.
-            with m.Switch(self.vf_bars[n].aperture_log2):
+            with m.Switch(ap[n]):
                 for log2 in _aperture_log2s(p, bar):
                     with m.Case(log2):
-                        m.d.sync += span.eq(self.num_vfs << log2)
+                        m.d.sync += span.eq(num << log2)
             m.d.sync += [base[n].eq(self.vf_bars[n].base), ap[n].eq(self.vf_bars[n].aperture_log2),
                          end[n].eq(self.vf_bars[n].base + span)]
         for n in range(len(p.pf_bars)):

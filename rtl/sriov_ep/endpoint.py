@@ -23,8 +23,9 @@ __all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovE
            "CONFIG_LATENCY"]
 
 #: Clock edges from the one that accepts a config request to the one that transfers its
-#: completion (with ``cfg_cpl.ready`` high): decode, fetch the VF state, execute, complete.
-CONFIG_LATENCY = 4
+#: completion (with ``cfg_cpl.ready`` high): decode (2), read the VF state (3), execute,
+#: complete.
+CONFIG_LATENCY = 7
 
 
 class CompletionStatus(enum.Enum, shape=3):
@@ -77,12 +78,75 @@ def _window(m, reg, base_dword, dwords, name):
     return hit, addr
 
 
+class VfStateMemory(wiring.Component):
+    """Per-VF state: banks of block-RAM depth, two read ports and a write port.
+
+    Reads take two cycles: each bank's output is registered before the banks are multiplexed,
+    so a block RAM's output goes straight to a flip-flop (and can use the RAM's own output
+    register). The depth of a bank, 16384, is that of an ECP5 DP16KD (and of a Xilinx RAMB36)
+    one bit wide.
+
+    Members
+    -------
+    rd, bme : In(read port signature)
+        ``addr`` in, ``data`` out two cycles later.
+    wr : In(write port signature)
+        ``addr``, ``data``, ``en``: written at the clock edge.
+    """
+
+    BANK_DEPTH = 16384
+
+    def __init__(self, depth):
+        self._depth = depth
+        read = wiring.Signature({"addr": Out(range(depth)), "data": In(VfState)})
+        write = wiring.Signature({"addr": Out(range(depth)), "data": Out(VfState),
+                                  "en": Out(1)})
+        super().__init__({"rd": In(read), "bme": In(read), "wr": In(write)})
+
+    def elaborate(self, platform):
+        m = Module()
+        banks = -(-self._depth // self.BANK_DEPTH)
+        bank_depth = min(self._depth, self.BANK_DEPTH)
+        low = max(1, (bank_depth - 1).bit_length())
+        for port in (self.rd, self.bme):
+            port.outputs = []
+        for b in range(banks):
+            depth = min(bank_depth, self._depth - b * self.BANK_DEPTH)
+            mem = memory.Memory(shape=VfState, depth=max(2, depth), init=[])
+            m.submodules[f"bank{b}"] = mem
+            wr = mem.write_port()
+            in_bank = (self.wr.addr >> low) == b if banks > 1 else 1
+            m.d.comb += [wr.addr.eq(self.wr.addr[:low]), wr.data.eq(self.wr.data),
+                         wr.en.eq(self.wr.en & in_bank)]
+            for port in (self.rd, self.bme):
+                rd = mem.read_port()
+                data = Signal(VfState)
+                m.d.comb += rd.addr.eq(port.addr[:low])
+                m.d.sync += data.eq(rd.data)
+                port.outputs.append(data)
+        for port, name in ((self.rd, "rd"), (self.bme, "bme")):
+            if banks == 1:
+                m.d.comb += port.data.eq(port.outputs[0])
+                continue
+            bank = Signal(range(banks), name=f"{name}_bank")
+            bank_r = Signal(range(banks), name=f"{name}_bank_r")
+            m.d.comb += bank.eq(port.addr >> low)
+            m.d.sync += bank_r.eq(bank)
+            bank_r2 = Signal(range(banks), name=f"{name}_bank_r2")
+            m.d.sync += bank_r2.eq(bank_r)
+            with m.Switch(bank_r2):
+                for b, data in enumerate(port.outputs):
+                    with m.Case(b):
+                        m.d.comb += port.data.eq(data)
+        return m
+
+
 class SriovEndpoint(wiring.Component):
     """Configuration space of an SR-IOV endpoint: the PF and all its VFs.
 
     One configuration request is handled at a time. A request is accepted when ``cfg_req.valid``
     and ``cfg_req.ready`` are both high at a clock edge; its completion is valid
-    :data:`CONFIG_LATENCY` (4) cycles later and stays valid until ``cfg_cpl.ready``. ``ready``
+    :data:`CONFIG_LATENCY` (7) cycles later and stays valid until ``cfg_cpl.ready``. ``ready``
     stays low from acceptance until the completion is taken, and while the VF state is being
     cleared (TotalVFs cycles after reset, a PF FLR or VF Enable going to 0).
 
@@ -135,7 +199,7 @@ class SriovEndpoint(wiring.Component):
     vf_bme_query : In(range(TotalVFs + 1))
         VF number whose Bus Master Enable to look up.
     vf_bme : Out(1)
-        Bus Master Enable of VF ``vf_bme_query`` one cycle earlier; 0 unless that VF exists.
+        Bus Master Enable of VF ``vf_bme_query`` two cycles earlier; 0 unless that VF exists.
     """
 
     def __init__(self, params, *, mem_latency=1, tag_width=8):
@@ -144,7 +208,7 @@ class SriovEndpoint(wiring.Component):
         self._params = params
         vf_range = range(params.total_vfs + 1)
         self.sriov   = SriovCapability(params, next_offset=ext_cap_chain(params)["sriov"])
-        self.decoder = RoutingIdDecoder(params)
+        self.decoder = RoutingIdDecoder(params, stages=2)
         self.bar_decoder = VfBarDecoder(params, latency=mem_latency, tag_width=tag_width)
         super().__init__({
             "mem_req":                In(stream.Signature(MemRequest(tag_width))),
@@ -182,10 +246,8 @@ class SriovEndpoint(wiring.Component):
         m.submodules.bar_decoder = bar_decoder = self.bar_decoder
 
         depth = max(2, p.total_vfs)
-        m.submodules.vf_state = vf_mem = memory.Memory(shape=VfState, depth=depth, init=[])
-        vf_rd  = vf_mem.read_port()
-        vf_wr  = vf_mem.write_port()
-        bme_rd = vf_mem.read_port()
+        m.submodules.vf_state = vf_mem = VfStateMemory(depth)
+        vf_rd, vf_wr, bme_rd = vf_mem.rd, vf_mem.wr, vf_mem.bme
 
         chain    = ext_cap_chain(p)
         header   = RegisterBank(type0_header_map(p), name="pf_header")
@@ -204,6 +266,7 @@ class SriovEndpoint(wiring.Component):
         target = Signal(Target)
         vf     = Signal.like(decoder.vf)
         cpl    = Signal(Completion)
+        state  = Signal(VfState)    # the addressed VF's state, from the memory
         exec_  = Signal()       # the one cycle in which the request takes effect
 
         # -- Clearing all VF state: a sweep over the memory ---------------------------------
@@ -221,21 +284,34 @@ class SriovEndpoint(wiring.Component):
         m.d.sync += vfe_prev.eq(sriov.vf_enable)
         with m.If(pf_flr):      # the FLR clears VF Enable too: one sweep, not two
             m.d.sync += vfe_prev.eq(0)
-        m.d.comb += start_sweep.eq(pf_flr | (vfe_prev & ~sriov.vf_enable))
-        m.d.sync += self.vfs_reset.eq(start_sweep)
+        # Registered: the sweep starts a cycle after its cause (off the execute path); until
+        # then no request is accepted either.
+        vfe_fell = Signal()
+        m.d.comb += vfe_fell.eq(vfe_prev & ~sriov.vf_enable)
+        m.d.sync += start_sweep.eq(pf_flr | vfe_fell)
+        m.d.comb += self.vfs_reset.eq(start_sweep)
 
         # -- Request sequencing ----------------------------------------------------------------
         with m.FSM(name="cfg"):
             with m.State("IDLE"):
-                m.d.comb += self.cfg_req.ready.eq(~sweep)
-                with m.If(self.cfg_req.valid & ~sweep):
+                idle = ~sweep & ~start_sweep & ~vfe_fell
+                m.d.comb += self.cfg_req.ready.eq(idle)
+                with m.If(self.cfg_req.valid & idle):
                     m.d.sync += req.eq(self.cfg_req.payload)
                     m.next = "DECODE"
-            with m.State("DECODE"):
+            with m.State("DECODE"):         # the decoder's first stage
+                m.next = "DECODE2"
+            with m.State("DECODE2"):
                 m.d.sync += [target.eq(decoder.target), vf.eq(decoder.vf)]
                 m.next = "FETCH"
             with m.State("FETCH"):
-                # The addressed VF's state is read from the memory, by the registered VF number.
+                # The addressed VF's state is read from the memory, by the registered VF number,
+                m.next = "LOAD"
+            with m.State("LOAD"):
+                # (the memory registers its block RAMs' outputs)
+                m.next = "LOAD2"
+            with m.State("LOAD2"):
+                m.d.sync += state.eq(vf_rd.data)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 m.d.comb += exec_.eq(1)
@@ -300,8 +376,7 @@ class SriovEndpoint(wiring.Component):
 
         # -- VF configuration space --------------------------------------------------------------
         # The state of the addressed VF is read while fetching and used while executing.
-        m.d.comb += [vf_rd.addr.eq(vf - 1), vf_rd.en.eq(1)]
-        state = vf_rd.data
+        m.d.comb += vf_rd.addr.eq(vf - 1)
         vf_hdr.drive("command.bus_master_enable", state.bus_master_enable)
         vf_pcie.drive("device_control.relaxed_ordering", ~state.relaxed_ordering_disable)
         vf_pcie.drive("device_control.no_snoop", ~state.no_snoop_disable)
@@ -342,10 +417,16 @@ class SriovEndpoint(wiring.Component):
         with m.If(vf_flr):
             m.d.comb += new_state.eq(0)
 
+        # The new state is written back in the cycle after executing, from registers: the next
+        # request to read it comes several cycles later, and a sweep never overlaps a VF write.
+        write_back = Signal()
+        new_state_r = Signal(VfState)
+        m.d.sync += [write_back.eq(vf_wr_), new_state_r.eq(new_state)]
         with m.If(sweep):
             m.d.comb += [vf_wr.addr.eq(sweep_addr), vf_wr.data.eq(0), vf_wr.en.eq(1)]
         with m.Else():
-            m.d.comb += [vf_wr.addr.eq(vf - 1), vf_wr.data.eq(new_state), vf_wr.en.eq(vf_wr_)]
+            m.d.comb += [vf_wr.addr.eq(vf - 1), vf_wr.data.eq(new_state_r),
+                         vf_wr.en.eq(write_back)]
         m.d.sync += [self.vf_flr.valid.eq(vf_flr), self.vf_flr.vf.eq(vf)]
 
         # -- Completion --------------------------------------------------------------------------
@@ -382,12 +463,14 @@ class SriovEndpoint(wiring.Component):
 
         # -- User-facing state ---------------------------------------------------------------
         bme_ok = Signal()
-        m.d.comb += [bme_rd.addr.eq(self.vf_bme_query - 1), bme_rd.en.eq(1)]
+        m.d.comb += bme_rd.addr.eq(self.vf_bme_query - 1)
         m.d.sync += [
             bme_ok.eq(sriov.vf_enable & (self.vf_bme_query != 0) &
                       (self.vf_bme_query <= sriov.num_vfs) & ~sweep),
         ]
-        m.d.comb += self.vf_bme.eq(bme_ok & bme_rd.data.bus_master_enable)
+        bme_ok2 = Signal()
+        m.d.sync += bme_ok2.eq(bme_ok)
+        m.d.comb += self.vf_bme.eq(bme_ok2 & bme_rd.data.bus_master_enable)
 
         m.d.comb += [
             self.bus.eq(decoder.bus),

@@ -38,6 +38,14 @@ class RoutingIdDecoder(wiring.Component):
     VF Stride, done as a multiplication by its reciprocal. No logic grows with TotalVFs beyond the
     width of a VF number.
 
+    Parameters
+    ----------
+    params : EndpointParams
+    stages : int
+        1: ``target``/``vf`` are combinational. 2: the subtraction is registered, so they
+        follow ``type1``, ``rid``, ``ari`` and the captured bus one cycle later (for higher clock
+        rates; ``vf_enable`` and ``num_vfs`` still act at once).
+
     Members
     -------
     type1 : In(1)
@@ -61,10 +69,13 @@ class RoutingIdDecoder(wiring.Component):
         VF number (1-based) when ``target`` is ``VF``, else 0.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, *, stages=1):
         if not isinstance(params, EndpointParams):
             raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        if stages not in (1, 2):
+            raise ValueError(f"stages: must be 1 or 2 (got {stages!r})")
         self._params = params
+        self._stages = stages
         super().__init__({
             "type1":     In(1),
             "rid":       In(16),
@@ -109,7 +120,17 @@ class RoutingIdDecoder(wiring.Component):
         offset = Signal(16)
         m.d.comb += offset.eq(Mux(self.ari, p.first_vf_offset_ari, p.first_vf_offset_non_ari))
         diff = Signal(signed(18))
-        m.d.comb += diff.eq(target_rid - pf_rid - offset)
+        # A Type 1 request for our own bus never comes from a Downstream Port: claim nothing.
+        own_bus_type1 = Signal()
+        pf_hit = Signal()
+        ari = Signal()
+        first = [diff.eq(target_rid - pf_rid - offset),
+                 own_bus_type1.eq(self.type1 & (self.rid[8:16] == self.bus)),
+                 pf_hit.eq(~self.type1 & (self.rid[:8] == pf_fn)),
+                 ari.eq(self.ari)]
+        # With two stages, the subtraction is registered: outputs follow inputs a cycle later.
+        m.d.comb += first if self._stages == 1 else []
+        m.d.sync += first if self._stages == 2 else []
         d = diff[:16]
 
         q_ari, exact_ari = self._divide(m, d, p.vf_stride_ari, "ari")
@@ -118,16 +139,14 @@ class RoutingIdDecoder(wiring.Component):
         else:
             q_non, exact_non = self._divide(m, d, p.vf_stride_non_ari, "non_ari")
             q, exact = Signal(16), Signal()
-            m.d.comb += [q.eq(Mux(self.ari, q_ari, q_non)),
-                         exact.eq(Mux(self.ari, exact_ari, exact_non))]
+            m.d.comb += [q.eq(Mux(ari, q_ari, q_non)),
+                         exact.eq(Mux(ari, exact_ari, exact_non))]
 
-        # A Type 1 request for our own bus never comes from a Downstream Port: claim nothing.
-        own_bus_type1 = self.type1 & (self.rid[8:16] == self.bus)
         is_vf = Signal()
         m.d.comb += is_vf.eq(~own_bus_type1 & (diff >= 0) & exact & self.vf_enable &
                              (q < self.num_vfs))
 
-        with m.If(~self.type1 & (self.rid[:8] == pf_fn)):
+        with m.If(pf_hit):
             m.d.comb += self.target.eq(Target.PF)
         with m.Elif(is_vf):
             m.d.comb += [self.target.eq(Target.VF), self.vf.eq(q + 1)]

@@ -124,6 +124,13 @@ def sriov_capability_map(params, next_offset=0):
     return RegisterMap("sriov", SRIOV_CAP_SIZE, regs)
 
 
+def _or_all(values):
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result
+
+
 def _page_log2(bit):
     """log2 of the page size selected by System Page Size bit ``bit``."""
     return bit + 12
@@ -156,7 +163,9 @@ class SriovCapability(wiring.Component):
     system_page_size : Out(32)
         System Page Size register (one-hot).
     vf_bars : Out(ArrayLayout(VfBarState, len(params.vf_bars)))
-        Base and aperture of each implemented VF BAR, in the order of ``params.vf_bars``.
+        Base and aperture of each implemented VF BAR, in the order of ``params.vf_bars``. A base
+        follows a VF BAR write at once and a System Page Size change one cycle later (the page
+        size only changes while VF Enable is 0, when no VF decodes).
     """
 
     def __init__(self, params, *, next_offset=0):
@@ -181,14 +190,17 @@ class SriovCapability(wiring.Component):
     def params(self):
         return self._params
 
-    def _aperture_log2(self, m, bar, page, name):
-        """log2 of the aperture of ``bar`` for the one-hot page size ``page`` (combinational)."""
-        result = Signal(6, name=name, init=bar.size_log2)
-        with m.Switch(page):
-            for bit in range(32):
-                if self._params.supported_page_sizes >> bit & 1:
-                    with m.Case(1 << bit):
-                        m.d.comb += result.eq(max(bar.size_log2, _page_log2(bit)))
+    def _by_page(self, m, page, value_of, width, name):
+        """``value_of(bit)`` for the page size bit set in ``page`` (combinational).
+
+        ``page`` holds exactly one supported bit (the register accepts nothing else), so an
+        AND-OR over the supported bits selects the value: one level of logic, no comparators or
+        shifters on the way from System Page Size to the BAR masks.
+        """
+        result = Signal(width, name=name)
+        terms = [page[bit].replicate(width) & Const(value_of(bit), width)
+                 for bit in range(32) if self._params.supported_page_sizes >> bit & 1]
+        m.d.comb += result.eq(_or_all(terms))
         return result
 
     def elaborate(self, platform):
@@ -222,10 +234,16 @@ class SriovCapability(wiring.Component):
         # writing cycle itself would put the page decode on the write path.)
         bars = []
         for bar in p.vf_bars:
-            ap_log2 = self._aperture_log2(m, bar, page, f"vf_bar{bar.index}_aperture_log2")
-            width   = 64 if bar.is_64bit else 32
-            mask    = Signal(width, name=f"vf_bar{bar.index}_mask")
-            m.d.comb += mask.eq(Const((1 << width) - 1, width) << ap_log2)
+            width = 64 if bar.is_64bit else 32
+
+            def log2(bit, bar=bar):
+                return max(bar.size_log2, _page_log2(bit))
+
+            def mask_of(bit, width=width, log2=log2):
+                return ((1 << width) - 1) & ~((1 << log2(bit)) - 1)
+
+            ap_log2 = self._by_page(m, page, log2, 6, f"vf_bar{bar.index}_aperture_log2")
+            mask    = self._by_page(m, page, mask_of, width, f"vf_bar{bar.index}_mask")
             lo_reg  = Signal(28, name=f"vf_bar{bar.index}_address")
             lo      = lo_reg & mask[4:32]
             bank.drive(f"vf_bar{bar.index}.address", lo)
@@ -254,15 +272,20 @@ class SriovCapability(wiring.Component):
         # System Page Size takes exactly one supported size, and only while VFs are disabled.
         page_w, page_value = bank.write_of("system_page_size.system_page_size")
         page_ok = Signal()
-        m.d.comb += page_ok.eq(page_w & ~vf_enable & (page_value != 0) &
-                               ((page_value & (page_value - 1)[:32]) == 0) &
-                               ((page_value & ~Const(p.supported_page_sizes, 32)) == 0))
+        # "One supported bit" as a set of equalities: no carry chain on the write path.
+        page_valid = Signal()
+        with m.Switch(page_value):
+            for bit in range(32):
+                if p.supported_page_sizes >> bit & 1:
+                    with m.Case(1 << bit):
+                        m.d.comb += page_valid.eq(1)
+        m.d.comb += page_ok.eq(page_w & ~vf_enable & page_valid)
         with m.If(page_ok):
             m.d.sync += page.eq(page_value)
 
         page_changed = Signal()
         m.d.sync += page_changed.eq(page_ok)
-        for n, (bar, ap_log2, mask, lo_reg, lo, hi_reg, hi) in enumerate(bars):
+        for n, (bar, ap_log2, mask, lo_reg, lo, hi_reg, hi) in enumerate(bars):  # noqa: B007
             with m.If(page_changed):
                 m.d.sync += lo_reg.eq(lo)
                 if hi_reg is not None:
@@ -279,8 +302,16 @@ class SriovCapability(wiring.Component):
                 m.d.sync += lo_reg.eq(0)
                 if hi_reg is not None:
                     m.d.sync += hi_reg.eq(0)
+            # The decoders get the base through a registered copy of the mask: the page size
+            # (hence the mask) only changes while VF Enable is 0, when no VF decodes, and this
+            # keeps the page decode out of the decoders' paths.
+            width = len(mask)
+            mask_r = Signal(width, name=f"vf_bar{bar.index}_mask_r",
+                            init=((1 << width) - 1) & ~((1 << max(bar.size_log2, 12)) - 1))
+            m.d.sync += mask_r.eq(mask)
+            base_hi = hi_reg & mask_r[32:64] if hi_reg is not None else Const(0, 32)
             m.d.comb += [
-                self.vf_bars[n].base.eq(Cat(Const(0, 4), lo, hi)),
+                self.vf_bars[n].base.eq(Cat(Const(0, 4), lo_reg & mask_r[4:32], base_hi)),
                 self.vf_bars[n].aperture_log2.eq(ap_log2),
             ]
 

@@ -156,13 +156,15 @@ def _bench_fmax(args):
     try:
         if not args.json:
             print(f"{'component':<14} {'device':<11} {'total_vfs':>9} {'fmax_mhz':>9} "
-                  f"{'luts':>6} {'ffs':>6} {'brams':>6} {'seconds':>8}")
+                  f"{'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} {'brams':>6} "
+                  f"{'seconds':>8}")
         for row in fmax_rows(sizes, device=args.device, mem_latency=args.mem_latency):
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
+                spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
                 print(f"{row['component']:<14} {row['device']:<11} {row['total_vfs']:>9} "
-                      f"{row['fmax_mhz']:>9.2f} {row['luts']:>6} {row['ffs']:>6} "
+                      f"{row['fmax_mhz']:>9.2f} {spread:>21} {row['luts']:>6} {row['ffs']:>6} "
                       f"{row['brams']:>6} {row['seconds']:>8}", flush=True)
     except ToolMissing as exc:
         print(f"sriov-ep: error: {exc}", file=sys.stderr)
