@@ -744,14 +744,15 @@ def test_vf_bme_lookup():
         expected = {0: 0, 1: 1, 2: 0, 3: 1, 4: 0, 5: 0, 6: 0, 7: 0, 8: 0}
         for query, want in expected.items():
             assert await lookup(ctx, dut, query) == want, f"VF {query}"
-        # Two cycles of latency, one query per cycle: the output follows the query of two
-        # cycles earlier.
+        # One query per cycle: after the clock edge that follows a query, one more edge and
+        # the answer is out (the memory read, then the output register).
+        queries = (1, 2, 3, 2, 1, 0, 0)
         outputs = []
-        for query in (1, 2, 3, 2, 1, 0, 0):
+        for query in queries:
             ctx.set(dut.vf_bme_query, query)
             await ctx.tick()
             outputs.append(ctx.get(dut.vf_bme))
-        assert outputs[2:] == [1, 0, 1, 0, 1]
+        assert outputs[1:] == [expected[q] for q in queries[:-1]]
 
         await b.host.disable()
         for query in range(9):
