@@ -604,7 +604,7 @@ def decoder_params():
             yield pytest.param(name, latency, id=f"{name}-lat{latency}")
 
 
-@pytest.mark.parametrize("name,latency", decoder_params())
+@pytest.mark.parametrize("name,latency", list(decoder_params()))
 def test_decoder_edges(name, latency):
     """Every boundary of every BAR, in every state of the configuration."""
     params = config(name)
@@ -617,7 +617,7 @@ def test_decoder_edges(name, latency):
     assert {"miss", ("vf", params.vf_bars[0].index)} <= claimed_kinds(runs)
 
 
-@pytest.mark.parametrize("name,latency", decoder_params())
+@pytest.mark.parametrize("name,latency", list(decoder_params()))
 def test_decoder_random(name, latency):
     """Random addresses in and around every aperture."""
     params = config(name)
@@ -642,7 +642,7 @@ def state_named(name, state_name):
     return next(s for s in STATES[name] if s.name == state_name)
 
 
-@pytest.mark.parametrize("name,state_name,latency", sweep_params())
+@pytest.mark.parametrize("name,state_name,latency", list(sweep_params()))
 def test_decoder_page_sweep(name, state_name, latency):
     """Every 4 KiB page (first and last byte) across a VF BAR's whole TotalVFs space and a
     little beyond."""
@@ -680,7 +680,7 @@ def endpoint_params():
                                marks=(pytest.mark.slow,) if slow else ())
 
 
-@pytest.mark.parametrize("name,latency", endpoint_params())
+@pytest.mark.parametrize("name,latency", list(endpoint_params()))
 def test_endpoint_edges_and_random(name, latency):
     """The same boundaries plus random addresses through SriovEndpoint, programmed by config
     writes; design, model and spec expectation must agree."""

@@ -52,8 +52,7 @@ from sriov_ep.bar_decode import MemDecode, MemRequest
 from sriov_ep.endpoint import Completion as CompletionLayout
 from sriov_ep.endpoint import CompletionStatus, ConfigRequest
 
-from .cfg import Mismatch
-from .host import Completion, MemDecodeResult
+from .host import Completion, decode_result
 
 __all__ = ["CLOCK_PERIOD_NS", "CocotbConfigDriver", "CocotbMemoryDriver", "pack", "unpack",
            "reset", "start_clock"]
@@ -285,15 +284,7 @@ class CocotbMemoryDriver:
             if cycles > self.timeout:
                 raise TimeoutError(f"no memory decode result after {self.timeout} cycles")
         self._res_ready.value = 0
-        if (res.addr, res.write, res.tag) != (addr, int(write), self.tag):
-            raise Mismatch(f"decode result for {res.addr:#x} (tag {res.tag}) returned for the "
-                           f"request at {addr:#x} (tag {self.tag})")
-        function = res.vf if res.is_vf else 0
-        if res.claimed and res.is_vf and res.vf == 0:
-            raise Mismatch(f"decode of {addr:#x} claims VF 0")
-        return MemDecodeResult(bool(res.claimed), function if res.claimed else 0,
-                               res.bar if res.claimed else 0, res.offset if res.claimed else 0,
-                               cycles)
+        return decode_result(res, addr, write, self.tag, cycles)
 
 
 # -- The test that sriov_tb.cosim runs ---------------------------------------------------------

@@ -22,7 +22,7 @@ from .cfg import ConfigSpace, Mismatch
 from .linux import LinuxSriovDriver
 
 __all__ = ["Completion", "EndpointDriver", "ModelEndpointPort", "Scoreboard", "RootPort",
-           "MemDecodeResult", "MemoryDriver", "MemTransaction", "BarMemories", "MemoryPort",
+           "MemDecodeResult", "decode_result", "MemoryDriver", "MemTransaction", "BarMemories", "MemoryPort",
            "Transaction", "LinuxHost", "HostError"]
 
 
@@ -161,6 +161,19 @@ class MemDecodeResult:
         return (self.claimed, self.function, self.bar, self.offset)
 
 
+def decode_result(res, addr, write, tag, cycles):
+    """A :class:`MemDecodeResult` from a ``mem_res`` payload (anything with its field names as
+    attributes), checked against the request it must answer."""
+    if (res.addr, res.write, res.tag) != (addr, int(write), tag):
+        raise Mismatch(f"decode result for {res.addr:#x} (tag {res.tag}) returned for the "
+                       f"request at {addr:#x} (tag {tag})")
+    if res.claimed and res.is_vf and res.vf == 0:
+        raise Mismatch(f"decode of {addr:#x} claims VF 0")
+    if not res.claimed:
+        return MemDecodeResult(False, 0, 0, 0, cycles)
+    return MemDecodeResult(True, res.vf if res.is_vf else 0, res.bar, res.offset, cycles)
+
+
 class MemoryDriver:
     """Drive :class:`sriov_ep.SriovEndpoint`'s memory decode channels (``mem_req``/``mem_res``).
 
@@ -198,15 +211,7 @@ class MemoryDriver:
             if cycles > self.timeout:
                 raise TimeoutError(f"no memory decode result after {self.timeout} cycles")
         ctx.set(dut.mem_res.ready, 0)
-        if (res.addr, res.write, res.tag) != (addr, int(write), self.tag):
-            raise Mismatch(f"decode result for {res.addr:#x} (tag {res.tag}) returned for the "
-                           f"request at {addr:#x} (tag {self.tag})")
-        function = res.vf if res.is_vf else 0
-        if res.claimed and res.is_vf and res.vf == 0:
-            raise Mismatch(f"decode of {addr:#x} claims VF 0")
-        return MemDecodeResult(bool(res.claimed), function if res.claimed else 0,
-                               res.bar if res.claimed else 0, res.offset if res.claimed else 0,
-                               cycles)
+        return decode_result(res, addr, write, self.tag, cycles)
 
 
 class MemoryPort:
