@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Tests of the whole endpoint RTL (``sriov_ep.endpoint.SriovEndpoint``).
 
-The Linux sequences of ``/work/shared/reference/sriov-spec.md`` §4 run end to end through
+The Linux sequences of ``../shared/reference/sriov-spec.md`` §4 run end to end through
 ``LinuxHost`` -> ``RootPort`` -> ``Scoreboard``, so every completion is also compared with the
 independent reference model (``sriov_tb.model.EndpointModel``), and every completion's latency is
 checked. On top of that the tests assert literal values taken from sriov-spec.md (§2 routing, §6

@@ -1,6 +1,6 @@
 """Unit tests of the whole-endpoint reference model (``sriov_tb.model.EndpointModel``).
 
-Expected values are literal numbers taken from ``/work/shared/reference/sriov-spec.md`` (§2, §7,
+Expected values are literal numbers taken from ``../shared/reference/sriov-spec.md`` (§2, §7,
 §8 and the igb-like worked example at its end), ``docs/endpoint-behaviour.md`` and the comments of
 ``examples/*.toml``; none is computed with the model's own formulas.
 """

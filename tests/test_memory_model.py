@@ -1,7 +1,7 @@
 """Unit tests of memory-request decoding in the reference model
 (``sriov_tb.model.EndpointModel.decode_memory``).
 
-Expected values are literal numbers from ``/work/shared/reference/sriov-spec.md`` (§3 VF BARs,
+Expected values are literal numbers from ``../shared/reference/sriov-spec.md`` (§3 VF BARs,
 §8 cases 10, 11 and 28, the igb-like worked example at its end) and ``docs/endpoint-behaviour.md``
 §5; none is computed with the model's own formulas. The model is programmed only through
 ``config()``, with Type 0 writes to the PF at its Routing ID, as a host would.

@@ -1,6 +1,6 @@
 """Unit tests of the SR-IOV capability reference model (``sriov_tb.model``).
 
-Expected values are literal numbers taken from ``/work/shared/reference/sriov-spec.md`` and
+Expected values are literal numbers taken from ``../shared/reference/sriov-spec.md`` and
 ``docs/sriov-capability-behaviour.md``, not computed with the model's own formulas, so a slip in
 the model shows up here rather than being mirrored.
 """

@@ -9,7 +9,7 @@
   after a Linux-like enable, spec §8 cases 8 and 21, and bus-number capture
   (``docs/endpoint-behaviour.md`` §1).
 
-Besides the model, every test checks literal facts taken from ``/work/shared/reference/
+Besides the model, every test checks literal facts taken from ``../shared/reference/
 sriov-spec.md`` (§2, §8, the igb worked example) and the comments of ``examples/*.toml``: where
 VF 1 and the last VF sit, which requests are UR. Those are not computed with the model's formulas.
 

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Tests of the SR-IOV Extended Capability RTL (``sriov_ep.sriov_cap.SriovCapability``).
 
-Expected register values are literal numbers taken from ``/work/shared/reference/sriov-spec.md``
+Expected register values are literal numbers taken from ``../shared/reference/sriov-spec.md``
 (§1 register table, §3 VF BAR rules, §8 corner cases, the igb worked example) and from
 ``docs/sriov-capability-behaviour.md`` (the project's choices), never from
 ``sriov_capability_map`` (the RTL's own table). In addition, every access goes through

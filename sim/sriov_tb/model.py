@@ -5,7 +5,7 @@
 configuration spaces, memory-request decoding by the PF and VF BARs) and delegates the PF's
 SR-IOV capability to a :class:`SriovCapabilityModel`.
 
-Written from ``/work/shared/reference/sriov-spec.md`` (register map, VF BAR rules, corner cases),
+Written from ``../shared/reference/sriov-spec.md`` (register map, VF BAR rules, corner cases),
 ``docs/sriov-capability-behaviour.md`` and ``docs/endpoint-behaviour.md`` (the project's choices
 where the spec leaves room), and deliberately *not* from the RTL: the point of the models is that
 they can disagree with the hardware. They keep the architectural state as plain named fields and
