@@ -43,7 +43,7 @@ EXPECTED_PORTS = [
     ("output", "cfg_cpl__payload",       35),     # status 3 + data 32
     ("input",  "cfg_cpl__ready",         1),
     ("output", "cfg_cpl__valid",         1),
-    ("input",  "cfg_req__payload",       64),     # type1 1 + rid 16 + reg 10 + be 4 + write 1 + data 32
+    ("input",  "cfg_req__payload",       64),  # type1, rid 16, reg 10, be 4, write, data 32
     ("output", "cfg_req__ready",         1),
     ("input",  "cfg_req__valid",         1),
     ("input",  "clk",                    1),
@@ -280,7 +280,7 @@ def test_regmap_sriov_first(tmp_path):
     assert "| 0x140 | header | 31:20 | next_offset | RO | 0x000 |  |" in text
 
 
-# -- Unwritable output ------------------------------------------------------------------------------
+# -- Unwritable output -----------------------------------------------------------------------------
 
 def test_parent_is_a_file(tmp_path):
     # Tests run as root, which chmod does not stop: a regular file as parent blocks mkdir.
@@ -309,7 +309,7 @@ def test_unwritable_artefact(tmp_path):
     assert "Is a directory" in str(info.value)
 
 
-# -- Ports --------------------------------------------------------------------------------------------
+# -- Ports -----------------------------------------------------------------------------------------
 
 def test_port_list_literal(builds):
     for name, widths in EXAMPLE_WIDTHS.items():
@@ -333,7 +333,7 @@ def test_port_list_same_across_configurations(builds):
     assert widths["vf_bme_query"] == 16 and widths["vf_flr"] == 17      # 65535 needs 16 bits
 
 
-# -- Lint ---------------------------------------------------------------------------------------------
+# -- Lint ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def verilator():

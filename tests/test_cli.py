@@ -2,7 +2,8 @@
 ``sriov_tb.cli.main`` (and once as the installed console script). Files are written only under
 ``tmp_path``.
 
-Expected values are literal numbers from ``examples/*.toml`` and ``examples/scripts/igb-walk.script``
+Expected values are literal numbers from ``examples/*.toml`` and
+``examples/scripts/igb-walk.script``
 (whose comments give them) and from sriov-spec.md §6 (the ``lspci -xxxx`` format).
 """
 

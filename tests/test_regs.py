@@ -176,7 +176,7 @@ def test_access_stored():
     assert [a for a in Access if a.stored] == [Access.RW, Access.RW1C]
 
 
-# -- Validation errors -------------------------------------------------------------------------------
+# -- Validation errors -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("make, match", [
@@ -238,7 +238,7 @@ def test_bank_drive_and_set_bits_checked():
     assert bank["ctrl.span"].init == 0x2A
 
 
-# -- Hardware ----------------------------------------------------------------------------------------
+# -- Hardware --------------------------------------------------------------------------------------
 
 
 def test_bank_reset_values():

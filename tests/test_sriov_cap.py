@@ -923,7 +923,7 @@ def test_case25_clock_domain_reset():
     simulate(top, make_testbench, name="test_sriov_cap_case25_domain_reset")
 
 
-# -- Linux's SR-IOV enumeration and enable/disable/restore ------------------------------------------
+# -- Linux's SR-IOV enumeration and enable/disable/restore -----------------------------------------
 
 
 LINUX_CASES = {

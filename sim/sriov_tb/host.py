@@ -22,7 +22,8 @@ from .cfg import ConfigSpace, Mismatch
 from .linux import LinuxSriovDriver
 
 __all__ = ["Completion", "EndpointDriver", "ModelEndpointPort", "Scoreboard", "RootPort",
-           "MemDecodeResult", "decode_result", "MemoryDriver", "MemTransaction", "BarMemories", "MemoryPort",
+           "MemDecodeResult", "decode_result", "MemoryDriver", "MemTransaction", "BarMemories",
+           "MemoryPort",
            "Transaction", "LinuxHost", "HostError"]
 
 
