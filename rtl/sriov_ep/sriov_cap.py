@@ -285,7 +285,7 @@ class SriovCapability(wiring.Component):
 
         page_changed = Signal()
         m.d.sync += page_changed.eq(page_ok)
-        for n, (bar, ap_log2, mask, lo_reg, lo, hi_reg, hi) in enumerate(bars):  # noqa: B007
+        for n, (bar, ap_log2, mask, lo_reg, lo, hi_reg, hi) in enumerate(bars):
             with m.If(page_changed):
                 m.d.sync += lo_reg.eq(lo)
                 if hi_reg is not None:

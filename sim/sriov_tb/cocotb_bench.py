@@ -158,6 +158,52 @@ async def reset(dut, *, cycles=4, timeout=1_000_000):
             raise TimeoutError(f"cfg_req__ready still low {timeout} cycles after reset")
 
 
+class _StreamPorts:
+    """The ``payload``, ``valid`` and ``ready`` ports of an exported stream ``<name>__*``."""
+
+    def __init__(self, dut, name):
+        self.payload = _port(dut, f"{name}__payload")
+        self.valid   = _port(dut, f"{name}__valid")
+        self.ready   = _port(dut, f"{name}__ready")
+
+
+async def _stream_transaction(clk, req, res, word, res_layout, *, timeout, what):
+    """Send ``word`` on ``req``, take one payload from ``res``: ``(unpacked, cycles)``.
+
+    Inputs change just after a rising edge and outputs are read at the falling edge, which is
+    the value the rising edge samples: ``cycles`` counts edges as
+    :func:`sriov_tb.host.stream_transaction` does.
+    """
+    req.payload.value = word
+    req.valid.value = 1
+    res.ready.value = 1
+    waited = 0
+    while True:
+        await FallingEdge(clk)
+        ready = int(req.ready.value)
+        await RisingEdge(clk)
+        if ready:
+            break
+        waited += 1
+        if waited > timeout:
+            raise TimeoutError(f"{what} not accepted after {timeout} cycles")
+    req.valid.value = 0
+    cycles = 0
+    while True:
+        cycles += 1
+        await FallingEdge(clk)
+        valid = int(res.valid.value)
+        if valid:
+            response = unpack(res_layout, res.payload.value)
+        await RisingEdge(clk)
+        if valid:
+            break
+        if cycles > timeout:
+            raise TimeoutError(f"no response to the {what} after {timeout} cycles")
+    res.ready.value = 0
+    return response, cycles
+
+
 class CocotbConfigDriver:
     """Drive ``cfg_req``/``cfg_cpl`` of the exported top: :class:`sriov_tb.host.EndpointDriver`
     for cocotb.
@@ -172,45 +218,17 @@ class CocotbConfigDriver:
         self.dut     = dut
         self.clk     = clk if clk is not None else _port(dut, "clk")
         self.timeout = timeout
-        self._req_payload = _port(dut, "cfg_req__payload")
-        self._req_valid   = _port(dut, "cfg_req__valid")
-        self._req_ready   = _port(dut, "cfg_req__ready")
-        self._cpl_payload = _port(dut, "cfg_cpl__payload")
-        self._cpl_valid   = _port(dut, "cfg_cpl__valid")
-        self._cpl_ready   = _port(dut, "cfg_cpl__ready")
-        _check_width(self._req_payload, ConfigRequest, "cfg_req__payload")
-        _check_width(self._cpl_payload, CompletionLayout, "cfg_cpl__payload")
+        self._req = _StreamPorts(dut, "cfg_req")
+        self._cpl = _StreamPorts(dut, "cfg_cpl")
+        _check_width(self._req.payload, ConfigRequest, "cfg_req__payload")
+        _check_width(self._cpl.payload, CompletionLayout, "cfg_cpl__payload")
 
     async def config(self, type1, rid, reg, be, write, data):
-        clk = self.clk
-        self._req_payload.value = pack(ConfigRequest, {
-            "type1": type1, "rid": rid, "reg": reg, "be": be, "write": write, "data": data})
-        self._req_valid.value = 1
-        waited = 0
-        while True:
-            await FallingEdge(clk)
-            ready = int(self._req_ready.value)
-            await RisingEdge(clk)
-            if ready:
-                break
-            waited += 1
-            if waited > self.timeout:
-                raise TimeoutError(f"config request not accepted after {self.timeout} cycles")
-        self._req_valid.value = 0
-        self._cpl_ready.value = 1
-        cycles = 0
-        while True:
-            cycles += 1
-            await FallingEdge(clk)
-            valid = int(self._cpl_valid.value)
-            if valid:
-                payload = unpack(CompletionLayout, self._cpl_payload.value)
-            await RisingEdge(clk)
-            if valid:
-                break
-            if cycles > self.timeout:
-                raise TimeoutError(f"no completion after {self.timeout} cycles")
-        self._cpl_ready.value = 0
+        payload, cycles = await _stream_transaction(
+            self.clk, self._req, self._cpl,
+            pack(ConfigRequest, {"type1": type1, "rid": rid, "reg": reg, "be": be,
+                                 "write": write, "data": data}),
+            CompletionLayout, timeout=self.timeout, what="config request")
         status = "SC" if payload.status == CompletionStatus.SC.value else "UR"
         return Completion(status, payload.data, cycles)
 
@@ -238,52 +256,23 @@ class CocotbMemoryDriver:
         self.timeout   = timeout
         self.tag_width = tag_width
         self.tag       = 0
-        self._req_payload = _port(dut, "mem_req__payload")
-        self._req_valid   = _port(dut, "mem_req__valid")
-        self._req_ready   = _port(dut, "mem_req__ready")
-        self._res_payload = _port(dut, "mem_res__payload")
-        self._res_valid   = _port(dut, "mem_res__valid")
-        self._res_ready   = _port(dut, "mem_res__ready")
+        self._req = _StreamPorts(dut, "mem_req")
+        self._res = _StreamPorts(dut, "mem_res")
         self.req_layout = MemRequest(tag_width)
-        _check_width(self._req_payload, self.req_layout, "mem_req__payload")
+        _check_width(self._req.payload, self.req_layout, "mem_req__payload")
         if params is None:
             # Only the VF number's width depends on TotalVFs: find it from the port width.
-            vf_width = len(self._res_payload) - MemDecode(_TotalVfs(0), tag_width).size
+            vf_width = len(self._res.payload) - MemDecode(_TotalVfs(0), tag_width).size
             params = _TotalVfs((1 << max(vf_width, 0)) - 1)
         self.res_layout = MemDecode(params, tag_width)
-        _check_width(self._res_payload, self.res_layout, "mem_res__payload")
+        _check_width(self._res.payload, self.res_layout, "mem_res__payload")
 
     async def decode(self, addr, write):
-        clk = self.clk
         self.tag = (self.tag + 1) % (1 << self.tag_width)
-        self._req_payload.value = pack(self.req_layout,
-                                       {"addr": addr, "write": write, "tag": self.tag})
-        self._req_valid.value = 1
-        self._res_ready.value = 1
-        waited = 0
-        while True:
-            await FallingEdge(clk)
-            ready = int(self._req_ready.value)
-            await RisingEdge(clk)
-            if ready:
-                break
-            waited += 1
-            if waited > self.timeout:
-                raise TimeoutError(f"memory request not accepted after {self.timeout} cycles")
-        self._req_valid.value = 0
-        cycles = 0
-        while True:
-            cycles += 1
-            await FallingEdge(clk)
-            valid = int(self._res_valid.value)
-            if valid:
-                res = unpack(self.res_layout, self._res_payload.value)
-            await RisingEdge(clk)
-            if valid:
-                break
-            if cycles > self.timeout:
-                raise TimeoutError(f"no memory decode result after {self.timeout} cycles")
-        self._res_ready.value = 0
+        res, cycles = await _stream_transaction(
+            self.clk, self._req, self._res,
+            pack(self.req_layout, {"addr": addr, "write": write, "tag": self.tag}),
+            self.res_layout, timeout=self.timeout, what="memory request")
         return decode_result(res, addr, write, self.tag, cycles)
 
 

@@ -21,7 +21,8 @@ from sriov_ep.params import format_bdf
 from .cfg import ConfigSpace, Mismatch
 from .linux import LinuxSriovDriver
 
-__all__ = ["Completion", "EndpointDriver", "ModelEndpointPort", "Scoreboard", "RootPort",
+__all__ = ["Completion", "stream_transaction", "EndpointDriver", "ModelEndpointPort",
+           "Scoreboard", "RootPort",
            "MemDecodeResult", "decode_result", "MemoryDriver", "MemTransaction", "BarMemories",
            "MemoryPort",
            "Transaction", "LinuxHost", "HostError"]
@@ -32,6 +33,36 @@ class Completion:
     status: str             # "SC" or "UR"
     data:   int
     cycles: int | None = None
+
+
+async def stream_transaction(ctx, req, res, payload, *, timeout, what="request"):
+    """Send ``payload`` on stream ``req``, then take one payload from stream ``res``.
+
+    Returns ``(payload, cycles)``: ``cycles`` counts clock edges from the one that accepted the
+    request to the one that transferred the response (``res.ready`` is held high).
+    """
+    ctx.set(req.payload, payload)
+    ctx.set(req.valid, 1)
+    ctx.set(res.ready, 1)
+    waited = 0
+    while True:
+        _, _, ready = await ctx.tick().sample(req.ready)
+        if ready:
+            break
+        waited += 1
+        if waited > timeout:
+            raise TimeoutError(f"{what} not accepted after {timeout} cycles")
+    ctx.set(req.valid, 0)
+    cycles = 0
+    while True:
+        cycles += 1
+        _, _, valid, response = await ctx.tick().sample(res.valid, res.payload)
+        if valid:
+            break
+        if cycles > timeout:
+            raise TimeoutError(f"no response to the {what} after {timeout} cycles")
+    ctx.set(res.ready, 0)
+    return response, cycles
 
 
 class EndpointDriver:
@@ -47,29 +78,10 @@ class EndpointDriver:
         self.timeout = timeout
 
     async def config(self, type1, rid, reg, be, write, data):
-        ctx, dut = self.ctx, self.dut
-        ctx.set(dut.cfg_req.payload, {"type1": type1, "rid": rid, "reg": reg, "be": be,
-                                      "write": write, "data": data})
-        ctx.set(dut.cfg_req.valid, 1)
-        waited = 0
-        while True:
-            _, _, ready = await ctx.tick().sample(dut.cfg_req.ready)
-            if ready:
-                break
-            waited += 1
-            if waited > self.timeout:
-                raise TimeoutError(f"config request not accepted after {self.timeout} cycles")
-        ctx.set(dut.cfg_req.valid, 0)
-        ctx.set(dut.cfg_cpl.ready, 1)
-        cycles = 0
-        while True:
-            cycles += 1
-            _, _, valid, payload = await ctx.tick().sample(dut.cfg_cpl.valid, dut.cfg_cpl.payload)
-            if valid:
-                break
-            if cycles > self.timeout:
-                raise TimeoutError(f"no completion after {self.timeout} cycles")
-        ctx.set(dut.cfg_cpl.ready, 0)
+        payload, cycles = await stream_transaction(
+            self.ctx, self.dut.cfg_req, self.dut.cfg_cpl,
+            {"type1": type1, "rid": rid, "reg": reg, "be": be, "write": write, "data": data},
+            timeout=self.timeout, what="config request")
         status = "SC" if payload.status == CompletionStatus.SC else "UR"
         return Completion(status, payload.data, cycles)
 
@@ -189,29 +201,11 @@ class MemoryDriver:
         self.tag     = 0
 
     async def decode(self, addr, write):
-        ctx, dut = self.ctx, self.dut
-        self.tag = (self.tag + 1) % (1 << len(dut.mem_req.payload.tag))
-        ctx.set(dut.mem_req.payload, {"addr": addr, "write": write, "tag": self.tag})
-        ctx.set(dut.mem_req.valid, 1)
-        ctx.set(dut.mem_res.ready, 1)
-        waited = 0
-        while True:
-            _, _, ready = await ctx.tick().sample(dut.mem_req.ready)
-            if ready:
-                break
-            waited += 1
-            if waited > self.timeout:
-                raise TimeoutError(f"memory request not accepted after {self.timeout} cycles")
-        ctx.set(dut.mem_req.valid, 0)
-        cycles = 0
-        while True:
-            cycles += 1
-            _, _, valid, res = await ctx.tick().sample(dut.mem_res.valid, dut.mem_res.payload)
-            if valid:
-                break
-            if cycles > self.timeout:
-                raise TimeoutError(f"no memory decode result after {self.timeout} cycles")
-        ctx.set(dut.mem_res.ready, 0)
+        self.tag = (self.tag + 1) % (1 << len(self.dut.mem_req.payload.tag))
+        res, cycles = await stream_transaction(
+            self.ctx, self.dut.mem_req, self.dut.mem_res,
+            {"addr": addr, "write": write, "tag": self.tag},
+            timeout=self.timeout, what="memory request")
         return decode_result(res, addr, write, self.tag, cycles)
 
 

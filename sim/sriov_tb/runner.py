@@ -38,7 +38,6 @@ class RunResult:
     #: 4 KiB configuration space images read at the end, as ``{rid: bytes}`` (PF first).
     dumps: dict = field(default_factory=dict)
     compared: int = 0
-    cycles: int = 0
 
 
 def builtin_scenario(params):
