@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sriov_ep.endpoint import CONFIG_LATENCY, CompletionStatus, SriovEndpoint
+from sriov_ep.endpoint import CONFIG_LATENCY, VF_BME_LATENCY, CompletionStatus, SriovEndpoint
 from sriov_ep.params import Bar, EndpointParams, ParamError, load_params
 from sriov_tb.host import (
     Completion,
@@ -727,11 +727,14 @@ def test_vfs_reset_single_pulse_on_pf_flr_with_vfs_enabled():
 
 
 def test_vf_bme_lookup():
-    """vf_bme answers two cycles after vf_bme_query with that VF's Bus Master Enable, and 0 for
-    query 0, for VFs above NumVFs, and while VF Enable is 0. Queries can change every cycle."""
+    """vf_bme answers three cycles after vf_bme_query with that VF's Bus Master Enable, and 0
+    for query 0, for VFs above NumVFs, and while VF Enable is 0. Queries can change every
+    cycle."""
+    assert VF_BME_LATENCY == 3
+
     async def lookup(ctx, dut, query):
         ctx.set(dut.vf_bme_query, query)
-        await ctx.tick().repeat(2)
+        await ctx.tick().repeat(3)
         return ctx.get(dut.vf_bme)
 
     async def body(b):
@@ -744,15 +747,14 @@ def test_vf_bme_lookup():
         expected = {0: 0, 1: 1, 2: 0, 3: 1, 4: 0, 5: 0, 6: 0, 7: 0, 8: 0}
         for query, want in expected.items():
             assert await lookup(ctx, dut, query) == want, f"VF {query}"
-        # One query per cycle: after the clock edge that follows a query, one more edge and
-        # the answer is out (the memory read, then the output register).
-        queries = (1, 2, 3, 2, 1, 0, 0)
+        # One query per cycle: the index register, the memory read, the output register.
+        queries = (1, 2, 3, 2, 1, 4, 3, 0, 0, 0)
         outputs = []
         for query in queries:
             ctx.set(dut.vf_bme_query, query)
             await ctx.tick()
             outputs.append(ctx.get(dut.vf_bme))
-        assert outputs[1:] == [expected[q] for q in queries[:-1]]
+        assert outputs[2:] == [expected[q] for q in queries[:-2]]
 
         await b.host.disable()
         for query in range(9):
@@ -1098,7 +1100,7 @@ def test_endpoint_65535_vfs_elaborates_and_simulates():
             assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0x4
             assert (await cfg(TYPE1, 0xFFFE, 0x04, 0b0011)).data & 0x4 == 0
             ctx.set(dut.vf_bme_query, 65535)
-            await ctx.tick().repeat(2)
+            await ctx.tick().repeat(3)
             assert ctx.get(dut.vf_bme) == 1
             await cfg(TYPE1, 0xFFFF, 0x48, 0b0010, True, 0x8000)                  # VF FLR
             assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0

@@ -262,15 +262,25 @@ def sweep_decoder(cfg, state):
             ctx.set(dut.ari, cfg.ari)
             ctx.set(dut.vf_enable, vf_enable)
             ctx.set(dut.num_vfs, num_vfs)
-            result = Cat(dut.target.as_value(), dut.vf)
+            # vf_index rides above target and vf: it must be vf - 1 wherever a VF is decoded.
+            result = Cat(dut.target.as_value(), dut.vf, dut.vf_index)
             mask = (1 << target_width) - 1
+            code_bits = target_width + len(dut.vf)
+            vf_code = _TARGET_CODES["VF"]
             for type1 in (TYPE0, TYPE1):
                 ctx.set(dut.type1, type1)
                 row = expected[type1]
                 got_row = []
+                bad_index = []
                 for rid in range(1 << 16):
                     ctx.set(dut.rid, rid)
-                    got_row.append(ctx.get(result))
+                    got = ctx.get(result)
+                    code = got & ((1 << code_bits) - 1)
+                    if code & mask == vf_code and got >> code_bits != (code >> target_width) - 1:
+                        bad_index.append(rid)
+                    got_row.append(code)
+                assert not bad_index, (f"{where}: vf_index is not vf - 1 for {kind(type1)} "
+                                       f"Routing IDs {[hex(r) for r in bad_index[:10]]}")
                 if got_row != row:
                     bad = [rid for rid in range(1 << 16) if got_row[rid] != row[rid]]
 

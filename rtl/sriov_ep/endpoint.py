@@ -1,6 +1,6 @@
 """``SriovEndpoint``: the configuration side of an SR-IOV endpoint (one PF and its VFs)."""
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,12 +20,16 @@ from .routing import RoutingIdDecoder, Target
 from .sriov_cap import SriovCapability, VfBarState
 
 __all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovEndpoint",
-           "CONFIG_LATENCY"]
+           "CONFIG_LATENCY", "VF_BME_LATENCY"]
 
 #: Clock edges from the one that accepts a config request to the one that transfers its
 #: completion (with ``cfg_cpl.ready`` high): decode (2), read the VF state (3), execute,
 #: complete.
 CONFIG_LATENCY = 7
+
+#: Clock edges from ``vf_bme_query`` to ``vf_bme``: the memory index is registered, the memory
+#: read, its output registered.
+VF_BME_LATENCY = 3
 
 
 class CompletionStatus(enum.Enum, shape=3):
@@ -79,65 +83,117 @@ def _window(m, reg, base_dword, dwords, name):
 
 
 class VfStateMemory(wiring.Component):
-    """Per-VF state: banks of block-RAM depth, two read ports and a write port.
+    """Per-VF state: banks of block-RAM depth, a read/write port and a Bus Master Enable port.
 
     Reads take two cycles: each bank's output is registered before the banks are multiplexed,
-    so a block RAM's output goes straight to a flip-flop (and can use the RAM's own output
-    register). The depth of a bank, 16384, is that of an ECP5 DP16KD (and of a Xilinx RAMB36)
-    one bit wide.
+    so a block RAM's output goes straight to a flip-flop. The depth of a bank, 16384, is that of
+    an ECP5 DP16KD (and of a Xilinx RAMB36) one bit wide.
+
+    No memory here has two ports with different addresses. A read and a write through different
+    ports of a block RAM may collide, and synthesis (Yosys, for one) then emulates
+    read-before-write with bypass logic between the RAM's output and its first flip-flop, the
+    slowest path in the design. So:
+
+    - ``rw`` reads and writes through one address: one port of a block RAM, with that port's own
+      read-before-write behaviour.
+    - The Bus Master Enable bits are kept twice more, in memories X and Y that each read and
+      write through one (multiplexed) address. A write goes to X, and to Y one cycle later; a
+      ``bme`` read uses whichever of the two is not being written. Writes come one per cycle
+      only while the state is being cleared (when the endpoint ignores the answers), so one of
+      the two is always free, and the answer is the same as from one memory read before the
+      write.
+    - Up to :attr:`DISTRIBUTED_DEPTH` entries the memories fit in LUT RAM, whose reads are
+      asynchronous and cannot collide with a write; there the Bus Master Enable bits are kept
+      once more, in one memory with a read port of its own, and no multiplexer sits in front of
+      its read address.
 
     Members
     -------
-    rd, bme : In(read port signature)
-        ``addr`` in, ``data`` out two cycles later.
-    wr : In(write port signature)
-        ``addr``, ``data``, ``en``: written at the clock edge.
+    rw : In(read/write port signature)
+        ``addr``, ``w_data``, ``w_en``: written at the clock edge; ``r_data``: the entry at
+        ``addr`` two cycles earlier (before any write in that cycle).
+    bme : In(read port signature)
+        ``addr`` in, ``data`` (that entry's Bus Master Enable, before any write in the cycle
+        after ``addr``) out two cycles after ``addr``.
     """
 
     BANK_DEPTH = 16384
+    #: Depths up to this are expected in distributed (LUT) RAM.
+    DISTRIBUTED_DEPTH = 512
 
     def __init__(self, depth):
         self._depth = depth
-        read = wiring.Signature({"addr": Out(range(depth)), "data": In(VfState)})
-        write = wiring.Signature({"addr": Out(range(depth)), "data": Out(VfState),
-                                  "en": Out(1)})
-        super().__init__({"rd": In(read), "bme": In(read), "wr": In(write)})
+        rw = wiring.Signature({"addr": Out(range(depth)), "r_data": In(VfState),
+                               "w_data": Out(VfState), "w_en": Out(1)})
+        bme = wiring.Signature({"addr": Out(range(depth)), "data": In(1)})
+        super().__init__({"rw": In(rw), "bme": In(bme)})
 
     def elaborate(self, platform):
         m = Module()
-        banks = -(-self._depth // self.BANK_DEPTH)
-        bank_depth = min(self._depth, self.BANK_DEPTH)
+        depth = self._depth
+        banks = -(-depth // self.BANK_DEPTH)
+        bank_depth = min(depth, self.BANK_DEPTH)
         low = max(1, (bank_depth - 1).bit_length())
-        for port in (self.rd, self.bme):
-            port.outputs = []
-        for b in range(banks):
-            depth = min(bank_depth, self._depth - b * self.BANK_DEPTH)
-            mem = memory.Memory(shape=VfState, depth=max(2, depth), init=[])
-            m.submodules[f"bank{b}"] = mem
-            wr = mem.write_port()
-            in_bank = (self.wr.addr >> low) == b if banks > 1 else 1
-            m.d.comb += [wr.addr.eq(self.wr.addr[:low]), wr.data.eq(self.wr.data),
-                         wr.en.eq(self.wr.en & in_bank)]
-            for port in (self.rd, self.bme):
-                rd = mem.read_port()
-                data = Signal(VfState)
-                m.d.comb += rd.addr.eq(port.addr[:low])
+
+        def bank_memories(name, shape, addr_of, w_addr, w_data, w_en, r_addr=None):
+            """One memory per bank, each reading and writing through ``addr_of(bank)`` (or
+            reading through ``r_addr``); returns each bank's registered read data."""
+            outputs = []
+            for b in range(banks):
+                mem = memory.Memory(shape=shape, init=[],
+                                    depth=max(2, min(bank_depth, depth - b * self.BANK_DEPTH)))
+                m.submodules[f"{name}_bank{b}"] = mem
+                addr = Signal(low, name=f"{name}_bank{b}_addr")
+                m.d.comb += addr.eq(addr_of(b))
+                wr, rd = mem.write_port(), mem.read_port()
+                in_bank = (w_addr >> low) == b if banks > 1 else 1
+                m.d.comb += [wr.addr.eq(addr), wr.data.eq(w_data), wr.en.eq(w_en & in_bank),
+                             rd.addr.eq(addr if r_addr is None else r_addr[:low])]
+                data = Signal(shape, name=f"{name}_bank{b}_data")
                 m.d.sync += data.eq(rd.data)
-                port.outputs.append(data)
-        for port, name in ((self.rd, "rd"), (self.bme, "bme")):
+                outputs.append(data)
+            return outputs
+
+        def select_bank(name, addr, outputs, out):
             if banks == 1:
-                m.d.comb += port.data.eq(port.outputs[0])
-                continue
-            bank = Signal(range(banks), name=f"{name}_bank")
+                m.d.comb += out.eq(outputs[0])
+                return
             bank_r = Signal(range(banks), name=f"{name}_bank_r")
-            m.d.comb += bank.eq(port.addr >> low)
-            m.d.sync += bank_r.eq(bank)
             bank_r2 = Signal(range(banks), name=f"{name}_bank_r2")
-            m.d.sync += bank_r2.eq(bank_r)
+            m.d.sync += [bank_r.eq(addr >> low), bank_r2.eq(bank_r)]
             with m.Switch(bank_r2):
-                for b, data in enumerate(port.outputs):
+                for b, data in enumerate(outputs):
                     with m.Case(b):
-                        m.d.comb += port.data.eq(data)
+                        m.d.comb += out.eq(data)
+
+        rw = self.rw
+        rw_out = bank_memories("rw", VfState, lambda b: rw.addr[:low],
+                               rw.addr, rw.w_data, rw.w_en)
+        select_bank("rw", rw.addr, rw_out, rw.r_data)
+
+        q_addr = self.bme.addr
+        if depth <= self.DISTRIBUTED_DEPTH:
+            bme_out = bank_memories("bme", 1, lambda b: rw.addr[:low], rw.addr,
+                                    rw.w_data.bus_master_enable, rw.w_en, r_addr=q_addr)
+            select_bank("bme", q_addr, bme_out, self.bme.data)
+            return m
+
+        # Bus Master Enable: X is written with the write, Y a cycle later from registers.
+        y_en, y_addr, y_bme = Signal(), Signal(range(depth)), Signal()
+        m.d.sync += [y_en.eq(rw.w_en), y_addr.eq(rw.addr),
+                     y_bme.eq(rw.w_data.bus_master_enable)]
+        x_out = bank_memories("bme_x", 1, lambda b: Mux(rw.w_en, rw.addr[:low], q_addr[:low]),
+                              rw.addr, rw.w_data.bus_master_enable, rw.w_en)
+        y_out = bank_memories("bme_y", 1, lambda b: Mux(y_en, y_addr[:low], q_addr[:low]),
+                              y_addr, y_bme, y_en)
+        # Y answers when X is being written; the choice follows the read through its registers.
+        use_y = Signal()
+        use_y_r = Signal()
+        m.d.sync += [use_y.eq(rw.w_en), use_y_r.eq(use_y)]
+        x_data, y_data = Signal(), Signal()
+        select_bank("bme_x", q_addr, x_out, x_data)
+        select_bank("bme_y", q_addr, y_out, y_data)
+        m.d.comb += self.bme.data.eq(Mux(use_y_r, y_data, x_data))
         return m
 
 
@@ -199,7 +255,7 @@ class SriovEndpoint(wiring.Component):
     vf_bme_query : In(range(TotalVFs + 1))
         VF number whose Bus Master Enable to look up.
     vf_bme : Out(1)
-        Bus Master Enable of VF ``vf_bme_query`` two cycles earlier; 0 unless that VF exists.
+        Bus Master Enable of VF ``vf_bme_query`` three cycles earlier; 0 unless that VF exists.
     """
 
     def __init__(self, params, *, mem_latency=1, tag_width=8):
@@ -247,7 +303,7 @@ class SriovEndpoint(wiring.Component):
 
         depth = max(2, p.total_vfs)
         m.submodules.vf_state = vf_mem = VfStateMemory(depth)
-        vf_rd, vf_wr, bme_rd = vf_mem.rd, vf_mem.wr, vf_mem.bme
+        vf_rw, bme_rd = vf_mem.rw, vf_mem.bme
 
         chain    = ext_cap_chain(p)
         header   = RegisterBank(type0_header_map(p), name="pf_header")
@@ -264,21 +320,27 @@ class SriovEndpoint(wiring.Component):
         # The request being handled, held from acceptance to completion.
         req    = Signal(ConfigRequest)
         target = Signal(Target)
-        vf     = Signal.like(decoder.vf)
+        # The VF state memory's address, a register: the addressed VF's entry while a request
+        # is handled, the sweep's position while the memory is being cleared.
+        mem_addr = Signal(range(depth))
+        vf     = Signal.like(decoder.vf)    # the addressed VF's number (from LOAD on; or 0)
         cpl    = Signal(Completion)
         state  = Signal(VfState)    # the addressed VF's state, from the memory
-        exec_  = Signal()       # the one cycle in which the request takes effect
+        # The one cycle in which the request takes effect. It, and every write enable below,
+        # is a flip-flop set in the cycle before: the execute cycle starts from registers.
+        exec_  = Signal()
+        load2  = Signal()
 
         # -- Clearing all VF state: a sweep over the memory ---------------------------------
+        # (No request is accepted during a sweep, and none is in flight when one starts.)
         sweep      = Signal(init=1)       # also after reset: rst may come at any time
-        sweep_addr = Signal(range(depth))
         start_sweep = Signal()
         pf_flr = Signal()
         with m.If(start_sweep):
-            m.d.sync += [sweep.eq(1), sweep_addr.eq(0)]
+            m.d.sync += [sweep.eq(1), mem_addr.eq(0)]
         with m.Elif(sweep):
-            m.d.sync += sweep_addr.eq(sweep_addr + 1)
-            with m.If(sweep_addr == depth - 1):
+            m.d.sync += mem_addr.eq(mem_addr + 1)
+            with m.If(mem_addr == depth - 1):
                 m.d.sync += sweep.eq(0)
         vfe_prev = Signal()
         m.d.sync += vfe_prev.eq(sriov.vf_enable)
@@ -302,19 +364,20 @@ class SriovEndpoint(wiring.Component):
             with m.State("DECODE"):         # the decoder's first stage
                 m.next = "DECODE2"
             with m.State("DECODE2"):
-                m.d.sync += [target.eq(decoder.target), vf.eq(decoder.vf)]
+                m.d.sync += [target.eq(decoder.target), mem_addr.eq(decoder.vf_index)]
                 m.next = "FETCH"
             with m.State("FETCH"):
+                m.d.sync += vf.eq(Mux(target == Target.VF, mem_addr + 1, 0))
                 # The addressed VF's state is read from the memory, by the registered VF number,
                 m.next = "LOAD"
             with m.State("LOAD"):
                 # (the memory registers its block RAMs' outputs)
                 m.next = "LOAD2"
             with m.State("LOAD2"):
-                m.d.sync += state.eq(vf_rd.data)
+                m.d.comb += load2.eq(1)
+                m.d.sync += state.eq(vf_rw.r_data)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                m.d.comb += exec_.eq(1)
                 m.next = "COMPLETE"
             with m.State("COMPLETE"):
                 m.d.comb += self.cfg_cpl.valid.eq(1)
@@ -330,29 +393,43 @@ class SriovEndpoint(wiring.Component):
             decoder.num_vfs.eq(sriov.num_vfs),
         ]
 
-        is_pf  = exec_ & (target == Target.PF)
-        is_vf  = exec_ & (target == Target.VF)
-        pf_wr  = is_pf & req.write
-        vf_wr_ = is_vf & req.write
-        m.d.comb += decoder.capture.eq(pf_wr & ~req.type1)
-
-        # -- PF configuration space --------------------------------------------------------------
         reg = req.reg
         hdr_hit, hdr_addr = _window(m, reg, 0, 16, "header")
         pcie_hit, pcie_addr = _window(m, reg, PCIE_CAP_OFFSET // 4, 15, "pcie")
         ari_hit, ari_addr = _window(m, reg, p.ari_cap_offset // 4, 2, "ari")
         sriov_hit, sriov_addr = _window(m, reg, p.sriov_cap_offset // 4, 16, "sriov")
+        vari_hit, vari_addr = _window(m, reg, VF_ARI_CAP_OFFSET // 4, 2, "vf_ari")
+
+        def at_execute(cond, name):
+            """A flip-flop high in the execute cycle exactly when ``cond`` (known by LOAD2)."""
+            strobe = Signal(name=name)
+            m.d.sync += strobe.eq(load2 & cond)
+            return strobe
+
+        pf_wr    = req.write & (target == Target.PF)
+        vf_wr    = req.write & (target == Target.VF)
+        m.d.sync += exec_.eq(load2)
+        m.d.comb += decoder.capture.eq(at_execute(pf_wr & ~req.type1, "capture_we"))
+        hdr_we   = at_execute(pf_wr & hdr_hit, "header_we")
+        pcie_we  = at_execute(pf_wr & pcie_hit, "pcie_we")
+        ari_we   = at_execute(pf_wr & ari_hit, "ari_we")
+        sriov_we = at_execute(pf_wr & sriov_hit, "sriov_we")
+        vhdr_we  = at_execute(vf_wr & hdr_hit, "vf_header_we")
+        vpcie_we = at_execute(vf_wr & pcie_hit, "vf_pcie_we")
+        vf_exec_wr = at_execute(vf_wr, "vf_exec_wr")
+
+        # -- PF configuration space --------------------------------------------------------------
 
         hdr_data, pcie_data, ari_data = Signal(32), Signal(32), Signal(32)
         header.read(m, hdr_addr, hdr_data)
         pcie.read(m, pcie_addr, pcie_data)
         ari.read(m, ari_addr, ari_data)
-        header.write(m, hdr_addr, pf_wr & hdr_hit, req.be, req.data)
-        pcie.write(m, pcie_addr, pf_wr & pcie_hit, req.be, req.data)
-        ari.write(m, ari_addr, pf_wr & ari_hit, req.be, req.data)
+        header.write(m, hdr_addr, hdr_we, req.be, req.data)
+        pcie.write(m, pcie_addr, pcie_we, req.be, req.data)
+        ari.write(m, ari_addr, ari_we, req.be, req.data)
         m.d.comb += [
             sriov.cfg.addr.eq(sriov_addr),
-            sriov.cfg.w_en.eq(pf_wr & sriov_hit),
+            sriov.cfg.w_en.eq(sriov_we),
             sriov.cfg.w_be.eq(req.be),
             sriov.cfg.w_data.eq(req.data),
         ]
@@ -369,14 +446,13 @@ class SriovEndpoint(wiring.Component):
 
         # Initiate FLR: the write completes, then the whole PF (and every VF) is reset.
         flr_w, flr_value = pcie.write_of("device_control.initiate_flr")
-        m.d.comb += pf_flr.eq(pf_wr & flr_w & flr_value)
+        m.d.comb += pf_flr.eq(flr_w & flr_value)
         header.reset(m, pf_flr)
         pcie.reset(m, pf_flr)
         m.d.comb += sriov.reset.eq(pf_flr)
 
         # -- VF configuration space --------------------------------------------------------------
         # The state of the addressed VF is read while fetching and used while executing.
-        m.d.comb += vf_rd.addr.eq(vf - 1)
         vf_hdr.drive("command.bus_master_enable", state.bus_master_enable)
         vf_pcie.drive("device_control.relaxed_ordering", ~state.relaxed_ordering_disable)
         vf_pcie.drive("device_control.no_snoop", ~state.no_snoop_disable)
@@ -384,13 +460,12 @@ class SriovEndpoint(wiring.Component):
 
         vhdr_hit, vhdr_addr = hdr_hit, hdr_addr         # same layout as the PF's
         vpcie_hit, vpcie_addr = pcie_hit, pcie_addr
-        vari_hit, vari_addr = _window(m, reg, VF_ARI_CAP_OFFSET // 4, 2, "vf_ari")
         vhdr_data, vpcie_data, vari_data = Signal(32), Signal(32), Signal(32)
         vf_hdr.read(m, vhdr_addr, vhdr_data)
         vf_pcie.read(m, vpcie_addr, vpcie_data)
         vf_ari.read(m, vari_addr, vari_data)
-        vf_hdr.write(m, vhdr_addr, vf_wr_ & vhdr_hit, req.be, req.data)
-        vf_pcie.write(m, vpcie_addr, vf_wr_ & vpcie_hit, req.be, req.data)
+        vf_hdr.write(m, vhdr_addr, vhdr_we, req.be, req.data)
+        vf_pcie.write(m, vpcie_addr, vpcie_we, req.be, req.data)
 
         vf_data = Signal(32)
         with m.If(vhdr_hit):
@@ -405,7 +480,7 @@ class SriovEndpoint(wiring.Component):
         ns_w, ns_value = vf_pcie.write_of("device_control.no_snoop")
         vflr_w, vflr_value = vf_pcie.write_of("device_control.initiate_flr")
         vf_flr = Signal()
-        m.d.comb += vf_flr.eq(vf_wr_ & vflr_w & vflr_value)
+        m.d.comb += vf_flr.eq(vflr_w & vflr_value)
         new_state = Signal(VfState)
         m.d.comb += new_state.eq(state)
         with m.If(bme_w):
@@ -421,12 +496,10 @@ class SriovEndpoint(wiring.Component):
         # request to read it comes several cycles later, and a sweep never overlaps a VF write.
         write_back = Signal()
         new_state_r = Signal(VfState)
-        m.d.sync += [write_back.eq(vf_wr_), new_state_r.eq(new_state)]
-        with m.If(sweep):
-            m.d.comb += [vf_wr.addr.eq(sweep_addr), vf_wr.data.eq(0), vf_wr.en.eq(1)]
-        with m.Else():
-            m.d.comb += [vf_wr.addr.eq(vf - 1), vf_wr.data.eq(new_state_r),
-                         vf_wr.en.eq(write_back)]
+        m.d.sync += [write_back.eq(vf_exec_wr), new_state_r.eq(new_state)]
+        m.d.comb += [vf_rw.addr.eq(mem_addr),
+                     vf_rw.w_data.eq(Mux(sweep, 0, new_state_r)),
+                     vf_rw.w_en.eq(sweep | write_back)]
         m.d.sync += [self.vf_flr.valid.eq(vf_flr), self.vf_flr.vf.eq(vf)]
 
         # -- Completion --------------------------------------------------------------------------
@@ -462,15 +535,18 @@ class SriovEndpoint(wiring.Component):
         ]
 
         # -- User-facing state ---------------------------------------------------------------
-        bme_ok = Signal()
-        m.d.comb += bme_rd.addr.eq(self.vf_bme_query - 1)
+        # The query's memory index is registered first: no adder in front of the memory.
+        bme_idx = Signal(range(depth))
+        bme_ok = [Signal(name=f"bme_ok{n}") for n in range(3)]
         m.d.sync += [
-            bme_ok.eq(sriov.vf_enable & (self.vf_bme_query != 0) &
-                      (self.vf_bme_query <= sriov.num_vfs) & ~sweep),
+            bme_idx.eq(self.vf_bme_query - 1),
+            bme_ok[0].eq(sriov.vf_enable & (self.vf_bme_query != 0) &
+                         (self.vf_bme_query <= sriov.num_vfs) & ~sweep),
+            bme_ok[1].eq(bme_ok[0]),
+            bme_ok[2].eq(bme_ok[1]),
         ]
-        bme_ok2 = Signal()
-        m.d.sync += bme_ok2.eq(bme_ok)
-        m.d.comb += self.vf_bme.eq(bme_ok2 & bme_rd.data.bus_master_enable)
+        m.d.comb += [bme_rd.addr.eq(bme_idx),
+                     self.vf_bme.eq(bme_ok[2] & bme_rd.data)]
 
         m.d.comb += [
             self.bus.eq(decoder.bus),

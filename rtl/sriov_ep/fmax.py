@@ -2,8 +2,9 @@
 
 Pin count is what stops a design with ~500 ports from being placed as it is. The wrapper feeds
 every input of the endpoint from a shift register loaded through one pin and folds every
-registered output into one pin, so each path through the endpoint starts and ends at a flip-flop
-and nothing is optimised away.
+registered output into one pin through a pipelined XOR tree, so each path through the endpoint
+starts and ends at a flip-flop, no path of the wrapper's own is longer than one LUT, and nothing
+is optimised away.
 """
 
 import re
@@ -36,7 +37,7 @@ class IoRegisterWrapper(wiring.Component):
     din : In(1)
         Serial input shifted through the register that drives the wrapped design's inputs.
     dout : Out(1)
-        XOR of every registered output of the wrapped design, registered.
+        XOR of every registered output of the wrapped design, through a registered XOR tree.
     """
 
     din:  In(1)
@@ -59,8 +60,17 @@ class IoRegisterWrapper(wiring.Component):
         for value in inputs:
             m.d.comb += value.eq(shift[offset:offset + len(value)])
             offset += len(value)
-        captured = Signal(sum(len(v) for v in outputs))
-        m.d.sync += [captured.eq(Cat(*outputs)), self.dout.eq(captured.xor())]
+        # The fold is a tree of registered 4-input XORs: one LUT between flip-flops, so the
+        # wrapper itself never holds the critical path.
+        level = Signal(sum(len(v) for v in outputs), name="captured")
+        m.d.sync += level.eq(Cat(*outputs))
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            folded = Signal(-(-len(level) // 4), name=f"fold{depth}")
+            m.d.sync += [folded[i].eq(level[4 * i:4 * i + 4].xor()) for i in range(len(folded))]
+            level = folded
+        m.d.sync += self.dout.eq(level)
         return m
 
 

@@ -67,6 +67,9 @@ class RoutingIdDecoder(wiring.Component):
         Combinational decode of ``type1``/``rid``.
     vf : Out(range(TotalVFs + 1))
         VF number (1-based) when ``target`` is ``VF``, else 0.
+    vf_index : Out(range(max(2, TotalVFs)))
+        ``vf - 1`` when ``target`` is ``VF`` (the VF's entry in a per-VF memory); meaningless
+        otherwise. It comes without the adder and the multiplexer that ``vf`` passes through.
     """
 
     def __init__(self, params, *, stages=1):
@@ -86,6 +89,7 @@ class RoutingIdDecoder(wiring.Component):
             "num_vfs":   In(16),
             "target":    Out(Target),
             "vf":        Out(range(params.total_vfs + 1)),
+            "vf_index":  Out(range(max(2, params.total_vfs))),
         })
 
     def _divide(self, m, d, stride, name):
@@ -146,6 +150,7 @@ class RoutingIdDecoder(wiring.Component):
         m.d.comb += is_vf.eq(~own_bus_type1 & (diff >= 0) & exact & self.vf_enable &
                              (q < self.num_vfs))
 
+        m.d.comb += self.vf_index.eq(q)
         with m.If(pf_hit):
             m.d.comb += self.target.eq(Target.PF)
         with m.Elif(is_vf):
