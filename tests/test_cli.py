@@ -347,3 +347,20 @@ def test_console_script_installed(tmp_path):
                          text=True, timeout=120, cwd=tmp_path)
     assert bad.returncode == 2 and "(file): cannot read" in bad.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["area", "fmax"])
+def test_bench_config_and_sizes_are_exclusive(capsys, what):
+    """``bench area|fmax --config`` measures that configuration at its own TotalVFs: asking for
+    sizes as well is refused before any tool runs (so this needs no Yosys)."""
+    code, out, err = cli(capsys, "bench", what, "--config", EXAMPLES / "nvme.toml",
+                         "--sizes", "8")
+    assert code == 2 and out == []
+    assert f"bench {what}: --config" in err and "--sizes" in err
+
+
+def test_bench_config_errors_name_the_file(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("total_vfs = 0\n")
+    code, out, err = cli(capsys, "bench", "area", "--config", bad)
+    assert code == 2 and "bad.toml" in err

@@ -30,13 +30,20 @@ def bench_params(total_vfs):
         vf_bars=(Bar(0, 0x4000, is_64bit=True, prefetchable=True), Bar(2, 0x1000)))
 
 
-def area_rows(sizes=AREA_SIZES, components=tuple(COMPONENTS), family="ecp5"):
-    """Yield one dict per (component, size): luts, ffs, brams and the synthesis time."""
+def _configurations(sizes, params):
+    """``bench_params`` at each size, or just ``params`` (a user's configuration) if given."""
+    return [params] if params is not None else [bench_params(n) for n in sizes]
+
+
+def area_rows(sizes=AREA_SIZES, components=tuple(COMPONENTS), family="ecp5", params=None):
+    """Yield one dict per (component, size): luts, ffs, brams and the synthesis time.
+    With ``params``, that configuration alone instead of ``bench_params`` at ``sizes``."""
+    configurations = _configurations(sizes, params)
     for name in components:
-        for total_vfs in sizes:
-            params = bench_params(total_vfs)
+        for config in configurations:
+            total_vfs = config.total_vfs
             start = time.monotonic()
-            stats = synthesize(COMPONENTS[name](params), family=family)
+            stats = synthesize(COMPONENTS[name](config), family=family)
             yield {"component": name, "total_vfs": total_vfs, "family": family,
                    "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
                    "seconds": round(time.monotonic() - start, 1)}
@@ -46,16 +53,17 @@ FMAX_SIZES = (256, 65535)
 
 
 def fmax_rows(sizes=FMAX_SIZES, device="LFE5UM-45F", freq_mhz=200.0, mem_latency=2,
-              seeds=(1, 2, 3)):
+              seeds=(1, 2, 3), params=None):
     """Yield one dict per size: post-route Fmax (median, min and max over placement seeds) and
     utilisation of the endpoint, I/O registered. nextpnr's result moves by several percent from
-    seed to seed, so one seed is not a figure."""
+    seed to seed, so one seed is not a figure. With ``params``, that configuration alone."""
     import statistics
 
     from sriov_ep.fmax import place_and_route
-    for total_vfs in sizes:
+    for config in _configurations(sizes, params):
+        total_vfs = config.total_vfs
         start = time.monotonic()
-        runs = [place_and_route(SriovEndpoint(bench_params(total_vfs), mem_latency=mem_latency),
+        runs = [place_and_route(SriovEndpoint(config, mem_latency=mem_latency),
                                 device=device, freq_mhz=freq_mhz, seed=seed) for seed in seeds]
         fmax = [run["fmax_mhz"] for run in runs]
         yield {"component": "SriovEndpoint", "total_vfs": total_vfs, "device": device,

@@ -113,10 +113,15 @@ def cmd_bench(args):
     from sriov_ep.synth import FAMILIES, ToolMissing
 
     from .bench import AREA_SIZES, COMPONENTS, area_rows
-    if args.what == "fmax":
-        return _bench_fmax(args)
     if args.what == "sim":
         return _bench_sim(args)
+    if args.config and args.sizes:
+        print(f"sriov-ep: error: bench {args.what}: --config measures that configuration at its "
+              f"own TotalVFs; leave out --sizes", file=sys.stderr)
+        return 2
+    params = load_params(args.config) if args.config else None
+    if args.what == "fmax":
+        return _bench_fmax(args, params)
     sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else AREA_SIZES
     families = [args.family] if args.family else ["ecp5"]
     for family in families:
@@ -128,7 +133,7 @@ def cmd_bench(args):
             print(f"{'component':<18} {'family':<7} {'total_vfs':>9} {'luts':>6} {'ffs':>6} "
                   f"{'brams':>6} {'seconds':>8}")
         for family in families:
-            for row in area_rows(sizes, tuple(COMPONENTS), family):
+            for row in area_rows(sizes, tuple(COMPONENTS), family, params=params):
                 if args.json:
                     print(json.dumps(row), flush=True)
                 else:
@@ -148,7 +153,7 @@ def _page_size(text):
     return value
 
 
-def _bench_fmax(args):
+def _bench_fmax(args, params):
     from sriov_ep.synth import ToolMissing
 
     from .bench import FMAX_SIZES, fmax_rows
@@ -158,7 +163,8 @@ def _bench_fmax(args):
             print(f"{'component':<14} {'device':<11} {'total_vfs':>9} {'fmax_mhz':>9} "
                   f"{'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} {'brams':>6} "
                   f"{'seconds':>8}")
-        for row in fmax_rows(sizes, device=args.device, mem_latency=args.mem_latency):
+        for row in fmax_rows(sizes, device=args.device, mem_latency=args.mem_latency,
+                             params=params):
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
@@ -260,7 +266,8 @@ def build_parser():
                         "sim: config transactions per second of the built-in scenario on each "
                         "simulation backend")
     p.add_argument("--config", metavar="TOML",
-                   help="sim: configuration (default examples/nvme.toml)")
+                   help="sim: configuration (default examples/nvme.toml); area, fmax: measure "
+                        "this configuration instead of the built-in one at --sizes")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--sizes", metavar="N,N,...", help="TotalVFs values (default 8,256,2048,65535)")
     p.add_argument("--family", choices=["ecp5", "xilinx"], help="area: FPGA family (default "
