@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from sriov_ep.endpoint import CONFIG_LATENCY, VF_BME_LATENCY, CompletionStatus, SriovEndpoint
+from sriov_ep.endpoint import (
+    CONFIG_LATENCY,
+    VF_BME_LATENCY,
+    CompletionStatus,
+    SriovEndpoint,
+    config_latency,
+)
 from sriov_ep.params import Bar, EndpointParams, ParamError, load_params
 from sriov_tb.host import (
     Completion,
@@ -72,17 +78,20 @@ def be_for(offset, size):
 
 
 class LatencyCheck:
-    """Wrap an endpoint port: every completion must come CONFIG_LATENCY (7) cycles after the
-    request was accepted."""
+    """Wrap an endpoint port: every completion must come ``latency`` cycles (the endpoint's
+    ``config_latency``; literal values are asserted by the latency tests) after the request was
+    accepted."""
 
-    def __init__(self, port):
+    def __init__(self, port, latency):
         self.port  = port
+        self.latency = latency
         self.count = 0
 
     async def config(self, type1, rid, reg, be, write, data):
         cpl = await self.port.config(type1, rid, reg, be, write, data)
-        assert cpl.cycles == 7, (f"completion of {'CfgWr' if write else 'CfgRd'}{type1} "
-                                 f"{rid:#06x} reg {reg:#x} took {cpl.cycles} cycles, not 3")
+        assert cpl.cycles == self.latency, (
+            f"completion of {'CfgWr' if write else 'CfgRd'}{type1} {rid:#06x} reg {reg:#x} took "
+            f"{cpl.cycles} cycles, not {self.latency}")
         self.count += 1
         return cpl
 
@@ -187,7 +196,7 @@ class Bench:
         self.params = params
         self.model  = EndpointModel(params)
         self.raw    = RawPort(ctx, dut, hold=hold) if raw else None
-        self.port   = LatencyCheck(self.raw or EndpointDriver(ctx, dut))
+        self.port   = LatencyCheck(self.raw or EndpointDriver(ctx, dut), dut.config_latency)
         self.board  = Scoreboard(self.port, ModelEndpointPort(self.model))
         self.root   = RootPort(self.board, secondary_bus=params.pf_rid >> 8)
         self.host   = LinuxHost(self.root, params.pf_rid, ari=ari)
@@ -225,9 +234,9 @@ class Bench:
             await self.ctx.tick().repeat(cycles)
 
     def check_transcript(self):
-        """Every access the root port made completed in 7 cycles; the scoreboard compared every
-        request the design saw."""
-        assert all(t.cycles == 7 for t in self.root.transcript)
+        """Every access the root port made completed in the endpoint's config latency; the
+        scoreboard compared every request the design saw."""
+        assert all(t.cycles == self.port.latency for t in self.root.transcript)
         assert self.board.compared == self.port.count >= len(self.root.transcript)
 
 
@@ -462,6 +471,27 @@ def test_completion_latency_is_config_latency():
         assert len(cycles) > 400 and set(cycles) == {7}
 
     run(igb(), body, name="latency", raw=True)
+
+
+def test_completion_latency_with_a_stride_that_needs_a_divider():
+    """VF Stride 3 (ARI) and 5 (non-ARI): the Routing-ID decoder multiplies by an inverse in a
+    stage of its own, so every completion takes 8 cycles; the VFs are where the strides put them
+    (PF 03:00.4: ARI VF n at 0x0306 + 3(n-1), so VF 84 at 0x03FF and VF 85 on bus 4)."""
+    params = EndpointParams(pf_rid=0x0304, total_vfs=200,
+                            first_vf_offset_ari=2, vf_stride_ari=3,
+                            first_vf_offset_non_ari=0x17C, vf_stride_non_ari=5)
+    assert (config_latency(params), config_latency(igb())) == (8, 7)
+
+    async def body(b):
+        await b.host.enable(100)
+        for rid in (0x0306, 0x0309, 0x03FF, 0x0402, 0x042F):     # VFs 1, 2, 84, 85, 100
+            await b.host.walk_vf(rid)
+        assert (await b.read(TYPE0, 0x0307, 0x00)).status == "UR"      # between VFs 1 and 2
+        assert (await b.read(TYPE1, 0x0432, 0x00)).status == "UR"      # VF 101: above NumVFs
+        cycles = [r["first_valid"] - r["accepted"] for r in b.raw.requests]
+        assert len(cycles) > 100 and set(cycles) == {8} and b.dut.config_latency == 8
+
+    run(params, body, name="latency_divider", raw=True)
 
 
 def test_linux_sequence_under_completion_backpressure():

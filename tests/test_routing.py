@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Tests of Routing-ID decoding: which function a configuration request reaches.
 
-* ``const_divider`` (the reciprocal the decoder divides by VF Stride with), exhaustively;
+* ``exact_divider`` (the decoder's exact division by VF Stride), exhaustively;
 * ``RoutingIdDecoder`` simulated on its own, all 65536 Routing IDs of Type 0 and Type 1 requests
   compared with ``EndpointModel.decode`` (the independent reference) in several configurations
   and SR-IOV states; the model is put in each state through its public ``config`` interface;
@@ -29,7 +29,7 @@ from amaranth.hdl import Cat
 
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import EndpointParams, format_bdf, load_params
-from sriov_ep.routing import RoutingIdDecoder, Target, const_divider
+from sriov_ep.routing import RoutingIdDecoder, Target, exact_divider, needs_divider
 from sriov_tb.host import EndpointDriver, LinuxHost, ModelEndpointPort, RootPort, Scoreboard
 from sriov_tb.model import EndpointModel
 from sriov_tb.sim import simulate
@@ -173,28 +173,41 @@ def kind(type1):
     return "Type 1" if type1 else "Type 0"
 
 
-# -- 1. const_divider ------------------------------------------------------------------------
+# -- 1. exact_divider ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stride", list(range(1, 41)) + [255, 256, 1000, 4095, 65535])
-def test_const_divider_exact_for_all_16bit_dividends(stride):
-    mult, shift = const_divider(stride, 16)
-    wrong = [d for d in range(1 << 16) if (d * mult) >> shift != d // stride]
-    assert not wrong, (f"stride {stride}: (d * {mult:#x}) >> {shift} != d // {stride} for "
-                       f"{len(wrong)} values of d, first {wrong[:5]}")
+@pytest.mark.parametrize("stride", list(range(1, 41)) + [255, 256, 1000, 4095, 32768, 65535])
+def test_exact_divider_for_all_16bit_dividends(stride):
+    """The divisibility test and the quotient, against Python's % and // for every d."""
+    shift, inverse, limit = exact_divider(stride, 16)
+    bits = 16 - shift
+    wrong = []
+    for d in range(1 << 16):
+        t = ((d >> shift) * inverse) % (1 << bits)
+        exact = d % (1 << shift) == 0 and t <= limit
+        if exact != (d % stride == 0) or (exact and t != d // stride):
+            wrong.append(d)
+    assert not wrong, f"stride {stride}: wrong for {len(wrong)} values of d, first {wrong[:5]}"
 
 
-def test_const_divider_exact_for_all_8bit_dividends_and_strides():
-    for stride in range(1, 256):
-        mult, shift = const_divider(stride, 8)
-        for d in range(256):
-            assert (d * mult) >> shift == d // stride, f"stride {stride}, d {d}"
+def test_exact_divider_literal_values():
+    # 3 * 0xAAAB = 0x20001, 1 modulo 2**16; 6 = 2 * 3: one shift, then 3 modulo 2**15.
+    assert exact_divider(3, 16) == (0, 0xAAAB, 0x5555)
+    assert exact_divider(6, 16) == (1, 0x2AAB, 0x2AAA)
+    assert exact_divider(8, 16) == (3, 1, 0x1FFF)
 
 
-@pytest.mark.parametrize("stride", [0, -1])
-def test_const_divider_rejects_non_positive_stride(stride):
-    with pytest.raises(ValueError, match="stride must be positive"):
-        const_divider(stride, 16)
+@pytest.mark.parametrize("stride", [0, -1, 1 << 16])
+def test_exact_divider_rejects_out_of_range_stride(stride):
+    with pytest.raises(ValueError, match="stride must be in 1..65535"):
+        exact_divider(stride, 16)
+
+
+def test_needs_divider():
+    assert not needs_divider(igb())               # stride 2 both ways
+    assert not needs_divider(one_vf_stride0())    # stride 0
+    assert needs_divider(stride3_stride5())
+    assert needs_divider(stride255())
 
 
 # -- 2. RoutingIdDecoder, all 65536 Routing IDs -------------------------------------------------
@@ -442,6 +455,10 @@ ENDPOINT_SWEEPS = [
     pytest.param("igb-nonari", id="igb-nonari"),
     pytest.param("igb-ari", id="igb-ari"),
     pytest.param("nvme", id="nvme"),
+    # Strides that are not powers of two: the endpoint's three-stage decoder.
+    pytest.param("stride3-ari", id="stride3-ari"),
+    pytest.param("stride5-nonari", id="stride5-nonari"),
+    pytest.param("stride255-ari", id="stride255-ari"),
     # Linux's sriov_init walks NumVFs from 4000 down to 1 (12000 requests): slow.
     pytest.param("many-vfs-ari", id="many-vfs-ari", marks=pytest.mark.slow),
     pytest.param("many-vfs-nonari", id="many-vfs-nonari", marks=pytest.mark.slow),

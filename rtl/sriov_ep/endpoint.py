@@ -16,16 +16,22 @@ from .config_space import (
 )
 from .params import EndpointParams
 from .regs import RegisterBank
-from .routing import RoutingIdDecoder, Target
+from .routing import RoutingIdDecoder, Target, needs_divider
 from .sriov_cap import SriovCapability, VfBarState
 
 __all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovEndpoint",
-           "CONFIG_LATENCY", "VF_BME_LATENCY"]
+           "CONFIG_LATENCY", "VF_BME_LATENCY", "config_latency"]
 
 #: Clock edges from the one that accepts a config request to the one that transfers its
 #: completion (with ``cfg_cpl.ready`` high): decode (2), read the VF state (3), execute,
-#: complete.
+#: complete. One more (see :attr:`SriovEndpoint.config_latency`) when a VF Stride is not a power
+#: of two: the Routing-ID decoder's multiplication gets a stage of its own.
 CONFIG_LATENCY = 7
+
+def config_latency(params):
+    """:attr:`SriovEndpoint.config_latency` of an endpoint with ``params``."""
+    return CONFIG_LATENCY + (1 if needs_divider(params) else 0)
+
 
 #: Clock edges from ``vf_bme_query`` to ``vf_bme``: the memory index is registered, the memory
 #: read, its output registered.
@@ -202,7 +208,8 @@ class SriovEndpoint(wiring.Component):
 
     One configuration request is handled at a time. A request is accepted when ``cfg_req.valid``
     and ``cfg_req.ready`` are both high at a clock edge; its completion is valid
-    :data:`CONFIG_LATENCY` (7) cycles later and stays valid until ``cfg_cpl.ready``. ``ready``
+    :attr:`config_latency` (7, or 8 with a VF Stride that is not a power of two) cycles later and
+    stays valid until ``cfg_cpl.ready``. ``ready``
     stays low from acceptance until the completion is taken, and while the VF state is being
     cleared (TotalVFs cycles after reset, a PF FLR or VF Enable going to 0).
 
@@ -264,7 +271,8 @@ class SriovEndpoint(wiring.Component):
         self._params = params
         vf_range = range(params.total_vfs + 1)
         self.sriov   = SriovCapability(params, next_offset=ext_cap_chain(params)["sriov"])
-        self.decoder = RoutingIdDecoder(params, stages=2)
+        self._decode_stages = 3 if needs_divider(params) else 2
+        self.decoder = RoutingIdDecoder(params, stages=self._decode_stages)
         self.bar_decoder = VfBarDecoder(params, latency=mem_latency, tag_width=tag_width)
         super().__init__({
             "mem_req":                In(stream.Signature(MemRequest(tag_width))),
@@ -293,6 +301,12 @@ class SriovEndpoint(wiring.Component):
     @property
     def params(self):
         return self._params
+
+    @property
+    def config_latency(self):
+        """Clock edges from accepting a config request to transferring its completion:
+        :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two."""
+        return config_latency(self._params)
 
     def elaborate(self, platform):
         p = self._params
@@ -362,7 +376,10 @@ class SriovEndpoint(wiring.Component):
                     m.d.sync += req.eq(self.cfg_req.payload)
                     m.next = "DECODE"
             with m.State("DECODE"):         # the decoder's first stage
-                m.next = "DECODE2"
+                m.next = "DIVIDE" if self._decode_stages == 3 else "DECODE2"
+            if self._decode_stages == 3:
+                with m.State("DIVIDE"):     # its multiplication by VF Stride's inverse
+                    m.next = "DECODE2"
             with m.State("DECODE2"):
                 m.d.sync += [target.eq(decoder.target), mem_addr.eq(decoder.vf_index)]
                 m.next = "FETCH"

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .params import EndpointParams
 
-__all__ = ["Target", "RoutingIdDecoder", "const_divider"]
+__all__ = ["Target", "RoutingIdDecoder", "exact_divider", "needs_divider"]
 
 
 class Target(enum.Enum, shape=2):
@@ -16,14 +16,27 @@ class Target(enum.Enum, shape=2):
     VF   = 2
 
 
-def const_divider(stride, width):
-    """``(multiplier, shift)`` such that ``(d * multiplier) >> shift == d // stride`` for every
-    ``0 <= d < 2**width`` (round-up reciprocal; Granlund and Montgomery, 1994)."""
-    if stride < 1:
-        raise ValueError("stride must be positive")
-    extra = (stride - 1).bit_length()      # ceil(log2(stride))
-    shift = width + extra
-    return -(-(1 << shift) // stride), shift
+def exact_divider(stride, width):
+    """``(shift, inverse, limit)`` for an exact division by the constant ``stride``.
+
+    For ``0 <= d < 2**width``, with ``t = ((d >> shift) * inverse) % 2**(width - shift)``:
+    ``stride`` divides ``d`` exactly when ``d``'s low ``shift`` bits are 0 and ``t <= limit``, and
+    then ``t == d // stride``. ``shift`` is the number of trailing zeros of ``stride``,
+    ``inverse`` the inverse of its odd part modulo ``2**(width - shift)`` (Granlund and
+    Montgomery, 1994): one multiplication by a constant and one comparison, where a division
+    with remainder would need a second multiplication to check the remainder.
+    """
+    if not 0 < stride < 1 << width:
+        raise ValueError(f"stride must be in 1..{(1 << width) - 1} (got {stride})")
+    shift = (stride & -stride).bit_length() - 1
+    odd, bits = stride >> shift, width - shift
+    return shift, pow(odd, -1, 1 << bits), ((1 << bits) - 1) // odd
+
+
+def needs_divider(params):
+    """Whether a VF Stride of ``params`` is neither 0 nor a power of two, so that decoding takes
+    a multiplier (and :class:`SriovEndpoint` a decode stage more for it)."""
+    return any(stride & (stride - 1) for stride in (params.vf_stride_ari, params.vf_stride_non_ari))
 
 
 class RoutingIdDecoder(wiring.Component):
@@ -34,8 +47,9 @@ class RoutingIdDecoder(wiring.Component):
     ``PF RID + First VF Offset + (n-1) * VF Stride`` (16-bit Routing IDs, carries into the bus
     number), reached by Type 0 requests on the PF's bus and Type 1 requests on higher buses.
 
-    The VF number is computed, not searched: one subtraction and a division by the (constant)
-    VF Stride, done as a multiplication by its reciprocal. No logic grows with TotalVFs beyond the
+    The VF number is computed, not searched: one subtraction and an exact division by the
+    (constant) VF Stride, a shift for a power of two and otherwise a multiplication by a modular
+    inverse and a comparison (:func:`exact_divider`). No logic grows with TotalVFs beyond the
     width of a VF number.
 
     Parameters
@@ -44,7 +58,9 @@ class RoutingIdDecoder(wiring.Component):
     stages : int
         1: ``target``/``vf`` are combinational. 2: the subtraction is registered, so they
         follow ``type1``, ``rid``, ``ari`` and the captured bus one cycle later (for higher clock
-        rates; ``vf_enable`` and ``num_vfs`` still act at once).
+        rates; ``vf_enable`` and ``num_vfs`` still act at once). 3: the division's
+        multiplication is registered too: two cycles later (for a VF Stride that is not a power
+        of two, see :func:`needs_divider`).
 
     Members
     -------
@@ -75,8 +91,8 @@ class RoutingIdDecoder(wiring.Component):
     def __init__(self, params, *, stages=1):
         if not isinstance(params, EndpointParams):
             raise TypeError(f"params: must be an EndpointParams, not {params!r}")
-        if stages not in (1, 2):
-            raise ValueError(f"stages: must be 1 or 2 (got {stages!r})")
+        if stages not in (1, 2, 3):
+            raise ValueError(f"stages: must be 1, 2 or 3 (got {stages!r})")
         self._params = params
         self._stages = stages
         super().__init__({
@@ -92,19 +108,23 @@ class RoutingIdDecoder(wiring.Component):
             "vf_index":  Out(range(max(2, params.total_vfs))),
         })
 
-    def _divide(self, m, d, stride, name):
-        """``d // stride`` and whether the division is exact, for the constant ``stride``."""
-        q     = Signal(16, name=f"{name}_q")
-        exact = Signal(name=f"{name}_exact")
+    @staticmethod
+    def _divide(m, d, stride, name, stage2):
+        """``(q, exact)``: ``d // stride`` and whether the division is exact, for the constant
+        ``stride`` (``q`` matters only when exact). What is computed from ``d`` is appended to
+        ``stage2`` (registered with three stages); the comparison comes after it."""
+        product  = Signal(16, name=f"{name}_product")
+        low_zero = Signal(name=f"{name}_low_zero")
+        q, exact = Signal(16, name=f"{name}_q"), Signal(name=f"{name}_exact")
         if stride == 0:         # only legal with TotalVFs == 1: VF 1 alone, at d == 0
-            m.d.comb += [q.eq(0), exact.eq(d == 0)]
-        elif stride & (stride - 1) == 0:
-            shift = stride.bit_length() - 1
-            m.d.comb += [q.eq(d >> shift), exact.eq(d[:shift] == 0 if shift else 1)]
-        else:
-            mult, shift = const_divider(stride, 16)
-            m.d.comb += [q.eq((d * Const(mult)) >> shift),
-                         exact.eq((q * Const(stride))[:16] == d)]
+            stage2 += [product.eq(0), low_zero.eq(d == 0)]
+            m.d.comb += [q.eq(0), exact.eq(low_zero)]
+            return q, exact
+        shift, inverse, limit = exact_divider(stride, 16)
+        stage2 += [product.eq(d[shift:] * Const(inverse, 16 - shift)),
+                   low_zero.eq(d[:shift] == 0 if shift else 1)]
+        fits = product[:16 - shift] <= limit if inverse != 1 else 1   # (always, for 2**k)
+        m.d.comb += [q.eq(product[:16 - shift]), exact.eq(low_zero & fits)]
         return q, exact
 
     def elaborate(self, platform):
@@ -134,24 +154,32 @@ class RoutingIdDecoder(wiring.Component):
                  ari.eq(self.ari)]
         # With two stages, the subtraction is registered: outputs follow inputs a cycle later.
         m.d.comb += first if self._stages == 1 else []
-        m.d.sync += first if self._stages == 2 else []
+        m.d.sync += first if self._stages >= 2 else []
         d = diff[:16]
 
-        q_ari, exact_ari = self._divide(m, d, p.vf_stride_ari, "ari")
+        # The division's products and what else the last stage needs; with three stages they
+        # are registered once more.
+        stage2 = []
+        claimable = Signal()        # a VF's RID as far as the RID alone can tell
+        pf_hit_2, ari_2 = Signal(), Signal()
+        stage2 += [claimable.eq(~own_bus_type1 & (diff >= 0)), pf_hit_2.eq(pf_hit),
+                   ari_2.eq(ari)]
+        q_ari, exact_ari = self._divide(m, d, p.vf_stride_ari, "ari", stage2)
         if p.vf_stride_non_ari == p.vf_stride_ari:
             q, exact = q_ari, exact_ari
         else:
-            q_non, exact_non = self._divide(m, d, p.vf_stride_non_ari, "non_ari")
+            q_non, exact_non = self._divide(m, d, p.vf_stride_non_ari, "non_ari", stage2)
             q, exact = Signal(16), Signal()
-            m.d.comb += [q.eq(Mux(ari, q_ari, q_non)),
-                         exact.eq(Mux(ari, exact_ari, exact_non))]
+            m.d.comb += [q.eq(Mux(ari_2, q_ari, q_non)),
+                         exact.eq(Mux(ari_2, exact_ari, exact_non))]
+        m.d.comb += stage2 if self._stages < 3 else []
+        m.d.sync += stage2 if self._stages == 3 else []
 
         is_vf = Signal()
-        m.d.comb += is_vf.eq(~own_bus_type1 & (diff >= 0) & exact & self.vf_enable &
-                             (q < self.num_vfs))
+        m.d.comb += is_vf.eq(claimable & exact & self.vf_enable & (q < self.num_vfs))
 
         m.d.comb += self.vf_index.eq(q)
-        with m.If(pf_hit):
+        with m.If(pf_hit_2):
             m.d.comb += self.target.eq(Target.PF)
         with m.Elif(is_vf):
             m.d.comb += [self.target.eq(Target.VF), self.vf.eq(q + 1)]
