@@ -45,7 +45,7 @@ TOP32, TOP64 = 1 << 32, 1 << 64
 MISS = (False, 0, 0, 0)
 LATENCIES = (1, 2)
 #: Cycles the tests wait after changing the decoder's state inputs directly (a configuration
-#: write that changes them takes CONFIG_LATENCY = 4 cycles to complete).
+#: write that changes them takes CONFIG_LATENCY = 7 cycles to complete).
 STATE_SETTLE = 3
 
 # SR-IOV capability registers (offsets within the capability, sriov-spec.md §1).
