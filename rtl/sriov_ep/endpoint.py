@@ -141,20 +141,20 @@ class VfStateMemory(wiring.Component):
         bank_depth = min(depth, self.BANK_DEPTH)
         low = max(1, (bank_depth - 1).bit_length())
 
-        def bank_memories(name, shape, addr_of, w_addr, w_data, w_en, r_addr=None):
-            """One memory per bank, each reading and writing through ``addr_of(bank)`` (or
-            reading through ``r_addr``); returns each bank's registered read data."""
+        def bank_memories(name, shape, addr, w_addr, w_data, w_en, r_addr=None):
+            """One memory per bank, each reading and writing through ``addr`` (the index within
+            a bank; or reading through ``r_addr``); returns each bank's registered read data."""
+            shared = Signal(low, name=f"{name}_addr")     # one net: one RAM port for both
+            m.d.comb += shared.eq(addr)
             outputs = []
             for b in range(banks):
                 mem = memory.Memory(shape=shape, init=[],
                                     depth=max(2, min(bank_depth, depth - b * self.BANK_DEPTH)))
                 m.submodules[f"{name}_bank{b}"] = mem
-                addr = Signal(low, name=f"{name}_bank{b}_addr")
-                m.d.comb += addr.eq(addr_of(b))
                 wr, rd = mem.write_port(), mem.read_port()
                 in_bank = (w_addr >> low) == b if banks > 1 else 1
-                m.d.comb += [wr.addr.eq(addr), wr.data.eq(w_data), wr.en.eq(w_en & in_bank),
-                             rd.addr.eq(addr if r_addr is None else r_addr[:low])]
+                m.d.comb += [wr.addr.eq(shared), wr.data.eq(w_data), wr.en.eq(w_en & in_bank),
+                             rd.addr.eq(shared if r_addr is None else r_addr[:low])]
                 data = Signal(shape, name=f"{name}_bank{b}_data")
                 m.d.sync += data.eq(rd.data)
                 outputs.append(data)
@@ -173,13 +173,12 @@ class VfStateMemory(wiring.Component):
                         m.d.comb += out.eq(data)
 
         rw = self.rw
-        rw_out = bank_memories("rw", VfState, lambda b: rw.addr[:low],
-                               rw.addr, rw.w_data, rw.w_en)
+        rw_out = bank_memories("rw", VfState, rw.addr[:low], rw.addr, rw.w_data, rw.w_en)
         select_bank("rw", rw.addr, rw_out, rw.r_data)
 
         q_addr = self.bme.addr
         if depth <= self.DISTRIBUTED_DEPTH:
-            bme_out = bank_memories("bme", 1, lambda b: rw.addr[:low], rw.addr,
+            bme_out = bank_memories("bme", 1, rw.addr[:low], rw.addr,
                                     rw.w_data.bus_master_enable, rw.w_en, r_addr=q_addr)
             select_bank("bme", q_addr, bme_out, self.bme.data)
             return m
@@ -188,9 +187,9 @@ class VfStateMemory(wiring.Component):
         y_en, y_addr, y_bme = Signal(), Signal(range(depth)), Signal()
         m.d.sync += [y_en.eq(rw.w_en), y_addr.eq(rw.addr),
                      y_bme.eq(rw.w_data.bus_master_enable)]
-        x_out = bank_memories("bme_x", 1, lambda b: Mux(rw.w_en, rw.addr[:low], q_addr[:low]),
+        x_out = bank_memories("bme_x", 1, Mux(rw.w_en, rw.addr[:low], q_addr[:low]),
                               rw.addr, rw.w_data.bus_master_enable, rw.w_en)
-        y_out = bank_memories("bme_y", 1, lambda b: Mux(y_en, y_addr[:low], q_addr[:low]),
+        y_out = bank_memories("bme_y", 1, Mux(y_en, y_addr[:low], q_addr[:low]),
                               y_addr, y_bme, y_en)
         # Y answers when X is being written; the choice follows the read through its registers.
         use_y = Signal()

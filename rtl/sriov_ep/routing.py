@@ -113,18 +113,17 @@ class RoutingIdDecoder(wiring.Component):
         """``(q, exact)``: ``d // stride`` and whether the division is exact, for the constant
         ``stride`` (``q`` matters only when exact). What is computed from ``d`` is appended to
         ``stage2`` (registered with three stages); the comparison comes after it."""
-        product  = Signal(16, name=f"{name}_product")
         low_zero = Signal(name=f"{name}_low_zero")
-        q, exact = Signal(16, name=f"{name}_q"), Signal(name=f"{name}_exact")
         if stride == 0:         # only legal with TotalVFs == 1: VF 1 alone, at d == 0
-            stage2 += [product.eq(0), low_zero.eq(d == 0)]
-            m.d.comb += [q.eq(0), exact.eq(low_zero)]
-            return q, exact
+            stage2.append(low_zero.eq(d == 0))
+            return Const(0, 16), low_zero
         shift, inverse, limit = exact_divider(stride, 16)
+        product = Signal(16 - shift, name=f"{name}_product")
+        q, exact = Signal(16, name=f"{name}_q"), Signal(name=f"{name}_exact")
         stage2 += [product.eq(d[shift:] * Const(inverse, 16 - shift)),
                    low_zero.eq(d[:shift] == 0 if shift else 1)]
-        fits = product[:16 - shift] <= limit if inverse != 1 else 1   # (always, for 2**k)
-        m.d.comb += [q.eq(product[:16 - shift]), exact.eq(low_zero & fits)]
+        fits = product <= limit if inverse != 1 else 1      # (always, for a power of two)
+        m.d.comb += [q.eq(product), exact.eq(low_zero & fits)]
         return q, exact
 
     def elaborate(self, platform):

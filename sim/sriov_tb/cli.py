@@ -110,9 +110,7 @@ def cmd_lspci(args):
 
 
 def cmd_bench(args):
-    from sriov_ep.synth import FAMILIES, ToolMissing
-
-    from .bench import AREA_SIZES, COMPONENTS, area_rows
+    from .bench import AREA_SIZES, COMPONENTS, FMAX_SIZES, area_rows, fmax_rows
     if args.what == "sim":
         return _bench_sim(args)
     if args.config and args.sizes:
@@ -120,26 +118,36 @@ def cmd_bench(args):
               f"own TotalVFs; leave out --sizes", file=sys.stderr)
         return 2
     params = load_params(args.config) if args.config else None
+    default_sizes = FMAX_SIZES if args.what == "fmax" else AREA_SIZES
+    sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else default_sizes
     if args.what == "fmax":
-        return _bench_fmax(args, params)
-    sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else AREA_SIZES
-    families = [args.family] if args.family else ["ecp5"]
-    for family in families:
-        if family not in FAMILIES:
-            print(f"sriov-ep: error: unknown family {family!r}", file=sys.stderr)
-            return 2
+        def line(row):
+            spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
+            return (f"{row['component']:<14} {row['device']:<11} {row['total_vfs']:>9} "
+                    f"{row['fmax_mhz']:>9.2f} {spread:>21} {row['luts']:>6} {row['ffs']:>6} "
+                    f"{row['brams']:>6} {row['seconds']:>8}")
+        header = (f"{'component':<14} {'device':<11} {'total_vfs':>9} {'fmax_mhz':>9} "
+                  f"{'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} {'brams':>6} "
+                  f"{'seconds':>8}")
+        rows = fmax_rows(sizes, device=args.device, mem_latency=args.mem_latency, params=params)
+    else:
+        def line(row):
+            return (f"{row['component']:<18} {row['family']:<7} {row['total_vfs']:>9} "
+                    f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['seconds']:>8}")
+        header = (f"{'component':<18} {'family':<7} {'total_vfs':>9} {'luts':>6} {'ffs':>6} "
+                  f"{'brams':>6} {'seconds':>8}")
+        rows = area_rows(sizes, tuple(COMPONENTS), args.family, params=params)
+    return _print_rows(args, header, rows, line)
+
+
+def _print_rows(args, header, rows, line):
+    """Print benchmark rows as they come (they take minutes each): a table, or JSON lines."""
+    from sriov_ep.synth import ToolMissing
     try:
         if not args.json:
-            print(f"{'component':<18} {'family':<7} {'total_vfs':>9} {'luts':>6} {'ffs':>6} "
-                  f"{'brams':>6} {'seconds':>8}")
-        for family in families:
-            for row in area_rows(sizes, tuple(COMPONENTS), family, params=params):
-                if args.json:
-                    print(json.dumps(row), flush=True)
-                else:
-                    print(f"{row['component']:<18} {row['family']:<7} {row['total_vfs']:>9} "
-                          f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} "
-                          f"{row['seconds']:>8}", flush=True)
+            print(header, flush=True)
+        for row in rows:
+            print(json.dumps(row) if args.json else line(row), flush=True)
     except ToolMissing as exc:
         print(f"sriov-ep: error: {exc}", file=sys.stderr)
         return 2
@@ -151,31 +159,6 @@ def _page_size(text):
     if value < 4096 or value & (value - 1):
         raise argparse.ArgumentTypeError(f"{text}: must be a power of two >= 4096")
     return value
-
-
-def _bench_fmax(args, params):
-    from sriov_ep.synth import ToolMissing
-
-    from .bench import FMAX_SIZES, fmax_rows
-    sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else FMAX_SIZES
-    try:
-        if not args.json:
-            print(f"{'component':<14} {'device':<11} {'total_vfs':>9} {'fmax_mhz':>9} "
-                  f"{'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} {'brams':>6} "
-                  f"{'seconds':>8}")
-        for row in fmax_rows(sizes, device=args.device, mem_latency=args.mem_latency,
-                             params=params):
-            if args.json:
-                print(json.dumps(row), flush=True)
-            else:
-                spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
-                print(f"{row['component']:<14} {row['device']:<11} {row['total_vfs']:>9} "
-                      f"{row['fmax_mhz']:>9.2f} {spread:>21} {row['luts']:>6} {row['ffs']:>6} "
-                      f"{row['brams']:>6} {row['seconds']:>8}", flush=True)
-    except ToolMissing as exc:
-        print(f"sriov-ep: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def cmd_build(args):
@@ -270,8 +253,8 @@ def build_parser():
                         "this configuration instead of the built-in one at --sizes")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--sizes", metavar="N,N,...", help="TotalVFs values (default 8,256,2048,65535)")
-    p.add_argument("--family", choices=["ecp5", "xilinx"], help="area: FPGA family (default "
-                                                                   "ecp5)")
+    p.add_argument("--family", choices=["ecp5", "xilinx"], default="ecp5",
+                   help="area: FPGA family (default ecp5)")
     p.add_argument("--device", default="LFE5UM-45F", choices=["LFE5UM-45F", "LFE5UM-85F"],
                    help="fmax: ECP5 device (default LFE5UM-45F)")
     p.add_argument("--mem-latency", type=int, default=2, choices=[1, 2],
