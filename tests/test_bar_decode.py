@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of memory-request decoding: ``sriov_ep.bar_decode.VfBarDecoder`` on its own and inside
+"""Tests of memory-request decoding: ``sriov_ep.decode.bar.VfBarDecoder`` on its own and inside
 ``sriov_ep.endpoint.SriovEndpoint``.
 
 Every decode is compared with an expectation written here from the spec's formula, not with the
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from sriov_ep.bar_decode import MemDecode, MemRequest, PfBarState, VfBarDecoder
+from sriov_ep.caps.sriov import VfBarState
+from sriov_ep.decode.bar import MemDecode, MemRequest, PfBarState, VfBarDecoder
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import MANDATORY_PAGE_SIZES, Bar, EndpointParams, load_params
-from sriov_ep.sriov_cap import VfBarState
 from sriov_tb.host import EndpointDriver, ModelEndpointPort, RootPort, Scoreboard
 from sriov_tb.model import EndpointModel
 from sriov_tb.sim import simulate

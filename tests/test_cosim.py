@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from amaranth.lib import data
 
-from sriov_ep.bar_decode import MemDecode
-from sriov_ep.config_space import PCIE_CAP_OFFSET
+from sriov_ep.caps.config_space import PCIE_CAP_OFFSET
+from sriov_ep.decode.bar import MemDecode
 from sriov_ep.endpoint import Completion as CompletionLayout
 from sriov_ep.endpoint import CompletionStatus, ConfigRequest
 from sriov_ep.params import format_bdf, load_params

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 from amaranth.hdl import Cat
 
+from sriov_ep.decode.routing import RoutingIdDecoder, Target, exact_divider, needs_divider
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import EndpointParams, format_bdf, load_params
-from sriov_ep.routing import RoutingIdDecoder, Target, exact_divider, needs_divider
 from sriov_tb.host import EndpointDriver, LinuxHost, ModelEndpointPort, RootPort, Scoreboard
 from sriov_tb.model import EndpointModel
 from sriov_tb.sim import simulate

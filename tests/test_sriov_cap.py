@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the SR-IOV Extended Capability RTL (``sriov_ep.sriov_cap.SriovCapability``).
+"""Tests of the SR-IOV Extended Capability RTL (``sriov_ep.caps.sriov.SriovCapability``).
 
 Expected register values are literal numbers taken from ``../shared/reference/sriov-spec.md``
 (§1 register table, §3 VF BAR rules, §8 corner cases, the igb worked example) and from
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 
+from sriov_ep.caps.sriov import SriovCapability, sriov_capability_map
 from sriov_ep.params import Bar, EndpointParams, ParamError, load_params
-from sriov_ep.sriov_cap import SriovCapability, sriov_capability_map
 from sriov_tb.cfg import CheckedPort, ConfigSpace, ModelPort, RegisterPortDriver
 from sriov_tb.linux import LinuxSriovDriver, SriovError, VfBarInfo
 from sriov_tb.model import SriovCapabilityModel

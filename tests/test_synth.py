@@ -4,7 +4,7 @@ The reports below are in the layout Yosys 0.70 prints; the counts are made up so
 count or a missed line shows.
 """
 
-from sriov_ep.synth import FAMILIES, count_cells
+from sriov_ep.tools.synth import FAMILIES, count_cells
 
 XILINX_REPORT = """
 10. Printing statistics.

@@ -4,8 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .bar_decode import MemDecode, MemRequest, PfBarState, VfBarDecoder
-from .config_space import (
+from .caps.config_space import (
     PCIE_CAP_OFFSET,
     VF_ARI_CAP_OFFSET,
     ari_capability_map,
@@ -14,10 +13,11 @@ from .config_space import (
     type0_header_map,
     vf_header_map,
 )
+from .caps.sriov import SriovCapability, VfBarState
+from .decode.bar import MemDecode, MemRequest, PfBarState, VfBarDecoder
+from .decode.routing import RoutingIdDecoder, Target, needs_divider
 from .params import EndpointParams
 from .regs import RegisterBank
-from .routing import RoutingIdDecoder, Target, needs_divider
-from .sriov_cap import SriovCapability, VfBarState
 
 __all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovEndpoint",
            "CONFIG_LATENCY", "VF_BME_LATENCY", "config_latency"]

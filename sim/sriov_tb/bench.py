@@ -2,11 +2,11 @@
 
 import time
 
-from sriov_ep.bar_decode import VfBarDecoder
+from sriov_ep.decode.bar import VfBarDecoder
+from sriov_ep.decode.routing import RoutingIdDecoder
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import Bar, EndpointParams
-from sriov_ep.routing import RoutingIdDecoder
-from sriov_ep.synth import synthesize
+from sriov_ep.tools.synth import synthesize
 
 __all__ = ["AREA_SIZES", "bench_params", "area_rows"]
 
@@ -59,7 +59,7 @@ def fmax_rows(sizes=FMAX_SIZES, device="LFE5UM-45F", freq_mhz=200.0, mem_latency
     seed to seed, so one seed is not a figure. With ``params``, that configuration alone."""
     import statistics
 
-    from sriov_ep.fmax import place_and_route
+    from sriov_ep.tools.fmax import place_and_route
     for config in _configurations(sizes, params):
         total_vfs = config.total_vfs
         start = time.monotonic()

@@ -5,9 +5,9 @@ import json
 import sys
 from pathlib import Path
 
+from sriov_ep.caps.sriov import sriov_capability_map
 from sriov_ep.params import ParamError, load_params
 from sriov_ep.regs import Access
-from sriov_ep.sriov_cap import sriov_capability_map
 
 __all__ = ["main"]
 
@@ -58,7 +58,7 @@ def _runner(backend):
 
 
 def cmd_sim(args):
-    from sriov_ep.synth import ToolMissing
+    from sriov_ep.tools.synth import ToolMissing
     params = load_params(args.config)
     ops, filename = _load_ops(args, params)
     options = dict(filename=filename, emit=print, json=args.json, ari=not args.no_ari,
@@ -87,7 +87,7 @@ def cmd_sim(args):
 
 
 def cmd_lspci(args):
-    from sriov_ep.synth import ToolMissing
+    from sriov_ep.tools.synth import ToolMissing
 
     from .runner import Op, format_dump
     params = load_params(args.config)
@@ -142,7 +142,7 @@ def cmd_bench(args):
 
 def _print_rows(args, header, rows, line):
     """Print benchmark rows as they come (they take minutes each): a table, or JSON lines."""
-    from sriov_ep.synth import ToolMissing
+    from sriov_ep.tools.synth import ToolMissing
     try:
         if not args.json:
             print(header, flush=True)
@@ -162,7 +162,7 @@ def _page_size(text):
 
 
 def cmd_build(args):
-    from sriov_ep.build import BuildError, write_build
+    from sriov_ep.tools.build import BuildError, write_build
     params = load_params(args.config)
     try:
         paths = write_build(params, args.output, freq_mhz=args.freq,
@@ -176,7 +176,7 @@ def cmd_build(args):
 
 
 def _bench_sim(args):
-    from sriov_ep.synth import ToolMissing
+    from sriov_ep.tools.synth import ToolMissing
 
     from .bench import sim_rows
     config = args.config or "examples/nvme.toml"

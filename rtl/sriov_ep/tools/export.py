@@ -2,7 +2,7 @@
 
 from amaranth.back import verilog
 
-from .endpoint import SriovEndpoint
+from ..endpoint import SriovEndpoint
 
 __all__ = ["TOP_NAME", "to_verilog"]
 

@@ -1,10 +1,10 @@
 """Register maps of the PF and VF configuration spaces (header, PCI Express and ARI capabilities).
 
 The behaviour is specified in ``docs/endpoint-behaviour.md``; the SR-IOV capability lives in
-:mod:`sriov_ep.sriov_cap`.
+:mod:`sriov_ep.caps.sriov`.
 """
 
-from .regs import Access, Field, Register, RegisterMap
+from ..regs import Access, Field, Register, RegisterMap
 
 __all__ = [
     "PCIE_CAP_OFFSET", "PCIE_CAP_SIZE", "ARI_CAP_ID", "ARI_CAP_SIZE", "VF_ARI_CAP_OFFSET",

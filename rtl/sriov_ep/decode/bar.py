@@ -4,8 +4,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import EndpointParams
-from .sriov_cap import VfBarState
+from ..caps.sriov import VfBarState
+from ..params import EndpointParams
 
 __all__ = ["MemRequest", "MemDecode", "PfBarState", "VfBarDecoder"]
 

@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import EndpointParams
+from ..params import EndpointParams
 
 __all__ = ["Target", "RoutingIdDecoder", "exact_divider", "needs_divider"]
 

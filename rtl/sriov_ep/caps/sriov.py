@@ -4,8 +4,8 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import EndpointParams
-from .regs import Access, Field, Register, RegisterBank, RegisterMap, RegisterPort
+from ..params import EndpointParams
+from ..regs import Access, Field, Register, RegisterBank, RegisterMap, RegisterPort
 
 __all__ = ["SRIOV_CAP_ID", "SRIOV_CAP_SIZE", "VfBarState", "sriov_capability_map",
            "SriovCapability"]
