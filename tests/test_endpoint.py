@@ -271,7 +271,7 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         host, dut = b.host, b.dut
         info = await host.enumerate()
         assert (info.vendor, info.device) == (0x8086, 0x10C9)
-        assert info.caps == {0x10: 0x40}
+        assert info.caps == {0x10: 0x40, 0x01: 0x7c}
         assert info.ext_caps == {ARI_ID: 0x100, SRIOV_ID: 0x160}
         # PF BARs 0, 1 (128 KiB) and 3 (16 KiB), 32-bit, from the 32-bit window at 0x8000_0000.
         assert info.bars == {0: (0x8000_0000, 128 * KiB), 1: (0x8002_0000, 128 * KiB),
@@ -981,7 +981,7 @@ def test_case27_extended_capability_chain(params):
     async def body(b):
         assert await b.pf_read(0x04) >> 16 & 0x10          # Capabilities List
         assert await b.pf_read(0x34) & 0xFF == 0x40
-        assert await b.pf_read(0x40) & 0xFFFF == 0x0010     # PCIe cap ID 0x10, next 0
+        assert await b.pf_read(0x40) & 0xFFFF == 0x7C10     # PCIe cap ID 0x10, next PM
         found, ptr, seen = {}, 0x100, []
         while ptr:
             assert ptr % 4 == 0 and 0x100 <= ptr <= 0xFFC, hex(ptr)

@@ -207,7 +207,8 @@ def test_first_error_wins():
 
 @pytest.mark.parametrize("line, phrase", [
     ("cfgrdd 01:00.0 0 4", "unknown operation 'cfgrdd' (expected one of cfgrd, cfgwr, enable, "
-                           "disable, flr, idle, memrd, memwr)"),
+                           "disable, flr, idle, memrd, memwr, msix, msix_enable, msix_count, "
+                           "suspend, resume)"),
     ("cfgrdd 01:00.0 0 4", "did you mean 'cfgrd'?"),
     ("CFGRD 01:00.0 0 4", "operation names are lowercase"),
     ("Idle 1", "unknown operation 'Idle'"),
@@ -361,7 +362,8 @@ def test_error_carries_file_and_line():
 
 
 def test_kinds():
-    assert KINDS == ("cfgrd", "cfgwr", "enable", "disable", "flr", "idle", "memrd", "memwr")
+    assert KINDS == ("cfgrd", "cfgwr", "enable", "disable", "flr", "idle", "memrd", "memwr",
+                     "msix", "msix_enable", "msix_count", "suspend", "resume")
 
 
 # -- The example script ---------------------------------------------------------------------------

@@ -1,25 +1,28 @@
-"""``SriovEndpoint``: the configuration side of an SR-IOV endpoint (one PF and its VFs)."""
+"""``SriovEndpoint``: an SR-IOV endpoint (one PF and its VFs) assembled from its chains.
+
+The PF's and the VFs' configuration spaces are the chains of :mod:`sriov_ep.caps`; this module
+builds the request pipeline around them by iterating over the chains (one register window, read
+term and write strobe per structure), packs the VF chain's per-VF fields into the VF state memory
+(:mod:`sriov_ep.vf_state`), and connects the decoders and the MSI-X engine. The structure is
+described in ``docs/architecture.md``.
+"""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .caps.config_space import (
-    PCIE_CAP_OFFSET,
-    VF_ARI_CAP_OFFSET,
-    ari_capability_map,
-    ext_cap_chain,
-    pcie_capability_map,
-    type0_header_map,
-    vf_header_map,
-)
+from .caps import pf_chain, vf_chain
+from .caps.pm import D0, D3HOT
 from .caps.sriov import SriovCapability, VfBarState
 from .decode.bar import MemDecode, MemRequest, PfBarState, VfBarDecoder
 from .decode.routing import RoutingIdDecoder, Target, needs_divider
+from .interrupts import MsixEngine
 from .params import EndpointParams
 from .regs import RegisterBank
+from .vf_state import VfStateMemory, vf_state_fields, vf_state_layout
 
-__all__ = ["CompletionStatus", "ConfigRequest", "Completion", "VfState", "SriovEndpoint",
+__all__ = ["CompletionStatus", "ConfigRequest", "Completion", "SriovEndpoint",
+           "UserConfigRequest", "UserConfigResponse", "InterruptRequest", "MsixMessage",
            "CONFIG_LATENCY", "VF_BME_LATENCY", "config_latency"]
 
 #: Clock edges from the one that accepts a config request to the one that transfers its
@@ -66,13 +69,6 @@ class Completion(data.Struct):
     data:   32
 
 
-class VfState(data.Struct):
-    """Per-VF configuration state, held in a memory. All zeros is the reset state."""
-    bus_master_enable:        1
-    relaxed_ordering_disable: 1
-    no_snoop_disable:         1
-
-
 def _window(m, reg, base_dword, dwords, name):
     """Whether dword ``reg`` falls in ``[base_dword, base_dword + dwords)``, and its index there.
 
@@ -88,129 +84,65 @@ def _window(m, reg, base_dword, dwords, name):
     return hit, addr
 
 
-class VfStateMemory(wiring.Component):
-    """Per-VF state: banks of block-RAM depth, a read/write port and a Bus Master Enable port.
 
-    Reads take two cycles: each bank's output is registered before the banks are multiplexed,
-    so a block RAM's output goes straight to a flip-flop. The depth of a bank, 16384, is that of
-    an ECP5 DP16KD (and of a Xilinx RAMB36) one bit wide.
 
-    No memory here has two ports with different addresses. A read and a write through different
-    ports of a block RAM may collide, and synthesis (Yosys, for one) then emulates
-    read-before-write with bypass logic between the RAM's output and its first flip-flop, the
-    slowest path in the design. So:
+def UserConfigRequest(params):
+    """Layout of a request to user-owned configuration space.
 
-    - ``rw`` reads and writes through one address: one port of a block RAM, with that port's own
-      read-before-write behaviour.
-    - The Bus Master Enable bits are kept twice more, in memories X and Y that each read and
-      write through one (multiplexed) address. A write goes to X, and to Y one cycle later; a
-      ``bme`` read uses whichever of the two is not being written. Writes come one per cycle
-      only while the state is being cleared (when the endpoint ignores the answers), so one of
-      the two is always free, and the answer is the same as from one memory read before the
-      write.
-    - Up to :attr:`DISTRIBUTED_DEPTH` entries the memories fit in LUT RAM, whose reads are
-      asynchronous and cannot collide with a write; there the Bus Master Enable bits are kept
-      once more, in one memory with a read port of its own, and no multiplexer sits in front of
-      its read address.
-
-    Members
-    -------
-    rw : In(read/write port signature)
-        ``addr``, ``w_data``, ``w_en``: written at the clock edge; ``r_data``: the entry at
-        ``addr`` two cycles earlier (before any write in that cycle).
-    bme : In(read port signature)
-        ``addr`` in, ``data`` (that entry's Bus Master Enable, before any write in the cycle
-        after ``addr``) out two cycles after ``addr``.
+    ``function``: 0 for the PF, n for VF n. ``window``: index of the window in ``user_caps``
+    (PF) or ``vf_user_caps`` (VF). ``offset``: dword index inside the window; ``reg``: the
+    dword register number in the function's configuration space. ``be``/``data``/``write`` as
+    in the config request (bytes the endpoint answers itself are removed from ``be``). ``tag``
+    must come back in the response.
     """
+    windows = max(1, len(params.user_caps), len(params.vf_user_caps))
+    return data.StructLayout({
+        "function": range(params.total_vfs + 1),
+        "window":   range(windows),
+        "offset":   10,
+        "reg":      10,
+        "write":    1,
+        "be":       4,
+        "data":     32,
+        "tag":      4,
+    })
 
-    BANK_DEPTH = 16384
-    #: Depths up to this are expected in distributed (LUT) RAM.
-    DISTRIBUTED_DEPTH = 512
 
-    def __init__(self, depth):
-        self._depth = depth
-        rw = wiring.Signature({"addr": Out(range(depth)), "r_data": In(VfState),
-                               "w_data": Out(VfState), "w_en": Out(1)})
-        bme = wiring.Signature({"addr": Out(range(depth)), "data": In(1)})
-        super().__init__({"rw": In(rw), "bme": In(bme)})
+#: Layout of a response from user-owned configuration space: read data (ignored for writes)
+#: and the request's tag.
+UserConfigResponse = data.StructLayout({"data": 32, "tag": 4})
 
-    def elaborate(self, platform):
-        m = Module()
-        depth = self._depth
-        banks = -(-depth // self.BANK_DEPTH)
-        bank_depth = min(depth, self.BANK_DEPTH)
-        low = max(1, (bank_depth - 1).bit_length())
 
-        def bank_memories(name, shape, addr, w_addr, w_data, w_en, r_addr=None):
-            """One memory per bank, each reading and writing through ``addr`` (the index within
-            a bank; or reading through ``r_addr``); returns each bank's registered read data."""
-            shared = Signal(low, name=f"{name}_addr")     # one net: one RAM port for both
-            m.d.comb += shared.eq(addr)
-            outputs = []
-            for b in range(banks):
-                mem = memory.Memory(shape=shape, init=[],
-                                    depth=max(2, min(bank_depth, depth - b * self.BANK_DEPTH)))
-                m.submodules[f"{name}_bank{b}"] = mem
-                wr, rd = mem.write_port(), mem.read_port()
-                in_bank = (w_addr >> low) == b if banks > 1 else 1
-                m.d.comb += [wr.addr.eq(shared), wr.data.eq(w_data), wr.en.eq(w_en & in_bank),
-                             rd.addr.eq(shared if r_addr is None else r_addr[:low])]
-                data = Signal(shape, name=f"{name}_bank{b}_data")
-                m.d.sync += data.eq(rd.data)
-                outputs.append(data)
-            return outputs
+def InterruptRequest(params):
+    """Layout of an interrupt request: ``function`` (0 = PF, n = VF n) and MSI-X ``vector``."""
+    return data.StructLayout({"function": range(params.total_vfs + 1), "vector": 11})
 
-        def select_bank(name, addr, outputs, out):
-            if banks == 1:
-                m.d.comb += out.eq(outputs[0])
-                return
-            bank_r = Signal(range(banks), name=f"{name}_bank_r")
-            bank_r2 = Signal(range(banks), name=f"{name}_bank_r2")
-            m.d.sync += [bank_r.eq(addr >> low), bank_r2.eq(bank_r)]
-            with m.Switch(bank_r2):
-                for b, data in enumerate(outputs):
-                    with m.Case(b):
-                        m.d.comb += out.eq(data)
 
-        rw = self.rw
-        rw_out = bank_memories("rw", VfState, rw.addr[:low], rw.addr, rw.w_data, rw.w_en)
-        select_bank("rw", rw.addr, rw_out, rw.r_data)
+def MsixMessage(params):
+    """Layout of an MSI-X message to send: a posted write of ``data`` to ``addr`` (bits 1:0
+    zero) with the Requester ID of ``function`` (0 = PF, n = VF n)."""
+    return data.StructLayout({"function": range(params.total_vfs + 1), "addr": 64, "data": 32})
 
-        q_addr = self.bme.addr
-        if depth <= self.DISTRIBUTED_DEPTH:
-            bme_out = bank_memories("bme", 1, rw.addr[:low], rw.addr,
-                                    rw.w_data.bus_master_enable, rw.w_en, r_addr=q_addr)
-            select_bank("bme", q_addr, bme_out, self.bme.data)
-            return m
 
-        # Bus Master Enable: X is written with the write, Y a cycle later from registers.
-        y_en, y_addr, y_bme = Signal(), Signal(range(depth)), Signal()
-        m.d.sync += [y_en.eq(rw.w_en), y_addr.eq(rw.addr),
-                     y_bme.eq(rw.w_data.bus_master_enable)]
-        x_out = bank_memories("bme_x", 1, Mux(rw.w_en, rw.addr[:low], q_addr[:low]),
-                              rw.addr, rw.w_data.bus_master_enable, rw.w_en)
-        y_out = bank_memories("bme_y", 1, Mux(y_en, y_addr[:low], q_addr[:low]),
-                              y_addr, y_bme, y_en)
-        # Y answers when X is being written; the choice follows the read through its registers.
-        use_y = Signal()
-        use_y_r = Signal()
-        m.d.sync += [use_y.eq(rw.w_en), use_y_r.eq(use_y)]
-        x_data, y_data = Signal(), Signal()
-        select_bank("bme_x", q_addr, x_out, x_data)
-        select_bank("bme_y", q_addr, y_out, y_data)
-        m.d.comb += self.bme.data.eq(Mux(use_y_r, y_data, x_data))
-        return m
+def _or_terms(terms, width):
+    result = Const(0, width)
+    for term in terms:
+        result = result | term
+    return result
 
 
 class SriovEndpoint(wiring.Component):
-    """Configuration space of an SR-IOV endpoint: the PF and all its VFs.
+    """An SR-IOV endpoint: the configuration spaces of the PF and all its VFs, memory decode,
+    MSI-X and user-owned configuration space.
 
     One configuration request is handled at a time. A request is accepted when ``cfg_req.valid``
     and ``cfg_req.ready`` are both high at a clock edge; its completion is valid
     :attr:`config_latency` (7, or 8 with a VF Stride that is not a power of two) cycles later and
-    stays valid until ``cfg_cpl.ready``. ``ready``
-    stays low from acceptance until the completion is taken, and while the VF state is being
-    cleared (TotalVFs cycles after reset, a PF FLR or VF Enable going to 0).
+    stays valid until ``cfg_cpl.ready``. A write to a function with MSI-X takes one cycle more
+    (the MSI-X engine takes the function's new control state), a request to user-owned
+    configuration space as long as user logic takes to answer (at most ``user_cfg_timeout``
+    cycles). ``ready`` stays low from acceptance until the completion is taken, and while the VF
+    state is being cleared (TotalVFs cycles after reset, a PF reset or VF Enable going to 0).
 
     Per-VF state lives in a memory of TotalVFs entries, so the flip-flop count does not grow
     with TotalVFs. Behaviour is specified in ``docs/endpoint-behaviour.md``.
@@ -219,17 +151,21 @@ class SriovEndpoint(wiring.Component):
     ----------
     params : EndpointParams
     mem_latency : int
-        Latency of the memory decode (1, or 2 for one more pipeline stage).
+        Latency of the BAR decoder (1, or 2 for one more pipeline stage); the endpoint adds
+        one cycle to check the function's power state and route MSI-X accesses (see
+        :attr:`mem_decode_latency`).
     tag_width : int
         Width of the memory request tag carried to the decode result.
 
     Members
     -------
     mem_req : In(stream.Signature(MemRequest(tag_width)))
-        Memory requests (64-bit address, write, tag).
+        Memory requests (64-bit address, write, tag, write data and byte enables).
     mem_res : Out(stream.Signature(MemDecode(params, tag_width)))
-        Their decode (see :class:`VfBarDecoder`): claimed or not, PF or VF n, BAR, offset.
-        Unclaimed requests are for the user logic to complete with UR.
+        Their decode (see :class:`VfBarDecoder`): claimed or not, PF or VF n, BAR, offset; or
+        ``internal`` with the read data when the endpoint served an MSI-X table or PBA access.
+        A function not in D0 claims nothing. Unclaimed requests are for the user logic to
+        complete with UR.
     pf_bars : Out(ArrayLayout(PfBarState, 6))
         PF BAR base addresses, indexed by BAR slot (0 for slots without a BAR and for the upper
         slot of a 64-bit BAR).
@@ -237,12 +173,33 @@ class SriovEndpoint(wiring.Component):
         Configuration requests.
     cfg_cpl : Out(stream.Signature(Completion))
         Their completions, in order.
+    ucfg_req : Out(stream.Signature(UserConfigRequest(params)))
+        Requests to configuration space the user owns (``user_caps``/``vf_user_caps``).
+    ucfg_res : In(stream.Signature(UserConfigResponse))
+        One response per request, with its tag; a response with another tag is dropped. Without
+        a response within ``user_cfg_timeout`` cycles the endpoint completes the request itself
+        (a read returns 0).
+    irq : In(stream.Signature(InterruptRequest(params)))
+        Interrupt requests from user logic (see :class:`MsixEngine`).
+    msg : Out(stream.Signature(MsixMessage(params)))
+        MSI-X messages to send.
+    irq_dropped : Out(1)
+        Pulses when an interrupt request names a function without MSI-X or a vector beyond its
+        Table Size.
+    vf_msix_size : In(stream.Signature({"vf": ..., "count": 12}))
+        Set VF ``vf``'s MSI-X Table Size to ``count`` vectors (0: the default). Taken only
+        while that VF exists and its MSI-X is disabled, and for 1 <= count <= max_vectors.
+    vf_msix_size_done : Out(StructLayout({"valid": 1, "ok": 1}))
+        One-cycle pulse when a ``vf_msix_size`` request has been handled; ``ok`` if taken.
     bus : Out(8)
         Captured bus number.
     pf_memory_space_enable, pf_bus_master_enable : Out(1)
         PF Command register bits.
+    pf_power_state : Out(2)
+        PF PowerState (0 = D0, 3 = D3hot).
     pf_flr : Out(1)
-        One-cycle pulse when a PF Function Level Reset starts.
+        One-cycle pulse when a PF reset starts: a Function Level Reset, or D3hot to D0 with
+        No_Soft_Reset 0.
     vf_enable, vf_mse, ari_capable_hierarchy : Out(1)
         SR-IOV Control bits.
     num_vfs : Out(16)
@@ -252,10 +209,11 @@ class SriovEndpoint(wiring.Component):
     vf_bars : Out(ArrayLayout(VfBarState, 6))
         Base and aperture of each VF BAR, indexed by BAR slot (0 where there is none).
     vf_flr : Out(StructLayout({"valid": 1, "vf": range(TotalVFs + 1)}))
-        A VF FLR event: ``valid`` for one cycle, ``vf`` the VF number (1-based). Events come at
-        most once per config request, so user logic needs no backpressure.
+        A VF reset event (VF FLR, or a VF's D3hot to D0 with No_Soft_Reset 0): ``valid`` for
+        one cycle, ``vf`` the VF number (1-based). Events come at most once per config request,
+        so user logic needs no backpressure.
     vfs_reset : Out(1)
-        One-cycle pulse when every VF's state is reset (VF Enable cleared, PF FLR, reset).
+        One-cycle pulse when every VF's state is reset (VF Enable cleared, PF reset, reset).
     vf_reset_busy : Out(1)
         The VF state is being cleared.
     vf_bme_query : In(range(TotalVFs + 1))
@@ -269,19 +227,38 @@ class SriovEndpoint(wiring.Component):
             raise TypeError(f"params: must be an EndpointParams, not {params!r}")
         self._params = params
         vf_range = range(params.total_vfs + 1)
-        self.sriov   = SriovCapability(params, next_offset=ext_cap_chain(params)["sriov"])
+        self.pf_chain = pf_chain(params)
+        self.vf_chain = vf_chain(params)
+        sriov_entry = next(e for e in self.pf_chain if e.owner == "sriov")
+        self.sriov   = SriovCapability(params, next_offset=sriov_entry.placed.next_offset)
         self._decode_stages = 3 if needs_divider(params) else 2
         self.decoder = RoutingIdDecoder(params, stages=self._decode_stages)
         self.bar_decoder = VfBarDecoder(params, latency=mem_latency, tag_width=tag_width)
+        self.state_layout = vf_state_layout(params)
+        self.msix = None
+        if params.msix is not None or params.vf_msix is not None:
+            self.msix = MsixEngine(
+                total_vfs=params.total_vfs,
+                pf_vectors=params.msix.vectors if params.msix is not None else 0,
+                vf_vectors=params.vf_msix.max_vectors if params.vf_msix is not None else 0)
         super().__init__({
             "mem_req":                In(stream.Signature(MemRequest(tag_width))),
             "mem_res":                Out(stream.Signature(MemDecode(params, tag_width))),
             "pf_bars":                Out(data.ArrayLayout(PfBarState, 6)),
             "cfg_req":                In(stream.Signature(ConfigRequest)),
             "cfg_cpl":                Out(stream.Signature(Completion)),
+            "ucfg_req":               Out(stream.Signature(UserConfigRequest(params))),
+            "ucfg_res":               In(stream.Signature(UserConfigResponse)),
+            "irq":                    In(stream.Signature(InterruptRequest(params))),
+            "msg":                    Out(stream.Signature(MsixMessage(params))),
+            "irq_dropped":            Out(1),
+            "vf_msix_size":           In(stream.Signature(data.StructLayout({
+                                          "vf": vf_range, "count": 12}))),
+            "vf_msix_size_done":      Out(data.StructLayout({"valid": 1, "ok": 1})),
             "bus":                    Out(8),
             "pf_memory_space_enable": Out(1),
             "pf_bus_master_enable":   Out(1),
+            "pf_power_state":         Out(2),
             "pf_flr":                 Out(1),
             "vf_enable":              Out(1),
             "vf_mse":                 Out(1),
@@ -304,8 +281,17 @@ class SriovEndpoint(wiring.Component):
     @property
     def config_latency(self):
         """Clock edges from accepting a config request to transferring its completion:
-        :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two."""
+        :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two (one more for
+        a write to a function with MSI-X, more for user-owned configuration space)."""
         return config_latency(self._params)
+
+    @property
+    def mem_decode_latency(self):
+        """Clock edges from accepting a memory request to its decode result (with
+        ``mem_res.ready`` high), for requests the endpoint does not serve itself: the BAR
+        decoder's latency, plus one for the power-state check (three for a VF when VFs have a
+        PM capability: their power state is read from the VF state memory)."""
+        return self.bar_decoder.latency + 1
 
     def elaborate(self, platform):
         p = self._params
@@ -313,22 +299,29 @@ class SriovEndpoint(wiring.Component):
         m.submodules.sriov   = sriov   = self.sriov
         m.submodules.decoder = decoder = self.decoder
         m.submodules.bar_decoder = bar_decoder = self.bar_decoder
+        msix = self.msix
+        if msix is not None:
+            m.submodules.msix = msix
 
+        # -- The chains: one bank per structure the endpoint serves itself ------------------
+        pf_banks = {e.name: RegisterBank(e.regmap, name=f"pf_{e.name}")
+                    for e in self.pf_chain if e.owner == "bank"}
+        vf_banks = {e.name: RegisterBank(e.regmap, name=f"vf_{e.name}")
+                    for e in self.vf_chain if e.owner == "bank"}
+        header = pf_banks["header"]
+
+        # -- Per-VF state: every per_vf field of the VF chain, in one memory entry ----------
+        layout = self.state_layout
+        state_fields = vf_state_fields(p)
+        key_of = {(e.name, f"{reg.name}.{f.name}"): key for key, e, reg, f in state_fields}
+        bme_key = key_of[("header", "command.bus_master_enable")]
+        queries = {"bme": (bme_key,)}
+        ps_key = key_of.get(("pm", "pmcsr.power_state"))
+        if ps_key is not None:
+            queries["pm"] = (ps_key,)
         depth = max(2, p.total_vfs)
-        m.submodules.vf_state = vf_mem = VfStateMemory(depth)
-        vf_rw, bme_rd = vf_mem.rw, vf_mem.bme
-
-        chain    = ext_cap_chain(p)
-        header   = RegisterBank(type0_header_map(p), name="pf_header")
-        pcie     = RegisterBank(pcie_capability_map(p), name="pf_pcie")
-        ari      = RegisterBank(ari_capability_map(chain["ari"]), name="pf_ari")
-        vf_hdr   = RegisterBank(vf_header_map(p), name="vf_header",
-                                external=["command.bus_master_enable"])
-        vf_pcie  = RegisterBank(pcie_capability_map(p, vf=True), name="vf_pcie",
-                                external=["device_control.relaxed_ordering",
-                                          "device_control.no_snoop",
-                                          "device_control.initiate_flr"])
-        vf_ari   = RegisterBank(ari_capability_map(0), name="vf_ari")
+        m.submodules.vf_state = vf_mem = VfStateMemory(depth, layout, queries)
+        vf_rw = vf_mem.rw
 
         # The request being handled, held from acceptance to completion.
         req    = Signal(ConfigRequest)
@@ -338,17 +331,20 @@ class SriovEndpoint(wiring.Component):
         mem_addr = Signal(range(depth))
         vf     = Signal.like(decoder.vf)    # the addressed VF's number (from LOAD on; or 0)
         cpl    = Signal(Completion)
-        state  = Signal(VfState)    # the addressed VF's state, from the memory
+        state  = Signal(layout)     # the addressed VF's state, from the memory
         # The one cycle in which the request takes effect. It, and every write enable below,
         # is a flip-flop set in the cycle before: the execute cycle starts from registers.
         exec_  = Signal()
         load2  = Signal()
+        # A vf_msix_size request rides the same pipeline as a config request to that VF.
+        size_op    = Signal()
+        size_count = Signal(12)
 
         # -- Clearing all VF state: a sweep over the memory ---------------------------------
         # (No request is accepted during a sweep, and none is in flight when one starts.)
         sweep      = Signal(init=1)       # also after reset: rst may come at any time
         start_sweep = Signal()
-        pf_flr = Signal()
+        pf_reset = Signal()
         with m.If(start_sweep):
             m.d.sync += [sweep.eq(1), mem_addr.eq(0)]
         with m.Elif(sweep):
@@ -357,23 +353,249 @@ class SriovEndpoint(wiring.Component):
                 m.d.sync += sweep.eq(0)
         vfe_prev = Signal()
         m.d.sync += vfe_prev.eq(sriov.vf_enable)
-        with m.If(pf_flr):      # the FLR clears VF Enable too: one sweep, not two
+        with m.If(pf_reset):    # the PF reset clears VF Enable too: one sweep, not two
             m.d.sync += vfe_prev.eq(0)
         # Registered: the sweep starts a cycle after its cause (off the execute path); until
         # then no request is accepted either.
         vfe_fell = Signal()
         m.d.comb += vfe_fell.eq(vfe_prev & ~sriov.vf_enable)
-        m.d.sync += start_sweep.eq(pf_flr | vfe_fell)
+        m.d.sync += start_sweep.eq(pf_reset | vfe_fell)
         m.d.comb += self.vfs_reset.eq(start_sweep)
+        busy = sweep | start_sweep | vfe_fell
+        if msix is not None:
+            busy = busy | msix.busy
+
+        # -- Where the request goes ----------------------------------------------------------
+        reg = req.reg
+        windows = {}
+
+        def window(offset, dwords):
+            if (offset, dwords) not in windows:
+                windows[offset, dwords] = _window(m, reg, offset // 4, dwords,
+                                                  f"w{offset:03x}_{dwords}")
+            return windows[offset, dwords]
+
+        def at_execute(cond, name):
+            """A flip-flop high in the execute cycle exactly when ``cond`` (known by LOAD2)."""
+            strobe = Signal(name=name)
+            m.d.sync += strobe.eq(load2 & cond)
+            return strobe
+
+        pf_wr    = req.write & (target == Target.PF)
+        vf_wr    = req.write & (target == Target.VF)
+        m.d.sync += exec_.eq(load2)
+        m.d.comb += decoder.capture.eq(at_execute(pf_wr & ~req.type1, "capture_we"))
+        vf_exec_wr = at_execute(vf_wr | size_op, "vf_exec_wr")
+
+        # User windows: the part of a window that goes to user logic.
+        user_hit = Signal()     # registered like the window hits
+        user_window = Signal(range(max(1, len(p.user_caps), len(p.vf_user_caps))))
+        user_offset = Signal(10)
+        user_mask = Signal(32)  # the bits the endpoint answers itself (the header)
+        user_be = Signal(4)
+
+        def user_terms(entries, is_target):
+            for e in entries:
+                if e.owner != "user":
+                    continue
+                hit, addr = window(e.offset, e.placed.dwords)
+                first = addr == 0
+                if e.user.kind == "extended":
+                    to_user = hit & ~first
+                    mask = Const(0, 32)
+                elif e.user.kind == "legacy":
+                    to_user = hit
+                    mask = Mux(first, 0x0000_ffff, 0)
+                else:
+                    to_user = hit
+                    mask = Const(0, 32)
+                with m.If(is_target & to_user):
+                    m.d.comb += [user_hit.eq(1), user_window.eq(e.user_index),
+                                 user_offset.eq(addr), user_mask.eq(mask)]
+
+        user_hit_c = Signal()
+        user_mask_c = Signal(32)
+        user_window_c = Signal.like(user_window)
+        user_offset_c = Signal(10)
+        # (computed combinationally from the registered window hits, registered at LOAD2)
+        m.d.comb += [user_hit_c.eq(user_hit), user_mask_c.eq(user_mask),
+                     user_window_c.eq(user_window), user_offset_c.eq(user_offset)]
+        user_terms(self.pf_chain, target == Target.PF)
+        user_terms(self.vf_chain, target == Target.VF)
+        to_user = Signal()
+        to_user_window = Signal.like(user_window)
+        to_user_offset = Signal(10)
+        to_user_mask = Signal(32)
+        with m.If(load2):
+            m.d.sync += [to_user.eq(user_hit_c & ~size_op), to_user_window.eq(user_window_c),
+                         to_user_offset.eq(user_offset_c), to_user_mask.eq(user_mask_c)]
+        be_user = req.be & ~Cat(to_user_mask[0], to_user_mask[8], to_user_mask[16],
+                                to_user_mask[24])
+        m.d.comb += user_be.eq(be_user)
+
+        # -- PF configuration space ----------------------------------------------------------
+        def serve(entries, banks, write_cond, prefix):
+            """Read terms and write strobes of one chain's structures; returns the read data."""
+            terms = []
+            for e in entries:
+                hit, addr = window(e.offset, e.placed.dwords)
+                if e.owner == "bank":
+                    bank = banks[e.name]
+                    rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
+                    bank.read(m, addr, rdata)
+                    we = at_execute(write_cond & hit, f"{prefix}_{e.name}_we")
+                    bank.write(m, addr, we, req.be, req.data)
+                    terms.append(hit.replicate(32) & rdata)
+                elif e.owner == "sriov":
+                    we = at_execute(write_cond & hit, f"{prefix}_sriov_we")
+                    m.d.comb += [sriov.cfg.addr.eq(addr), sriov.cfg.w_en.eq(we),
+                                 sriov.cfg.w_be.eq(req.be), sriov.cfg.w_data.eq(req.data)]
+                    terms.append(hit.replicate(32) & sriov.cfg.r_data)
+                else:   # user: the endpoint answers the header only
+                    bank = banks.setdefault(e.name, RegisterBank(e.regmap, name=f"{prefix}_"
+                                                                                f"{e.name}"))
+                    rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
+                    bank.read(m, addr, rdata)
+                    terms.append(hit.replicate(32) & rdata)
+            return _or_terms(terms, 32)
+
+        pf_data = Signal(32)
+        m.d.comb += pf_data.eq(serve(self.pf_chain, pf_banks, pf_wr, "pf"))
+
+        # PF resets: Initiate FLR, or PowerState D3hot -> D0 with No_Soft_Reset 0. The write
+        # completes, then the whole PF (and every VF) is reset.
+        flr_w, flr_value = pf_banks["pcie"].write_of("device_control.initiate_flr")
+        pf_soft_reset = Const(0, 1)
+        pf_d0 = Const(1, 1)
+        pf_power = Const(D0, 2)
+        if "pm" in pf_banks:
+            pf_power = pf_banks["pm"]["pmcsr.power_state"]
+            pf_d0 = pf_power == D0
+            ps_w, ps_value = pf_banks["pm"].write_of("pmcsr.power_state")
+            if not p.pm.no_soft_reset:
+                pf_soft_reset = ps_w & (pf_power == D3HOT) & (ps_value == D0)
+        m.d.comb += pf_reset.eq((flr_w & flr_value) | pf_soft_reset)
+        for bank in pf_banks.values():
+            bank.reset(m, pf_reset)
+        m.d.comb += sriov.reset.eq(pf_reset)
+
+        # -- VF configuration space ----------------------------------------------------------
+        # The state of the addressed VF is read while fetching and used while executing. Each
+        # per-VF field reads as its stored bits XOR its reset value.
+        for key, e, r, f in state_fields:
+            if f.access.stored or f.per_vf:
+                vf_banks[e.name].drive(f"{r.name}.{f.name}",
+                                       getattr(state, key) ^ Const(f.reset, f.width))
+        vf_data = Signal(32)
+        m.d.comb += vf_data.eq(serve(self.vf_chain, vf_banks, vf_wr, "vf"))
+
+        new_state = Signal(layout)
+        m.d.comb += new_state.eq(state)
+        for key, e, r, f in state_fields:
+            if not f.access.stored:
+                continue
+            w, value = vf_banks[e.name].write_of(f"{r.name}.{f.name}")
+            with m.If(w):
+                m.d.comb += getattr(new_state, key).eq(value ^ Const(f.reset, f.width))
+        vflr_w, vflr_value = vf_banks["pcie"].write_of("device_control.initiate_flr")
+        vf_reset = Signal()
+        vf_soft_reset = Const(0, 1)
+        if ps_key is not None:
+            vps_w, vps_value = vf_banks["pm"].write_of("pmcsr.power_state")
+            vf_power = getattr(state, ps_key)       # D0 is 0: stored as is
+            if not p.vf_pm.no_soft_reset:
+                vf_soft_reset = vps_w & (vf_power == D3HOT) & (vps_value == D0)
+        m.d.comb += vf_reset.eq((vflr_w & vflr_value) | vf_soft_reset)
+        # A VF reset returns its state to reset, except the MSI-X Table Size, which belongs to
+        # the PF's management of the VF (Linux sets it before a VF driver binds, and the bind
+        # itself may reset the VF).
+        size_key = key_of.get(("msix", "message_control.table_size"))
+        with m.If(vf_reset):
+            m.d.comb += new_state.eq(0)
+            if size_key is not None:
+                m.d.comb += getattr(new_state, size_key).eq(getattr(state, size_key))
+        size_ok = Signal()
+        if size_key is not None:
+            count = Mux(size_count == 0, p.vf_msix.vectors, size_count)
+            enable_key = key_of[("msix", "message_control.msix_enable")]
+            m.d.comb += size_ok.eq(size_op & (getattr(state, enable_key) == 0) &
+                                   (count >= 1) & (count <= p.vf_msix.max_vectors) &
+                                   (target == Target.VF))
+            with m.If(size_ok):
+                m.d.comb += getattr(new_state, size_key).eq(
+                    (count - 1)[:11] ^ Const(p.vf_msix.vectors - 1, 11))
+
+        # The new state is written back in the cycle after executing, from registers: the next
+        # request to read it comes several cycles later, and a sweep never overlaps a VF write.
+        write_back = Signal()
+        new_state_r = Signal(layout)
+        vf_reset_r = Signal()
+        size_ok_r = Signal()
+        m.d.sync += [write_back.eq(vf_exec_wr), new_state_r.eq(new_state)]
+        with m.If(exec_):
+            m.d.sync += [vf_reset_r.eq(vf_reset & vf_exec_wr), size_ok_r.eq(size_ok)]
+        m.d.comb += [vf_rw.addr.eq(mem_addr),
+                     vf_rw.w_data.eq(Mux(sweep, 0, new_state_r)),
+                     vf_rw.w_en.eq(sweep | write_back)]
+        m.d.sync += [self.vf_flr.valid.eq(vf_reset & vf_exec_wr), self.vf_flr.vf.eq(vf)]
+
+        # -- Completion --------------------------------------------------------------------------
+        with m.If(exec_):
+            with m.Switch(target):
+                with m.Case(Target.PF):
+                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(pf_data)]
+                with m.Case(Target.VF):
+                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(vf_data)]
+                with m.Default():
+                    m.d.sync += [cpl.status.eq(CompletionStatus.UR), cpl.data.eq(0)]
+            with m.If(req.write):
+                m.d.sync += cpl.data.eq(0)
+
+        # -- User configuration space: one request, a response or the timeout ----------------
+        user_tag = Signal(4)
+        timeout = Signal(range(p.user_cfg_timeout + 1))
+        fn_number = Mux(target == Target.VF, vf, 0)
+        m.d.comb += [
+            self.ucfg_req.payload.function.eq(fn_number),
+            self.ucfg_req.payload.window.eq(to_user_window),
+            self.ucfg_req.payload.offset.eq(to_user_offset),
+            self.ucfg_req.payload.reg.eq(req.reg),
+            self.ucfg_req.payload.write.eq(req.write),
+            self.ucfg_req.payload.be.eq(Mux(req.write, user_be, req.be)),
+            self.ucfg_req.payload.data.eq(req.data),
+            self.ucfg_req.payload.tag.eq(user_tag),
+        ]
+
+        # -- MSI-X: the engine keeps its own copy of each function's control state --------------
+        has_msix = Const(0, 1)
+        if msix is not None:
+            bits = []
+            if p.msix is not None:
+                bits.append(target == Target.PF)
+            if p.vf_msix is not None:
+                bits.append(target == Target.VF)
+            has_msix = _or_terms(bits, 1)
+        notify = Signal()       # a write to a function with MSI-X, or a size op: tell the engine
+        pf_reset_r = Signal()
+        with m.If(exec_):
+            m.d.sync += [notify.eq((req.write & has_msix) | size_op), pf_reset_r.eq(pf_reset)]
 
         # -- Request sequencing ----------------------------------------------------------------
         with m.FSM(name="cfg"):
             with m.State("IDLE"):
-                idle = ~sweep & ~start_sweep & ~vfe_fell
+                idle = ~busy
                 m.d.comb += self.cfg_req.ready.eq(idle)
+                m.d.comb += self.vf_msix_size.ready.eq(idle & ~self.cfg_req.valid)
                 with m.If(self.cfg_req.valid & idle):
-                    m.d.sync += req.eq(self.cfg_req.payload)
+                    m.d.sync += [req.eq(self.cfg_req.payload), size_op.eq(0)]
                     m.next = "DECODE"
+                with m.Elif(self.vf_msix_size.valid & idle):
+                    size = self.vf_msix_size.payload
+                    exists = sriov.vf_enable & (size.vf != 0) & (size.vf <= sriov.num_vfs)
+                    m.d.sync += [req.write.eq(0), size_op.eq(1), size_count.eq(size.count),
+                                 target.eq(Mux(exists, Target.VF, Target.NONE)),
+                                 mem_addr.eq(size.vf - 1)]
+                    m.next = "FETCH"
             with m.State("DECODE"):         # the decoder's first stage
                 m.next = "DIVIDE" if self._decode_stages == 3 else "DECODE2"
             if self._decode_stages == 3:
@@ -394,11 +616,80 @@ class SriovEndpoint(wiring.Component):
                 m.d.sync += state.eq(vf_rw.r_data)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                m.next = "COMPLETE"
+                with m.If(user_hit & ~size_op & ((target == Target.PF) |
+                                                 (target == Target.VF))):
+                    m.d.sync += timeout.eq(p.user_cfg_timeout)
+                    m.next = "USER_REQ"
+                with m.Elif((req.write & has_msix) | size_op):
+                    m.next = "NOTIFY"
+                with m.Else():
+                    m.next = "COMPLETE"
+            with m.State("USER_REQ"):
+                with m.If((req.write & ~user_be.any()) | (~req.write & ~to_user)):
+                    m.next = "NOTIFY" if msix is not None else "COMPLETE"
+                with m.Else():
+                    m.d.comb += self.ucfg_req.valid.eq(1)
+                    m.d.sync += timeout.eq(timeout - 1)
+                    with m.If(self.ucfg_req.ready):
+                        m.next = "USER_WAIT"
+                    with m.Elif(timeout == 0):
+                        m.next = "USER_DONE"
+            with m.State("USER_WAIT"):
+                m.d.comb += self.ucfg_res.ready.eq(1)
+                m.d.sync += timeout.eq(timeout - 1)
+                with m.If(self.ucfg_res.valid & (self.ucfg_res.payload.tag == user_tag)):
+                    with m.If(~req.write):
+                        m.d.sync += cpl.data.eq((cpl.data & to_user_mask) |
+                                                (self.ucfg_res.payload.data & ~to_user_mask))
+                    m.next = "USER_DONE"
+                with m.Elif(timeout == 0):
+                    m.next = "USER_DONE"
+            with m.State("USER_DONE"):
+                m.d.sync += user_tag.eq(user_tag + 1)
+                m.next = "NOTIFY" if msix is not None else "COMPLETE"
+            with m.State("NOTIFY"):
+                if msix is None:
+                    m.next = "COMPLETE"
+                else:
+                    with m.If(~notify):
+                        m.next = "COMPLETE"
+                    with m.Elif(size_op):
+                        m.d.comb += [msix.table_size.valid.eq(size_ok_r),
+                                     msix.table_size.payload.vf.eq(vf),
+                                     msix.table_size.payload.size.eq(
+                                         (Mux(size_count == 0, p.vf_msix.vectors
+                                              if p.vf_msix else 1, size_count) - 1)[:11])]
+                        with m.If(~size_ok_r | msix.table_size.ready):
+                            m.next = "COMPLETE"
+                    with m.Elif(vf_reset_r | pf_reset_r):
+                        m.d.comb += [msix.reset_fn.valid.eq(1),
+                                     msix.reset_fn.payload.function.eq(fn_number)]
+                        with m.If(msix.reset_fn.ready):
+                            m.next = "RESTORE_SIZE" if size_key is not None else "COMPLETE"
+                    with m.Else():
+                        m.d.comb += msix.ctrl.valid.eq(1)
+                        with m.If(msix.ctrl.ready):
+                            m.next = "COMPLETE"
+            if msix is not None and size_key is not None:
+                with m.State("RESTORE_SIZE"):   # a VF reset keeps the VF's Table Size
+                    with m.If(target != Target.VF):
+                        m.next = "COMPLETE"
+                    with m.Else():
+                        m.d.comb += [msix.table_size.valid.eq(1),
+                                     msix.table_size.payload.vf.eq(vf),
+                                     msix.table_size.payload.size.eq(
+                                         getattr(state, size_key) ^ (p.vf_msix.vectors - 1))]
+                        with m.If(msix.table_size.ready):
+                            m.next = "COMPLETE"
             with m.State("COMPLETE"):
-                m.d.comb += self.cfg_cpl.valid.eq(1)
-                with m.If(self.cfg_cpl.ready):
+                with m.If(size_op):
+                    m.d.comb += [self.vf_msix_size_done.valid.eq(1),
+                                 self.vf_msix_size_done.ok.eq(size_ok_r)]
                     m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += self.cfg_cpl.valid.eq(1)
+                    with m.If(self.cfg_cpl.ready):
+                        m.next = "IDLE"
         m.d.comb += self.cfg_cpl.payload.eq(cpl)
 
         m.d.comb += [
@@ -409,126 +700,43 @@ class SriovEndpoint(wiring.Component):
             decoder.num_vfs.eq(sriov.num_vfs),
         ]
 
-        reg = req.reg
-        hdr_hit, hdr_addr = _window(m, reg, 0, 16, "header")
-        pcie_hit, pcie_addr = _window(m, reg, PCIE_CAP_OFFSET // 4, 15, "pcie")
-        ari_hit, ari_addr = _window(m, reg, p.ari_cap_offset // 4, 2, "ari")
-        sriov_hit, sriov_addr = _window(m, reg, p.sriov_cap_offset // 4, 16, "sriov")
-        vari_hit, vari_addr = _window(m, reg, VF_ARI_CAP_OFFSET // 4, 2, "vf_ari")
-
-        def at_execute(cond, name):
-            """A flip-flop high in the execute cycle exactly when ``cond`` (known by LOAD2)."""
-            strobe = Signal(name=name)
-            m.d.sync += strobe.eq(load2 & cond)
-            return strobe
-
-        pf_wr    = req.write & (target == Target.PF)
-        vf_wr    = req.write & (target == Target.VF)
-        m.d.sync += exec_.eq(load2)
-        m.d.comb += decoder.capture.eq(at_execute(pf_wr & ~req.type1, "capture_we"))
-        hdr_we   = at_execute(pf_wr & hdr_hit, "header_we")
-        pcie_we  = at_execute(pf_wr & pcie_hit, "pcie_we")
-        ari_we   = at_execute(pf_wr & ari_hit, "ari_we")
-        sriov_we = at_execute(pf_wr & sriov_hit, "sriov_we")
-        vhdr_we  = at_execute(vf_wr & hdr_hit, "vf_header_we")
-        vpcie_we = at_execute(vf_wr & pcie_hit, "vf_pcie_we")
-        vf_exec_wr = at_execute(vf_wr, "vf_exec_wr")
-
-        # -- PF configuration space --------------------------------------------------------------
-
-        hdr_data, pcie_data, ari_data = Signal(32), Signal(32), Signal(32)
-        header.read(m, hdr_addr, hdr_data)
-        pcie.read(m, pcie_addr, pcie_data)
-        ari.read(m, ari_addr, ari_data)
-        header.write(m, hdr_addr, hdr_we, req.be, req.data)
-        pcie.write(m, pcie_addr, pcie_we, req.be, req.data)
-        ari.write(m, ari_addr, ari_we, req.be, req.data)
-        m.d.comb += [
-            sriov.cfg.addr.eq(sriov_addr),
-            sriov.cfg.w_en.eq(sriov_we),
-            sriov.cfg.w_be.eq(req.be),
-            sriov.cfg.w_data.eq(req.data),
-        ]
-
-        pf_data = Signal(32)
-        with m.If(hdr_hit):
-            m.d.comb += pf_data.eq(hdr_data)
-        with m.Elif(pcie_hit):
-            m.d.comb += pf_data.eq(pcie_data)
-        with m.Elif(ari_hit):
-            m.d.comb += pf_data.eq(ari_data)
-        with m.Elif(sriov_hit):
-            m.d.comb += pf_data.eq(sriov.cfg.r_data)
-
-        # Initiate FLR: the write completes, then the whole PF (and every VF) is reset.
-        flr_w, flr_value = pcie.write_of("device_control.initiate_flr")
-        m.d.comb += pf_flr.eq(flr_w & flr_value)
-        header.reset(m, pf_flr)
-        pcie.reset(m, pf_flr)
-        m.d.comb += sriov.reset.eq(pf_flr)
-
-        # -- VF configuration space --------------------------------------------------------------
-        # The state of the addressed VF is read while fetching and used while executing.
-        vf_hdr.drive("command.bus_master_enable", state.bus_master_enable)
-        vf_pcie.drive("device_control.relaxed_ordering", ~state.relaxed_ordering_disable)
-        vf_pcie.drive("device_control.no_snoop", ~state.no_snoop_disable)
-        vf_pcie.drive("device_control.initiate_flr", Const(0, 1))
-
-        vhdr_hit, vhdr_addr = hdr_hit, hdr_addr         # same layout as the PF's
-        vpcie_hit, vpcie_addr = pcie_hit, pcie_addr
-        vhdr_data, vpcie_data, vari_data = Signal(32), Signal(32), Signal(32)
-        vf_hdr.read(m, vhdr_addr, vhdr_data)
-        vf_pcie.read(m, vpcie_addr, vpcie_data)
-        vf_ari.read(m, vari_addr, vari_data)
-        vf_hdr.write(m, vhdr_addr, vhdr_we, req.be, req.data)
-        vf_pcie.write(m, vpcie_addr, vpcie_we, req.be, req.data)
-
-        vf_data = Signal(32)
-        with m.If(vhdr_hit):
-            m.d.comb += vf_data.eq(vhdr_data)
-        with m.Elif(vpcie_hit):
-            m.d.comb += vf_data.eq(vpcie_data)
-        with m.Elif(vari_hit):
-            m.d.comb += vf_data.eq(vari_data)
-
-        bme_w, bme_value = vf_hdr.write_of("command.bus_master_enable")
-        ro_w, ro_value = vf_pcie.write_of("device_control.relaxed_ordering")
-        ns_w, ns_value = vf_pcie.write_of("device_control.no_snoop")
-        vflr_w, vflr_value = vf_pcie.write_of("device_control.initiate_flr")
-        vf_flr = Signal()
-        m.d.comb += vf_flr.eq(vflr_w & vflr_value)
-        new_state = Signal(VfState)
-        m.d.comb += new_state.eq(state)
-        with m.If(bme_w):
-            m.d.comb += new_state.bus_master_enable.eq(bme_value)
-        with m.If(ro_w):
-            m.d.comb += new_state.relaxed_ordering_disable.eq(~ro_value)
-        with m.If(ns_w):
-            m.d.comb += new_state.no_snoop_disable.eq(~ns_value)
-        with m.If(vf_flr):
-            m.d.comb += new_state.eq(0)
-
-        # The new state is written back in the cycle after executing, from registers: the next
-        # request to read it comes several cycles later, and a sweep never overlaps a VF write.
-        write_back = Signal()
-        new_state_r = Signal(VfState)
-        m.d.sync += [write_back.eq(vf_exec_wr), new_state_r.eq(new_state)]
-        m.d.comb += [vf_rw.addr.eq(mem_addr),
-                     vf_rw.w_data.eq(Mux(sweep, 0, new_state_r)),
-                     vf_rw.w_en.eq(sweep | write_back)]
-        m.d.sync += [self.vf_flr.valid.eq(vf_flr), self.vf_flr.vf.eq(vf)]
-
-        # -- Completion --------------------------------------------------------------------------
-        with m.If(exec_):
-            with m.Switch(target):
-                with m.Case(Target.PF):
-                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(pf_data)]
-                with m.Case(Target.VF):
-                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(vf_data)]
-                with m.Default():
-                    m.d.sync += [cpl.status.eq(CompletionStatus.UR), cpl.data.eq(0)]
-            with m.If(req.write):
-                m.d.sync += cpl.data.eq(0)
+        if msix is not None:
+            # The control state the engine gets after a write (in NOTIFY, from registers).
+            ctrl = msix.ctrl.payload
+            pf_ctrl = [Const(0, 1)] * 3
+            if p.msix is not None:
+                mc = pf_banks["msix"]
+                pf_ctrl = [mc["message_control.msix_enable"], mc["message_control.function_mask"],
+                           header["command.bus_master_enable"]]
+            vf_ctrl = [Const(0, 1)] * 4
+            if p.vf_msix is not None:
+                def vf_value(structure, path):
+                    key = key_of[(structure, path)]
+                    f = next(f for k, _e, _r, f in state_fields if k == key)
+                    return getattr(new_state_r, key) ^ Const(f.reset, f.width)
+                vf_ctrl = [vf_value("msix", "message_control.msix_enable"),
+                           vf_value("msix", "message_control.function_mask"),
+                           vf_value("header", "command.bus_master_enable"),
+                           (vf_value("pm", "pmcsr.power_state") == D0) if ps_key is not None
+                           else Const(1, 1)]
+            is_vf = target == Target.VF
+            m.d.comb += [
+                ctrl.function.eq(fn_number),
+                ctrl.enable.eq(Mux(is_vf, vf_ctrl[0], pf_ctrl[0])),
+                ctrl.function_mask.eq(Mux(is_vf, vf_ctrl[1], pf_ctrl[1])),
+                ctrl.bme.eq(Mux(is_vf, vf_ctrl[2], pf_ctrl[2])),
+                ctrl.d0.eq(Mux(is_vf, vf_ctrl[3], pf_d0)),
+                msix.reset_all.eq(start_sweep),
+                msix.num_vfs.eq(sriov.num_vfs),
+                msix.vf_enable.eq(sriov.vf_enable),
+                self.irq_dropped.eq(msix.irq_dropped),
+            ]
+            wiring.connect(m, wiring.flipped(self.irq), msix.irq)
+            wiring.connect(m, msix.msg, wiring.flipped(self.msg))
+        else:
+            # Without MSI-X every interrupt request is dropped.
+            m.d.comb += [self.irq.ready.eq(1),
+                         self.irq_dropped.eq(self.irq.valid)]
 
         # -- Memory requests: decoded against the PF's and the VFs' BARs ----------------------
         pf_bars = Signal(data.ArrayLayout(PfBarState, len(p.pf_bars)))
@@ -540,18 +748,20 @@ class SriovEndpoint(wiring.Component):
         for n, bar in enumerate(p.vf_bars):
             m.d.comb += self.vf_bars[bar.index].eq(sriov.vf_bars[n])
         wiring.connect(m, wiring.flipped(self.mem_req), bar_decoder.req)
-        wiring.connect(m, bar_decoder.res, wiring.flipped(self.mem_res))
         m.d.comb += [
             bar_decoder.vf_enable.eq(sriov.vf_enable),
             bar_decoder.vf_mse.eq(sriov.vf_mse),
             bar_decoder.num_vfs.eq(sriov.num_vfs),
             bar_decoder.vf_bars.eq(sriov.vf_bars),
-            bar_decoder.pf_mse.eq(header["command.memory_space_enable"]),
+            # A PF that is not in D0 claims nothing.
+            bar_decoder.pf_mse.eq(header["command.memory_space_enable"] & pf_d0),
             bar_decoder.pf_bars.eq(pf_bars),
         ]
+        self._route_memory(m, bar_decoder.res, vf_mem, ps_key is not None)
 
         # -- User-facing state ---------------------------------------------------------------
         # The query's memory index is registered first: no adder in front of the memory.
+        bme_rd = vf_mem.bme
         bme_idx = Signal(range(depth))
         bme_ok = [Signal(name=f"bme_ok{n}") for n in range(3)]
         m.d.sync += [
@@ -568,7 +778,8 @@ class SriovEndpoint(wiring.Component):
             self.bus.eq(decoder.bus),
             self.pf_memory_space_enable.eq(header["command.memory_space_enable"]),
             self.pf_bus_master_enable.eq(header["command.bus_master_enable"]),
-            self.pf_flr.eq(pf_flr),
+            self.pf_power_state.eq(pf_power),
+            self.pf_flr.eq(pf_reset),
             self.vf_enable.eq(sriov.vf_enable),
             self.vf_mse.eq(sriov.vf_mse),
             self.ari_capable_hierarchy.eq(sriov.ari_capable_hierarchy),
@@ -578,3 +789,83 @@ class SriovEndpoint(wiring.Component):
             self.vf_reset_busy.eq(sweep),
         ]
         return m
+
+    def _route_memory(self, m, decoded, vf_mem, vf_pm):
+        """After the BAR decoder: drop claims of VFs not in D0, and serve MSI-X table and PBA
+        accesses from the MSI-X engine. One request at a time."""
+        p = self._params
+        msix = self.msix
+        r = Signal.like(decoded.payload)
+        out = self.mem_res
+        m.d.comb += out.payload.eq(r)
+
+        def msix_region(mx, is_vf):
+            """(table hit, PBA hit, offset inside) for the request held in ``r``."""
+            if mx is None:
+                return Const(0, 1), Const(0, 1), Const(0, 16)
+            fn = r.is_vf if is_vf else ~r.is_vf
+            in_table = fn & (r.bar == mx.table_bar) & (r.offset >= mx.table_offset) & \
+                (r.offset < mx.table_offset + mx.table_bytes)
+            in_pba = fn & (r.bar == mx.pba_bar) & (r.offset >= mx.pba_offset) & \
+                (r.offset < mx.pba_offset + mx.pba_bytes)
+            offset = Mux(in_table, r.offset - mx.table_offset, r.offset - mx.pba_offset)
+            return in_table, in_pba, offset[:16]
+
+        pf_t, pf_p, pf_o = msix_region(p.msix, False)
+        vf_t, vf_p, vf_o = msix_region(p.vf_msix, True)
+        table_hit = Signal()
+        pba_hit = Signal()
+        tbl_offset = Signal(16)
+        m.d.comb += [table_hit.eq(r.claimed & (pf_t | vf_t)),
+                     pba_hit.eq(r.claimed & (pf_p | vf_p)),
+                     tbl_offset.eq(Mux(r.is_vf, vf_o, pf_o))]
+
+        with m.FSM(name="mem"):
+            with m.State("IDLE"):
+                m.d.comb += decoded.ready.eq(1)
+                with m.If(decoded.valid):
+                    m.d.sync += r.eq(decoded.payload)
+                    m.next = "QUERY" if vf_pm else "CHECK"
+            if vf_pm:
+                q = vf_mem.pm
+                with m.State("QUERY"):
+                    m.d.comb += q.addr.eq(r.vf - 1)
+                    m.next = "QUERY2"
+                with m.State("QUERY2"):
+                    m.d.comb += q.addr.eq(r.vf - 1)
+                    m.next = "QUERY3"
+                with m.State("QUERY3"):
+                    # D0 is stored as 0 (the reset value); anything else claims nothing.
+                    m.d.comb += q.addr.eq(r.vf - 1)
+                    with m.If(r.is_vf & q.data.any()):
+                        m.d.sync += r.claimed.eq(0)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(table_hit | pba_hit):
+                    m.next = "TABLE"
+                with m.Else():
+                    m.d.comb += out.valid.eq(1)
+                    with m.If(out.ready):
+                        m.next = "IDLE"
+            if msix is not None:
+                with m.State("TABLE"):
+                    t = msix.tbl_req
+                    m.d.comb += [t.valid.eq(1),
+                                 t.payload.function.eq(Mux(r.is_vf, r.vf, 0)),
+                                 t.payload.pba.eq(pba_hit),
+                                 t.payload.offset.eq(tbl_offset),
+                                 t.payload.write.eq(r.write),
+                                 t.payload.data.eq(r.data),
+                                 t.payload.be.eq(r.be)]
+                    with m.If(t.ready):
+                        m.next = "TABLE_WAIT"
+                with m.State("TABLE_WAIT"):
+                    m.d.comb += msix.tbl_res.ready.eq(1)
+                    with m.If(msix.tbl_res.valid):
+                        m.d.sync += [r.claimed.eq(0), r.internal.eq(1)]
+                        with m.If(~r.write):
+                            m.d.sync += r.data.eq(msix.tbl_res.payload.data)
+                        m.next = "CHECK"
+            else:
+                with m.State("TABLE"):
+                    m.next = "CHECK"

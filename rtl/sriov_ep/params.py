@@ -10,8 +10,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 __all__ = [
-    "ParamError", "Bar", "EndpointParams", "parse_bdf", "format_bdf", "load_params",
-    "MANDATORY_PAGE_SIZES",
+    "ParamError", "Bar", "PmParams", "MsixParams", "UserCap", "EndpointParams", "parse_bdf",
+    "format_bdf", "load_params", "MANDATORY_PAGE_SIZES", "MAX_MSIX_VECTORS",
 ]
 
 
@@ -148,6 +148,171 @@ def _check_bars(name, bars):
         raise ParamError(name, "BARs must be listed in ascending slot order")
 
 
+#: Most MSI-X vectors a function may have here: a function's Pending Bit Array is one QWORD.
+MAX_MSIX_VECTORS = 64
+
+
+@dataclass(frozen=True)
+class PmParams:
+    """A Power Management capability (PCI Bus Power Management Interface 1.2, version 3).
+
+    Parameters
+    ----------
+    d1, d2 : bool
+        D1 / D2 supported (PowerState then accepts them too).
+    no_soft_reset : bool
+        No_Soft_Reset: going from D3hot to D0 keeps the function's state. When 0 (the default),
+        D3hot to D0 resets the function (for the PF: as a PF FLR).
+    offset : int or None
+        Fixed offset in configuration space, or ``None`` to place it after the PCI Express
+        capability.
+    """
+    d1:            bool = False
+    d2:            bool = False
+    no_soft_reset: bool = False
+    offset:        int | None = None
+
+    def check(self, name):
+        for key in ("d1", "d2", "no_soft_reset"):
+            _check_bool(f"{name}.{key}", getattr(self, key))
+        if self.offset is not None:
+            _check_int(f"{name}.offset", self.offset, 0x40, 0xf8)
+
+
+@dataclass(frozen=True)
+class MsixParams:
+    """An MSI-X capability: vector count and where its table and PBA sit.
+
+    Parameters
+    ----------
+    vectors : int
+        Table Size after reset (the count N; the field reads N-1).
+    table_bar, pba_bar : int
+        BAR slot (BIR) of the table and of the Pending Bit Array: a PF BAR for the PF's
+        capability, a VF BAR for the VFs' (each VF's table sits in its own aperture).
+    table_offset, pba_offset : int
+        Byte offsets inside that BAR (aperture), QWORD-aligned.
+    max_vectors : int or None
+        VFs only: the most vectors the per-VF Table Size port may set (space reserved per VF);
+        defaults to ``vectors``.
+    offset : int or None
+        Fixed offset of the capability in configuration space, or ``None``.
+    """
+    vectors:      int
+    table_bar:    int
+    table_offset: int
+    pba_bar:      int
+    pba_offset:   int
+    max_vectors:  int | None = None
+    offset:       int | None = None
+
+    def __post_init__(self):
+        if self.max_vectors is None:
+            object.__setattr__(self, "max_vectors", self.vectors)
+
+    @property
+    def table_bytes(self):
+        """Bytes reserved for the table: 16 per vector, for ``max_vectors`` vectors."""
+        return 16 * self.max_vectors
+
+    @property
+    def pba_bytes(self):
+        """Bytes of the Pending Bit Array: one QWORD per 64 vectors."""
+        return 8 * -(-self.max_vectors // 64)
+
+    def check(self, name, bars, *, vf):
+        _check_int(f"{name}.vectors", self.vectors, 1, MAX_MSIX_VECTORS)
+        _check_int(f"{name}.max_vectors", self.max_vectors, 1, MAX_MSIX_VECTORS)
+        if not vf and self.max_vectors != self.vectors:
+            raise ParamError(f"{name}.max_vectors", "only the VFs' Table Size can change; the "
+                                                    "PF's max_vectors must equal vectors")
+        if self.vectors > self.max_vectors:
+            raise ParamError(f"{name}.vectors", f"must not exceed max_vectors "
+                                                f"({self.max_vectors})")
+        if self.offset is not None:
+            _check_int(f"{name}.offset", self.offset, 0x40, 0xf4)
+        kind = "VF BAR" if vf else "BAR"
+        by_slot = {bar.index: bar for bar in bars}
+        spans = []
+        for what, bar_name, off_name, size in (
+                ("table", "table_bar", "table_offset", self.table_bytes),
+                ("PBA", "pba_bar", "pba_offset", self.pba_bytes)):
+            slot, offset = getattr(self, bar_name), getattr(self, off_name)
+            _check_int(f"{name}.{bar_name}", slot, 0, 5)
+            _check_int(f"{name}.{off_name}", offset, 0, 0xffff_fff8)
+            bar = by_slot.get(slot)
+            if bar is None:
+                raise ParamError(f"{name}.{bar_name}",
+                                 f"no {kind} has its (low) slot at {slot}; the {what} must sit "
+                                 f"in an implemented {kind}")
+            if offset % 8:
+                raise ParamError(f"{name}.{off_name}",
+                                 f"must be QWORD-aligned (got {offset:#x})")
+            if offset + size > bar.size:
+                raise ParamError(f"{name}.{off_name}",
+                                 f"the {what} ({size:#x} bytes at {offset:#x}) does not fit in "
+                                 f"{kind}{slot} ({bar.size:#x} bytes)")
+            spans.append((slot, offset, offset + size))
+        (s1, a1, b1), (s2, a2, b2) = spans
+        if s1 == s2 and a1 < b2 and a2 < b1:
+            raise ParamError(f"{name}.pba_offset",
+                             f"the PBA ({a2:#x}..{b2 - 1:#x}) overlaps the table "
+                             f"({a1:#x}..{b1 - 1:#x}) in {kind}{s1}")
+
+
+@dataclass(frozen=True)
+class UserCap:
+    """Configuration space the user's logic owns (served through ``SriovEndpoint.ucfg``).
+
+    Parameters
+    ----------
+    name : str
+        Its name in register maps and messages (letters, digits, ``_``).
+    kind : str
+        ``"legacy"`` (a capability in 0x40..0xFF with an 8-bit ID), ``"extended"`` (from 0x100,
+        16-bit ID and a version) or ``"range"`` (an unlinked range, fixed ``offset`` required).
+        For capabilities the endpoint answers the header itself (ID, version, next pointer) and
+        passes everything else, the rest of the first dword of a legacy capability included, to
+        the user.
+    cap_id : int
+        Capability ID.
+    version : int
+        Capability Version (extended only).
+    size : int
+        Bytes, a multiple of 4, header included.
+    offset : int or None
+        Fixed offset, or ``None`` to be placed after the structures before it.
+    """
+    name:    str
+    kind:    str
+    size:    int
+    cap_id:  int = 0
+    version: int = 1
+    offset:  int | None = None
+
+    def check(self, name):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                              self.name):
+            raise ParamError(f"{name}.name", f"must be a name of letters, digits and _ "
+                                             f"(got {self.name!r})")
+        if self.kind not in ("legacy", "extended", "range"):
+            raise ParamError(f"{name}.kind", f"must be legacy, extended or range "
+                                             f"(got {self.kind!r})")
+        limit = {"legacy": 0xc0, "extended": 0xf00, "range": 0xfc0}[self.kind]
+        _check_int(f"{name}.size", self.size, 4, limit)
+        if self.size % 4:
+            raise ParamError(f"{name}.size", f"must be a multiple of 4 bytes (got {self.size})")
+        if self.kind == "legacy":
+            _check_int(f"{name}.id", self.cap_id, 0, 0xff)
+        elif self.kind == "extended":
+            _check_int(f"{name}.id", self.cap_id, 0, 0xffff)
+            _check_int(f"{name}.version", self.version, 0, 0xf)
+        if self.offset is not None:
+            _check_int(f"{name}.offset", self.offset, 0x40, 0xffc)
+        elif self.kind == "range":
+            raise ParamError(f"{name}.offset", "a range needs a fixed offset")
+
+
 @dataclass(frozen=True)
 class EndpointParams:
     """Every parameter of one SR-IOV endpoint (a single PF and its VFs).
@@ -184,6 +349,24 @@ class EndpointParams:
     vf_10bit_tag_requester_supported: bool = False
     vf_bars:             tuple = ()
 
+    # -- Capabilities composed into the PF's and the VFs' chains ------------------------------
+    #: PF Power Management capability (every PCI Express function has one; ``None`` leaves it
+    #: out, for comparing with devices that lack it).
+    pm:                  PmParams | None = PmParams()
+    #: PF MSI-X capability, or ``None``.
+    msix:                MsixParams | None = None
+    #: Configuration space of the PF that the user's logic owns.
+    user_caps:           tuple = ()
+    #: VF Power Management capability, or ``None``.
+    vf_pm:               PmParams | None = None
+    #: VF MSI-X capability (table and PBA in a VF BAR), or ``None``.
+    vf_msix:             MsixParams | None = None
+    #: Configuration space of every VF that the user's logic owns.
+    vf_user_caps:        tuple = ()
+    #: Clock cycles a user configuration window may take to answer before the endpoint
+    #: completes the request itself (reads 0, writes dropped).
+    user_cfg_timeout:    int = 1024
+
     # -- Implementation -------------------------------------------------------------------
     #: Clock frequency the design is constrained for, in MHz.
     clock_mhz:           float = 125.0
@@ -193,7 +376,7 @@ class EndpointParams:
             object.__setattr__(self, "initial_vfs", self.total_vfs)
         if self.function_dependency_link is None and isinstance(self.pf_rid, int):
             object.__setattr__(self, "function_dependency_link", self.pf_rid & 0xff)
-        for name in ("pf_bars", "vf_bars"):
+        for name in ("pf_bars", "vf_bars", "user_caps", "vf_user_caps"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         self._check()
@@ -284,10 +467,47 @@ class EndpointParams:
                                  f"{span:#x} does not fit a {'64' if bar.is_64bit else '32'}-bit "
                                  f"address space")
 
+        self._check_capabilities()
+
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
                 or not 1 <= self.clock_mhz <= 1000:
             raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000 "
                                           f"(got {self.clock_mhz!r})")
+
+    def _check_capabilities(self):
+        for name, value, cls in (("pf.pm", self.pm, PmParams), ("sriov.vf_pm", self.vf_pm,
+                                                               PmParams),
+                                 ("pf.msix", self.msix, MsixParams),
+                                 ("sriov.vf_msix", self.vf_msix, MsixParams)):
+            if value is not None and not isinstance(value, cls):
+                raise ParamError(name, f"must be a {cls.__name__} or None, not {value!r}")
+        if self.pm is not None:
+            self.pm.check("pf.pm")
+        if self.vf_pm is not None:
+            self.vf_pm.check("sriov.vf_pm")
+        if self.msix is not None:
+            self.msix.check("pf.msix", self.pf_bars, vf=False)
+        if self.vf_msix is not None:
+            self.vf_msix.check("sriov.vf_msix", self.vf_bars, vf=True)
+        for attr, toml in (("user_caps", "pf.capability"),
+                           ("vf_user_caps", "sriov.vf_capability")):
+            caps = getattr(self, attr)
+            if not isinstance(caps, tuple):
+                raise ParamError(toml, "must be a tuple of UserCap")
+            for n, cap in enumerate(caps):
+                if not isinstance(cap, UserCap):
+                    raise ParamError(f"{toml}[{n}]", f"must be a UserCap, not {cap!r}")
+                cap.check(f"{toml}[{n}]")
+        _check_int("user_cfg_timeout", self.user_cfg_timeout, 1, 1 << 20)
+        # Placement: computed here so that a refused layout is refused at construction.
+        from .caps import pf_structures, vf_structures
+        from .caps.chain import PlacementError, place
+        for which, structures in (("pf", pf_structures(self)), ("vf", vf_structures(self))):
+            try:
+                place(structures)
+            except PlacementError as exc:
+                raise ParamError(_structure_field(self, which, exc.name),
+                                 f"{exc.name} capability: {exc.rule}") from None
 
     # -- Derived values -------------------------------------------------------------------
     def first_vf_offset(self, ari):
@@ -319,6 +539,22 @@ class EndpointParams:
             values["function_dependency_link"] = None
         values.update(changes)
         return EndpointParams(**values)
+
+
+def _structure_field(params, which, name):
+    """The TOML field that places structure ``name`` of the PF's or the VFs' chain."""
+    fixed = {"pf": {"pcie": "pf", "pm": "pf.pm.offset", "msix": "pf.msix.offset",
+                    "ari": "sriov.ari_cap_offset", "sriov": "sriov.cap_offset"},
+             "vf": {"pcie": "sriov", "pm": "sriov.vf_pm.offset",
+                    "msix": "sriov.vf_msix.offset", "ari": "sriov"}}[which]
+    if name in fixed:
+        return fixed[name]
+    caps = params.user_caps if which == "pf" else params.vf_user_caps
+    toml = "pf.capability" if which == "pf" else "sriov.vf_capability"
+    for n, cap in enumerate(caps):
+        if cap.name == name:
+            return f"{toml}[{n}]"
+    return toml
 
 
 # -- TOML ---------------------------------------------------------------------------------
@@ -380,15 +616,71 @@ def _mode_pair(name, value):
     return value["ari"], value["non_ari"]
 
 
+def _table(name, value, keys):
+    if not isinstance(value, dict):
+        raise ParamError(name, "must be a table")
+    unknown = set(value) - set(keys)
+    if unknown:
+        raise ParamError(f"{name}.{sorted(unknown)[0]}",
+                         f"unknown key (expected {', '.join(keys)})")
+    return value
+
+
+def _parse_pm(name, value):
+    if value is False:
+        return None
+    if value is True:
+        return PmParams()
+    value = _table(name, value, ("d1", "d2", "no_soft_reset", "offset"))
+    return PmParams(**value)
+
+
+def _parse_msix(name, value):
+    if value is False:
+        return None
+    value = _table(name, value, ("vectors", "max_vectors", "table", "pba", "offset"))
+    for key in ("vectors", "table", "pba"):
+        if key not in value:
+            raise ParamError(f"{name}.{key}", "is required")
+    kwargs = {"vectors": value["vectors"], "max_vectors": value.get("max_vectors"),
+              "offset": value.get("offset")}
+    for key in ("table", "pba"):
+        where = _table(f"{name}.{key}", value[key], ("bar", "offset"))
+        for sub in ("bar", "offset"):
+            if sub not in where:
+                raise ParamError(f"{name}.{key}.{sub}", "is required, e.g. "
+                                                        "{ bar = 3, offset = 0x2000 }")
+        kwargs[f"{key}_bar"], kwargs[f"{key}_offset"] = where["bar"], where["offset"]
+    return MsixParams(**kwargs)
+
+
+def _parse_user_caps(name, items):
+    if not isinstance(items, list):
+        raise ParamError(name, "must be an array of tables ([[...]])")
+    caps = []
+    for n, item in enumerate(items):
+        item = _table(f"{name}[{n}]", item, ("name", "kind", "id", "version", "size", "offset"))
+        for key in ("name", "kind", "size"):
+            if key not in item:
+                raise ParamError(f"{name}[{n}].{key}", "is required")
+        caps.append(UserCap(name=item["name"], kind=item["kind"],
+                            size=_parse_size(f"{name}[{n}].size", item["size"]),
+                            cap_id=item.get("id", 0), version=item.get("version", 1),
+                            offset=item.get("offset")))
+    return tuple(caps)
+
+
 def params_from_dict(doc):
     """Build :class:`EndpointParams` from a parsed TOML document."""
     kwargs = {}
-    unknown = set(doc) - {"pf", "sriov", "clock_mhz", "name", "description"}
+    unknown = set(doc) - {"pf", "sriov", "clock_mhz", "name", "description",
+                          "user_cfg_timeout"}
     if unknown:
         raise ParamError(sorted(unknown)[0], "unknown top-level key (expected pf, sriov, "
-                                             "clock_mhz, name, description)")
-    if "clock_mhz" in doc:
-        kwargs["clock_mhz"] = doc["clock_mhz"]
+                                             "clock_mhz, user_cfg_timeout, name, description)")
+    for key in ("clock_mhz", "user_cfg_timeout"):
+        if key in doc:
+            kwargs[key] = doc[key]
     pf = doc.get("pf", {})
     if not isinstance(pf, dict):
         raise ParamError("pf", "must be a table")
@@ -404,6 +696,12 @@ def params_from_dict(doc):
                 raise ParamError("pf.address", f"must be a string \"BB:DD.F\" (got {value!r})")
         elif key == "bar":
             kwargs["pf_bars"] = _parse_bars("pf.bar", value)
+        elif key == "pm":
+            kwargs["pm"] = _parse_pm("pf.pm", value)
+        elif key == "msix":
+            kwargs["msix"] = _parse_msix("pf.msix", value)
+        elif key == "capability":
+            kwargs["user_caps"] = _parse_user_caps("pf.capability", value)
         else:
             raise ParamError(f"pf.{key}", "unknown key")
     sriov = doc.get("sriov")
@@ -420,6 +718,12 @@ def params_from_dict(doc):
                 _mode_pair("sriov.vf_stride", value)
         elif key == "vf_bar":
             kwargs["vf_bars"] = _parse_bars("sriov.vf_bar", value)
+        elif key == "vf_pm":
+            kwargs["vf_pm"] = _parse_pm("sriov.vf_pm", value)
+        elif key == "vf_msix":
+            kwargs["vf_msix"] = _parse_msix("sriov.vf_msix", value)
+        elif key == "vf_capability":
+            kwargs["vf_user_caps"] = _parse_user_caps("sriov.vf_capability", value)
         else:
             raise ParamError(f"sriov.{key}", "unknown key")
     return EndpointParams(**kwargs)

@@ -64,6 +64,13 @@ class Field:
         The owner of the bank applies writes to this field itself.
     desc : str
         One line for the register map.
+    per_vf : bool
+        In a VF's structure: the field is state of each VF, held in the VF state memory (the
+        endpoint packs every such field of the VF chain into one memory entry per VF) rather
+        than in the bank.
+    values : tuple or None
+        The values a write may set; a write of any other value leaves the field unchanged
+        (e.g. PowerState, which ignores unsupported states).
     """
     name:   str
     lsb:    int
@@ -72,6 +79,8 @@ class Field:
     reset:  int = 0
     custom: bool = False
     desc:   str = ""
+    per_vf: bool = False
+    values: tuple | None = None
 
     @property
     def mask(self):
@@ -221,10 +230,12 @@ class RegisterBank:
         self._storage = {}
         self._live    = {}
         self._writes  = {}
-        self._external = set(external)
+        # Per-VF fields are held by the owner (in the VF state memory) like external ones.
+        self._external = set(external) | {f"{reg.name}.{f.name}" for reg in regmap.registers
+                                          for f in reg.fields if f.per_vf and f.access.stored}
         for path in self._external:
             reg, f = self._field(path)
-            if not (f.access.stored and f.custom):
+            if not (f.access.stored and (f.custom or f.per_vf)):
                 raise ValueError(f"{path}: only custom RW/RW1C fields can be held externally")
         for reg in regmap.registers:
             for f in reg.fields:
@@ -313,6 +324,14 @@ class RegisterBank:
                     merged = (old & ~mask) | (new & mask)
                 else:
                     merged = old & ~(new & mask)
+                if f.values is not None:
+                    merged_sig = Signal(f.width, name=f"{self._name}_{reg.name}_{f.name}_new")
+                    m.d.comb += merged_sig.eq(merged)
+                    allowed = Signal(name=f"{self._name}_{reg.name}_{f.name}_allowed")
+                    m.d.comb += allowed.eq(_any_equal(merged_sig, f.values))
+                    hit_all = Signal(name=f"{self._name}_{reg.name}_{f.name}_wv")
+                    m.d.comb += hit_all.eq(hit & allowed)
+                    hit, merged = hit_all, merged_sig
                 self._writes[path] = hit, merged
                 if not f.custom and path in self._storage:
                     with m.If(hit):
@@ -345,6 +364,13 @@ class RegisterBank:
                     if path in self._storage:
                         m.d.sync += self._storage[path].eq(f.reset)
 
+
+
+def _any_equal(value, constants):
+    result = Const(0, 1)
+    for c in constants:
+        result = result | (value == c)
+    return result
 
 
 class RegisterPort(wiring.Signature):

@@ -10,7 +10,25 @@ Layers, bottom up:
   beyond it) requests, records a transcript, and hands out per-function :class:`ConfigSpace`
   objects for 1/2/4-byte accesses;
 * :class:`LinuxHost` enumerates the PF as Linux does, assigns BARs, and drives
-  :class:`LinuxSriovDriver` (enable, disable, restore) and the VF walk.
+  :class:`LinuxSriovDriver` (enable, disable, restore) and the VF walk; it also sets up MSI-X
+  (msix_capability_init), and suspends and resumes every function (pci_save_state, D3hot,
+  pci_power_up, pci_restore_state).
+
+Besides the config port, two more drivers (each with a model-backed implementation here, and a
+checked one comparing a design with the model):
+
+* a *memory port*: ``async decode(addr, write)`` (which function and BAR an address reaches) and
+  ``async access(addr, write, data=0, be=0xFF)``, one request on the aligned QWORD containing
+  ``addr`` (``data``/``be``: byte ``i`` at bits ``8i+7:8i`` / bit ``i``; a DWORD access uses
+  ``be`` 0x0F or 0xF0), returning a result with ``claimed`` (for the user's logic),
+  ``internal`` (answered by the endpoint: an MSI-X table or PBA access), ``is_vf``, ``vf``,
+  ``bar``, ``offset`` and ``data`` (an internal read's QWORD): :class:`ModelMemoryPort`,
+  :class:`MemoryPort`;
+* an *interrupt port*: ``async interrupt(function, vector)`` -> ``"sent"``, ``"pending"`` or
+  ``"dropped"``; ``messages()`` -> the ``(function, address, data)`` MSI-X messages delivered
+  since the last call (an interrupt, or a config or table write that unmasked a pending vector);
+  ``async vf_msix_count(vf, count)`` -> bool: :class:`ModelInterruptPort`,
+  :class:`InterruptPort`. Function 0 is the PF, n is VF n.
 """
 
 from dataclasses import dataclass, field
@@ -24,7 +42,9 @@ from .linux import LinuxSriovDriver
 __all__ = ["Completion", "stream_transaction", "EndpointDriver", "ModelEndpointPort",
            "Scoreboard", "RootPort",
            "MemDecodeResult", "decode_result", "MemoryDriver", "MemTransaction", "BarMemories",
-           "MemoryPort",
+           "MemoryPort", "MemAccessResult", "ModelMemoryPort",
+           "ModelInterruptPort", "InterruptPort", "MsixTransaction", "MsiMessage",
+           "MsixVector", "MsixFunction", "SavedState",
            "Transaction", "LinuxHost", "HostError"]
 
 
@@ -226,12 +246,155 @@ class MemoryPort:
                            f"{_describe(got)}, model {_describe(expected)}")
         return got
 
+    @property
+    def has_access(self):
+        """The design's driver has ``access`` (serves MSI-X tables); else only ``decode``."""
+        return hasattr(self.dut, "access")
+
+    async def access(self, addr, write, data=0, be=0xFF):
+        """One request on the design and on the model (``model.memory``); the decode, and an
+        internal read's data, must agree."""
+        got = await self.dut.access(addr, write, data, be)
+        expected = MemAccessResult.of(self.model.memory(addr, bool(write), data, be))
+        self.compared += 1
+        if got.key(write=write) != expected.key(write=write):
+            raise Mismatch(f"memory {'write' if write else 'read'} at {addr:#018x} be {be:#04x}"
+                           f": design {_describe_access(got)}, model "
+                           f"{_describe_access(expected)}")
+        return got
+
+
+@dataclass(frozen=True)
+class MemAccessResult:
+    """What one memory request (``access``) did: the decode, and the data of an internal read.
+
+    ``claimed``: a BAR claimed it for the user's logic. ``internal``: the endpoint answered it
+    itself (MSI-X table or PBA); then ``claimed`` is False. ``vf`` is 0 for the PF. ``data``: an
+    internal read's aligned QWORD (byte ``i`` at bits ``8i+7:8i``), else 0.
+    """
+    claimed:  bool
+    internal: bool
+    is_vf:    bool
+    vf:       int
+    bar:      int
+    offset:   int
+    data:     int = 0
+    cycles:   int | None = None
+
+    @classmethod
+    def of(cls, res, cycles=None):
+        """From anything with the result's field names as attributes (a model result, a
+        ``mem_res`` payload)."""
+        return cls(bool(res.claimed), bool(res.internal), bool(res.is_vf), int(res.vf),
+                   int(res.bar), int(res.offset), int(res.data), cycles)
+
+    @property
+    def answered(self):
+        """Someone completes it: the user's logic or the endpoint (else: UR)."""
+        return self.claimed or self.internal
+
+    @property
+    def function(self):
+        """0 for the PF, n for VF n."""
+        return self.vf if self.is_vf else 0
+
+    def key(self, *, write):
+        """What a design and the model must agree on (the data of internal reads only)."""
+        if not self.answered:
+            return (False, False)
+        return (self.claimed, self.internal, self.function, self.bar, self.offset,
+                self.data if self.internal and not write else None)
+
+
+class ModelMemoryPort:
+    """The reference model behind the memory port calls (``model.decode_memory``,
+    ``model.memory``)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    async def decode(self, addr, write):
+        return MemDecodeResult(*self.model.decode_memory(addr))
+
+    async def access(self, addr, write, data=0, be=0xFF):
+        return MemAccessResult.of(self.model.memory(addr, bool(write), data, be))
+
+
+class ModelInterruptPort:
+    """The reference model behind the interrupt port: ``model.interrupt``,
+    ``model.messages`` (drained from where the last call left off) and
+    ``model.set_vf_msix_count``."""
+
+    def __init__(self, model):
+        self.model = model
+        self._seen = len(model.messages)
+
+    async def interrupt(self, function, vector):
+        return self.model.interrupt(function, vector)
+
+    def messages(self):
+        new = [tuple(m) for m in self.model.messages[self._seen:]]
+        self._seen += len(new)
+        return new
+
+    async def vf_msix_count(self, vf, count):
+        return bool(self.model.set_vf_msix_count(vf, count))
+
+
+class InterruptPort:
+    """Raise every interrupt on the design and the model; outcomes and delivered messages must
+    match (messages compared in order, each time both are drained)."""
+
+    def __init__(self, dut, model):
+        self.dut      = dut
+        self.model    = model
+        self.compared = 0
+
+    async def interrupt(self, function, vector):
+        got = await self.dut.interrupt(function, vector)
+        expected = await self.model.interrupt(function, vector)
+        self.compared += 1
+        if got != expected:
+            raise Mismatch(f"interrupt function {function} vector {vector}: design {got}, "
+                           f"model {expected}")
+        return got
+
+    def messages(self):
+        got, expected = self.dut.messages(), self.model.messages()
+        if got != expected:
+            raise Mismatch(f"MSI-X messages: design {_messages(got)}, model "
+                           f"{_messages(expected)}")
+        return got
+
+    async def vf_msix_count(self, vf, count):
+        got = await self.dut.vf_msix_count(vf, count)
+        expected = await self.model.vf_msix_count(vf, count)
+        self.compared += 1
+        if got != expected:
+            raise Mismatch(f"VF {vf} MSI-X Table Size {count}: design "
+                           f"{'accepted' if got else 'refused'}, model "
+                           f"{'accepted' if expected else 'refused'}")
+        return got
+
+
+def _messages(messages):
+    return "[" + ", ".join(f"(function {f}, {a:#x}, {d:#x})" for f, a, d in messages) + "]" \
+        if messages else "none"
+
 
 def _describe(result):
     if not result.claimed:
         return "not claimed"
     who = f"VF{result.function}" if result.function else "PF"
     return f"{who} BAR{result.bar} + {result.offset:#x}"
+
+
+def _describe_access(result):
+    if not result.answered:
+        return "not claimed"
+    who = f"VF{result.function}" if result.function else "PF"
+    what = f"internal, data {result.data:#018x}" if result.internal else "claimed"
+    return f"{who} BAR{result.bar} + {result.offset:#x} ({what})"
 
 
 class BarMemories:
@@ -263,21 +426,102 @@ class MemTransaction:
     bar:      int | None
     offset:   int | None
     step:     str = ""
+    #: Answered by the endpoint itself (an MSI-X table or PBA access), not the user's logic.
+    internal: bool = False
 
     def as_dict(self):
         return {"op": self.op, "addr": self.addr, "size": self.size, "status": self.status,
                 "value": self.value, "cycles": self.cycles, "function": self.function,
-                "bar": self.bar, "offset": self.offset, "step": self.step}
+                "bar": self.bar, "offset": self.offset, "step": self.step,
+                "internal": self.internal}
 
     def __str__(self):
         where = "-"
         if self.function is not None:
             who = f"VF{self.function}" if self.function else "PF"
-            where = f"{who} BAR{self.bar}+{self.offset:#x}"
+            where = f"{who} BAR{self.bar}+{self.offset:#x}" + (" MSI-X" if self.internal else "")
         return (f"{self.op} {self.addr:#018x} {self.size} {self.status} "
                 f"0x{self.value:0{2 * self.size}x} {where}"
                 + (f" {self.cycles} cycles" if self.cycles is not None else "")
                 + (f"  [{self.step}]" if self.step else ""))
+
+
+def _function_label(bdf, function):
+    if function is None:
+        return bdf
+    return f"{bdf} ({'PF' if function == 0 else f'VF {function}'})"
+
+
+def _message_text(addr, data, requester):
+    return f"MWr {addr:#018x} data {data:#010x} from {requester}"
+
+
+@dataclass
+class MsiMessage:
+    """An MSI-X message the endpoint delivered (after an interrupt, or when a config or table
+    write unmasked a pending vector)."""
+    function:  int          # 0 PF, n VF n
+    bdf:       str          # the function as the host knows it ("?" if it does not)
+    addr:      int
+    data:      int
+    step:      str = ""
+    op:        str = "msg"
+    #: The vector whose message the host programmed as addr/data, if it knows one.
+    vector:    int | None = None
+
+    @property
+    def requester(self):
+        """Requester ID of the MWr: the sending function's."""
+        return self.bdf
+
+    def as_dict(self):
+        return {"op": self.op, "bdf": self.bdf, "function": self.function,
+                "vector": self.vector, "addr": self.addr, "data": self.data,
+                "requester": self.requester, "step": self.step}
+
+    def __str__(self):
+        vector = f" vector {self.vector}" if self.vector is not None else ""
+        return (f"msg {_function_label(self.bdf, self.function)}{vector}: "
+                f"{_message_text(self.addr, self.data, self.requester)}"
+                + (f"  [{self.step}]" if self.step else ""))
+
+
+@dataclass
+class MsixTransaction:
+    """User logic raised MSI-X ``vector`` of ``function``: ``result`` is ``"sent"`` (then
+    ``addr``/``data`` are the message's), ``"pending"`` or ``"dropped"``. Also records a VF
+    Table Size request (``op`` ``"msix_count"``, ``vector`` the count, ``result``
+    ``"accepted"``/``"refused"``)."""
+    function:  int
+    bdf:       str
+    vector:    int
+    result:    str
+    addr:      int | None = None
+    data:      int | None = None
+    step:      str = ""
+    op:        str = "msix"
+
+    def as_dict(self):
+        record = {"op": self.op, "bdf": self.bdf, "function": self.function,
+                  "status": self.result, "step": self.step}
+        if self.op == "msix_count":
+            record["count"] = self.vector
+        else:
+            record["vector"] = self.vector
+            record.update(addr=self.addr, data=self.data,
+                          requester=self.bdf if self.result == "sent" else None)
+        return record
+
+    def __str__(self):
+        who = _function_label(self.bdf, self.function)
+        if self.op == "msix_count":
+            text = f"msix_count {who} {self.vector}: {self.result}"
+        elif self.result == "sent":
+            message = _message_text(self.addr, self.data, self.bdf)
+            text = f"msix {who} vector {self.vector}: {message}"
+        else:
+            text = f"msix {who} vector {self.vector}: {self.result}"
+        return text + (f"  [{self.step}]" if self.step else "")
 
 
 class RootPort:
@@ -285,12 +529,21 @@ class RootPort:
 
     Every byte-level access made through :meth:`function` spaces is recorded in
     :attr:`transcript` (one :class:`Transaction` per access) and passed to ``on_transaction``.
+
+    ``mem`` (a memory port) and ``irq`` (an interrupt port) are optional. With ``irq`` set, the
+    MSI-X messages delivered because of a transaction are drained after recording it and
+    recorded right after it, as :class:`MsiMessage` entries; ``function_rid`` and
+    ``message_vector`` (set by :class:`LinuxHost`) name their functions and vectors.
     """
 
-    def __init__(self, port, *, secondary_bus, on_transaction=None):
+    def __init__(self, port, *, secondary_bus, on_transaction=None, mem=None, irq=None):
         self.port = port
         self.secondary_bus  = secondary_bus
         self.on_transaction = on_transaction
+        self.mem = mem
+        self.irq = irq
+        self.function_rid = None
+        self.message_vector = None
         self.transcript = []
         self.step = ""
         self._last = None
@@ -308,6 +561,22 @@ class RootPort:
         self.transcript.append(txn)
         if self.on_transaction is not None:
             self.on_transaction(txn)
+        if self.irq is not None and not isinstance(txn, MsiMessage):
+            self.record_messages(self.irq.messages())
+
+    def bdf_of_function(self, function):
+        """How the host names function ``function`` (0 PF, n VF n), or "?"."""
+        rid = self.function_rid(function) if self.function_rid is not None else None
+        return format_bdf(rid) if rid is not None else "?"
+
+    def record_messages(self, messages):
+        """Record delivered ``(function, address, data)`` messages as :class:`MsiMessage`."""
+        for function, addr, data in messages:
+            vector = None
+            if self.message_vector is not None:
+                vector = self.message_vector(function, addr, data)
+            self.record(MsiMessage(function, self.bdf_of_function(function), addr, data,
+                                   self.step, vector=vector))
 
 
 class _RecordingSpace(ConfigSpace):
@@ -349,6 +618,37 @@ PCI_EXP_DEVCAP     = 0x04
 PCI_EXP_DEVCAP_FLR = 1 << 28
 PCI_EXP_DEVCTL     = 0x08
 PCI_EXP_DEVCTL_BCR_FLR = 0x8000
+PCI_COMMAND_INTX_DISABLE = 0x400
+PCI_CAP_ID_PM      = 0x01
+PCI_CAP_ID_MSIX    = 0x11
+PCI_EXP_FLAGS      = 0x02
+PCI_EXP_FLAGS_VERS = 0x000f
+PCI_EXP_LNKCTL     = 0x10
+PCI_EXP_DEVCTL2    = 0x28
+PCI_EXP_LNKCTL2    = 0x30
+# Power Management (PCI_PM_*).
+PCI_PM_CTRL        = 0x04
+PCI_PM_CTRL_STATE_MASK    = 0x0003
+PCI_PM_CTRL_NO_SOFT_RESET = 0x0008
+PCI_D0, PCI_D3HOT  = 0, 3
+# MSI-X (PCI_MSIX_*).
+PCI_MSIX_FLAGS     = 0x02
+PCI_MSIX_FLAGS_QSIZE   = 0x07ff
+PCI_MSIX_FLAGS_MASKALL = 0x4000
+PCI_MSIX_FLAGS_ENABLE  = 0x8000
+PCI_MSIX_TABLE     = 0x04
+PCI_MSIX_PBA       = 0x08
+PCI_MSIX_TABLE_BIR = 0x7
+PCI_MSIX_ENTRY_SIZE        = 16
+PCI_MSIX_ENTRY_LOWER_ADDR  = 0x0
+PCI_MSIX_ENTRY_UPPER_ADDR  = 0x4
+PCI_MSIX_ENTRY_DATA        = 0x8
+PCI_MSIX_ENTRY_VECTOR_CTRL = 0xc
+PCI_MSIX_ENTRY_CTRL_MASKBIT = 0x1
+#: x86 MSI address: 0xFEE0_0000 | destination APIC ID << 12.
+MSI_ADDRESS_BASE   = 0xFEE0_0000
+#: First interrupt vector the host hands out (x86 FIRST_EXTERNAL_VECTOR).
+FIRST_VECTOR       = 0x20
 
 
 @dataclass
@@ -360,6 +660,54 @@ class FunctionInfo:
     caps:     dict = field(default_factory=dict)      # capability ID -> offset
     ext_caps: dict = field(default_factory=dict)      # extended capability ID -> offset
     bars:     dict = field(default_factory=dict)      # BAR index -> (address, size)
+
+    @property
+    def pm(self):
+        """Offset of the Power Management capability (dev->pm_cap), or None."""
+        return self.caps.get(PCI_CAP_ID_PM)
+
+    @property
+    def msix(self):
+        """Offset of the MSI-X capability (dev->msix_cap), or None."""
+        return self.caps.get(PCI_CAP_ID_MSIX)
+
+    @property
+    def pcie(self):
+        """Offset of the PCI Express capability (dev->pcie_cap), or None."""
+        return self.caps.get(PCI_CAP_ID_EXP)
+
+
+@dataclass
+class MsixVector:
+    """One allocated MSI-X vector as Linux keeps it (struct msi_desc): the message it wrote
+    and ``ctrl``, its copy of Vector Control (desc->pci.msix_ctrl)."""
+    index:   int
+    addr_lo: int
+    addr_hi: int
+    data:    int
+    ctrl:    int
+
+
+@dataclass
+class MsixFunction:
+    """A function whose MSI-X Linux enabled (dev->msix_enabled, dev->msix_base)."""
+    rid:        int
+    cap:        int
+    table_size: int         # tsize from Message Control
+    table_addr: int         # the table's host address (BAR address + Table Offset)
+    pba_addr:   int
+    vectors:    list = field(default_factory=list)      # MsixVector, by index
+
+
+@dataclass
+class SavedState:
+    """What pci_save_state keeps of one function: config dwords 0x00..0x3C
+    (dev->saved_config_space) and the PCI Express control registers (PCI_EXP_DEVCTL, LNKCTL and,
+    for a version 2 capability, DEVCTL2, LNKCTL2), by capability-relative offset. The MSI-X
+    state lives in :class:`MsixFunction` (msi_desc) and the SR-IOV state in
+    :class:`sriov_tb.linux.SriovInfo` (struct pci_sriov), as in Linux."""
+    config: list
+    pcie:   dict
 
 
 class LinuxHost:
@@ -377,7 +725,7 @@ class LinuxHost:
     """
 
     def __init__(self, root, pf_rid, *, ari=True, mmio32=0x8000_0000, mmio64=0x1_0000_0000,
-                 page_size=4096):
+                 page_size=4096, mem=None, irq=None, cpus=4):
         self.root   = root
         self.pf_rid = pf_rid
         self.ari    = ari
@@ -387,6 +735,23 @@ class LinuxHost:
         self.pf     = None
         self.sriov  = None
         self.vfs    = []
+        #: Memory port for MMIO (``access``); default: the root port's ``mem``.
+        self.mem    = mem
+        #: Interrupt port (``vf_msix_count``); default: the root port's ``irq``.
+        self.irq    = irq
+        #: CPUs MSI-X vectors are spread over (destination APIC IDs 0..cpus-1).
+        self.cpus   = cpus
+        #: Functions whose MSI-X is enabled: Routing ID -> :class:`MsixFunction`.
+        self.msix   = {}
+        #: pci_save_state results: Routing ID -> :class:`SavedState`.
+        self.saved  = {}
+        #: Things Linux would only log ("Refused to change power state ...").
+        self.warnings = []
+        self.suspended = False
+        self._next_vector = FIRST_VECTOR
+        self._pcie_flags = {}
+        root.function_rid = self.function_rid
+        root.message_vector = self._message_vector
 
     def _alloc(self, size, is_64bit, align=None):
         """Bump allocation from the 32- or 64-bit window, aligned to ``align`` (default
@@ -557,3 +922,444 @@ class LinuxHost:
             if self.sriov is not None:
                 await self.sriov.restore()
         self.root.step = ""
+
+    # -- Functions, BARs, MMIO ---------------------------------------------------------------------
+
+    def function_rid(self, function):
+        """Routing ID of function ``function`` (0 PF, n VF n) as the host sees it, or None when
+        VF n is not enabled."""
+        if function == 0:
+            return self.pf_rid
+        if self.sriov is None or self.sriov.info is None or not self.sriov.enabled:
+            return None
+        if not 1 <= function <= self.sriov.info.num_vfs:
+            return None
+        return self.sriov.vf_rid(function - 1)
+
+    def function_of(self, rid):
+        """Function number (0 PF, n VF n) of Routing ID ``rid``, or None if it is neither the PF
+        nor an enabled VF."""
+        if rid == self.pf_rid:
+            return 0
+        if self.sriov is None or self.sriov.info is None or not self.sriov.enabled:
+            return None
+        info = self.sriov.info
+        delta = (rid - self.pf_rid - info.offset) & 0xffff
+        if info.stride:
+            n, rest = divmod(delta, info.stride)
+        else:
+            n, rest = 0, delta
+        if rest or n >= info.num_vfs:
+            return None
+        return n + 1
+
+    def info_of(self, rid):
+        """The :class:`FunctionInfo` enumeration made for ``rid`` (PF or a created VF)."""
+        if self.pf is not None and rid == self.pf_rid:
+            return self.pf
+        for vf in self.vfs:
+            if vf.rid == rid:
+                return vf
+        raise HostError(f"{format_bdf(rid)} is not a function the host enumerated")
+
+    def bar_address(self, rid, bir):
+        """Host address of BAR ``bir`` of function ``rid`` (pci_resource_start): a PF BAR, or
+        for VF n the VF BAR's base + (n-1) * its per-VF size (pci_iov_resource)."""
+        function = self.function_of(rid)
+        if function == 0:
+            if self.pf is None or bir not in self.pf.bars:
+                raise HostError(f"{format_bdf(rid)} has no BAR{bir}")
+            return self.pf.bars[bir][0]
+        if function is None:
+            raise HostError(f"{format_bdf(rid)} is not the PF or an enabled VF")
+        for bar in self.sriov.info.bars:
+            if bar.index == bir and bir in self.sriov.bar_addresses:
+                return self.sriov.bar_addresses[bir] + (function - 1) * bar.size
+        raise HostError(f"{format_bdf(rid)} has no VF BAR{bir}")
+
+    def _memory(self):
+        port = self.mem if self.mem is not None else self.root.mem
+        if port is None or not hasattr(port, "access") \
+                or not getattr(port, "has_access", True):
+            raise HostError("MMIO needs a memory port with access() (MSI-X table accesses); "
+                            "this backend's memory driver only decodes")
+        return port
+
+    async def mmio(self, op, addr, size, value=0):
+        """One MMIO read (``op`` "memrd") or write ("memwr") of ``size`` bytes, recorded in the
+        transcript; returns the :class:`MemTransaction`. See :func:`memory_transaction`."""
+        txn = await memory_transaction(self._memory(), op, addr, size, value,
+                                       memories=getattr(self.root, "memories", None),
+                                       step=self.root.step)
+        self.root.record(txn)
+        return txn
+
+    async def readl(self, addr):
+        return (await self.mmio("memrd", addr, 4)).value
+
+    async def writel(self, value, addr):
+        await self.mmio("memwr", addr, 4, value)
+
+    def _step(self, step):
+        previous, self.root.step = self.root.step, step
+        return previous
+
+    # -- MSI-X -------------------------------------------------------------------------------------
+
+    async def _intx_for_msi(self, space):
+        """pci_intx_for_msi(dev, 0) -> pci_intx: set Command.Interrupt Disable if clear."""
+        cmd = await space.read16(PCI_COMMAND)
+        if not cmd & PCI_COMMAND_INTX_DISABLE:
+            await space.write16(PCI_COMMAND, cmd | PCI_COMMAND_INTX_DISABLE)
+
+    async def _msix_clear_and_set_ctrl(self, space, cap, clear, set_):
+        """pci_msix_clear_and_set_ctrl: R16 Message Control, W16 (ctrl & ~clear) | set."""
+        ctrl = await space.read16(cap + PCI_MSIX_FLAGS)
+        await space.write16(cap + PCI_MSIX_FLAGS, (ctrl & ~clear | set_) & 0xffff)
+
+    async def _write_msi_msg(self, state, vec):
+        """__pci_write_msi_msg for an MSI-X entry: mask it around the update if the cached
+        Vector Control says unmasked (pci_msix_write_vector_ctrl), write address lo/hi and
+        data, then read Message Data back to flush the posted writes."""
+        base = state.table_addr + PCI_MSIX_ENTRY_SIZE * vec.index
+        unmasked = not vec.ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT
+        if unmasked:
+            await self.writel(vec.ctrl | PCI_MSIX_ENTRY_CTRL_MASKBIT,
+                              base + PCI_MSIX_ENTRY_VECTOR_CTRL)
+        await self.writel(vec.addr_lo, base + PCI_MSIX_ENTRY_LOWER_ADDR)
+        await self.writel(vec.addr_hi, base + PCI_MSIX_ENTRY_UPPER_ADDR)
+        await self.writel(vec.data, base + PCI_MSIX_ENTRY_DATA)
+        if unmasked:
+            await self.writel(vec.ctrl, base + PCI_MSIX_ENTRY_VECTOR_CTRL)
+        await self.readl(base + PCI_MSIX_ENTRY_DATA)
+
+    async def msix_setup(self, rid, nvec, *, master=True):
+        """A driver's probe enabling ``nvec`` MSI-X vectors of ``rid`` and requesting them:
+        pci_set_master (with ``master``), pci_alloc_irq_vectors(dev, 1, nvec, PCI_IRQ_MSIX)
+        -> __pci_enable_msix_range -> msix_capability_init, then request_irq for each vector.
+
+        msix_capability_init: Message Control |= Enable | Function Mask; read Table Size;
+        msix_map_region (Table Offset/BIR -> the BAR's host address); msix_setup_msi_descs
+        (msix_prepare_msi_desc reads each entry's Vector Control); each vector's message
+        written (__pci_write_msi_msg; address 0xFEE0_0000 | cpu << 12, data a host-wide unique
+        vector number); pci_intx_for_msi; msix_mask_all (every entry's Vector Control = Mask);
+        Function Mask cleared. request_irq -> pci_msix_unmask: Vector Control = the cached value
+        with Mask clear. Returns the :class:`MsixFunction`; fewer than ``nvec`` vectors when the
+        table is smaller (min_vecs 1).
+        """
+        info = self.info_of(rid)
+        bdf = format_bdf(rid)
+        cap = info.msix
+        if cap is None:
+            raise HostError(f"{bdf} has no MSI-X capability")
+        if rid in self.msix:
+            raise HostError(f"{bdf}: MSI-X is already enabled (Linux: -EINVAL)")
+        if nvec < 1:
+            raise HostError(f"{bdf}: cannot enable {nvec} MSI-X vectors")
+        previous = self._step(f"msix_setup {bdf}")
+        space = self.root.function(rid)
+        if master:      # pci_set_master -> __pci_set_master
+            cmd = await space.read16(PCI_COMMAND)
+            if not cmd & PCI_COMMAND_MASTER:
+                await space.write16(PCI_COMMAND, cmd | PCI_COMMAND_MASTER)
+        # pci_msix_vec_count
+        hwsize = (await space.read16(cap + PCI_MSIX_FLAGS) & PCI_MSIX_FLAGS_QSIZE) + 1
+        nvec = min(nvec, hwsize)
+        # msix_capability_init
+        await self._msix_clear_and_set_ctrl(space, cap, 0,
+                                            PCI_MSIX_FLAGS_MASKALL | PCI_MSIX_FLAGS_ENABLE)
+        control = await space.read16(cap + PCI_MSIX_FLAGS)
+        tsize = (control & PCI_MSIX_FLAGS_QSIZE) + 1
+        table = await space.read32(cap + PCI_MSIX_TABLE)           # msix_map_region
+        table_addr = self.bar_address(rid, table & PCI_MSIX_TABLE_BIR) + (table & ~0x7)
+        state = MsixFunction(rid, cap, tsize, table_addr, pba_addr=None)
+        for i in range(nvec):                                       # msix_prepare_msi_desc
+            ctrl = await self.readl(table_addr + PCI_MSIX_ENTRY_SIZE * i
+                                    + PCI_MSIX_ENTRY_VECTOR_CTRL)
+            state.vectors.append(MsixVector(i, 0, 0, 0, ctrl))
+        self.msix[rid] = state
+        for vec in state.vectors:                                   # irq domain activation
+            number = self._next_vector
+            self._next_vector += 1
+            cpu = (number - FIRST_VECTOR) % self.cpus
+            vec.addr_lo, vec.addr_hi, vec.data = MSI_ADDRESS_BASE | cpu << 12, 0, number
+            await self._write_msi_msg(state, vec)
+        await self._intx_for_msi(space)
+        for i in range(tsize):                                      # msix_mask_all
+            await self.writel(PCI_MSIX_ENTRY_CTRL_MASKBIT,
+                              table_addr + PCI_MSIX_ENTRY_SIZE * i + PCI_MSIX_ENTRY_VECTOR_CTRL)
+        await self._msix_clear_and_set_ctrl(space, cap, PCI_MSIX_FLAGS_MASKALL, 0)
+        for vec in state.vectors:                                   # request_irq: unmask
+            vec.ctrl &= ~PCI_MSIX_ENTRY_CTRL_MASKBIT
+            await self.writel(vec.ctrl, table_addr + PCI_MSIX_ENTRY_SIZE * vec.index
+                              + PCI_MSIX_ENTRY_VECTOR_CTRL)
+        self.root.step = previous
+        return state
+
+    async def msix_mask(self, rid, index, masked=True):
+        """disable_irq / enable_irq on one vector: pci_msix_mask (Vector Control with Mask set,
+        then a flushing read) or pci_msix_unmask (Mask clear)."""
+        state = self.msix.get(rid)
+        if state is None or not 0 <= index < len(state.vectors):
+            raise HostError(f"{format_bdf(rid)}: no MSI-X vector {index} enabled")
+        vec = state.vectors[index]
+        previous = self._step(f"{'mask' if masked else 'unmask'} {format_bdf(rid)} {index}")
+        entry = state.table_addr + PCI_MSIX_ENTRY_SIZE * index
+        if masked:
+            vec.ctrl |= PCI_MSIX_ENTRY_CTRL_MASKBIT
+            await self.writel(vec.ctrl, entry + PCI_MSIX_ENTRY_VECTOR_CTRL)
+            await self.readl(state.table_addr)
+        else:
+            vec.ctrl &= ~PCI_MSIX_ENTRY_CTRL_MASKBIT
+            await self.writel(vec.ctrl, entry + PCI_MSIX_ENTRY_VECTOR_CTRL)
+        self.root.step = previous
+
+    def msix_vector_of(self, function, addr, data):
+        """The (Routing ID, vector index) whose message Linux programmed as ``addr``/``data`` in
+        ``function``, or None: how the host's interrupt handler dispatches a message."""
+        rid = self.function_rid(function)
+        state = self.msix.get(rid)
+        if state is None:
+            return None
+        for vec in state.vectors:
+            if (vec.addr_hi << 32 | vec.addr_lo, vec.data) == (addr, data):
+                return rid, vec.index
+        return None
+
+    def _message_vector(self, function, addr, data):
+        found = self.msix_vector_of(function, addr, data)
+        return found[1] if found is not None else None
+
+    async def _restore_msix_state(self, rid):
+        """__pci_restore_msix_state: pci_intx_for_msi; Message Control = Enable | Function
+        Mask; for each vector its message (__pci_write_msi_msg: arch_restore_msi_irqs is true
+        on x86) and its Vector Control (pci_msix_write_vector_ctrl); Function Mask cleared."""
+        state = self.msix.get(rid)
+        if state is None:
+            return
+        space = self.root.function(rid)
+        await self._intx_for_msi(space)
+        await self._msix_clear_and_set_ctrl(space, state.cap, 0,
+                                            PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL)
+        for vec in state.vectors:
+            await self._write_msi_msg(state, vec)
+            await self.writel(vec.ctrl, state.table_addr + PCI_MSIX_ENTRY_SIZE * vec.index
+                              + PCI_MSIX_ENTRY_VECTOR_CTRL)
+        await self._msix_clear_and_set_ctrl(space, state.cap, PCI_MSIX_FLAGS_MASKALL, 0)
+
+    # -- Power management: suspend and resume ------------------------------------------------------
+
+    async def _pcie_version(self, rid, space, pcie):
+        """PCI Express Capability version (Linux reads PCI_EXP_FLAGS once, in
+        set_pcie_port_type at probe; the host model reads it the first time it needs it)."""
+        if rid not in self._pcie_flags:
+            self._pcie_flags[rid] = await space.read16(pcie + PCI_EXP_FLAGS)
+        return self._pcie_flags[rid] & PCI_EXP_FLAGS_VERS
+
+    async def _pcie_regs(self, rid, space, pcie):
+        """The PCI Express control registers an endpoint implements
+        (pcie_capability_reg_implemented): Device Control, Link Control, and Device Control 2 /
+        Link Control 2 for a version 2 capability (Slot and Root Control: not an endpoint's)."""
+        regs = [PCI_EXP_DEVCTL, PCI_EXP_LNKCTL]
+        if await self._pcie_version(rid, space, pcie) > 1:
+            regs += [PCI_EXP_DEVCTL2, PCI_EXP_LNKCTL2]
+        return regs
+
+    async def save_state(self, rid):
+        """pci_save_state: R32 config dwords 0x00..0x3C, then pci_save_pcie_state (R16 of each
+        implemented control register). MSI-X and SR-IOV need no reads: Linux restores them from
+        msi_desc and struct pci_sriov."""
+        info = self.info_of(rid)
+        space = self.root.function(rid)
+        config = [await space.read32(4 * i) for i in range(16)]
+        pcie = {}
+        if info.pcie is not None:
+            for reg in await self._pcie_regs(rid, space, info.pcie):
+                pcie[reg] = await space.read16(info.pcie + reg)
+        self.saved[rid] = SavedState(config, pcie)
+        return self.saved[rid]
+
+    async def set_low_power_state(self, rid, state=PCI_D3HOT):
+        """pci_prepare_to_sleep -> pci_set_power_state -> pci_set_low_power_state: R16 PMCSR,
+        W16 with PowerState = ``state``, (10 ms), R16 PMCSR to check. Without a PM capability
+        the function is not power manageable and nothing happens."""
+        info = self.info_of(rid)
+        if info.pm is None:
+            return None
+        space = self.root.function(rid)
+        pmcsr = await space.read16(info.pm + PCI_PM_CTRL)
+        await space.write16(info.pm + PCI_PM_CTRL, pmcsr & ~PCI_PM_CTRL_STATE_MASK | state)
+        now = await space.read16(info.pm + PCI_PM_CTRL) & PCI_PM_CTRL_STATE_MASK
+        if now != state:
+            self.warnings.append(f"{format_bdf(rid)}: Refused to change power state from D0 "
+                                 f"to D{state} (PowerState reads D{now})")
+        return now
+
+    async def power_up(self, rid):
+        """pci_power_up then pci_update_current_state: R16 PMCSR; unless in D0, W16 PMCSR = 0
+        (PowerState D0, PME_En 0); R16 PMCSR. Returns whether the function lost its state
+        (was in D3hot with No_Soft_Reset 0: "need_restore")."""
+        info = self.info_of(rid)
+        if info.pm is None:
+            return False
+        space = self.root.function(rid)
+        pmcsr = await space.read16(info.pm + PCI_PM_CTRL)
+        state = pmcsr & PCI_PM_CTRL_STATE_MASK
+        need_restore = state == PCI_D3HOT and not pmcsr & PCI_PM_CTRL_NO_SOFT_RESET
+        if state != PCI_D0:
+            await space.write16(info.pm + PCI_PM_CTRL, 0)
+        now = await space.read16(info.pm + PCI_PM_CTRL) & PCI_PM_CTRL_STATE_MASK
+        if now != PCI_D0:
+            self.warnings.append(f"{format_bdf(rid)}: still in D{now} after pci_power_up")
+        return need_restore
+
+    async def _restore_config_dword(self, space, index, saved, retry):
+        """pci_restore_config_dword: R32; if it differs, W32 the saved value and, with
+        ``retry``, read back and write again (up to ``retry`` times) until it sticks."""
+        value = await space.read32(4 * index)
+        if value == saved:
+            return
+        while True:
+            await space.write32(4 * index, saved)
+            if retry <= 0:
+                return
+            retry -= 1
+            if await space.read32(4 * index) == saved:
+                return
+
+    async def restore_state(self, rid):
+        """pci_restore_state on one function: pci_restore_pcie_state (W16 each saved control
+        register), pci_restore_config_space (a Type 0 header: dwords 15..10, then the BARs 9..4
+        with 10 retries, then 3..0 so that Command comes last), __pci_restore_msix_state, and
+        for the PF pci_restore_iov_state -> sriov_restore_state."""
+        saved = self.saved.get(rid)
+        if saved is None:
+            return
+        info = self.info_of(rid)
+        space = self.root.function(rid)
+        for reg, value in saved.pcie.items():
+            await space.write16(info.pcie + reg, value)
+        for first, last, retry in ((10, 15, 0), (4, 9, 10), (0, 3, 0)):
+            for index in range(last, first - 1, -1):
+                await self._restore_config_dword(space, index, saved.config[index], retry)
+        await self._restore_msix_state(rid)
+        if rid == self.pf_rid and self.sriov is not None:
+            await self.sriov.restore()
+        del self.saved[rid]
+
+    async def suspend(self):
+        """System suspend (pci_pm_suspend_noirq), devices in reverse order of their addition:
+        the VFs from the last to the first, then the PF; for each pci_save_state, then
+        pci_prepare_to_sleep (D3hot, when it has a PM capability)."""
+        if self.pf is None:
+            raise HostError("nothing to suspend: the PF was never enumerated")
+        if self.suspended:
+            raise HostError("already suspended")
+        previous = self._step("suspend")
+        for rid in [vf.rid for vf in reversed(self.vfs)] + [self.pf_rid]:
+            await self.save_state(rid)
+            await self.set_low_power_state(rid, PCI_D3HOT)
+        self.suspended = True
+        self.root.step = previous
+
+    async def resume(self):
+        """System resume (pci_pm_resume_noirq -> pci_pm_default_resume_early), the PF first,
+        then each VF: pci_power_up, pci_update_current_state, pci_restore_state (for the PF
+        this re-enables the VFs through sriov_restore_state when the D3hot -> D0 transition
+        reset it). pci_pme_restore does nothing without PME support."""
+        if not self.suspended:
+            raise HostError("not suspended")
+        previous = self._step("resume")
+        for rid in [self.pf_rid] + [vf.rid for vf in self.vfs]:
+            await self.power_up(rid)
+            await self.restore_state(rid)
+        self.suspended = False
+        self.root.step = previous
+
+    # -- Checks ------------------------------------------------------------------------------------
+
+    async def function_state(self, rid):
+        """What software can see of a function's state, read through config space and MMIO:
+        Command, Device Control, PowerState (with PM), MSI-X Message Control and every table
+        entry's (address low, address upper, data, Vector Control) and the PBA (with MSI-X,
+        while the function decodes memory). For comparing before suspend and after resume."""
+        info = self.info_of(rid)
+        space = self.root.function(rid)
+        previous = self._step(f"check {format_bdf(rid)}")
+        state = {"command": await space.read16(PCI_COMMAND)}
+        if info.pcie is not None:
+            state["device_control"] = await space.read16(info.pcie + PCI_EXP_DEVCTL)
+        if info.pm is not None:
+            state["power_state"] = (await space.read16(info.pm + PCI_PM_CTRL)
+                                    & PCI_PM_CTRL_STATE_MASK)
+        if info.msix is not None:
+            control = await space.read16(info.msix + PCI_MSIX_FLAGS)
+            state["msix_control"] = control
+            tsize = (control & PCI_MSIX_FLAGS_QSIZE) + 1
+            table = await space.read32(info.msix + PCI_MSIX_TABLE)
+            pba = await space.read32(info.msix + PCI_MSIX_PBA)
+            table_addr = self.bar_address(rid, table & PCI_MSIX_TABLE_BIR) + (table & ~0x7)
+            pba_addr = self.bar_address(rid, pba & PCI_MSIX_TABLE_BIR) + (pba & ~0x7)
+            entries = []
+            for i in range(tsize):
+                base = table_addr + PCI_MSIX_ENTRY_SIZE * i
+                entries.append(tuple([await self.readl(base + 4 * d) for d in range(4)]))
+            state["msix_table"] = entries
+            pending = 0
+            for d in range(2 * -(-tsize // 64)):
+                pending |= await self.readl(pba_addr + 4 * d) << (32 * d)
+            state["msix_pba"] = pending
+        self.root.step = previous
+        return state
+
+
+async def memory_transaction(port, op, addr, size, value=0, *, memories=None, step=""):
+    """One memory read (``op`` "memrd") or write ("memwr") of ``size`` bytes at ``addr``
+    through ``port.access``: one request per aligned QWORD it touches, with byte enables.
+
+    Whatever the endpoint answers itself (MSI-X table/PBA) comes from the request's result;
+    what a BAR claims for the user's logic is served by ``memories`` (a :class:`BarMemories`;
+    reads 0 without one); unclaimed requests are UR (reads all ones). Raises :class:`HostError`
+    when the QWORDs land in different functions, BARs, or both inside and outside the
+    endpoint's structures. Returns the :class:`MemTransaction` (not recorded).
+    """
+    write = op == "memwr"
+    first = None
+    result = 0
+    cycles = None
+    done = 0
+    while done < size:
+        at = addr + done
+        lane = at & 7
+        n = min(8 - lane, size - done)
+        be = ((1 << n) - 1) << lane
+        part = (value >> (8 * done)) & ((1 << (8 * n)) - 1)
+        res = await port.access(at, write, part << (8 * lane) if write else 0, be)
+        if getattr(res, "cycles", None) is not None:
+            cycles = (cycles or 0) + res.cycles
+        where = (res.answered, res.internal, res.function, res.bar)
+        if first is None:
+            first = res
+        elif where != (first.answered, first.internal, first.function, first.bar):
+            raise HostError(f"{op} of {size} bytes at {addr:#x} runs past the end of the "
+                            f"{'MSI-X structure' if first.internal else 'aperture'} it starts in")
+        if res.internal:
+            got = (res.data >> (8 * lane)) & ((1 << (8 * n)) - 1)
+        elif res.claimed:
+            if write:
+                if memories is not None:
+                    memories.write(res.function, res.bar, res.offset, n, part)
+                got = part
+            else:
+                got = (memories.read(res.function, res.bar, res.offset, n)
+                       if memories is not None else 0)
+        else:
+            got = (1 << (8 * n)) - 1
+        if not write:
+            result |= got << (8 * done)
+        done += n
+    if not first.answered:
+        return MemTransaction(op, addr, size, "UR", value if write else result, cycles, None,
+                              None, None, step)
+    return MemTransaction(op, addr, size, "SC", value if write else result, cycles,
+                          first.function, first.bar, first.offset, step, first.internal)

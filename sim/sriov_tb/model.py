@@ -2,8 +2,15 @@
 
 :class:`SriovCapabilityModel` models the SR-IOV Extended Capability (ID 0x0010);
 :class:`EndpointModel` models the whole endpoint (routing, the PF's configuration space, the VFs'
-configuration spaces, memory-request decoding by the PF and VF BARs) and delegates the PF's
-SR-IOV capability to a :class:`SriovCapabilityModel`.
+configuration spaces, memory-request decoding by the PF and VF BARs, the Power Management and
+MSI-X capabilities of the PF and the VFs with the MSI-X tables/PBAs and interrupt delivery, and
+the user configuration windows) and delegates the PF's SR-IOV capability to a
+:class:`SriovCapabilityModel`.
+
+Capability placement (PF and VF chains) is re-implemented here from the documented rule (see
+:func:`place_structures`), not taken from ``sriov_ep.caps``. PM follows PCI PM 1.2 / PCIe Base
+§7.5.2 and MSI-X PCIe Base §7.7.2 as digested in ``../shared/reference/device-spec.md`` §1, §2, §7,
+with the project's choices spelled out in :class:`EndpointModel`'s docstring.
 
 Written from ``../shared/reference/sriov-spec.md`` (register map, VF BAR rules, corner cases),
 ``docs/sriov-capability-behaviour.md`` and ``docs/endpoint-behaviour.md`` (the project's choices
@@ -22,7 +29,10 @@ SR-IOV capability register map (byte offsets relative to the capability start;
                                          0x3C  VF Migration State Array Offset (reads 0)
 """
 
-__all__ = ["SriovCapabilityModel", "EndpointModel"]
+from dataclasses import dataclass
+
+__all__ = ["SriovCapabilityModel", "EndpointModel", "MemoryResult", "PlacedStructure",
+           "place_structures"]
 
 
 # -- Literal numbers from the spec ---------------------------------------------------------------
@@ -445,7 +455,8 @@ PCIE_LNKCTL_LNKSTA = 0x50   # Link Control | Link Status << 16
 PCIE_LNKCAP2       = 0x6C
 PCIE_LNKCTL2       = 0x70
 
-#: Capabilities Pointer value: the PCI Express Capability.
+#: Capabilities Pointer value: the PCI Express Capability (fixed at 0x40, always the lowest legacy
+#: capability; the model computes it from the chain all the same).
 CAP_PTR = 0x40
 
 #: Command bits that are RW in the PF: Memory Space Enable (1), Bus Master Enable (2), Parity
@@ -488,11 +499,178 @@ PF_LNKCTL_RW    = 0x0003 | 0x0040 | 0x0080                             # 0x00C3
 #: ARI Extended Capability: ID and version (the header's bits 19:0).
 ARI_CAP_ID      = 0x000E
 ARI_CAP_VERSION = 1
-#: Offset of the VFs' ARI capability (the VFs have no other extended capability).
+#: Offset of the VFs' ARI capability (first of the VFs' extended list; user extended caps follow).
 VF_ARI_OFFSET   = 0x100
 
 #: Per-VF state reset values.
 VF_STATE_RESET = {"bus_master_enable": False, "relaxed_ordering": True, "no_snoop": True}
+
+# -- Power Management capability (PCI PM 1.2; PCIe Base §7.5.2), 8 bytes --------------------------
+PM_CAP_ID      = 0x01
+PM_CAP_SIZE    = 0x08
+PM_VERSION     = 0b011      # PMC bits 2:0: PM 1.2
+PMC_D1_SUPPORT = 1 << 9
+PMC_D2_SUPPORT = 1 << 10
+#: PMCSR (at +4) fields.
+PMCSR_POWER_STATE   = 0b11  # bits 1:0
+PMCSR_NO_SOFT_RESET = 1 << 3
+#: PowerState encodings.
+D0, D1, D2, D3HOT = 0, 1, 2, 3
+
+# -- MSI-X capability (PCIe Base §7.7.2), 12 bytes ------------------------------------------------
+MSIX_CAP_ID  = 0x11
+MSIX_CAP_SIZE = 0x0C
+#: Message Control (bits 31:16 of dword 0) fields.
+MSGCTL_TABLE_SIZE    = 0x07FF   # bits 10:0, N-1, RO
+MSGCTL_FUNCTION_MASK = 1 << 14
+MSGCTL_ENABLE        = 1 << 15
+#: Table entry layout (bytes within the 16-byte entry).
+MSIX_ENTRY_BYTES = 16
+#: Vector Control bit 0: Mask.
+MSIX_VECTOR_MASK = 1 << 0
+
+#: Size of the PCI Express capability and of the ARI capability, in bytes.
+PCIE_CAP_SIZE = 0x3C
+ARI_CAP_SIZE  = 0x08
+SRIOV_CAP_SIZE = CAP_DWORDS * 4
+HEADER_SIZE   = 0x40
+
+
+# -- Placement of the capability structures (the documented rule, re-implemented) -----------------
+
+#: First byte of each kind's space: where placement of that kind starts.
+_KIND_START = {"header": 0x000, "legacy": 0x040, "extended": 0x100, "range": 0x040}
+
+
+@dataclass(frozen=True)
+class PlacedStructure:
+    """One structure of a function's configuration space, placed and linked.
+
+    ``kind`` is ``"header"``, ``"legacy"``, ``"extended"`` or ``"range"``; ``next_offset`` is the
+    next pointer its header carries (0 for the last capability of its list and for the header
+    and ranges). ``user`` is the :class:`~sriov_ep.params.UserCap` of a user window (``window`` its
+    index in ``user_caps`` / ``vf_user_caps``), else ``None``.
+    """
+    name:        str
+    kind:        str
+    offset:      int
+    size:        int
+    next_offset: int = 0
+    cap_id:      int | None = None
+    version:     int = 1
+    user:        object = None
+    window:      int | None = None
+
+    @property
+    def end(self):
+        return self.offset + self.size
+
+
+def place_structures(structures):
+    """Place and link ``structures`` by the documented rule.
+
+    ``structures`` are :class:`PlacedStructure` objects in listing order whose ``offset`` is the
+    fixed offset or ``None``. A fixed structure sits at its offset; every other one goes to the
+    lowest dword-aligned offset at or after the end of the previously listed structure of the same
+    kind (legacy placement starts at 0x40, extended at 0x100) that overlaps no fixed structure.
+    Legacy capabilities are linked in ascending offset order, extended ones too; the last next
+    pointer of each list is 0; ranges and the header are not linked. The parameters have already
+    been validated, so nothing here checks fit.
+
+    Returns the placed structures, ascending by offset.
+    """
+    fixed = [(s.offset, s.offset + s.size) for s in structures if s.offset is not None]
+    cursor = dict(_KIND_START)
+    placed = []
+    for s in structures:
+        offset = s.offset
+        if offset is None:
+            offset = (cursor[s.kind] + 3) & ~3
+            while True:
+                clashes = [b for a, b in fixed if offset < b and a < offset + s.size]
+                if not clashes:
+                    break
+                offset = (max(clashes) + 3) & ~3
+        cursor[s.kind] = offset + s.size
+        placed.append((offset, s))
+    result = []
+    for kind in ("header", "legacy", "extended", "range"):
+        members = sorted(((o, s) for o, s in placed if s.kind == kind), key=lambda m: m[0])
+        for n, (offset, s) in enumerate(members):
+            linked = kind in ("legacy", "extended") and n + 1 < len(members)
+            nxt = members[n + 1][0] if linked else 0
+            result.append(PlacedStructure(s.name, s.kind, offset, s.size, nxt, s.cap_id,
+                                          s.version, s.user, s.window))
+    return sorted(result, key=lambda s: s.offset)
+
+
+def _user_structures(caps):
+    return [PlacedStructure(cap.name, cap.kind, cap.offset, cap.size,
+                            cap_id=None if cap.kind == "range" else cap.cap_id,
+                            version=cap.version, user=cap, window=n)
+            for n, cap in enumerate(caps)]
+
+
+def _pf_structures(p):
+    """The PF's structures in listing order (offset = fixed offset or None)."""
+    s = [PlacedStructure("header", "header", 0, HEADER_SIZE),
+         PlacedStructure("pcie", "legacy", 0x40, PCIE_CAP_SIZE, cap_id=0x10)]
+    if p.pm is not None:
+        s.append(PlacedStructure("pm", "legacy", p.pm.offset, PM_CAP_SIZE, cap_id=PM_CAP_ID))
+    if p.msix is not None:
+        s.append(PlacedStructure("msix", "legacy", p.msix.offset, MSIX_CAP_SIZE,
+                                 cap_id=MSIX_CAP_ID))
+    s.append(PlacedStructure("ari", "extended", p.ari_cap_offset, ARI_CAP_SIZE,
+                             cap_id=ARI_CAP_ID))
+    s.append(PlacedStructure("sriov", "extended", p.sriov_cap_offset, SRIOV_CAP_SIZE,
+                             cap_id=SRIOV_CAP_ID))
+    return s + _user_structures(p.user_caps)
+
+
+def _vf_structures(p):
+    """Every VF's structures in listing order."""
+    s = [PlacedStructure("header", "header", 0, HEADER_SIZE),
+         PlacedStructure("pcie", "legacy", 0x40, PCIE_CAP_SIZE, cap_id=0x10)]
+    if p.vf_pm is not None:
+        s.append(PlacedStructure("pm", "legacy", p.vf_pm.offset, PM_CAP_SIZE, cap_id=PM_CAP_ID))
+    if p.vf_msix is not None:
+        s.append(PlacedStructure("msix", "legacy", p.vf_msix.offset, MSIX_CAP_SIZE,
+                                 cap_id=MSIX_CAP_ID))
+    s.append(PlacedStructure("ari", "extended", VF_ARI_OFFSET, ARI_CAP_SIZE, cap_id=ARI_CAP_ID))
+    return s + _user_structures(p.vf_user_caps)
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """What :meth:`EndpointModel.memory` did with one memory request.
+
+    ``claimed``: a BAR of a function claimed it for the user's logic (it goes out on the memory
+    port). ``internal``: the endpoint served it itself (MSI-X table or PBA); then ``claimed`` is
+    0. ``is_vf``/``vf``/``bar``/``offset`` describe the decode (``vf`` 0 for the PF; all 0 when
+    nothing decodes). ``data``: for an internal read, the aligned QWORD containing ``offset``
+    (byte i at bits 8i+7:8i); 0 otherwise.
+    """
+    claimed:  bool
+    internal: bool
+    is_vf:    bool
+    vf:       int
+    bar:      int
+    offset:   int
+    data:     int = 0
+
+
+class _MsixControl:
+    """MSI-X state of one function that resets: Enable, Function Mask, Mask bits, pending bits.
+
+    (Message Address/Data are kept elsewhere: no reset clears them; the VF Table Size too.)
+    """
+    __slots__ = ("enable", "function_mask", "masks", "pending")
+
+    def __init__(self, max_vectors):
+        self.enable        = False
+        self.function_mask = False
+        self.masks         = (1 << max_vectors) - 1     # every vector masked
+        self.pending       = 0
 
 
 class EndpointModel:
@@ -501,24 +679,54 @@ class EndpointModel:
     Implements ``docs/endpoint-behaviour.md``: routing of configuration requests (§1),
     completions (§2), the PF's configuration space (§3), the VFs' (§4) and the decoding of memory
     requests by the PF BARs and VF BARs (§5). The PF's SR-IOV capability is a
-    :class:`SriovCapabilityModel`.
+    :class:`SriovCapabilityModel`. On top of that (device-spec.md §1, §2, §7 and the project's
+    rules): the capability chains with PM / MSI-X / user capabilities placed by
+    :func:`place_structures`; the PM capability (PowerState per function; a function not in D0
+    decodes no memory and sends no MSI-X; D3hot -> D0 without No_Soft_Reset resets the function:
+    the PF as a PF FLR, a VF as a VF FLR); the MSI-X capability, tables and PBAs (served by the
+    endpoint through :meth:`memory`) and delivery (:meth:`interrupt`, :attr:`messages`); the
+    per-VF Table Size (:meth:`set_vf_msix_count`); the user configuration windows (:attr:`user`).
+
+    Project choices the brief leaves open, made here:
+
+    * PF PowerState and PF Bus Master Enable do not gate the VFs (each function has its own).
+    * A PowerState write is ignored only when it selects an unsupported state (D1/D2 without
+      support); any supported state may follow any other (D3hot -> D1 included). Only a
+      D3hot -> D0 write resets (when No_Soft_Reset = 0).
+    * MSI-X Message Address/Data are never reset. The Mask and pending bits of vectors at or above
+      a VF's current Table Size are kept but invisible: the PBA reads them as 0 and delivery
+      ignores them.
+    * A user window write whose remaining byte enables are 0 does not call the handler (for
+      legacy dword 0 the bytes 0-1 enables are cleared first); the data is passed unchanged.
+    * Events: a PF D3hot -> D0 reset appends ``("pm_reset", 0)`` and then ``("vfs_reset",)``; a
+      VF one appends ``("pm_reset", n)``.
 
     Parameters
     ----------
     params : sriov_ep.params.EndpointParams
         Endpoint parameters.
+    user : object or None
+        Handler of the user configuration windows: ``read(function, window, dword) -> int`` and
+        ``write(function, window, dword, be, data)`` (function 0 = PF, n = VF n; window = index in
+        ``user_caps`` / ``vf_user_caps``; dword = dword index within the window). ``None``: reads
+        0, writes dropped (the endpoint's timeout behaviour). May be set later as :attr:`user`.
 
     Attributes
     ----------
     params : sriov_ep.params.EndpointParams
     sriov : SriovCapabilityModel
-        The PF's SR-IOV capability. Its Next Capability Offset follows the chain rule: the
-        capability at 0x100 points to the other one, which ends the list.
+        The PF's SR-IOV capability. Its Next Capability Offset follows the PF chain.
+    pf_chain, vf_chain : list of PlacedStructure
+        The PF's and every VF's structures, placed and linked, ascending by offset.
     captured_bus : int
         Bus number captured from Type 0 config writes the PF claims (0 after conventional reset).
     events : list of tuple
         ``("vf_flr", n)`` after an FLR of VF n; ``("vfs_reset",)`` whenever all VFs are reset by
-        VF Enable going from 1 to 0 or by a PF FLR. Never cleared by the model.
+        VF Enable going from 1 to 0, by a PF FLR or by a PF D3hot -> D0 reset; ``("pm_reset", f)``
+        after a D3hot -> D0 reset of function f (0 = PF). Never cleared by the model.
+    messages : list of tuple
+        MSI-X messages sent, in order: ``(function, address, data)`` with function 0 = PF, n = VF
+        n and ``address = upper << 32 | lower``. Never cleared by the model.
     command, cache_line_size, interrupt_line, device_control, link_control : int
         The PF's RW header and PCI Express Capability fields (only their RW bits).
     status_rw1c, device_status_rw1c : int
@@ -527,35 +735,59 @@ class EndpointModel:
     bar_address : dict of int to int
         For every PF BAR, keyed by its (low) slot: the address in its RW bits (64 bits wide for a
         64-bit BAR, type bits excluded).
+    pm_power_state : int
+        The PF's PowerState (0 = D0 .. 3 = D3hot); stays 0 without a PF PM capability.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, user=None):
         self.params = params
+        self.user   = user
         self.pf_fn  = params.pf_rid & 0xFF
-        # Chain rule: the capability at 0x100 points to the other one, which ends the list.
-        if params.ari_cap_offset == 0x100:
-            self.ari_next_offset = params.sriov_cap_offset
-            sriov_next_offset    = 0
-        else:
-            self.ari_next_offset = 0
-            sriov_next_offset    = params.ari_cap_offset
-        self.sriov  = SriovCapabilityModel(params, next_offset=sriov_next_offset)
-        self.events = []
+        self.pf_chain = place_structures(_pf_structures(params))
+        self.vf_chain = place_structures(_vf_structures(params))
+        self._pf_by_name = {s.name: s for s in self.pf_chain}
+        self._vf_by_name = {s.name: s for s in self.vf_chain}
+        self.ari_next_offset = self._pf_by_name["ari"].next_offset
+        self.sriov  = SriovCapabilityModel(params,
+                                           next_offset=self._pf_by_name["sriov"].next_offset)
+        # dword -> structure, for the structures this class serves by structure (PM, MSI-X, user
+        # windows); the header, PCIe, ARI and SR-IOV dwords are served by literal offsets below.
+        self._pf_windows = self._window_map(self.pf_chain)
+        self._vf_windows = self._window_map(self.vf_chain)
+        # MSI-X Message Address low / upper / Data per function and vector: never reset.
+        self._msix_table = {}
+        self.events   = []
+        self.messages = []
         self.reset()
+
+    @staticmethod
+    def _window_map(chain):
+        windows = {}
+        for s in chain:
+            if s.name in ("pm", "msix") or s.user is not None:
+                for reg in range(s.offset // 4, s.end // 4):
+                    windows[reg] = s
+        return windows
+
+    @staticmethod
+    def _cap_ptr(chain):
+        legacy = [s.offset for s in chain if s.kind == "legacy"]
+        return min(legacy) if legacy else 0
 
     # -- Resets ----------------------------------------------------------------------------------
 
     def reset(self):
         """Apply a conventional reset: everything, including the captured bus, to reset values.
 
-        Appends nothing to :attr:`events` and does not clear it.
+        MSI-X Message Address/Data keep their values (no reset clears them). Appends nothing to
+        :attr:`events` / :attr:`messages` and clears neither.
         """
         self.captured_bus = 0
         self._reset_pf()
 
     def _reset_pf(self):
-        # Every RW/RW1C field of the PF (header, PCIe capability, SR-IOV capability) and every
-        # VF's state. The captured bus is not touched (it survives a PF FLR).
+        # Every RW/RW1C field of the PF (header, PCIe, PM, MSI-X control, SR-IOV capability) and
+        # every VF's state. The captured bus is not touched (it survives a PF FLR).
         self.command            = 0
         self.status_rw1c        = 0
         self.cache_line_size    = 0
@@ -564,13 +796,26 @@ class EndpointModel:
         self.device_control     = PF_DEVCTL_RESET
         self.device_status_rw1c = 0
         self.link_control       = 0
+        self.pm_power_state     = D0
+        self._pf_msix = _MsixControl(self.params.msix.max_vectors) \
+            if self.params.msix is not None else None
         self.sriov.reset()
         self._reset_all_vfs()
 
     def _reset_all_vfs(self):
         # Per-VF state: VF number -> dict of the three fields. A VF without an entry has the
-        # reset values, so resetting all VFs is clearing the dict.
-        self._vf_state = {}
+        # reset values, so resetting all VFs is clearing the dicts. The per-VF Table Size goes
+        # back to the default too (VF Enable clear, PF reset, conventional reset).
+        self._vf_state      = {}
+        self._vf_power      = {}    # VF -> PowerState (absent: D0)
+        self._vf_msix       = {}    # VF -> _MsixControl (absent: reset values)
+        self._vf_table_size = {}    # VF -> vector count (absent: vf_msix.vectors)
+
+    def _reset_vf(self, n):
+        # VF FLR or VF D3hot -> D0: this VF's state back to reset, its Table Size kept.
+        self._set_vf_state(n, dict(VF_STATE_RESET))
+        self._vf_power.pop(n, None)
+        self._vf_msix.pop(n, None)
 
     # -- Routing (§1) ----------------------------------------------------------------------------
 
@@ -678,10 +923,13 @@ class EndpointModel:
             # claims: capture the bus number (even with byte enables 0).
             self.captured_bus = rid >> 8
             self._pf_write(reg, be, data)
+            # The hardware re-checks the pending vectors after every config write.
+            self._deliver_pending(0)
             return ("SC", 0)
         if not write:
             return ("SC", self.vf_read(n, reg))
         self._vf_write(n, reg, be, data)
+        self._deliver_pending(n)
         return ("SC", 0)
 
     # -- PF configuration space (§3) -------------------------------------------------------------
@@ -743,6 +991,11 @@ class EndpointModel:
         p = self.params
         offset = reg * 4
 
+        # PM, MSI-X and user windows (wherever the chain placed them).
+        window = self._pf_windows.get(reg)
+        if window is not None:
+            return self._window_read(0, window, reg)
+
         # Type 0 header.
         if offset == HDR_ID:
             return p.vendor_id | p.device_id << 16
@@ -761,14 +1014,14 @@ class EndpointModel:
         if offset == HDR_SUBSYSTEM:
             return p.subsystem_vendor_id | p.subsystem_id << 16
         if offset == HDR_CAP_PTR:
-            return CAP_PTR
+            return self._cap_ptr(self.pf_chain)
         if offset == HDR_INTERRUPT:
             # Min_Gnt, Max_Lat 0.
             return self.interrupt_line | PF_INTERRUPT_PIN << 8
 
-        # PCI Express Capability.
+        # PCI Express Capability (its next pointer follows the chain).
         if offset == PCIE_HEADER:
-            return PCIE_HEADER_VALUE
+            return PCIE_HEADER_VALUE | self._pf_by_name["pcie"].next_offset << 8
         if offset == PCIE_DEVCAP:
             return PCIE_DEVCAP_VALUE
         if offset == PCIE_DEVCTL_DEVSTA:
@@ -782,7 +1035,8 @@ class EndpointModel:
             return PCIE_LNKCAP2_VALUE
         if offset == PCIE_LNKCTL2:
             return PCIE_LNKCTL2_VALUE
-        # 0x54-0x68, 0x74-0x78 (Slot, Root, Device 2, Slot 2 registers) and 0x7C-0xFF: 0.
+        # 0x54-0x68, 0x74-0x78 (Slot, Root, Device 2, Slot 2 registers) and the rest of
+        # 0x7C-0xFF not taken by a capability: 0.
 
         # Extended capabilities.
         if offset == p.ari_cap_offset:
@@ -799,7 +1053,10 @@ class EndpointModel:
         bit_mask = _byte_mask_to_bit_mask(be)
         written = data & bit_mask      # bits of enabled bytes (for RW1C and Initiate FLR)
 
-        if offset == HDR_COMMAND_STATUS:
+        window = self._pf_windows.get(reg)
+        if window is not None:
+            self._window_write(0, window, reg, be, data)
+        elif offset == HDR_COMMAND_STATUS:
             rw = bit_mask & PF_COMMAND_RW
             self.command = (self.command & ~rw) | (data & rw)
             self.status_rw1c &= ~(written >> 16) & 0xFFFF
@@ -858,6 +1115,10 @@ class EndpointModel:
         state = self._vf_state.get(n, VF_STATE_RESET)
         offset = reg * 4
 
+        window = self._vf_windows.get(reg)
+        if window is not None:
+            return self._window_read(n, window, reg)
+
         if offset == HDR_ID:
             return 0xFFFF_FFFF      # Vendor ID and Device ID read 0xFFFF
         if offset == HDR_COMMAND_STATUS:
@@ -868,11 +1129,11 @@ class EndpointModel:
         if offset == HDR_SUBSYSTEM:
             return p.subsystem_vendor_id | p.subsystem_id << 16
         if offset == HDR_CAP_PTR:
-            return CAP_PTR
+            return self._cap_ptr(self.vf_chain)
         # 0x0C, BARs 0x10-0x24, 0x28, 0x30, 0x38, 0x3C (no INTx): 0.
 
         if offset == PCIE_HEADER:
-            return PCIE_HEADER_VALUE
+            return PCIE_HEADER_VALUE | self._vf_by_name["pcie"].next_offset << 8
         if offset == PCIE_DEVCAP:
             return PCIE_DEVCAP_VALUE
         if offset == PCIE_DEVCTL_DEVSTA:
@@ -892,12 +1153,16 @@ class EndpointModel:
             return PCIE_LNKCTL2_VALUE
 
         if offset == VF_ARI_OFFSET:
-            return ARI_CAP_ID | ARI_CAP_VERSION << 16     # next 0
+            return ARI_CAP_ID | ARI_CAP_VERSION << 16 | self._vf_by_name["ari"].next_offset << 20
         # 0x104 (ARI Capability / Control) and everything else: 0.
         return 0
 
     def _vf_write(self, n, reg, be, data):
         offset = reg * 4
+        window = self._vf_windows.get(reg)
+        if window is not None:
+            self._window_write(n, window, reg, be, data)
+            return
         state = dict(self._vf_state.get(n, VF_STATE_RESET))
         if offset == HDR_COMMAND_STATUS:
             if be & 0b0001:
@@ -908,12 +1173,364 @@ class EndpointModel:
             if be & 0b0010:
                 state["no_snoop"] = bool(data & DEVCTL_NO_SNOOP)
                 if data & DEVCTL_INITIATE_FLR:
-                    # VF FLR: the write completes SC, then this VF (only) is reset.
-                    self._set_vf_state(n, dict(VF_STATE_RESET))
+                    # VF FLR: the write completes SC, then this VF (only) is reset (its MSI-X
+                    # Table Size and table address/data are kept).
+                    self._reset_vf(n)
                     self.events.append(("vf_flr", n))
                     return
         # Every other VF register is read-only: the write is ignored.
         self._set_vf_state(n, state)
+
+    # -- Structures served by structure: PM, MSI-X, user windows ---------------------------------
+
+    def _window_read(self, function, window, reg):
+        dword = reg - window.offset // 4
+        if window.name == "pm":
+            return self._pm_read(function, window, dword)
+        if window.name == "msix":
+            return self._msix_cap_read(function, window, dword)
+        return self._user_read(function, window, dword)
+
+    def _window_write(self, function, window, reg, be, data):
+        dword = reg - window.offset // 4
+        if window.name == "pm":
+            self._pm_write(function, dword, be, data)
+        elif window.name == "msix":
+            self._msix_cap_write(function, dword, be, data)
+        else:
+            self._user_write(function, window, dword, be, data)
+
+    # -- Power Management -----------------------------------------------------------------------
+
+    def _pm_params(self, function):
+        return self.params.pm if function == 0 else self.params.vf_pm
+
+    def power_state(self, function):
+        """PowerState of ``function`` (0 = PF, n = VF n): 0 = D0 .. 3 = D3hot.
+
+        A function without a PM capability (or a VF that does not exist) reads D0.
+        """
+        if function == 0:
+            return self.pm_power_state
+        return self._vf_power.get(function, D0)
+
+    def _pm_read(self, function, window, dword):
+        pm = self._pm_params(function)
+        if dword == 0:
+            pmc = PM_VERSION
+            if pm.d1:
+                pmc |= PMC_D1_SUPPORT
+            if pm.d2:
+                pmc |= PMC_D2_SUPPORT
+            return PM_CAP_ID | window.next_offset << 8 | pmc << 16
+        # dword 1: PMCSR (PowerState, No_Soft_Reset; PME_En, Data_Select, Data_Scale, PME_Status
+        # all 0), PMCSR_BSE 0, Data 0.
+        value = self.power_state(function)
+        if pm.no_soft_reset:
+            value |= PMCSR_NO_SOFT_RESET
+        return value
+
+    def _pm_write(self, function, dword, be, data):
+        if dword != 1 or not be & 0b0001:
+            return      # only PowerState (PMCSR bits 1:0, byte 0 of dword 1) is writable
+        pm = self._pm_params(function)
+        new = data & PMCSR_POWER_STATE
+        if (new == D1 and not pm.d1) or (new == D2 and not pm.d2):
+            return      # unsupported state: the field keeps its value
+        old = self.power_state(function)
+        if function == 0:
+            self.pm_power_state = new
+        elif new == D0:
+            self._vf_power.pop(function, None)
+        else:
+            self._vf_power[function] = new
+        if old == D3HOT and new == D0 and not pm.no_soft_reset:
+            # D3hot -> D0 without No_Soft_Reset: the function is reset once the write completes.
+            if function == 0:
+                self._reset_pf()
+                self.events.append(("pm_reset", 0))
+                self.events.append(("vfs_reset",))
+            else:
+                self._reset_vf(function)
+                self.events.append(("pm_reset", function))
+
+    # -- MSI-X: capability ----------------------------------------------------------------------
+
+    def _msix_params(self, function):
+        return self.params.msix if function == 0 else self.params.vf_msix
+
+    def _msix_exists(self, function):
+        """Whether ``function`` (0 = PF, n = VF n) exists and has an MSI-X capability."""
+        if isinstance(function, bool) or not isinstance(function, int) or function < 0:
+            return False
+        if function == 0:
+            return self.params.msix is not None
+        return (self.params.vf_msix is not None and self.sriov.vf_enable
+                and function <= self.sriov.num_vfs)
+
+    def _msix_control(self, function, create=False):
+        if function == 0:
+            return self._pf_msix
+        ctl = self._vf_msix.get(function)
+        if ctl is None:
+            ctl = _MsixControl(self.params.vf_msix.max_vectors)
+            if create:
+                self._vf_msix[function] = ctl
+        return ctl
+
+    def msix_table_size(self, function):
+        """Current vector count N of ``function``'s MSI-X table (Table Size field + 1)."""
+        if function == 0:
+            return self.params.msix.vectors
+        return self._vf_table_size.get(function, self.params.vf_msix.vectors)
+
+    def _msix_cap_read(self, function, window, dword):
+        msix = self._msix_params(function)
+        if dword == 0:
+            ctl = self._msix_control(function)
+            msgctl = (self.msix_table_size(function) - 1) & MSGCTL_TABLE_SIZE
+            if ctl.function_mask:
+                msgctl |= MSGCTL_FUNCTION_MASK
+            if ctl.enable:
+                msgctl |= MSGCTL_ENABLE
+            return MSIX_CAP_ID | window.next_offset << 8 | msgctl << 16
+        if dword == 1:
+            return (msix.table_offset & ~0b111) | msix.table_bar
+        return (msix.pba_offset & ~0b111) | msix.pba_bar
+
+    def _msix_cap_write(self, function, dword, be, data):
+        # Only Message Control bits 15:14 (byte 3 of dword 0) are writable.
+        if dword != 0 or not be & 0b1000:
+            return
+        ctl = self._msix_control(function, create=True)
+        ctl.function_mask = bool(data >> 16 & MSGCTL_FUNCTION_MASK)
+        ctl.enable        = bool(data >> 16 & MSGCTL_ENABLE)
+
+    # -- MSI-X: delivery ------------------------------------------------------------------------
+
+    def _bus_master_enable(self, function):
+        if function == 0:
+            return bool(self.command & COMMAND_BUS_MASTER_ENABLE)
+        return self._vf_state.get(function, VF_STATE_RESET)["bus_master_enable"]
+
+    def _deliverable(self, function):
+        ctl = self._msix_control(function)
+        return (ctl.enable and not ctl.function_mask and self._bus_master_enable(function)
+                and self.power_state(function) == D0)
+
+    def _entry(self, function, vector):
+        """The [address low, address upper, data] list of one table entry (created on use)."""
+        table = self._msix_table.setdefault(function, {})
+        return table.setdefault(vector, [0, 0, 0])
+
+    def _send(self, function, vector):
+        lo, hi, data = self._msix_table.get(function, {}).get(vector, (0, 0, 0))
+        self.messages.append((function, hi << 32 | lo, data))
+
+    def _deliver_pending(self, function):
+        """Send every pending, unmasked vector of ``function`` (lowest first) if deliverable."""
+        if not self._msix_exists(function) or not self._deliverable(function):
+            return
+        ctl = self._msix_control(function)
+        for vector in range(self.msix_table_size(function)):
+            bit = 1 << vector
+            if ctl.pending & bit and not ctl.masks & bit:
+                ctl.pending &= ~bit
+                self._send(function, vector)
+
+    def interrupt(self, function, vector):
+        """Request MSI-X vector ``vector`` of ``function`` (0 = PF, n = VF n).
+
+        Returns
+        -------
+        str
+            ``"dropped"`` (no such function with MSI-X, or ``vector`` >= its current Table Size:
+            nothing changes), ``"sent"`` (a message was appended to :attr:`messages`) or
+            ``"pending"`` (the vector's pending bit is set).
+        """
+        if isinstance(vector, bool) or not isinstance(vector, int) or vector < 0:
+            raise ValueError(f"vector must be a non-negative integer (got {vector!r})")
+        if not self._msix_exists(function) or vector >= self.msix_table_size(function):
+            return "dropped"
+        bit = 1 << vector
+        if self._deliverable(function) and not self._msix_control(function).masks & bit:
+            self._send(function, vector)
+            return "sent"
+        self._msix_control(function, create=True).pending |= bit
+        return "pending"
+
+    def set_vf_msix_count(self, vf, count):
+        """Set VF ``vf``'s MSI-X Table Size to ``count`` vectors (0: the default).
+
+        Accepted (returns True) only with a VF MSI-X capability, VF ``vf`` enabled
+        (VF Enable = 1, ``1 <= vf <= NumVFs``), its MSI-X Enable 0 and
+        ``1 <= count <= max_vectors`` (after 0 -> ``vf_msix.vectors``); else returns False and
+        changes nothing.
+        """
+        if isinstance(vf, bool) or not isinstance(vf, int) or vf < 1:
+            return False
+        if isinstance(count, bool) or not isinstance(count, int):
+            return False
+        if not self._msix_exists(vf):
+            return False
+        msix = self.params.vf_msix
+        if count == 0:
+            count = msix.vectors
+        if not 1 <= count <= msix.max_vectors:
+            return False
+        if self._msix_control(vf).enable:
+            return False
+        if count == msix.vectors:
+            self._vf_table_size.pop(vf, None)
+        else:
+            self._vf_table_size[vf] = count
+        return True
+
+    def function_state(self, function):
+        """A snapshot of the PM / MSI-X state of ``function`` (0 = PF, n = VF n), for checks.
+
+        Returns
+        -------
+        dict
+            ``power_state``; and, when the function has MSI-X: ``msix_enable``,
+            ``function_mask``, ``table_size`` (vector count), ``masks`` and ``pending`` (bit v =
+            vector v, vectors below the table size only).
+        """
+        state = {"power_state": self.power_state(function)}
+        if self._msix_params(function) is not None:
+            ctl = self._msix_control(function)
+            size = self.msix_table_size(function)
+            visible = (1 << size) - 1
+            state.update(msix_enable=ctl.enable, function_mask=ctl.function_mask,
+                         table_size=size, masks=ctl.masks & visible,
+                         pending=ctl.pending & visible)
+        return state
+
+    # -- MSI-X: table and PBA (memory space) ------------------------------------------------------
+
+    def _msix_internal(self, function, bar, offset):
+        """``"table"``, ``"pba"`` or ``None``: where a decoded access lands."""
+        msix = self._msix_params(function)
+        if msix is None:
+            return None
+        if bar == msix.table_bar and \
+                msix.table_offset <= offset < msix.table_offset + 16 * msix.max_vectors:
+            return "table"
+        pba_bytes = 8 * -(-msix.max_vectors // 64)
+        if bar == msix.pba_bar and msix.pba_offset <= offset < msix.pba_offset + pba_bytes:
+            return "pba"
+        return None
+
+    def _table_qword_read(self, function, rel):
+        vector, half = divmod(rel, MSIX_ENTRY_BYTES)
+        if vector >= self.msix_table_size(function):
+            return 0
+        lo, hi, data = self._msix_table.get(function, {}).get(vector, (0, 0, 0))
+        if half < 8:
+            return lo | hi << 32
+        masked = self._msix_control(function).masks >> vector & 1
+        return data | masked << 32
+
+    def _table_qword_write(self, function, rel, data, be):
+        vector, half = divmod(rel, MSIX_ENTRY_BYTES)
+        if vector >= self.msix_table_size(function):
+            return
+        bit_mask = 0
+        for i in range(8):
+            if be & (1 << i):
+                bit_mask |= 0xFF << (8 * i)
+        if half < 8:
+            entry = self._entry(function, vector)
+            old = entry[0] | entry[1] << 32
+            new = _merge(old, data, bit_mask)
+            entry[0] = new & 0xFFFF_FFFC        # bits 1:0 read 0
+            entry[1] = new >> 32 & 0xFFFF_FFFF
+            return
+        if be & 0x0F:
+            entry = self._entry(function, vector)
+            entry[2] = _merge(entry[2], data, bit_mask) & 0xFFFF_FFFF
+        if be & 0x10:
+            # Vector Control byte 0: bit 0 Mask; every other bit reads 0 and ignores writes.
+            ctl = self._msix_control(function, create=True)
+            if data >> 32 & MSIX_VECTOR_MASK:
+                ctl.masks |= 1 << vector
+            else:
+                ctl.masks &= ~(1 << vector)
+                self._deliver_pending(function)
+
+    def _pba_qword_read(self, function, rel):
+        q = rel // 8
+        visible = (1 << self.msix_table_size(function)) - 1
+        return (self._msix_control(function).pending & visible) >> (64 * q) \
+            & 0xFFFF_FFFF_FFFF_FFFF
+
+    def memory(self, addr, write, data=0, be=0xFF):
+        """Process one memory request: decode it, and serve MSI-X table/PBA accesses.
+
+        Parameters
+        ----------
+        addr : int
+            64-bit byte address; the request is decoded by it (its first byte).
+        write : bool
+            Write (True) or read (False).
+        data : int
+            For a write: the aligned QWORD's new bytes (byte i at bits 8i+7:8i), 64 bits.
+        be : int
+            8 byte enables of the aligned QWORD containing ``addr`` (0x0F low dword, 0xF0 high
+            dword, 0xFF QWORD). Used for table writes; reads return the whole QWORD.
+
+        Returns
+        -------
+        MemoryResult
+            ``claimed`` for the user's logic, or ``internal`` for the MSI-X table or PBA of the
+            decoded function (then a read's ``data`` is the aligned QWORD), or neither (UR).
+        """
+        self._check_address(addr)
+        if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data < 1 << 64:
+            raise ValueError(f"data must be a 64-bit unsigned integer (got {data!r})")
+        if isinstance(be, bool) or not isinstance(be, int) or not 0 <= be <= 0xFF:
+            raise ValueError(f"be must be 8 byte enables, 0..0xff (got {be!r})")
+        claimed, function, bar, offset = self.decode_memory(addr)
+        if not claimed:
+            return MemoryResult(False, False, False, 0, 0, 0, 0)
+        where = self._msix_internal(function, bar, offset)
+        if where is None:
+            return MemoryResult(True, False, function != 0, function, bar, offset, 0)
+        msix = self._msix_params(function)
+        value = 0
+        if where == "table":
+            rel = (offset - msix.table_offset) & ~0b111
+            if write:
+                self._table_qword_write(function, rel, data, be)
+            else:
+                value = self._table_qword_read(function, rel)
+        elif not write:
+            value = self._pba_qword_read(function, (offset - msix.pba_offset) & ~0b111)
+        # (PBA writes are ignored: it is read-only.)
+        return MemoryResult(False, True, function != 0, function, bar, offset, value)
+
+    # -- User configuration windows -------------------------------------------------------------
+
+    def _user_read(self, function, window, dword):
+        cap = window.user
+        if cap.kind == "extended" and dword == 0:
+            return cap.cap_id | cap.version << 16 | window.next_offset << 20
+        value = 0
+        if self.user is not None:
+            value = self.user.read(function, window.window, dword) & 0xFFFF_FFFF
+        if cap.kind == "legacy" and dword == 0:
+            return (value & 0xFFFF_0000) | cap.cap_id | window.next_offset << 8
+        return value
+
+    def _user_write(self, function, window, dword, be, data):
+        cap = window.user
+        if dword == 0:
+            if cap.kind == "extended":
+                return              # the header is the endpoint's, read-only
+            if cap.kind == "legacy":
+                be &= 0b1100        # bytes 0-1 (ID, next) are the endpoint's
+        if be and self.user is not None:
+            self.user.write(function, window.window, dword, be, data)
 
     # -- Memory requests (§5) --------------------------------------------------------------------
 
@@ -921,7 +1538,8 @@ class EndpointModel:
         """Find the function and BAR a memory request to byte address ``addr`` reaches.
 
         The access's size does not matter: the request is decoded by its first byte. No side
-        effects.
+        effects. A function whose PowerState is not D0 claims nothing. MSI-X table/PBA ranges are
+        reported like any other BAR offset here; :meth:`memory` serves them.
 
         Parameters
         ----------
@@ -954,8 +1572,8 @@ class EndpointModel:
         return 1 << 64 if bar.is_64bit else 1 << 32
 
     def _pf_bar_claims(self, bar, addr):
-        # PF Memory Space Enable is Command bit 1 (0x04).
-        if not self.command & COMMAND_MEMORY_SPACE_ENABLE:
+        # PF Memory Space Enable is Command bit 1 (0x04); a PF not in D0 decodes nothing.
+        if not self.command & COMMAND_MEMORY_SPACE_ENABLE or self.pm_power_state != D0:
             return None
         # The register's address bits (type bits 3:0 excluded), 64 bits wide for a 64-bit BAR.
         base = self.bar_address[bar.index]
@@ -980,6 +1598,8 @@ class EndpointModel:
         if n > self.sriov.num_vfs:
             # Only VFs 1..NumVFs decode: [base + NumVFs*A, base + TotalVFs*A) is not claimed.
             return None
+        if self._vf_power.get(n, D0) != D0:
+            return None         # a VF not in D0 decodes nothing
         return (True, n, bar.index, addr - (base + (n - 1) * aperture))
 
     # -- Argument checks -------------------------------------------------------------------------

@@ -11,13 +11,17 @@ from .host import (
     BarMemories,
     EndpointDriver,
     HostError,
+    InterruptPort,
     LinuxHost,
     MemoryDriver,
     MemoryPort,
     MemTransaction,
     ModelEndpointPort,
+    ModelInterruptPort,
+    MsixTransaction,
     RootPort,
     Scoreboard,
+    memory_transaction,
 )
 from .linux import SriovError
 from .model import EndpointModel
@@ -79,11 +83,15 @@ def check_ops(ops, filename="<script>"):
 
 async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename="<script>",
                   emit=None, json=False, ari=True, page_size=4096, dump_rids=None,
-                  dump_enabled=False):
+                  dump_enabled=False, irq_driver=None):
     """Run ``ops`` through a design reached by ``cfg_driver`` (``async config(...)``) and
     ``mem_driver`` (``async decode(addr, write)``), checking everything against a fresh
     :class:`EndpointModel`. ``idle(n)`` waits ``n`` clock cycles. Backend-independent: the
     Amaranth simulator and the cocotb bench both call it. Fills ``result``.
+
+    With a ``mem_driver`` that has ``access`` (MSI-X tables), memory operations go through it;
+    ``irq_driver`` (``interrupt``, ``messages``, ``vf_msix_count``) runs the ``msix`` ops, and
+    the MSI-X messages it delivers are printed after the transaction that caused them.
     """
     model = EndpointModel(params)
     board = Scoreboard(cfg_driver, ModelEndpointPort(model))
@@ -102,6 +110,8 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     root.mem = MemoryPort(mem_driver, model)
     root.memories = BarMemories()
     root.model = model
+    if irq_driver is not None:
+        root.irq = InterruptPort(irq_driver, ModelInterruptPort(model))
     for op in ops:
         current["op"] = op
         root.step = f"line {op.line}" if op.line else ""
@@ -121,7 +131,8 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
         for offset in range(0, 0x1000, 4):
             image += (await space.read32(offset)).to_bytes(4, "little")
         result.dumps[rid] = bytes(image)
-    result.compared = board.compared + root.mem.compared
+    result.compared = board.compared + root.mem.compared \
+        + (root.irq.compared if root.irq is not None else 0)
     return result
 
 
@@ -191,8 +202,12 @@ async def _run_op(idle, host, root, op):
     elif op.kind == "walk":
         for vf in list(host.vfs):
             await host.walk_vf(vf.rid)
+    elif op.kind in ("memrd", "memwr") and getattr(root.mem, "has_access", False):
+        await _run_memory_access(root, op)
     elif op.kind in ("memrd", "memwr"):
         await _run_memory(root, op)
+    elif op.kind in _MSIX_KINDS:
+        await _run_msix(host, root, op)
     elif op.kind == "idle":
         if op.count:
             await idle(op.count)
@@ -222,6 +237,66 @@ async def _run_memory(root, op):
     if not write and op.value is not None and value != op.value:
         raise _Unexpected(f"read {value:#0{2 * op.size + 2}x}, expected "
                           f"{op.value:#0{2 * op.size + 2}x}")
+
+
+async def _run_memory_access(root, op):
+    """A memory op through the memory driver's ``access``: MSI-X table and PBA accesses are
+    answered by the endpoint (and may deliver pending messages), the rest by ``root.memories``."""
+    write = op.kind == "memwr"
+    try:
+        txn = await memory_transaction(root.mem, op.kind, op.addr, op.size,
+                                       op.value if write else 0, memories=root.memories,
+                                       step=root.step)
+    except HostError as exc:
+        raise _Unexpected(str(exc)) from None
+    root.record(txn)
+    if not write and op.value is not None and txn.value != op.value:
+        raise _Unexpected(f"read {txn.value:#0{2 * op.size + 2}x}, expected "
+                          f"{op.value:#0{2 * op.size + 2}x}")
+
+
+_MSIX_KINDS = ("msix", "msix_enable", "msix_count", "suspend", "resume")
+
+
+async def _run_msix(host, root, op):
+    """The MSI-X and power-management ops: an interrupt request from the user logic, a VF's
+    Table Size from the PF side, a driver enabling MSI-X, system suspend and resume."""
+    if op.kind == "suspend":
+        await host.suspend()
+        return
+    if op.kind == "resume":
+        await host.resume()
+        return
+    function = host.function_of(op.rid)
+    if function is None:
+        raise _Unexpected(f"{format_bdf(op.rid)} is neither the PF nor an enabled VF")
+    if op.kind == "msix_enable":
+        await host.msix_setup(op.rid, op.count)
+        return
+    if root.irq is None:
+        raise _Unexpected(f"{op.kind} needs an interrupt driver, which this backend does not "
+                          f"have yet")
+    if op.kind == "msix_count":
+        if function == 0:
+            raise _Unexpected(f"{format_bdf(op.rid)} is the PF; msix_count sets a VF's Table "
+                              f"Size")
+        accepted = await root.irq.vf_msix_count(function, op.count)
+        root.record(MsixTransaction(function, format_bdf(op.rid), op.count,
+                                    "accepted" if accepted else "refused", step=root.step,
+                                    op="msix_count"))
+        return
+    outcome = await root.irq.interrupt(function, op.vector)
+    messages = root.irq.messages()
+    own = [i for i, m in enumerate(messages) if m[0] == function]
+    txn = MsixTransaction(function, format_bdf(op.rid), op.vector, outcome, step=root.step)
+    if outcome == "sent":
+        if not own:
+            raise _Unexpected(f"vector {op.vector} reported sent, but no message came")
+        _, txn.addr, txn.data = messages.pop(own[0])
+    root.record(txn)
+    root.record_messages(messages)
+    if op.outcome is not None and outcome != op.outcome:
+        raise _Unexpected(f"vector {op.vector} was {outcome}, expected {op.outcome}")
 
 
 def format_dump(rid, image, description=""):

@@ -11,6 +11,16 @@ Operation names are lowercase::
     idle CYCLES                        let CYCLES clock cycles pass (0..10_000_000)
     memrd ADDR SIZE [== VALUE]         memory read of SIZE (1, 2, 4 or 8) bytes at 64-bit ADDR
     memwr ADDR SIZE VALUE              memory write
+    msix BDF VECTOR [== OUTCOME]       user logic raises MSI-X vector VECTOR (0..2047) of the PF
+                                       or VF at BDF; OUTCOME, if given, is what must happen:
+                                       sent, pending or dropped
+    msix_enable BDF N                  the function's driver enables N MSI-X vectors (1..2048) as
+                                       Linux does (msix_capability_init) and requests them
+    msix_count BDF COUNT               the PF side sets the VF at BDF's MSI-X Table Size to COUNT
+                                       vectors (0..2048; 0: the device's default)
+    suspend                            system suspend: Linux saves every function's state and
+                                       puts the VFs, then the PF, in D3hot
+    resume                             system resume: D0, and Linux's state restore
 
 BDFs are written as lspci writes them: ``BB:DD.F`` with a hex bus (1-2 digits), a hex device
 0..1f and a function 0-7, optionally preceded by the domain ``0000:``. An ARI function number
@@ -39,7 +49,8 @@ __all__ = ["KINDS", "Op", "ScriptError", "parse_script", "load_script"]
 
 
 #: Operation names, in the order error messages list them.
-KINDS = ("cfgrd", "cfgwr", "enable", "disable", "flr", "idle", "memrd", "memwr")
+KINDS = ("cfgrd", "cfgwr", "enable", "disable", "flr", "idle", "memrd", "memwr", "msix",
+         "msix_enable", "msix_count", "suspend", "resume")
 
 #: Argument list of each operation, as error messages show it. ``[== VALUE]`` is optional.
 _USAGE = {
@@ -51,15 +62,27 @@ _USAGE = {
     "idle":    ("CYCLES",),
     "memrd":   ("ADDR", "SIZE"),
     "memwr":   ("ADDR", "SIZE", "VALUE"),
+    "msix":    ("BDF", "VECTOR"),
+    "msix_enable": ("BDF", "N"),
+    "msix_count":  ("BDF", "COUNT"),
+    "suspend": (),
+    "resume":  (),
 }
 #: Operations that take an optional ``== VALUE`` expectation.
-_READS = ("cfgrd", "memrd")
+_READS = ("cfgrd", "memrd", "msix")
+#: What the optional expectation of an operation is called (default VALUE).
+_EXPECTED = {"msix": "OUTCOME"}
+#: The outcomes of an interrupt request (``msix ... == OUTCOME``).
+MSIX_OUTCOMES = ("sent", "pending", "dropped")
 
 CONFIG_SPACE_END = 0xfff
 MAX_VFS          = 0xffff
 MAX_IDLE_CYCLES  = 10_000_000
 ADDRESS_END      = (1 << 64) - 1
 CFG_SIZES        = (1, 2, 4)
+#: Largest MSI-X vector number and vector count (Table Size is 11 bits: N = 1..2048).
+MAX_MSIX_VECTOR  = 2047
+MAX_MSIX_COUNT   = 2048
 MEM_SIZES        = (1, 2, 4, 8)
 
 _HEX_RE     = re.compile(r"0[xX][0-9a-fA-F]+")
@@ -85,13 +108,15 @@ class Op:
     ----------
     kind : str
         ``"cfgrd"``, ``"cfgwr"``, ``"enable"``, ``"disable"``, ``"flr"``, ``"idle"``,
-        ``"memrd"`` or ``"memwr"``.
+        ``"memrd"``, ``"memwr"``, ``"msix"``, ``"msix_enable"``, ``"msix_count"``,
+        ``"suspend"`` or ``"resume"``.
     line : int
         1-based line number in the script.
     text : str
         The source line, comment removed, stripped.
     rid : int or None
-        Routing ID of the target function (cfgrd, cfgwr, enable, disable, flr).
+        Routing ID of the target function (cfgrd, cfgwr, enable, disable, flr, msix,
+        msix_enable, msix_count).
     offset : int or None
         Config-space byte offset (cfgrd, cfgwr).
     size : int or None
@@ -100,9 +125,15 @@ class Op:
         The value written (cfgwr, memwr), or the value a read expects (cfgrd, memrd; ``None``
         when the read expects nothing).
     count : int or None
-        Number of VFs (enable) or of clock cycles (idle).
+        Number of VFs (enable), of clock cycles (idle) or of MSI-X vectors (msix_enable,
+        msix_count).
     addr : int or None
         Memory address (memrd, memwr).
+    vector : int or None
+        MSI-X vector number (msix).
+    outcome : str or None
+        What the interrupt request must do (msix): ``"sent"``, ``"pending"`` or ``"dropped"``;
+        ``None`` when the script expects nothing.
     """
     kind:   str
     line:   int
@@ -113,6 +144,8 @@ class Op:
     value:  int | None = None
     count:  int | None = None
     addr:   int | None = None
+    vector: int | None = None
+    outcome: str | None = None
 
 
 class ScriptError(Exception):
@@ -234,12 +267,14 @@ def _split_args(kind, args):
     """Check the number of arguments; return (positional arguments, expected-value token)."""
     names = _USAGE[kind]
     usage = " ".join(names)
+    expected_name = _EXPECTED.get(kind, "VALUE")
     if kind in _READS:
-        usage += " [== VALUE]"
+        usage += f" [== {expected_name}]"
 
     def count_problem(got, detail):
         plural = "" if got == 1 else "s"
-        return _Problem(f"{kind} takes {usage}, got {got} argument{plural} ({detail})")
+        takes = usage if names else "no arguments"
+        return _Problem(f"{kind} takes {takes}, got {got} argument{plural} ({detail})")
 
     if "==" in args:
         i = args.index("==")
@@ -252,9 +287,10 @@ def _split_args(kind, args):
             raise count_problem(i, f"expected '==' after {names[-1]}, "
                                    f"got {_show(args[len(names)])}")
         if i == len(args) - 1:
-            raise _Problem("'==' must be followed by the expected VALUE")
+            raise _Problem(f"'==' must be followed by the expected {expected_name}")
         if i + 2 < len(args):
-            raise _Problem(f"unexpected {_show(args[i + 2])} after the expected VALUE")
+            raise _Problem(f"unexpected {_show(args[i + 2])} after the expected "
+                           f"{expected_name}")
         return args[:i], args[i + 1]
 
     if len(args) < len(names):
@@ -263,8 +299,8 @@ def _split_args(kind, args):
         if kind in _READS and len(args) <= len(names) + 2:
             raise _Problem(f"expected '==' before the expected value, got "
                            f"{_show(args[len(names)])}")
-        raise count_problem(len(args), f"unexpected {_show(args[len(names)])} after "
-                                       f"{names[-1]}")
+        after = f" after {names[-1]}" if names else ""
+        raise count_problem(len(args), f"unexpected {_show(args[len(names)])}{after}")
     return args, None
 
 
@@ -310,6 +346,26 @@ def _parse_op(kind, args, line, text):
         fields["count"] = _number("CYCLES", args[0])
         if fields["count"] > MAX_IDLE_CYCLES:
             raise _Problem(f"CYCLES {_short(args[0])} is out of range (0..{MAX_IDLE_CYCLES})")
+    elif kind == "msix":
+        fields["rid"] = _bdf(args[0])
+        fields["vector"] = _number("VECTOR", args[1])
+        if fields["vector"] > MAX_MSIX_VECTOR:
+            raise _Problem(f"VECTOR {_short(args[1])} is out of range (0..{MAX_MSIX_VECTOR}: "
+                           f"an MSI-X table has at most {MAX_MSIX_COUNT} entries)")
+        if expect is not None:
+            if expect not in MSIX_OUTCOMES:
+                hint = "; outcomes are lowercase" if expect.lower() in MSIX_OUTCOMES else ""
+                raise _Problem(f"OUTCOME {_show(expect)} is not one of "
+                               f"{', '.join(MSIX_OUTCOMES)}{hint}")
+            fields["outcome"] = expect
+            expect = None
+    elif kind in ("msix_enable", "msix_count"):
+        name = _USAGE[kind][1]
+        fields["rid"] = _bdf(args[0])
+        fields["count"] = _number(name, args[1])
+        low = 1 if kind == "msix_enable" else 0
+        if not low <= fields["count"] <= MAX_MSIX_COUNT:
+            raise _Problem(f"{name} {_short(args[1])} is out of range ({low}..{MAX_MSIX_COUNT})")
     if expect is not None:
         value = _number("VALUE", expect)
         _check_fit("VALUE", _short(expect), value, fields["size"])

@@ -14,8 +14,11 @@ PfBarState = data.StructLayout({"base": 64})
 
 
 def MemRequest(tag_width=8):
-    """Layout of a memory request: address, direction and a tag carried through untouched."""
-    return data.StructLayout({"addr": 64, "write": 1, "tag": tag_width})
+    """Layout of a memory request: address, direction, a tag carried through untouched, and
+    for writes the data: ``data`` holds the bytes of the naturally aligned QWORD containing
+    ``addr`` (byte i at bits 8i+7:8i) and ``be`` enables them (0x0F: the low DWORD, 0xF0: the
+    high DWORD, 0xFF: the QWORD)."""
+    return data.StructLayout({"addr": 64, "write": 1, "tag": tag_width, "data": 64, "be": 8})
 
 
 def MemDecode(params, tag_width=8):
@@ -23,11 +26,14 @@ def MemDecode(params, tag_width=8):
 
     ``claimed``: a function's BAR holds the address. ``is_vf``/``vf``: which function (``vf`` is
     the 1-based VF number, 0 for the PF). ``bar``: BAR index (the low slot of a 64-bit BAR).
-    ``offset``: the address minus the start of that function's aperture. ``addr``, ``write`` and
-    ``tag`` are the request's.
+    ``offset``: the address minus the start of that function's aperture. ``addr``, ``write``,
+    ``tag`` and ``be`` are the request's. ``internal``: the endpoint answered the request itself
+    (an MSI-X table or PBA access; ``claimed`` is then 0 and the user's logic only completes
+    it); ``data`` is then, for a read, the QWORD read, and otherwise the request's write data.
     """
     return data.StructLayout({
         "claimed": 1,
+        "internal": 1,
         "is_vf":   1,
         "vf":      range(params.total_vfs + 1),
         "bar":     3,
@@ -35,6 +41,8 @@ def MemDecode(params, tag_width=8):
         "addr":    64,
         "write":   1,
         "tag":     tag_width,
+        "data":    64,
+        "be":      8,
     })
 
 
@@ -177,7 +185,8 @@ class VfBarDecoder(wiring.Component):
         # -- Stage 2: VF number and offset from the difference; pick the hit -----------------
         result = Signal.like(self.res.payload)
         m.d.comb += [result.addr.eq(s1_req.addr), result.write.eq(s1_req.write),
-                     result.tag.eq(s1_req.tag)]
+                     result.tag.eq(s1_req.tag), result.data.eq(s1_req.data),
+                     result.be.eq(s1_req.be)]
         hits = []
         for n, bar in enumerate(p.pf_bars):
             offset = Signal(64, name=f"pf{bar.index}_offset")

@@ -1,23 +1,10 @@
-"""Register maps of the PF and VF configuration spaces (header, PCI Express and ARI capabilities).
-
-The behaviour is specified in ``docs/endpoint-behaviour.md``; the SR-IOV capability lives in
-:mod:`sriov_ep.caps.sriov`.
-"""
+"""The Type 0 configuration header (0x00..0x3F) of the PF and of a VF (SR-IOV §3.4.1)."""
 
 from ..regs import Access, Field, Register, RegisterMap
 
-__all__ = [
-    "PCIE_CAP_OFFSET", "PCIE_CAP_SIZE", "ARI_CAP_ID", "ARI_CAP_SIZE", "VF_ARI_CAP_OFFSET",
-    "type0_header_map", "pcie_capability_map", "ari_capability_map", "vf_header_map",
-    "ext_cap_chain",
-]
+__all__ = ["HEADER_SIZE", "type0_header_map", "vf_header_map"]
 
-PCIE_CAP_OFFSET   = 0x40
-PCIE_CAP_SIZE     = 0x3c
-PCIE_CAP_ID       = 0x10
-ARI_CAP_ID        = 0x000e
-ARI_CAP_SIZE      = 0x08
-VF_ARI_CAP_OFFSET = 0x100
+HEADER_SIZE = 0x40
 
 RO, HWINIT, RW, RW1C, RSVDP, RSVDZ = (Access.RO, Access.HWINIT, Access.RW, Access.RW1C,
                                       Access.RSVDP, Access.RSVDZ)
@@ -58,8 +45,9 @@ def _bar_registers(bars, prefix="bar"):
     return regs
 
 
-def type0_header_map(params):
-    """The PF's Type 0 configuration header (0x00..0x3F)."""
+def type0_header_map(params, cap_pointer):
+    """The PF's Type 0 configuration header (0x00..0x3F); ``cap_pointer`` is the offset of the
+    first legacy capability."""
     p = params
     return RegisterMap("header", 0x40, [
         Register("vendor_id", 0x00, 16, (Field("vendor_id", 0, 16, RO, p.vendor_id),)),
@@ -97,7 +85,7 @@ def type0_header_map(params):
         Register("subsystem_id", 0x2e, 16, (Field("subsystem_id", 0, 16, RO, p.subsystem_id),)),
         Register("expansion_rom", 0x30, 32, (), desc="not implemented"),
         Register("capabilities_pointer", 0x34, 8, (
-            Field("capabilities_pointer", 0, 8, RO, PCIE_CAP_OFFSET),)),
+            Field("capabilities_pointer", 0, 8, RO, cap_pointer),)),
         Register("interrupt_line", 0x3c, 8, (Field("interrupt_line", 0, 8, RW),)),
         Register("interrupt_pin", 0x3d, 8, (Field("interrupt_pin", 0, 8, RO, 0x01),),
                  desc="INTA"),
@@ -106,7 +94,7 @@ def type0_header_map(params):
     ])
 
 
-def vf_header_map(params):
+def vf_header_map(params, cap_pointer):
     """A VF's Type 0 header (SR-IOV §3.4.1): Vendor/Device ID all ones, no BARs, no INTx.
 
     ``command.bus_master_enable`` is held per VF outside the bank (custom field).
@@ -117,7 +105,7 @@ def vf_header_map(params):
         Register("device_id", 0x02, 16, (Field("device_id", 0, 16, RO, 0xffff),)),
         Register("command", 0x04, 16, (
             Field("memory_space_enable", 1, 1, RO, 0, desc="VF MSE in the PF governs"),
-            Field("bus_master_enable", 2, 1, RW, custom=True, desc="per VF"),
+            Field("bus_master_enable", 2, 1, RW, per_vf=True, desc="per VF"),
         ), desc="Command"),
         Register("status", 0x06, 16, (Field("capabilities_list", 4, 1, RO, 1),)),
         Register("revision_id", 0x08, 8, (Field("revision_id", 0, 8, RO, p.revision_id),)),
@@ -128,101 +116,7 @@ def vf_header_map(params):
             Field("subsystem_vendor_id", 0, 16, RO, p.subsystem_vendor_id),)),
         Register("subsystem_id", 0x2e, 16, (Field("subsystem_id", 0, 16, RO, p.subsystem_id),)),
         Register("capabilities_pointer", 0x34, 8, (
-            Field("capabilities_pointer", 0, 8, RO, PCIE_CAP_OFFSET),)),
+            Field("capabilities_pointer", 0, 8, RO, cap_pointer),)),
     ])
 
 
-def pcie_capability_map(params, *, vf=False):
-    """The PCI Express Capability (version 2, Endpoint) at 0x40; offsets relative to it.
-
-    For a VF, Device Control holds only the per-VF bits (custom fields held outside the bank) and
-    Link Control is reserved: the PF's settings apply.
-    """
-    if vf:
-        devctl = (
-            Field("relaxed_ordering", 4, 1, RW, 1, custom=True, desc="per VF"),
-            Field("no_snoop", 11, 1, RW, 1, custom=True, desc="per VF"),
-            Field("initiate_flr", 15, 1, RW, custom=True, desc="write 1: VF FLR; reads 0"),
-        )
-        devsta = ()
-        linkctl = ()
-    else:
-        devctl = (
-            Field("correctable_error_reporting", 0, 1, RW),
-            Field("non_fatal_error_reporting", 1, 1, RW),
-            Field("fatal_error_reporting", 2, 1, RW),
-            Field("unsupported_request_reporting", 3, 1, RW),
-            Field("relaxed_ordering", 4, 1, RW, 1),
-            Field("max_payload_size", 5, 3, RW, 0),
-            Field("no_snoop", 11, 1, RW, 1),
-            Field("max_read_request_size", 12, 3, RW, 2),
-            Field("initiate_flr", 15, 1, RW, custom=True, desc="write 1: PF FLR; reads 0"),
-        )
-        devsta = (
-            Field("correctable_error_detected", 0, 1, RW1C),
-            Field("non_fatal_error_detected", 1, 1, RW1C),
-            Field("fatal_error_detected", 2, 1, RW1C),
-            Field("unsupported_request_detected", 3, 1, RW1C),
-        )
-        linkctl = (
-            Field("aspm_control", 0, 2, RW),
-            Field("common_clock_configuration", 6, 1, RW),
-            Field("extended_synch", 7, 1, RW),
-        )
-    return RegisterMap("vf_pcie" if vf else "pcie", PCIE_CAP_SIZE, [
-        Register("cap_header", 0x00, 16, (
-            Field("cap_id", 0, 8, RO, PCIE_CAP_ID),
-            Field("next_pointer", 8, 8, RO, 0x00),
-        ), desc="PCI Express Capability header"),
-        Register("pcie_capabilities", 0x02, 16, (
-            Field("version", 0, 4, RO, 2),
-            Field("device_port_type", 4, 4, RO, 0, desc="PCI Express Endpoint"),
-        )),
-        Register("device_capabilities", 0x04, 32, (
-            Field("max_payload_size_supported", 0, 3, RO, 0, desc="128 bytes"),
-            Field("role_based_error_reporting", 15, 1, RO, 1),
-            Field("function_level_reset", 28, 1, RO, 1),
-        )),
-        Register("device_control", 0x08, 16, devctl),
-        Register("device_status", 0x0a, 16, devsta),
-        Register("link_capabilities", 0x0c, 32, (
-            Field("max_link_speed", 0, 4, RO, 2, desc="5.0 GT/s"),
-            Field("max_link_width", 4, 6, RO, 1, desc="x1"),
-        )),
-        Register("link_control", 0x10, 16, linkctl),
-        Register("link_status", 0x12, 16, (
-            Field("current_link_speed", 0, 4, RO, 2),
-            Field("negotiated_link_width", 4, 6, RO, 1),
-        )),
-        Register("link_capabilities_2", 0x2c, 32, (
-            Field("supported_link_speeds", 1, 7, RO, 0b11, desc="2.5 and 5.0 GT/s"),)),
-        Register("link_control_2", 0x30, 16, (
-            Field("target_link_speed", 0, 4, RO, 2),)),
-    ])
-
-
-def ari_capability_map(next_offset=0):
-    """The ARI Extended Capability (8 bytes): read-only, Next Function Number 0."""
-    return RegisterMap("ari", ARI_CAP_SIZE, [
-        Register("header", 0x00, 32, (
-            Field("cap_id", 0, 16, RO, ARI_CAP_ID),
-            Field("cap_version", 16, 4, RO, 1),
-            Field("next_offset", 20, 12, RO, next_offset),
-        ), desc="ARI Extended Capability Header"),
-        Register("ari_capability", 0x04, 16, (
-            Field("mfvc_function_groups", 0, 1, RO, 0),
-            Field("acs_function_groups", 1, 1, RO, 0),
-            Field("next_function_number", 8, 8, RO, 0),
-        )),
-        Register("ari_control", 0x06, 16, (), desc="no function groups: RO 0"),
-    ])
-
-
-def ext_cap_chain(params):
-    """Next pointers of the PF's extended capabilities: ``{"ari": next, "sriov": next}``.
-
-    The one at 0x100 points to the other, which ends the list.
-    """
-    if params.ari_cap_offset == 0x100:
-        return {"ari": params.sriov_cap_offset, "sriov": 0}
-    return {"sriov": params.ari_cap_offset, "ari": 0}

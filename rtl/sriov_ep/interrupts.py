@@ -1,0 +1,579 @@
+"""``MsixEngine``: MSI-X tables, Pending Bit Arrays and message delivery for the PF and its VFs.
+
+MSI-X capability: PCI Express Base, §7.7.2; its rules (masking, pending bits, delivery on
+unmasking): §6.1.4.5. The VF side follows the SR-IOV specification: every VF has its own table
+and PBA in its slice of a VF BAR, and its own Message Control.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+__all__ = ["MAX_VECTORS", "MSG_LATENCY", "TABLE_LATENCY", "MsixEntry", "MsixState",
+           "IrqRequest", "MsixMessage", "MsixControl", "TableSizeUpdate", "FunctionReset",
+           "TableRequest", "TableResponse", "MsixEngine"]
+
+#: Most vectors a function may have here: the PBA of a function is one QWORD.
+MAX_VECTORS = 64
+
+#: Clock edges from the one that accepts an ``irq`` request for a deliverable vector to the
+#: earliest one that can transfer its message on ``msg`` (``valid`` rises one cycle before).
+MSG_LATENCY = 5
+
+#: Clock edges from the one that accepts a ``tbl_req`` to the earliest one that can transfer its
+#: response on ``tbl_res`` (``valid`` rises one cycle before). The engine can accept its next
+#: request at the edge after the response is taken (after a write to the QWORD holding Vector
+#: Control, once the scan it starts has finished).
+TABLE_LATENCY = 6
+
+
+#: One MSI-X table entry as stored: Message Address bits 31:2 (bits 1:0 always read 0), Message
+#: Upper Address, Message Data. Vector Control (its Mask bit) is kept in :func:`MsixState`.
+MsixEntry = data.StructLayout({
+    "addr_lo": 30,
+    "addr_hi": 32,
+    "data":    32,
+})
+
+
+def MsixState(vectors):
+    """Layout of a function's entry in the state memory; all zeros is the reset state.
+
+    ``unmasked``: inverted Mask bits (Vector Control bit 0) of each vector. ``pending``: the PBA.
+    ``enable``, ``function_mask``, ``bme``: MSI-X Enable, Function Mask, Bus Master Enable.
+    ``not_d0``: the function is not in D0. ``table_size_x``: the Table Size field value XOR its
+    reset value (``pf_vectors - 1`` for the PF, ``vf_vectors - 1`` for a VF).
+    """
+    return data.StructLayout({
+        "unmasked":      vectors,
+        "pending":       vectors,
+        "enable":        1,
+        "function_mask": 1,
+        "bme":           1,
+        "not_d0":        1,
+        "table_size_x":  11,
+    })
+
+
+def _function(total_vfs):
+    return range(total_vfs + 1)
+
+
+def IrqRequest(total_vfs):
+    """Layout of an interrupt request: function (0 = PF, n = VF n) and vector."""
+    return data.StructLayout({"function": _function(total_vfs), "vector": 11})
+
+
+def MsixMessage(total_vfs):
+    """Layout of an MSI-X message, the posted Memory Write that ``function`` sends.
+
+    ``addr``: Message Upper Address << 32 | Message Address (bits 1:0 zero). ``data``: Message
+    Data, the payload (one DWORD).
+    """
+    return data.StructLayout({"function": _function(total_vfs), "addr": 64, "data": 32})
+
+
+def MsixControl(total_vfs):
+    """Layout of a control update: the state of ``function``'s Message Control and Command
+    registers and its power state."""
+    return data.StructLayout({"function": _function(total_vfs), "enable": 1, "function_mask": 1,
+                              "bme": 1, "d0": 1})
+
+
+def TableSizeUpdate(total_vfs):
+    """Layout of a VF Table Size update: ``size`` is the field value (vectors - 1)."""
+    return data.StructLayout({"vf": _function(total_vfs), "size": 11})
+
+
+def FunctionReset(total_vfs):
+    """Layout of a Function Level Reset of one function."""
+    return data.StructLayout({"function": _function(total_vfs)})
+
+
+def TableRequest(total_vfs):
+    """Layout of an access to a function's MSI-X table (``pba`` = 0) or PBA (``pba`` = 1).
+
+    ``offset``: byte offset in the table or PBA; the access is to the naturally aligned QWORD
+    containing it. ``be``: byte enables of that QWORD; ``data``: its bytes, byte i at bits
+    8i+7:8i.
+    """
+    return data.StructLayout({"function": _function(total_vfs), "pba": 1, "offset": 16,
+                              "write": 1, "data": 64, "be": 8})
+
+
+#: Layout of a response to a :func:`TableRequest`: the QWORD read (0 for a write).
+TableResponse = data.StructLayout({"data": 64})
+
+
+class _Op(enum.Enum, shape=3):
+    RESET_FN   = 0
+    CTRL       = 1
+    TABLE_SIZE = 2
+    TABLE      = 3
+    IRQ        = 4
+
+
+def _lowest_set(bits):
+    """Index of the lowest set bit of ``bits`` (0 if none): a tree of log2(len) multiplexers."""
+    width = max(1, ceil_log2(len(bits)))
+    padded = Cat(bits, Const(0, (1 << width) - len(bits)))
+
+    def tree(lo, n):
+        if n == 1:
+            return padded[lo], []
+        any_lo, idx_lo = tree(lo, n // 2)
+        any_hi, idx_hi = tree(lo + n // 2, n // 2)
+        use_hi = ~any_lo
+        index = [Mux(use_hi, h, low) for low, h in zip(idx_lo, idx_hi, strict=True)]
+        return any_lo | any_hi, index + [use_hi]
+
+    return Cat(*tree(0, 1 << width)[1])
+
+
+class MsixEngine(wiring.Component):
+    """MSI-X for the PF and every VF: tables, Pending Bit Arrays, masking and message delivery.
+
+    Functions are numbered f = 0 (the PF) and f = n (VF n, 1..TotalVFs). Every VF has room for
+    ``vf_vectors`` vectors (its maximum Table Size); the PF has ``pf_vectors``.
+
+    Storage is two memories (:class:`amaranth.lib.memory.Memory`), so the flip-flop and LUT
+    count does not grow with TotalVFs; only memory bits do:
+
+    - the **table memory**, one :data:`MsixEntry` (94 bits) per vector: PF vector v at index v,
+      VF n's vector v at ``pf_vectors + (n - 1) * vf_vectors + v``. It is not reset: Message
+      Address, Upper Address and Data keep their contents through ``reset_fn``, ``reset_all``
+      and the design's reset (Linux programs an entry before it unmasks it);
+    - the **state memory**, one :func:`MsixState` entry per function (``2V + 15`` bits, V =
+      max(pf_vectors, vf_vectors)): Mask bits (stored inverted), pending bits, MSI-X Enable,
+      Function Mask, Bus Master Enable, D0 (stored inverted) and Table Size (stored XOR its
+      default), so that an all-zeros word is the reset state: every vector masked, nothing
+      pending, Enable, Function Mask and BME 0, in D0, default Table Size. The engine clears it
+      with a sweep of one entry per cycle after the design's reset and after ``reset_all``, so
+      neither memory needs an initialisation file.
+
+    Memory bits: ``94 * (pf_vectors + TotalVFs * vf_vectors) + (TotalVFs + 1) * (2V + 15)``
+    (:attr:`memory_bits`). With pf_vectors = 4 and vf_vectors = 3: 2,839 bits for 8 VFs, 78,479
+    for 256, 19,988,574 (about 20 Mbit, more block RAM than any ECP5 has) for 65535.
+
+    A function is *deliverable* when MSI-X Enable = 1, Function Mask = 0, Bus Master Enable = 1
+    and it is in D0; a vector v is deliverable when its function is, its Mask bit is 0 and v is
+    at most the Table Size field value. An interrupt on a vector that is not deliverable sets its
+    pending bit (once: one message later, §6.1.4.5); it is held, not dropped, while BME = 0.
+
+    The engine does one operation at a time. From ``IDLE`` it accepts one request, by priority:
+    the ``reset_all`` sweep, ``reset_fn``, ``ctrl``, ``table_size``, ``tbl_req``, ``irq``.
+    Each request is latched, the function's state entry and the addressed table entry are read
+    (each memory's output is registered before use), and the request is executed. After a
+    ``ctrl`` update and after a write to an entry's second QWORD (Message Data, Vector Control),
+    a scan delivers every pending unmasked vector of the function if it is deliverable, lowest
+    first, one per ``msg`` handshake, before the next request is accepted. Memories are
+    addressed only from registers (the function, the table index), and each reads and writes
+    through one address.
+
+    Latencies, in clock edges from the edge that accepts a request to the earliest edge that
+    can transfer its result: :data:`MSG_LATENCY` (5) for the message of a deliverable ``irq``,
+    :data:`TABLE_LATENCY` (6) for a ``tbl_req`` response, 10 for the first message of a scan
+    after ``ctrl``, 12 after an unmasking table write (6 after its response is taken), and 6
+    from one scanned message's handshake to the next. The next request can be accepted 5 edges
+    after a ``reset_fn``, ``table_size``, or an ``irq`` that is held pending or dropped, 7 after
+    a ``ctrl`` that delivers nothing, and the edge after a message or response is taken when no
+    scan follows. ``irq_dropped`` is high in the cycle after the 4th edge.
+
+    Limits and choices:
+
+    - At most :data:`MAX_VECTORS` (64) vectors per function: a function's PBA is one QWORD.
+    - Table accesses are to a naturally aligned QWORD; reads return the whole QWORD (the
+      requester keeps the DWORD it asked for); writes honour byte enables byte by byte. Vectors
+      beyond the function's Table Size and offsets past the table or PBA read 0 and ignore
+      writes, as do functions that have no MSI-X (the PF with ``pf_vectors`` = 0, VFs with
+      ``vf_vectors`` = 0) and function numbers above TotalVFs. Vector Control bits other than
+      Mask read 0 and ignore writes; the PBA ignores writes.
+    - Only ``irq`` checks that a VF exists (``vf_enable`` and n <= ``num_vfs``); the other
+      requests come from the configuration side and the BAR decoder, which only address existing
+      functions.
+    - A Table Size update also returns the vectors past the new size to their reset state
+      (masked, not pending), so that growing the table again shows no stale vectors. The PF's
+      Table Size is fixed: an update for f = 0 is ignored.
+    - ``reset_all`` is remembered: ``busy`` rises the next cycle, the operation in progress
+      (with its scan) finishes, then the sweep runs (TotalVFs + 1 cycles).
+
+    Parameters
+    ----------
+    total_vfs : int
+        TotalVFs, 1..65535.
+    pf_vectors : int
+        PF table size in vectors, 0..64 (0: the PF has no MSI-X).
+    vf_vectors : int
+        Vectors reserved per VF (its largest Table Size), 0..64 (0: VFs have no MSI-X).
+
+    Members
+    -------
+    irq : In(stream.Signature(IrqRequest(total_vfs)))
+        Interrupt requests. One whose function does not exist, has no MSI-X or whose vector is
+        above that function's Table Size is dropped (``irq_dropped``).
+    msg : Out(stream.Signature(MsixMessage(total_vfs)))
+        MSI-X messages to send, held until ``ready``.
+    ctrl : In(stream.Signature(MsixControl(total_vfs)))
+        The function's MSI-X Enable, Function Mask, Bus Master Enable and D0, after every
+        configuration write to it (also when nothing changed).
+    table_size : In(stream.Signature(TableSizeUpdate(total_vfs)))
+        Set VF ``vf``'s Table Size field to ``size`` (at most ``vf_vectors - 1``, with the VF's
+        MSI-X disabled: the caller guarantees both).
+    reset_fn : In(stream.Signature(FunctionReset(total_vfs)))
+        Function Level Reset of one function: its state entry returns to the reset state.
+    reset_all : In(1)
+        One-cycle pulse: every VF's state entry returns to the reset state (a sweep). The PF's
+        entry is swept only after the design's reset; a PF reset uses ``reset_fn``.
+    busy : Out(1)
+        The sweep is waiting or running; no stream is accepted. High after the design's reset.
+    tbl_req : In(stream.Signature(TableRequest(total_vfs)))
+        Reads and writes of a function's MSI-X table or PBA, one QWORD each.
+    tbl_res : Out(stream.Signature(TableResponse))
+        One response per ``tbl_req``, in order: the QWORD read, 0 for a write.
+    num_vfs : In(16)
+        NumVFs.
+    vf_enable : In(1)
+        VF Enable.
+    irq_dropped : Out(1)
+        One-cycle pulse for each dropped ``irq`` request.
+    """
+
+    def __init__(self, *, total_vfs, pf_vectors, vf_vectors):
+        for name, value, low, high in (("total_vfs", total_vfs, 1, 65535),
+                                       ("pf_vectors", pf_vectors, 0, MAX_VECTORS),
+                                       ("vf_vectors", vf_vectors, 0, MAX_VECTORS)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name}: must be an integer in {low}..{high}, not {value!r}")
+        if pf_vectors == 0 and vf_vectors == 0:
+            raise ValueError("pf_vectors, vf_vectors: at least one must be nonzero "
+                             "(an engine without vectors)")
+        self._total_vfs  = total_vfs
+        self._pf_vectors = pf_vectors
+        self._vf_vectors = vf_vectors
+        super().__init__({
+            "irq":         In(stream.Signature(IrqRequest(total_vfs))),
+            "msg":         Out(stream.Signature(MsixMessage(total_vfs))),
+            "ctrl":        In(stream.Signature(MsixControl(total_vfs))),
+            "table_size":  In(stream.Signature(TableSizeUpdate(total_vfs))),
+            "reset_fn":    In(stream.Signature(FunctionReset(total_vfs))),
+            "reset_all":   In(1),
+            "busy":        Out(1),
+            "tbl_req":     In(stream.Signature(TableRequest(total_vfs))),
+            "tbl_res":     Out(stream.Signature(TableResponse)),
+            "num_vfs":     In(16),
+            "vf_enable":   In(1),
+            "irq_dropped": Out(1),
+        })
+
+    @property
+    def total_vfs(self):
+        return self._total_vfs
+
+    @property
+    def pf_vectors(self):
+        return self._pf_vectors
+
+    @property
+    def vf_vectors(self):
+        return self._vf_vectors
+
+    @property
+    def vectors(self):
+        """V, the vectors kept per function in the state memory: max(pf_vectors, vf_vectors)."""
+        return max(self._pf_vectors, self._vf_vectors)
+
+    @property
+    def table_entries(self):
+        """Entries of the table memory: ``pf_vectors + total_vfs * vf_vectors``."""
+        return self._pf_vectors + self._total_vfs * self._vf_vectors
+
+    @property
+    def memory_bits(self):
+        """Bits of both memories: 94 per table entry, ``2V + 15`` per function."""
+        return (MsixEntry.size * self.table_entries
+                + (self._total_vfs + 1) * MsixState(self.vectors).size)
+
+    def elaborate(self, platform):
+        m = Module()
+        T, P, Q = self._total_vfs, self._pf_vectors, self._vf_vectors
+        V = self.vectors
+        vbits = max(1, ceil_log2(V))
+        tbl_depth = max(2, self.table_entries)
+        state_layout = MsixState(V)
+
+        m.submodules.table = tbl_mem = memory.Memory(shape=MsixEntry, depth=tbl_depth, init=[])
+        m.submodules.state = st_mem = memory.Memory(shape=state_layout, depth=T + 1, init=[])
+        tbl_rd, tbl_wr = tbl_mem.read_port(), tbl_mem.write_port()
+        st_rd, st_wr = st_mem.read_port(), st_mem.write_port()
+
+        # The request being executed. ``op_f`` also counts the sweep, so it is the state memory's
+        # one address; ``tbl_idx`` is the table memory's.
+        op         = Signal(_Op)
+        op_f       = Signal(range(T + 1))
+        op_v       = Signal(12)           # irq vector, or table entry (offset bits 15:4)
+        op_half    = Signal()             # offset bit 3: QWORD 1 of the entry
+        op_pba_ok  = Signal()             # PBA offset inside QWORD 0
+        op_write   = Signal()
+        op_data    = Signal(64)
+        op_be      = Signal(8)
+        op_pba     = Signal()
+        op_ctrl    = Signal(MsixControl(T))
+        op_size    = Signal(11)
+        tbl_idx    = Signal(range(tbl_depth))
+        m.d.comb += [st_rd.addr.eq(op_f), st_wr.addr.eq(op_f),
+                     tbl_rd.addr.eq(tbl_idx), tbl_wr.addr.eq(tbl_idx)]
+
+        # Registered in LOOKUP, from op_f and the inputs.
+        is_pf      = Signal()
+        f_valid    = Signal()             # op_f <= TotalVFs: it has a state entry
+        f_ok       = Signal()             # ... and its kind of function has MSI-X
+        exists     = Signal()             # ... and it exists now (PF, or VF n <= NumVFs)
+        base       = Signal(range(tbl_depth))
+        ts_default = Signal(11)
+        v_limit    = Signal(7)            # vectors reserved for op_f
+        therm      = Signal(V)            # bit v: v <= op_size
+        # Registered in FETCH and CHECK.
+        st_r       = Signal(state_layout)
+        ts         = Signal(11)
+        in_range   = Signal()
+        v_unmasked = Signal()
+        v_onehot   = Signal(V)
+        fn_deliv   = Signal()
+        tb_r       = Signal(MsixEntry)
+        resp       = Signal(64)
+        # Scan.
+        cand       = Signal(V)
+        scan_v     = Signal(range(V))
+        scan_bit   = Signal(V)
+        scanning   = Signal()             # SEND returns to the scan
+
+        sweep_req = Signal(init=1)        # also after the design's reset
+        # The sweep after the design's reset covers the PF's entry too; one asked for by
+        # ``reset_all`` only the VFs' (VF Enable clearing must not touch the PF's MSI-X).
+        sweep_all = Signal(init=1)
+
+        def deliverable(enable, function_mask, bme, d0):
+            return enable & ~function_mask & bme & d0
+
+        st_deliverable = deliverable(st_r.enable, st_r.function_mask, st_r.bme, ~st_r.not_d0)
+
+        m.d.sync += self.irq_dropped.eq(0)
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(sweep_req):
+                    m.d.sync += [sweep_req.eq(0), sweep_all.eq(0),
+                                 op_f.eq(Mux(sweep_all, 0, 1))]
+                    m.next = "SWEEP"
+                with m.Elif(self.reset_fn.valid):
+                    m.d.comb += self.reset_fn.ready.eq(1)
+                    m.d.sync += op_f.eq(self.reset_fn.payload.function)
+                    m.d.sync += op.eq(_Op.RESET_FN)
+                    m.next = "LOOKUP"
+                with m.Elif(self.ctrl.valid):
+                    m.d.comb += self.ctrl.ready.eq(1)
+                    m.d.sync += op_f.eq(self.ctrl.payload.function)
+                    m.d.sync += [op.eq(_Op.CTRL), op_ctrl.eq(self.ctrl.payload)]
+                    m.next = "LOOKUP"
+                with m.Elif(self.table_size.valid):
+                    m.d.comb += self.table_size.ready.eq(1)
+                    m.d.sync += op_f.eq(self.table_size.payload.vf)
+                    m.d.sync += [op.eq(_Op.TABLE_SIZE), op_size.eq(self.table_size.payload.size)]
+                    m.next = "LOOKUP"
+                with m.Elif(self.tbl_req.valid):
+                    req = self.tbl_req.payload
+                    m.d.comb += self.tbl_req.ready.eq(1)
+                    m.d.sync += op_f.eq(req.function)
+                    m.d.sync += [op.eq(_Op.TABLE), op_v.eq(req.offset[4:]),
+                                 op_half.eq(req.offset[3]), op_pba_ok.eq(req.offset[3:] == 0),
+                                 op_write.eq(req.write), op_data.eq(req.data),
+                                 op_be.eq(req.be), op_pba.eq(req.pba)]
+                    m.next = "LOOKUP"
+                with m.Elif(self.irq.valid):
+                    m.d.comb += self.irq.ready.eq(1)
+                    m.d.sync += op_f.eq(self.irq.payload.function)
+                    m.d.sync += [op.eq(_Op.IRQ), op_v.eq(self.irq.payload.vector)]
+                    m.next = "LOOKUP"
+
+            with m.State("SWEEP"):
+                m.d.comb += [st_wr.data.eq(0), st_wr.en.eq(1)]
+                m.d.sync += op_f.eq(op_f + 1)
+                with m.If(op_f == T):
+                    m.next = "IDLE"
+
+            with m.State("LOOKUP"):
+                # The state memory reads op_f in this cycle.
+                pf = op_f == 0
+                valid = op_f <= T
+                kind_ok = Mux(pf, int(P > 0), int(Q > 0))
+                m.d.sync += [
+                    is_pf.eq(pf),
+                    f_valid.eq(valid),
+                    f_ok.eq(valid & kind_ok),
+                    exists.eq(valid & kind_ok & (pf | (self.vf_enable & (op_f <= self.num_vfs)))),
+                    base.eq(Mux(pf, 0, (op_f - 1) * Q + P)),
+                    ts_default.eq(Mux(pf, max(P - 1, 0), max(Q - 1, 0))),
+                    v_limit.eq(Mux(pf, P, Q)),
+                    therm.eq(Cat(*(op_size >= v for v in range(V)))),
+                ]
+                m.next = "FETCH"
+
+            with m.State("FETCH"):
+                m.d.sync += [st_r.eq(st_rd.data), tbl_idx.eq(base + op_v[:vbits])]
+                m.next = "CHECK"
+
+            with m.State("CHECK"):
+                # The table memory reads tbl_idx in this cycle.
+                cur_ts = st_r.table_size_x ^ ts_default
+                m.d.sync += [
+                    ts.eq(cur_ts),
+                    in_range.eq(f_ok & (op_v <= cur_ts) & (op_v < v_limit)),
+                    v_unmasked.eq(st_r.unmasked.bit_select(op_v[:vbits], 1)),
+                    v_onehot.eq(Const(1, V) << op_v[:vbits]),
+                    fn_deliv.eq(st_deliverable),
+                ]
+                m.next = "EXEC"
+
+            with m.State("EXEC"):
+                m.d.sync += tb_r.eq(tbl_rd.data)
+                with m.Switch(op):
+                    with m.Case(_Op.RESET_FN):
+                        m.d.comb += [st_wr.data.eq(0), st_wr.en.eq(f_valid)]
+                        m.next = "IDLE"
+                    with m.Case(_Op.TABLE_SIZE):
+                        new = Signal(state_layout)
+                        m.d.comb += [
+                            new.eq(st_r),
+                            new.table_size_x.eq(op_size ^ ts_default),
+                            new.pending.eq(st_r.pending & therm),
+                            new.unmasked.eq(st_r.unmasked & therm),
+                            st_wr.data.eq(new),
+                            st_wr.en.eq(f_valid & ~is_pf),
+                        ]
+                        m.next = "IDLE"
+                    with m.Case(_Op.CTRL):
+                        new = Signal(state_layout)
+                        m.d.comb += [
+                            new.eq(st_r),
+                            new.enable.eq(op_ctrl.enable),
+                            new.function_mask.eq(op_ctrl.function_mask),
+                            new.bme.eq(op_ctrl.bme),
+                            new.not_d0.eq(~op_ctrl.d0),
+                            st_wr.data.eq(new),
+                            st_wr.en.eq(f_valid),
+                        ]
+                        with m.If(f_valid):
+                            m.d.sync += st_r.eq(new)
+                            m.next = "SCAN_FIND"
+                        with m.Else():
+                            m.next = "IDLE"
+                    with m.Case(_Op.IRQ):
+                        with m.If(~exists | ~in_range):
+                            m.d.sync += self.irq_dropped.eq(1)
+                            m.next = "IDLE"
+                        with m.Elif(fn_deliv & v_unmasked):
+                            m.d.sync += scanning.eq(0)
+                            m.next = "SEND"
+                        with m.Else():
+                            new = Signal(state_layout)
+                            m.d.comb += [
+                                new.eq(st_r),
+                                new.pending.eq(st_r.pending | v_onehot),
+                                st_wr.data.eq(new),
+                                st_wr.en.eq(1),
+                            ]
+                            m.next = "IDLE"
+                    with m.Case(_Op.TABLE):
+                        m.next = "TABLE"
+
+            with m.State("TABLE"):
+                # tb_r holds the entry; QWORD 0 is the address, QWORD 1 data and Vector Control.
+                old = Mux(op_half, Cat(tb_r.data, ~v_unmasked, Const(0, 31)),
+                          Cat(Const(0, 2), tb_r.addr_lo, tb_r.addr_hi))
+                merged = Cat(*(Mux(op_be[i], op_data.word_select(i, 8), old.word_select(i, 8))
+                               for i in range(8)))
+                entry = Signal(MsixEntry)
+                new = Signal(state_layout)
+                m.d.comb += [entry.eq(tb_r), new.eq(st_r)]
+                with m.If(op_half):
+                    m.d.comb += [
+                        entry.data.eq(merged[:32]),
+                        new.unmasked.eq(Mux(merged[32], st_r.unmasked & ~v_onehot,
+                                            st_r.unmasked | v_onehot)),
+                    ]
+                with m.Else():
+                    m.d.comb += [entry.addr_lo.eq(merged[2:32]), entry.addr_hi.eq(merged[32:])]
+                write = op_write & ~op_pba & in_range
+                m.d.comb += [tbl_wr.data.eq(entry), tbl_wr.en.eq(write),
+                             st_wr.data.eq(new), st_wr.en.eq(write & op_half)]
+                with m.If(write & op_half):
+                    m.d.sync += st_r.eq(new)
+                with m.If(op_write):
+                    m.d.sync += resp.eq(0)
+                with m.Elif(op_pba):
+                    m.d.sync += resp.eq(Mux(f_ok & op_pba_ok, st_r.pending, 0))
+                with m.Else():
+                    m.d.sync += resp.eq(Mux(in_range, old, 0))
+                m.next = "RESPOND"
+
+            with m.State("RESPOND"):
+                m.d.comb += [self.tbl_res.valid.eq(1), self.tbl_res.payload.data.eq(resp)]
+                with m.If(self.tbl_res.ready):
+                    # An unmasking write may make a pending vector deliverable.
+                    m.next = "IDLE"
+                    with m.If(op_write & ~op_pba & in_range & op_half):
+                        m.next = "SCAN_FIND"
+
+            # The scan: every pending, unmasked vector of a deliverable function, lowest first.
+            with m.State("SCAN_FIND"):
+                m.d.sync += cand.eq(st_r.pending & st_r.unmasked & st_deliverable.replicate(V))
+                m.next = "SCAN_PICK"
+
+            with m.State("SCAN_PICK"):
+                m.d.sync += [scan_v.eq(_lowest_set(cand)),
+                             scan_bit.eq(cand & (~cand + 1)[:V])]
+                with m.If(cand == 0):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "SCAN_INDEX"
+
+            with m.State("SCAN_INDEX"):
+                m.d.sync += tbl_idx.eq(base + scan_v)
+                m.next = "SCAN_READ"
+
+            with m.State("SCAN_READ"):
+                # The table memory reads tbl_idx in this cycle.
+                m.next = "SCAN_LOAD"
+
+            with m.State("SCAN_LOAD"):
+                m.d.sync += [tb_r.eq(tbl_rd.data), scanning.eq(1)]
+                m.next = "SEND"
+
+            with m.State("SEND"):
+                m.d.comb += [
+                    self.msg.valid.eq(1),
+                    self.msg.payload.function.eq(op_f),
+                    self.msg.payload.addr.eq(Cat(Const(0, 2), tb_r.addr_lo, tb_r.addr_hi)),
+                    self.msg.payload.data.eq(tb_r.data),
+                ]
+                with m.If(self.msg.ready):
+                    with m.If(scanning):
+                        new = Signal(state_layout)
+                        m.d.comb += [
+                            new.eq(st_r),
+                            new.pending.eq(st_r.pending & ~scan_bit),
+                            st_wr.data.eq(new),
+                            st_wr.en.eq(1),
+                        ]
+                        m.d.sync += st_r.eq(new)
+                        m.next = "SCAN_FIND"
+                    with m.Else():
+                        m.next = "IDLE"
+
+
+        m.d.comb += self.busy.eq(sweep_req | fsm.ongoing("SWEEP"))
+        with m.If(self.reset_all):
+            m.d.sync += sweep_req.eq(1)
+
+        return m
