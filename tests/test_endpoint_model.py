@@ -419,7 +419,7 @@ def test_pcie_capability_values():
     model = igb()
     assert model.pf_read(0x34 // 4) == 0x0000_0040
     assert [model.pf_read(reg) for reg in range(0x40 // 4, 0x80 // 4)] == [
-        0x0002_0010,    # 0x40 Cap ID 0x10, Next 0, version 2 Endpoint
+        0x0002_7C10,    # 0x40 Cap ID 0x10, Next 0x7C (PM), version 2 Endpoint
         0x1000_8000,    # 0x44 Device Capabilities: FLR, RBER, 128 B
         0x0000_2810,    # 0x48 Device Control reset 0x2810, Device Status 0
         0x0000_0012,    # 0x4C Link Capabilities 5.0 GT/s x1
@@ -430,7 +430,7 @@ def test_pcie_capability_values():
         0x0000_0006,    # 0x6C Link Capabilities 2
         0x0000_0002,    # 0x70 Link Control 2 / Status 2
         0, 0,           # 0x74-0x7B Slot 2
-        0,              # 0x7C unimplemented
+        0x0003_0001,    # 0x7C PM capability: Cap ID 0x01, Next 0, PMC version 3
     ]
 
 
@@ -457,9 +457,9 @@ def test_pcie_capability_write_masks():
 
 def test_unimplemented_pf_dwords_read_zero_and_ignore_writes():
     model = igb()
-    # 0x7C..0xFF and everything in 0x100..0xFFF outside ARI (0x100-0x107) and SR-IOV
-    # (0x160-0x19F).
-    regs = [r for r in range(0x7C // 4, 1024)
+    # 0x84..0xFF (after the PM capability at 0x7C) and everything in 0x100..0xFFF outside ARI
+    # (0x100-0x107) and SR-IOV (0x160-0x19F).
+    regs = [r for r in range(0x84 // 4, 1024)
             if not 0x100 <= r * 4 < 0x108 and not 0x160 <= r * 4 < 0x1A0]
     for reg in regs:
         model.config(TYPE0, 0x0100, reg, 0xF, True, 0xFFFF_FFFF)
