@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sriov_ep.params import Bar, EndpointParams, ParamError, load_params
+from sriov_ep.params import (
+    Bar,
+    EndpointParams,
+    MsixParams,
+    ParamError,
+    PmParams,
+    UserCap,
+    load_params,
+)
 from sriov_ep.tools.build import ARTEFACTS, LINT_WAIVERS, BuildError, lint_args, write_build
 from sriov_ep.tools.external import ToolMissing, verilator_command
 
@@ -35,6 +43,36 @@ MAX_VFS = EndpointParams(
              Bar(index=2, size=1 << 12)),
 )
 
+#: The 82576-like PF of examples/igb-82576.toml written out here (IDs, BARs, offsets, strides
+#: from that file's comments), with the default capabilities: PF PM (placed after the PCI
+#: Express capability, at 0x7c), no MSI-X, nothing in the VFs but header, PCI Express and ARI.
+#: Chain checks use it rather than the example, which may gain capabilities.
+IGB_LIKE = EndpointParams(
+    vendor_id=0x8086, device_id=0x10c9, revision_id=0x01, class_code=0x020000, pf_rid=0x0100,
+    pf_bars=(Bar(0, 128 << 10), Bar(1, 128 << 10), Bar(3, 16 << 10)),
+    ari_cap_offset=0x100, sriov_cap_offset=0x160, total_vfs=8, vf_device_id=0x10ca,
+    first_vf_offset_ari=0x80, vf_stride_ari=2, first_vf_offset_non_ari=0x180, vf_stride_non_ari=2,
+    vf_bars=(Bar(0, 16 << 10, is_64bit=True, prefetchable=True),
+             Bar(3, 16 << 10, is_64bit=True, prefetchable=True)),
+)
+
+#: IGB_LIKE with every kind of structure: PF and VF MSI-X (table at 0 and PBA at 0x2000 of
+#: BAR3 / VF BAR3), VF PM, and user-owned windows in both chains. Placement by hand:
+#:   PF: header 0x000, pcie 0x040..0x07b, pm 0x07c..0x083, msix 0x084..0x08f,
+#:       vndr (legacy, 0x10 bytes) 0x090..0x09f; ari 0x100, sriov 0x160..0x19f,
+#:       vsec (extended, 0x20 bytes) 0x1a0..0x1bf; scratch (range) fixed at 0x400..0x43f.
+#:   VF: header, pcie, pm 0x07c, msix 0x084..0x08f (last legacy); ari 0x100, vf_vsec 0x108..0x117.
+FULL = IGB_LIKE.replace(
+    msix=MsixParams(vectors=10, table_bar=3, table_offset=0, pba_bar=3, pba_offset=0x2000),
+    vf_pm=PmParams(),
+    vf_msix=MsixParams(vectors=3, max_vectors=8, table_bar=3, table_offset=0, pba_bar=3,
+                       pba_offset=0x2000),
+    user_caps=(UserCap("vsec", "extended", 0x20, cap_id=0x000b, version=1),
+               UserCap("vndr", "legacy", 0x10, cap_id=0x09),
+               UserCap("scratch", "range", 0x40, offset=0x400)),
+    vf_user_caps=(UserCap("vf_vsec", "extended", 0x10, cap_id=0x0023, version=1),),
+)
+
 #: Ports of ``sriov_ep_top``: (direction, name, width), width ``None`` where it depends on the
 #: configuration (see EXAMPLE_WIDTHS).
 EXPECTED_PORTS = [
@@ -48,52 +86,78 @@ EXPECTED_PORTS = [
     ("input",  "cfg_req__valid",         1),
     ("input",  "clk",                    1),
     ("output", "first_vf_offset",        16),
-    ("input",  "mem_req__payload",       73),     # addr 64 + write 1 + tag 8
+    ("input",  "irq__payload",           None),
+    ("output", "irq__ready",             1),
+    ("input",  "irq__valid",             1),
+    ("output", "irq_dropped",            1),
+    ("input",  "mem_req__payload",       145),  # addr 64, write 1, tag 8, data 64, be 8
     ("output", "mem_req__ready",         1),
     ("input",  "mem_req__valid",         1),
     ("output", "mem_res__payload",       None),
     ("input",  "mem_res__ready",         1),
     ("output", "mem_res__valid",         1),
+    ("output", "msg__payload",           None),
+    ("input",  "msg__ready",             1),
+    ("output", "msg__valid",             1),
     ("output", "num_vfs",                16),
     ("output", "pf_bars",                384),
     ("output", "pf_bus_master_enable",   1),
     ("output", "pf_flr",                 1),
     ("output", "pf_memory_space_enable", 1),
+    ("output", "pf_power_state",         2),
     ("input",  "rst",                    1),
+    ("output", "ucfg_req__payload",      None),
+    ("input",  "ucfg_req__ready",        1),
+    ("output", "ucfg_req__valid",        1),
+    ("input",  "ucfg_res__payload",      36),     # data 32 + tag 4
+    ("output", "ucfg_res__ready",        1),
+    ("input",  "ucfg_res__valid",        1),
     ("output", "vf_bars",                420),
     ("output", "vf_bme",                 1),
     ("input",  "vf_bme_query",           None),
     ("output", "vf_enable",              1),
     ("output", "vf_flr",                 None),
     ("output", "vf_mse",                 1),
+    ("input",  "vf_msix_size__payload",  None),
+    ("output", "vf_msix_size__ready",    1),
+    ("input",  "vf_msix_size__valid",    1),
+    ("output", "vf_msix_size_done",      2),      # valid + ok
     ("output", "vf_reset_busy",          1),
     ("output", "vf_stride",              16),
     ("output", "vfs_reset",              1),
 ]
 
 #: Configuration-dependent widths (pf_bars and vf_bars are fixed: one entry per BAR slot, 64 and
-#: 70 bits). vf_bme_query: bits of TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12);
-#: vf_flr: valid + VF number; mem_res__payload: 142 + VF number.
+#: 70 bits). With W the bits of a function number 0..TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12):
+#: vf_bme_query W; vf_flr valid + W; irq__payload W + vector 11; msg__payload W + addr 64 +
+#: data 32; vf_msix_size__payload W + count 12; mem_res__payload claimed, internal, is_vf, W,
+#: bar 3, offset 64, addr 64, write, tag 8, data 64, be 8 = 215 + W; ucfg_req__payload W +
+#: window + offset 10 + reg 10 + write + be 4 + data 32 + tag 4 = 61 + W + window, the window
+#: number at least 1 bit (the examples have at most two user windows per function; FULL has
+#: three PF windows: 2 bits).
 EXAMPLE_WIDTHS = {
-    "igb-82576": {"mem_res__payload": 146, "vf_bme_query": 4,
-                  "vf_flr": 5},
-    "nvme":      {"mem_res__payload": 149, "vf_bme_query": 7,
-                  "vf_flr": 8},
-    "many-vfs":  {"mem_res__payload": 154, "vf_bme_query": 12,
-                  "vf_flr": 13},
+    "igb-82576": {"mem_res__payload": 219, "vf_bme_query": 4, "vf_flr": 5, "irq__payload": 15,
+                  "msg__payload": 100, "vf_msix_size__payload": 16, "ucfg_req__payload": 66},
+    "nvme":      {"mem_res__payload": 222, "vf_bme_query": 7, "vf_flr": 8, "irq__payload": 18,
+                  "msg__payload": 103, "vf_msix_size__payload": 19, "ucfg_req__payload": 69},
+    "many-vfs":  {"mem_res__payload": 227, "vf_bme_query": 12, "vf_flr": 13,
+                  "irq__payload": 23, "msg__payload": 108, "vf_msix_size__payload": 24,
+                  "ucfg_req__payload": 74},
+    "full":      {"mem_res__payload": 219, "vf_bme_query": 4, "vf_flr": 5, "irq__payload": 15,
+                  "msg__payload": 100, "vf_msix_size__payload": 16, "ucfg_req__payload": 67},
 }
 
 
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
-    """``{name: paths}``: every example (and MAX_VFS as ``max-vfs``) built once, at its own
-    ``clock_mhz``."""
+    """``{name: paths}``: every example (and MAX_VFS, IGB_LIKE and FULL as ``max-vfs``,
+    ``igb-like`` and ``full``) built once, at its own ``clock_mhz``."""
     out = {}
     for name in EXAMPLE_NAMES:
         out[name] = write_build(load_params(EXAMPLES / f"{name}.toml"),
                                 tmp_path_factory.mktemp(name), config_name=name)
-    out["max-vfs"] = write_build(MAX_VFS, tmp_path_factory.mktemp("max-vfs"),
-                                 config_name="max-vfs")
+    for name, params in (("max-vfs", MAX_VFS), ("igb-like", IGB_LIKE), ("full", FULL)):
+        out[name] = write_build(params, tmp_path_factory.mktemp(name), config_name=name)
     return out
 
 
@@ -242,42 +306,228 @@ def test_regmap_rows(builds, name, rows):
         assert row in text, f"regmap.md of {name} lacks {row!r}"
 
 
+def tables(text):
+    """Every Markdown table of ``text``: lists of rows, each a list of cells (header first, the
+    ``|---|`` line left out)."""
+    out, table = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                table.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+        elif table:
+            out.append(table)
+            table = []
+    return out
+
+
+def section(text, heading):
+    """The text under Markdown heading ``heading`` (a whole line), up to the next heading."""
+    start = text.index(f"\n{heading}\n") + len(heading) + 2
+    end = text.find("\n#", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
 def test_regmap_structure(builds):
-    text = builds["igb-82576"]["regmap"].read_text()
+    """IGB_LIKE: one section per structure of each chain, in offset order; PM (the default)
+    after the PCI Express capability at 0x7c, the last legacy capability."""
+    text = builds["igb-like"]["regmap"].read_text()
     headings = re.findall(r"^#+ .*$", text, re.M)
     assert headings == [
-        "# Register map of sriov_ep_top, configuration `igb-82576`",
+        "# Register map of sriov_ep_top, configuration `igb-like`",
         "## Physical Function",
-        "### Type 0 configuration header (0x000..0x03f)",
-        "### PCI Express Capability (0x040..0x07b)",
-        "### ARI Extended Capability (0x100..0x107)",
-        "### SR-IOV Extended Capability (0x160..0x19f)",
+        "### PF Type 0 Configuration Space Header (0x000..0x03f)",
+        "### PF PCI Express Capability (0x040..0x07b)",
+        "### PF Power Management Capability (0x07c..0x083)",
+        "### PF ARI Extended Capability (0x100..0x107)",
+        "### PF SR-IOV Extended Capability (0x160..0x19f)",
         "## Virtual Functions",
-        "### VF Type 0 configuration header (0x000..0x03f)",
+        "### VF Type 0 Configuration Space Header (0x000..0x03f)",
         "### VF PCI Express Capability (0x040..0x07b)",
         "### VF ARI Extended Capability (0x100..0x107)",
     ]
-    tables = text.split("\n## Virtual Functions\n")
-    assert "| offset | register | bits | field | access | reset | notes |" in tables[0]
-    vf = tables[1]
+    pf, vf = text.split("\n## Virtual Functions\n")
+    assert tables(pf)[0] == [
+        ["offset", "structure", "title", "link", "served by"],
+        ["0x000..0x03f", "header", "Type 0 Configuration Space Header",
+         "Capabilities Pointer 0x40", "endpoint"],
+        ["0x040..0x07b", "pcie", "PCI Express Capability", "next 0x7c", "endpoint"],
+        ["0x07c..0x083", "pm", "Power Management Capability", "next 0x00 (last capability)",
+         "endpoint"],
+        ["0x100..0x107", "ari", "ARI Extended Capability", "next 0x160", "endpoint"],
+        ["0x160..0x19f", "sriov", "SR-IOV Extended Capability",
+         "next 0x000 (last extended capability)", "endpoint"],
+    ]
+    assert tables(vf)[0] == [
+        ["offset", "structure", "title", "link", "served by"],
+        ["0x000..0x03f", "header", "Type 0 Configuration Space Header",
+         "Capabilities Pointer 0x40", "endpoint"],
+        ["0x040..0x07b", "pcie", "PCI Express Capability", "next 0x00 (last capability)",
+         "endpoint"],
+        ["0x100..0x107", "ari", "ARI Extended Capability",
+         "next 0x000 (last extended capability)", "endpoint"],
+    ]
+    for row in [
+        "| 0x034 | capabilities_pointer | 7:0 | capabilities_pointer | RO | 0x40 |  |",
+        "| 0x040 | cap_header | 15:8 | next_pointer | RO | 0x7c |  |",
+        "| 0x07c | cap_header | 7:0 | cap_id | RO | 0x01 | Power Management capability header |",
+        "| 0x07c | cap_header | 15:8 | next_pointer | RO | 0x00 |  |",
+        "| 0x07e | pmc | 2:0 | version | RO | 0x3 | Power Management Capabilities; PM 1.2 |",
+        "| 0x080 | pmcsr | 1:0 | power_state | RW | 0x0 | Power Management Control/Status; "
+        "D0 or D3hot; other values ignored |",
+        "| 0x100 | header | 31:20 | next_offset | RO | 0x160 |  |",
+    ]:
+        assert row in pf, row
+    assert "`pm`, next 0x00 (last capability)." in section(
+        pf, "### PF Power Management Capability (0x07c..0x083)")
+    assert "| offset | register | bits | field | access | reset | notes |" in pf
     assert "| 0x000 | vendor_id | 15:0 | vendor_id | RO | 0xffff |  |" in vf
     assert "| 0x004 | command | 2 | bus_master_enable | RW | 0x0 | per VF |" in vf
+    assert "| 0x040 | cap_header | 15:8 | next_pointer | RO | 0x00 |  |" in vf
     assert "| 0x100 | header | 31:20 | next_offset | RO | 0x000 |  |" in vf
-    # Every table row has the seven columns.
-    for line in text.splitlines():
-        if line.startswith("| 0x"):
-            assert len(re.split(r"(?<!\\)\|", line)) == 9, line
+    assert "Power Management" not in vf and "MSI-X" not in vf and "user logic" not in text
+    assert ("Fields marked per VF (`command.bus_master_enable (header)`, "
+            "`device_control.relaxed_ordering (pcie)`, `device_control.no_snoop (pcie)`)") in vf
+
+
+def test_regmap_full(builds):
+    """FULL: PM, MSI-X and user windows in both chains, per-VF fields marked, the user-owned
+    bytes of each window shown with their range."""
+    text = builds["full"]["regmap"].read_text()
+    assert re.findall(r"^#+ .*$", text, re.M) == [
+        "# Register map of sriov_ep_top, configuration `full`",
+        "## Physical Function",
+        "### PF Type 0 Configuration Space Header (0x000..0x03f)",
+        "### PF PCI Express Capability (0x040..0x07b)",
+        "### PF Power Management Capability (0x07c..0x083)",
+        "### PF MSI-X Capability (0x084..0x08f)",
+        "### PF user capability 'vndr' (served by user logic) (0x090..0x09f)",
+        "### PF ARI Extended Capability (0x100..0x107)",
+        "### PF SR-IOV Extended Capability (0x160..0x19f)",
+        "### PF user extended capability 'vsec' (served by user logic) (0x1a0..0x1bf)",
+        "### PF user range 'scratch' (served by user logic) (0x400..0x43f)",
+        "## Virtual Functions",
+        "### VF Type 0 Configuration Space Header (0x000..0x03f)",
+        "### VF PCI Express Capability (0x040..0x07b)",
+        "### VF Power Management Capability (0x07c..0x083)",
+        "### VF MSI-X Capability (0x084..0x08f)",
+        "### VF ARI Extended Capability (0x100..0x107)",
+        "### VF user extended capability 'vf_vsec' (served by user logic) (0x108..0x117)",
+    ]
+    pf, vf = text.split("\n## Virtual Functions\n")
+    assert tables(pf)[0][1:] == [
+        ["0x000..0x03f", "header", "Type 0 Configuration Space Header",
+         "Capabilities Pointer 0x40", "endpoint"],
+        ["0x040..0x07b", "pcie", "PCI Express Capability", "next 0x7c", "endpoint"],
+        ["0x07c..0x083", "pm", "Power Management Capability", "next 0x84", "endpoint"],
+        ["0x084..0x08f", "msix", "MSI-X Capability", "next 0x90", "endpoint"],
+        ["0x090..0x09f", "vndr", "user capability 'vndr' (served by user logic)",
+         "next 0x00 (last capability)", "user logic (window 1)"],
+        ["0x100..0x107", "ari", "ARI Extended Capability", "next 0x160", "endpoint"],
+        ["0x160..0x19f", "sriov", "SR-IOV Extended Capability", "next 0x1a0", "endpoint"],
+        ["0x1a0..0x1bf", "vsec", "user extended capability 'vsec' (served by user logic)",
+         "next 0x000 (last extended capability)", "user logic (window 0)"],
+        ["0x400..0x43f", "scratch", "user range 'scratch' (served by user logic)",
+         "not linked (a range)", "user logic (window 2)"],
+    ]
+    assert tables(vf)[0][1:] == [
+        ["0x000..0x03f", "header", "Type 0 Configuration Space Header",
+         "Capabilities Pointer 0x40", "endpoint"],
+        ["0x040..0x07b", "pcie", "PCI Express Capability", "next 0x7c", "endpoint"],
+        ["0x07c..0x083", "pm", "Power Management Capability", "next 0x84", "endpoint"],
+        ["0x084..0x08f", "msix", "MSI-X Capability", "next 0x00 (last capability)",
+         "endpoint"],
+        ["0x100..0x107", "ari", "ARI Extended Capability", "next 0x108", "endpoint"],
+        ["0x108..0x117", "vf_vsec", "user extended capability 'vf_vsec' (served by user logic)",
+         "next 0x000 (last extended capability)", "user logic (window 0)"],
+    ]
+    # PF MSI-X: 10 vectors (Table Size 9), table at BAR3 + 0, PBA at BAR3 + 0x2000.
+    msix = section(pf, "### PF MSI-X Capability (0x084..0x08f)")
+    for row in [
+        "| 0x084 | cap_header | 7:0 | cap_id | RO | 0x11 | MSI-X capability header |",
+        "| 0x084 | cap_header | 15:8 | next_pointer | RO | 0x90 |  |",
+        "| 0x086 | message_control | 10:0 | table_size | HwInit | 0x009 | Message Control; "
+        "10 vectors |",
+        "| 0x086 | message_control | 15 | msix_enable | RW | 0x0 |  |",
+        "| 0x088 | table | 2:0 | table_bir | RO | 0x3 | Table Offset/Table BIR; BAR3 |",
+        "| 0x08c | pba | 31:3 | pba_offset | RO | 0x00000400 | PBA at 0x2000 |",
+    ]:
+        assert row in msix, row
+    assert "per VF" not in pf
+    # User windows: the header the endpoint answers, and the bytes user logic serves.
+    vndr = section(pf, "### PF user capability 'vndr' (served by user logic) (0x090..0x09f)")
+    assert "Bytes 0x092..0x09f are served by user logic" in vndr
+    assert tables(vndr)[0][1:] == [
+        ["0x090", "cap_header", "7:0", "cap_id", "RO", "0x09",
+         "capability header (answered by the endpoint)"],
+        ["0x090", "cap_header", "15:8", "next_pointer", "RO", "0x00", ""],
+        ["0x092..0x09f", "-", "-", "-", "-", "-", "served by user logic (ucfg_req window 1)"],
+    ]
+    vsec = section(pf, "### PF user extended capability 'vsec' (served by user logic) "
+                       "(0x1a0..0x1bf)")
+    assert tables(vsec)[0][1:] == [
+        ["0x1a0", "header", "15:0", "cap_id", "RO", "0x000b",
+         "Extended Capability Header (answered by the endpoint)"],
+        ["0x1a0", "header", "19:16", "cap_version", "RO", "0x1", ""],
+        ["0x1a0", "header", "31:20", "next_offset", "RO", "0x000", ""],
+        ["0x1a4..0x1bf", "-", "-", "-", "-", "-", "served by user logic (ucfg_req window 0)"],
+    ]
+    scratch = section(pf, "### PF user range 'scratch' (served by user logic) (0x400..0x43f)")
+    assert tables(scratch)[0][1:] == [
+        ["0x400..0x43f", "-", "-", "-", "-", "-", "served by user logic (ucfg_req window 2)"]]
+    assert "| 0x160 | header | 31:20 | next_offset | RO | 0x1a0 |  |" in pf
+    # VFs: per-VF fields marked, VF PM and MSI-X linked, the VF's user window after ARI.
+    for row in [
+        "| 0x040 | cap_header | 15:8 | next_pointer | RO | 0x7c |  |",
+        "| 0x07c | cap_header | 15:8 | next_pointer | RO | 0x84 |  |",
+        "| 0x080 | pmcsr | 1:0 | power_state | RW | 0x0 | Power Management Control/Status; "
+        "D0 or D3hot; other values ignored; per VF |",
+        "| 0x084 | cap_header | 15:8 | next_pointer | RO | 0x00 |  |",
+        "| 0x086 | message_control | 10:0 | table_size | HwInit | 0x002 | Message Control; "
+        "3 vectors; per VF, set by user logic up to 8 |",
+        "| 0x086 | message_control | 14 | function_mask | RW | 0x0 | per VF |",
+        "| 0x086 | message_control | 15 | msix_enable | RW | 0x0 | per VF |",
+        "| 0x088 | table | 2:0 | table_bir | RO | 0x3 | Table Offset/Table BIR; VF BAR3 |",
+        "| 0x100 | header | 31:20 | next_offset | RO | 0x108 |  |",
+        "| 0x108 | header | 15:0 | cap_id | RO | 0x0023 | Extended Capability Header "
+        "(answered by the endpoint) |",
+        "| 0x10c..0x117 | - | - | - | - | - | served by user logic (ucfg_req window 0) |",
+    ]:
+        assert row in vf, row
+    assert ("Fields marked per VF (`command.bus_master_enable (header)`, "
+            "`device_control.relaxed_ordering (pcie)`, `device_control.no_snoop (pcie)`, "
+            "`pmcsr.power_state (pm)`, `message_control.table_size (msix)`, "
+            "`message_control.function_mask (msix)`, `message_control.msix_enable (msix)`)"
+            ) in vf
+
+
+@pytest.mark.parametrize("name", [*EXAMPLE_NAMES, "max-vfs", "igb-like", "full"])
+def test_regmap_tables_well_formed(builds, name):
+    """Every row of every table has as many cells as its header; every structure of both chains
+    has a section; no cell leaks an unescaped ``|``."""
+    text = builds[name]["regmap"].read_text()
+    found = tables(text)
+    assert found
+    for table in found:
+        assert len(table) > 1
+        for row in table[1:]:
+            assert len(row) == len(table[0]), row
+    sections = re.findall(r"^### ([PV]F) .*$", text, re.M)
+    assert len(found) == 2 + len(sections)      # a chain table per function, one per structure
+    assert sections.index("VF") == sections.count("PF")
 
 
 def test_regmap_sriov_first(tmp_path):
-    """SR-IOV at 0x100 and ARI behind it: the tables follow the offsets."""
-    params = load_params(EXAMPLES / "nvme.toml").replace(sriov_cap_offset=0x100,
-                                                          ari_cap_offset=0x140)
+    """SR-IOV at 0x100 and ARI behind it: the tables follow the offsets, the chain links
+    SR-IOV to ARI."""
+    params = IGB_LIKE.replace(sriov_cap_offset=0x100, ari_cap_offset=0x140)
     text = write_build(params, tmp_path)["regmap"].read_text()
-    assert text.index("### SR-IOV Extended Capability (0x100..0x13f)") < \
-        text.index("### ARI Extended Capability (0x140..0x147)")
+    assert text.index("### PF SR-IOV Extended Capability (0x100..0x13f)") < \
+        text.index("### PF ARI Extended Capability (0x140..0x147)")
     assert "| 0x100 | header | 31:20 | next_offset | RO | 0x140 |  |" in text
     assert "| 0x140 | header | 31:20 | next_offset | RO | 0x000 |  |" in text
+    assert "| 0x100..0x13f | sriov | SR-IOV Extended Capability | next 0x140 | endpoint |" in text
+    assert "| 0x140..0x147 | ari | ARI Extended Capability | next 0x000 (last extended " \
+        "capability) | endpoint |" in text
 
 
 # -- Unwritable output -----------------------------------------------------------------------------
@@ -390,7 +640,7 @@ def test_waivers_documented():
     assert "-Wno-WIDTH" in lint_args()
 
 
-@pytest.mark.parametrize("name", [*EXAMPLE_NAMES, "max-vfs"])
+@pytest.mark.parametrize("name", [*EXAMPLE_NAMES, "max-vfs", "igb-like", "full"])
 def test_verilator_lint(builds, verilator, name, tmp_path):
     argv, env = verilator
     verilog = builds[name]["verilog"]

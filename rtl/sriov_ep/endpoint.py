@@ -95,7 +95,9 @@ def UserConfigRequest(params):
     in the config request (bytes the endpoint answers itself are removed from ``be``). ``tag``
     must come back in the response.
     """
-    windows = max(1, len(params.user_caps), len(params.vf_user_caps))
+    # At least one bit: a 0-bit field is written to Verilog as a `[-1:0]` vector
+    # (Verilator -Wall: ASCRANGE); with fewer than two windows it reads 0.
+    windows = max(2, len(params.user_caps), len(params.vf_user_caps))
     return data.StructLayout({
         "function": range(params.total_vfs + 1),
         "window":   range(windows),
@@ -389,7 +391,7 @@ class SriovEndpoint(wiring.Component):
 
         # User windows: the part of a window that goes to user logic.
         user_hit = Signal()     # registered like the window hits
-        user_window = Signal(range(max(1, len(p.user_caps), len(p.vf_user_caps))))
+        user_window = Signal(range(max(2, len(p.user_caps), len(p.vf_user_caps))))
         user_offset = Signal(10)
         user_mask = Signal(32)  # the bits the endpoint answers itself (the header)
         user_be = Signal(4)
@@ -804,10 +806,15 @@ class SriovEndpoint(wiring.Component):
             if mx is None:
                 return Const(0, 1), Const(0, 1), Const(0, 16)
             fn = r.is_vf if is_vf else ~r.is_vf
-            in_table = fn & (r.bar == mx.table_bar) & (r.offset >= mx.table_offset) & \
-                (r.offset < mx.table_offset + mx.table_bytes)
-            in_pba = fn & (r.bar == mx.pba_bar) & (r.offset >= mx.pba_offset) & \
-                (r.offset < mx.pba_offset + mx.pba_bytes)
+
+            def inside(start, size):
+                hit = r.offset < start + size
+                if start:   # ``offset >= 0`` always holds: leave it out (Verilator: UNSIGNED)
+                    hit &= r.offset >= start
+                return hit
+
+            in_table = fn & (r.bar == mx.table_bar) & inside(mx.table_offset, mx.table_bytes)
+            in_pba = fn & (r.bar == mx.pba_bar) & inside(mx.pba_offset, mx.pba_bytes)
             offset = Mux(in_table, r.offset - mx.table_offset, r.offset - mx.pba_offset)
             return in_table, in_pba, offset[:16]
 

@@ -405,7 +405,9 @@ class MsixEngine(wiring.Component):
             with m.State("LOOKUP"):
                 # The state memory reads op_f in this cycle.
                 pf = op_f == 0
-                valid = op_f <= T
+                # Always true when T + 1 is a power of two: leave the comparison out then
+                # (Verilator -Wall: CMPCONST).
+                valid = op_f <= T if (T + 1) & T else Const(1, 1)
                 kind_ok = Mux(pf, int(P > 0), int(Q > 0))
                 m.d.sync += [
                     is_pf.eq(pf),
@@ -415,7 +417,8 @@ class MsixEngine(wiring.Component):
                     base.eq(Mux(pf, 0, (op_f - 1) * Q + P)),
                     ts_default.eq(Mux(pf, max(P - 1, 0), max(Q - 1, 0))),
                     v_limit.eq(Mux(pf, P, Q)),
-                    therm.eq(Cat(*(op_size >= v for v in range(V)))),
+                    # (``op_size >= 0`` always holds: a constant, Verilator -Wall: UNSIGNED)
+                    therm.eq(Cat(*(op_size >= v if v else Const(1, 1) for v in range(V)))),
                 ]
                 m.next = "FETCH"
 

@@ -1,14 +1,16 @@
-"""Benchmarks: area from Yosys synthesis at several TotalVFs."""
+"""Benchmarks: area from Yosys synthesis and Fmax from nextpnr-ecp5 at several TotalVFs, and
+simulation speed."""
 
 import time
 
 from sriov_ep.decode.bar import VfBarDecoder
 from sriov_ep.decode.routing import RoutingIdDecoder
 from sriov_ep.endpoint import SriovEndpoint
-from sriov_ep.params import Bar, EndpointParams
+from sriov_ep.params import Bar, EndpointParams, MsixParams, PmParams
 from sriov_ep.tools.synth import synthesize
 
-__all__ = ["AREA_SIZES", "bench_params", "area_rows"]
+__all__ = ["AREA_SIZES", "FMAX_SIZES", "MSIX_MAX_VFS", "bench_params", "area_rows",
+           "fmax_rows", "sim_rows"]
 
 AREA_SIZES = (8, 256, 2048, 65535)
 
@@ -20,14 +22,36 @@ COMPONENTS = {
 }
 
 
+#: Most TotalVFs at which :func:`bench_params` has MSI-X. The VF MSI-X table is a memory of
+#: 94 bits (Message Address, Upper Address, Data) x vectors x TotalVFs: with BENCH_VF_VECTORS = 4
+#: that is 1.5 Mbit at 4096 VFs, within the 1.9 Mbit of block RAM of an LFE5UM-45F (108 DP16KD
+#: of 18 Kbit), but 24.6 Mbit at 65535 VFs, more than any ECP5 has (LFE5UM-85F: 208 DP16KD, 3.7
+#: Mbit; even 8192 VFs would need 3.1 Mbit of table plus the state memory). Above this the
+#: figures are of the configuration space, PM and decoding without MSI-X.
+MSIX_MAX_VFS = 4096
+
+#: MSI-X vectors of the PF and of each VF in :func:`bench_params`.
+BENCH_PF_VECTORS = 4
+BENCH_VF_VECTORS = 4
+
+
 def bench_params(total_vfs):
     """The configuration every size is measured with: PF at 00:00.0, First VF Offset 1 and
-    VF Stride 1 (the only values that fit 65535 VFs), one 64-bit and one 32-bit VF BAR."""
+    VF Stride 1 (the only values that fit 65535 VFs), one 64-bit and one 32-bit VF BAR; PF PM
+    (the default) and a VF PM capability; and, up to :data:`MSIX_MAX_VFS` VFs, MSI-X for the PF
+    (table and PBA in BAR0) and the VFs (in VF BAR2), 4 vectors each."""
+    msix = vf_msix = None
+    if total_vfs <= MSIX_MAX_VFS:
+        msix = MsixParams(vectors=BENCH_PF_VECTORS, table_bar=0, table_offset=0x2000,
+                          pba_bar=0, pba_offset=0x3000)
+        vf_msix = MsixParams(vectors=BENCH_VF_VECTORS, table_bar=2, table_offset=0x000,
+                             pba_bar=2, pba_offset=0x800)
     return EndpointParams(
         pf_rid=0x0000, total_vfs=total_vfs,
         first_vf_offset_ari=1, vf_stride_ari=1, first_vf_offset_non_ari=1, vf_stride_non_ari=1,
         pf_bars=(Bar(0, 0x4000, is_64bit=True),),
-        vf_bars=(Bar(0, 0x4000, is_64bit=True, prefetchable=True), Bar(2, 0x1000)))
+        vf_bars=(Bar(0, 0x4000, is_64bit=True, prefetchable=True), Bar(2, 0x1000)),
+        vf_pm=PmParams(), msix=msix, vf_msix=vf_msix)
 
 
 def _configurations(sizes, params):

@@ -5,35 +5,54 @@ import json
 import sys
 from pathlib import Path
 
-from sriov_ep.caps.sriov import sriov_capability_map
-from sriov_ep.params import ParamError, load_params
-from sriov_ep.regs import Access
+from sriov_ep.params import ParamError, format_bdf, load_params
 
 __all__ = ["main"]
 
-
-def _format_reset(f):
-    if f.access in (Access.RSVDP, Access.RSVDZ):
-        return "0"
-    digits = max(1, (f.width + 3) // 4)
-    return f"0x{f.reset:0{digits}x}"
+_ROW = "{:<7} {:<34} {:<6} {:<40} {:<7} {:<11} {}"
 
 
 def cmd_regmap(args):
+    """Every structure of the PF's chain, then of the VFs' chain (or those ``--function`` and
+    ``--structure`` pick), each as a heading and one row per field."""
+    from sriov_ep.tools.regmap import field_notes, format_bits, format_reset, structures
     params = load_params(args.config)
-    regmap = sriov_capability_map(params)
-    base = params.sriov_cap_offset
-    print(f"# SR-IOV Extended Capability at {base:#05x} ({args.config})")
-    print(f"{'offset':<7} {'register':<34} {'bits':<6} {'field':<40} {'access':<7} {'reset':<11}"
-          f" notes")
-    for offset, _width, reg, f in regmap.rows(base):
-        if f is None:
-            print(f"{offset:#05x}   {reg.name:<34} {'31:0':<6} {'-':<40} {'RO':<7} "
-                  f"{'0x00000000':<11} {reg.desc}".rstrip())
-            continue
-        bits = f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
-        print(f"{offset:#05x}   {reg.name:<34} {bits:<6} {f.name:<40} {f.access.value:<7} "
-              f"{_format_reset(f):<11} {f.desc}".rstrip())
+    views = [v for v in structures(params, args.function)
+             if args.structure is None or v.entry.name == args.structure]
+    if not views:
+        names = sorted({v.entry.name for v in structures(params, args.function)})
+        which = f"the {args.function.upper()} chain" if args.function else "either chain"
+        print(f"sriov-ep: error: {args.config}: no structure {args.structure!r} in {which} "
+              f"(it has {', '.join(names)})", file=sys.stderr)
+        return 2
+    print(f"# Register map of {args.config}: PF {format_bdf(params.pf_rid)}, TotalVFs "
+          f"{params.total_vfs}")
+    for key in ("pf", "vf"):
+        if args.function in (None, key):
+            print(f"# {key.upper()} chain: " + ", ".join(f"{v.entry.name} 0x{v.first:03x}"
+                                                         for v in structures(params, key)))
+    for view in views:
+        served = f", served by user logic (window {view.entry.user_index})" \
+            if view.span is not None else ""
+        print()
+        print(f"# {view.heading} at 0x{view.first:03x}..0x{view.last:03x}, {view.link}{served}")
+        print(_ROW.format("offset", "register", "bits", "field", "access", "reset", "notes"))
+        seen = set()
+        for offset, width, reg, f in view.entry.regmap.rows(view.first):
+            notes = "; ".join(field_notes(reg, f, first=reg.name not in seen))
+            seen.add(reg.name)
+            if f is None:
+                digits = width // 4
+                print(_ROW.format(f"0x{offset:03x}", reg.name, f"{width - 1}:0", "-", "RO",
+                                  f"0x{0:0{digits}x}", notes or "reads 0").rstrip())
+            else:
+                print(_ROW.format(f"0x{offset:03x}", reg.name, format_bits(f), f.name,
+                                  f.access.value, format_reset(f), notes).rstrip())
+        if view.span is not None:
+            first, last = view.span
+            print(_ROW.format(f"0x{first:03x}", "-", "-", "-", "-", "-",
+                              f"served by user logic: 0x{first:03x}..0x{last:03x} (ucfg_req "
+                              f"window {view.entry.user_index})"))
     return 0
 
 
@@ -202,8 +221,14 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="sriov-ep", description="SR-IOV endpoint logic: register maps, simulation, export.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("regmap", help="print the configured SR-IOV capability register map")
+    p = sub.add_parser("regmap", help="print the register map of every structure of the PF's "
+                                      "and the VFs' configuration space")
     p.add_argument("config", help="endpoint configuration (TOML)")
+    p.add_argument("--function", choices=["pf", "vf"],
+                   help="only the PF's chain or only the VFs' (default: both)")
+    p.add_argument("--structure", metavar="NAME",
+                   help="only this structure (header, pcie, pm, msix, ari, sriov or a user "
+                        "capability's name)")
     p.set_defaults(func=cmd_regmap)
 
     p = sub.add_parser("sim", help="run a transaction script (or the built-in Linux scenario) "
@@ -252,7 +277,10 @@ def build_parser():
                    help="sim: configuration (default examples/nvme.toml); area, fmax: measure "
                         "this configuration instead of the built-in one at --sizes")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
-    p.add_argument("--sizes", metavar="N,N,...", help="TotalVFs values (default 8,256,2048,65535)")
+    p.add_argument("--sizes", metavar="N,N,...",
+                   help="TotalVFs values (default: area 8,256,2048,65535; fmax 256,65535); the "
+                        "built-in configuration has PF and VF PM, and PF and VF MSI-X up to "
+                        "4096 VFs")
     p.add_argument("--family", choices=["ecp5", "xilinx"], default="ecp5",
                    help="area: FPGA family (default ecp5)")
     p.add_argument("--device", default="LFE5UM-45F", choices=["LFE5UM-45F", "LFE5UM-85F"],

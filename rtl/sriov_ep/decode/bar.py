@@ -205,8 +205,11 @@ class VfBarDecoder(wiring.Component):
         # Priority matters only when software programs overlapping BARs: PF BARs first, then in
         # parameter order. Later assignments win, so go backwards.
         for hit, is_vf, number, bar_index, offset in reversed(hits):
+            # ``internal`` is the endpoint's (MSI-X); assigned here so that it is not a constant
+            # Amaranth writes as an always block that reads nothing (Verilator: ALWNEVER).
             with m.If(hit):
-                m.d.comb += [result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(number),
+                m.d.comb += [result.internal.eq(0),
+                             result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(number),
                              result.bar.eq(bar_index), result.offset.eq(offset)]
 
         with m.If(advance):

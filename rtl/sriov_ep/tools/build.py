@@ -12,6 +12,12 @@ and a register map.
 ``regmap.md``          the PF and VF configuration spaces as configured, in Markdown
 =====================  =============================================================
 
+``regmap.md`` walks the PF's and the VFs' capability chains (:func:`sriov_ep.caps.pf_chain`,
+:func:`sriov_ep.caps.vf_chain`): per function a table of its structures (offset, title, next
+pointer, who serves it), then every register and field of each structure. Windows owned by user
+logic show the header the endpoint answers and the byte range served through ``ucfg_req`` /
+``ucfg_res``; fields held per VF (:attr:`sriov_ep.regs.Field.per_vf`) are marked ``per VF``.
+
 The constraint files are filled in from the templates ``constraints/*.in`` of the source tree.
 An installed (non-editable) package carries the same templates as the package data of
 ``sriov_ep.constraints`` (``pyproject.toml`` maps that package to ``constraints/``).
@@ -21,19 +27,10 @@ import importlib.metadata
 import importlib.resources
 from pathlib import Path
 
-from ..caps.config_space import (
-    PCIE_CAP_OFFSET,
-    VF_ARI_CAP_OFFSET,
-    ari_capability_map,
-    ext_cap_chain,
-    pcie_capability_map,
-    type0_header_map,
-    vf_header_map,
-)
-from ..caps.sriov import sriov_capability_map
 from ..params import EndpointParams, format_bdf
 from ..regs import Access
 from .export import TOP_NAME, to_verilog
+from .regmap import FUNCTIONS, field_notes, format_bits, format_reset, per_vf_fields, structures
 
 __all__ = ["BuildError", "write_build", "constraint_template", "render_regmap", "render_core",
            "LINT_WAIVERS", "lint_args", "ARTEFACTS", "CORE_VLNV_PREFIX"]
@@ -190,82 +187,98 @@ targets:
 # -- Register map -----------------------------------------------------------------------------
 
 _COLUMNS = ("offset", "register", "bits", "field", "access", "reset", "notes")
+_CHAIN_COLUMNS = ("offset", "structure", "title", "link", "served by")
 
 
 def _cell(text):
     return str(text).replace("|", "\\|")
 
 
+def _row(cells):
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _table(columns, rows):
+    return "\n".join([_row(columns), "|" + "---|" * len(columns), *(_row(r) for r in rows)])
+
+
 def _hex(value, width):
     return f"0x{value:0{max(1, (width + 3) // 4)}x}"
 
 
-def _regmap_table(regmap, base):
-    lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    seen = set()
-    for offset, width, reg, f in regmap.rows(base):
-        notes = []
-        if reg.name not in seen and reg.desc:
-            notes.append(reg.desc)
+def _span(first, last):
+    return f"0x{first:03x}..0x{last:03x}"
+
+
+def _regmap_rows(view):
+    """Rows of a structure's table: every field and reserved gap (:meth:`RegisterMap.rows`),
+    then, for a user-owned window, one row for the bytes user logic serves."""
+    rows, seen = [], set()
+    for offset, width, reg, f in view.entry.regmap.rows(view.first):
+        notes = field_notes(reg, f, first=reg.name not in seen)
         seen.add(reg.name)
         if f is None:
-            row = (f"0x{offset:03x}", reg.name, f"{width - 1}:0", "-", Access.RO.value,
-                   _hex(0, width), "; ".join(notes) or "reads 0")
+            rows.append((f"0x{offset:03x}", reg.name, f"{width - 1}:0", "-", Access.RO.value,
+                         _hex(0, width), "; ".join(notes) or "reads 0"))
         else:
-            if f.desc:
-                notes.append(f.desc)
-            if f.access in (Access.RSVDP, Access.RSVDZ):
-                reset = "0"
-            else:
-                reset = _hex(f.reset, f.width)
-            bits = f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
-            row = (f"0x{offset:03x}", reg.name, bits, f.name, f.access.value, reset,
-                   "; ".join(notes))
-        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+            rows.append((f"0x{offset:03x}", reg.name, format_bits(f), f.name, f.access.value,
+                         format_reset(f), "; ".join(notes)))
+    if view.span is not None:
+        first, last = view.span
+        rows.append((_span(first, last), "-", "-", "-", "-", "-",
+                     f"served by user logic (ucfg_req window {view.entry.user_index})"))
+    return rows
+
+
+def _structure_section(view):
+    lines = [f"### {view.heading} ({_span(view.first, view.last)})", "",
+             f"`{view.entry.name}`, {view.link}."]
+    if view.span is not None:
+        first, last = view.span
+        lines[-1] += (f" Bytes {_span(first, last)} are served by user logic (SriovEndpoint "
+                      f"`ucfg_req`/`ucfg_res`, window {view.entry.user_index})")
+        lines[-1] += "; the endpoint answers the header." if first > view.first else "."
+    lines += ["", _table(_COLUMNS, _regmap_rows(view)), ""]
     return "\n".join(lines)
 
 
-def _section(title, regmap, base):
-    end = base + regmap.size - 1
-    return f"### {title} (0x{base:03x}..0x{end:03x})\n\n{_regmap_table(regmap, base)}\n"
+def _chain_table(views):
+    return _table(_CHAIN_COLUMNS, [(_span(v.first, v.last), v.entry.name, v.entry.title,
+                                    v.link, v.served_by) for v in views]) + "\n"
 
 
 def render_regmap(params, config_name=None):
-    """The PF's and the VFs' configuration spaces for ``params``, as Markdown tables.
+    """The PF's and the VFs' configuration spaces for ``params``, as Markdown.
 
-    One table per structure, from the same register maps the RTL is generated from; offsets are
-    absolute (from the start of the function's configuration space).
+    For each function, its chain (:func:`sriov_ep.caps.pf_chain`, :func:`~sriov_ep.caps.vf_chain`)
+    as a table of structures (offsets, titles, next pointers, who serves them), then one table per
+    structure with every register and field of its register map, from the same descriptions the
+    RTL is generated from. Offsets are absolute (from the start of the function's configuration
+    space). User-owned windows show the header the endpoint answers and the byte range served by
+    user logic; fields held per VF are marked ``per VF``.
     """
     p = params
-    chain = ext_cap_chain(p)
-    pf_ext = sorted([
-        (p.ari_cap_offset, "ARI Extended Capability", ari_capability_map(chain["ari"])),
-        (p.sriov_cap_offset, "SR-IOV Extended Capability",
-         sriov_capability_map(p, chain["sriov"])),
-    ], key=lambda item: item[0])
     name = f", configuration `{_one_line(config_name)}`" if config_name else ""
     parts = [
         f"# Register map of {TOP_NAME}{name}\n",
-        "Generated by sriov-ep from the register descriptions the RTL is built from. Offsets "
-        "are byte offsets into the function's configuration space; bits are within the "
-        "register. Access kinds as in PCI Express Base §7.4 (RO, HwInit, RW, RW1C, RsvdP, "
-        "RsvdZ). Bits no row names are reserved: they read 0 and ignore writes. Registers "
-        "outside these tables read 0.\n",
+        "Generated by sriov-ep from the capability chains and register descriptions the RTL is "
+        "built from. Offsets are byte offsets into the function's configuration space; bits are "
+        "within the register. Access kinds as in PCI Express Base §7.4 (RO, HwInit, RW, RW1C, "
+        "RsvdP, RsvdZ). Bits no row names are reserved: they read 0 and ignore writes. "
+        "Configuration space outside these structures reads 0.\n",
         f"PF at {format_bdf(p.pf_rid)} (Routing ID 0x{p.pf_rid:04x}) with TotalVFs "
         f"{p.total_vfs}. Reset values are those after reset (ARI Capable Hierarchy 0).\n",
-        "## Physical Function\n",
-        _section("Type 0 configuration header", type0_header_map(p), 0),
-        _section("PCI Express Capability", pcie_capability_map(p), PCIE_CAP_OFFSET),
-        *(_section(title, regmap, offset) for offset, title, regmap in pf_ext),
-        "## Virtual Functions\n",
-        "Every VF has the same layout. Per-VF fields (Bus Master Enable, Relaxed Ordering and "
-        "No Snoop enables) are held in a memory of TotalVFs entries; the PF's settings govern "
-        "the rest.\n",
-        _section("VF Type 0 configuration header", vf_header_map(p), 0),
-        _section("VF PCI Express Capability", pcie_capability_map(p, vf=True),
-                 PCIE_CAP_OFFSET),
-        _section("VF ARI Extended Capability", ari_capability_map(0), VF_ARI_CAP_OFFSET),
     ]
+    for key, _prefix, title in FUNCTIONS:
+        views = structures(p, key)
+        parts.append(f"## {title}\n")
+        if key == "vf":
+            fields = ", ".join(f"`{name}`" for name in per_vf_fields(p))
+            parts.append(f"Every VF has the same layout. Fields marked per VF ({fields}) are "
+                         f"held for each VF in a memory of TotalVFs entries; the PF's settings "
+                         f"govern the rest.\n")
+        parts.append(_chain_table(views))
+        parts += [_structure_section(v) for v in views]
     return "\n".join(parts)
 
 
