@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 from amaranth.lib import data
 
-from sriov_ep.caps.config_space import PCIE_CAP_OFFSET
+from sriov_ep.caps.pcie import PCIE_CAP_OFFSET
 from sriov_ep.decode.bar import MemDecode
 from sriov_ep.endpoint import Completion as CompletionLayout
 from sriov_ep.endpoint import CompletionStatus, ConfigRequest
-from sriov_ep.params import format_bdf, load_params
+from sriov_ep.params import MsixParams, PmParams, UserCap, format_bdf, load_params
 from sriov_tb import cosim
 from sriov_tb.cosim import TOOLS_HINT, ToolMissing, find_toolchain, run_ops_verilator
+from sriov_tb.host import MemTransaction, UserRegisters
 from sriov_tb.runner import RunFailure, builtin_scenario, run_ops
 from sriov_tb.script import Op, load_script, parse_script
 
@@ -315,6 +316,83 @@ def test_transcripts_match(config, which, build_root):
         assert any(getattr(t, "function", None) for t in transactions)
 
 
+def caps_params():
+    """igb-82576 with PM and MSI-X (3 vectors, up to 4) in every VF, a Device Serial Number
+    capability in the PF (user-owned, after SR-IOV: 0x1a0) and a vendor-specific one in every VF
+    (after ARI: 0x108), answered by :class:`UserRegisters`; user timeout 16 cycles."""
+    return _params("igb-82576").replace(
+        msix=MsixParams(vectors=10, table_bar=3, table_offset=0, pba_bar=3, pba_offset=0x2000),
+        vf_pm=PmParams(),
+        vf_msix=MsixParams(vectors=3, max_vectors=4, table_bar=3, table_offset=0, pba_bar=3,
+                           pba_offset=0x2000),
+        user_caps=(UserCap("dsn", "extended", 12, cap_id=3),),
+        vf_user_caps=(UserCap("vsec", "extended", 0x18, cap_id=0xb),), user_cfg_timeout=16)
+
+
+#: MSI-X, PM and user config space through every script operation that reaches them (VF n's
+#: table at 0x1_0002_0000 + (n-1) * 0x4000, PBA at + 0x2000).
+CAPS_SCRIPT = """\
+enable 01:00.0 3
+cfgrd 01:00.0 0x1a0 4 == 0x00010003     # DSN header: the endpoint's
+cfgrd 01:00.0 0x1a4 4 == 0x11223344     # the user's
+cfgwr 01:00.0 0x1a8 4 0x55667788
+cfgrd 01:00.0 0x1a8 4 == 0x55667788
+cfgrd 01:10.2 0x108 4 == 0x0001000b     # VF vendor-specific header
+cfgrd 01:10.2 0x114 4 == 0xcafe0002
+cfgwr 01:10.4 0x10c 2 0xbeef
+cfgrd 01:10.4 0x10c 4 == 0x0000beef
+msix 01:10.0 0 == pending
+msix_enable 01:10.0 3
+msix_enable 01:00.0 10
+msix 01:10.0 2 == sent
+msix 01:00.0 9 == sent
+memwr 0x10002001c 4 1
+msix 01:10.0 1 == pending
+memrd 0x100022000 8 == 0x2
+memwr 0x10002001c 4 0                   # unmasked: delivered after this write
+memrd 0x100020010 8 == 0x00000000fee01000
+msix 01:10.0 3 == dropped
+msix_count 01:10.2 4
+msix_count 01:10.0 2                    # refused: VF1's MSI-X is enabled
+msix 01:10.2 3 == pending
+flr 01:10.2
+cfgrd 01:10.2 0x86 2 == 0x0003          # an FLR keeps the Table Size
+cfgwr 01:10.0 0x04 2 0x0000
+msix 01:10.0 0 == pending
+cfgwr 01:10.0 0x04 2 0x0004             # Bus Master Enable again: delivered
+cfgwr 01:00.0 0x86 2 0xc000
+msix 01:00.0 3 == pending
+cfgwr 01:00.0 0x86 2 0x8000             # Function Mask cleared: delivered
+suspend
+msix 01:10.0 0 == pending
+resume
+msix 01:10.0 0 == sent
+cfgrd 01:10.2 0x86 2 == 0x0002          # resume reset the VFs: Table Size back to 3
+"""
+
+
+def test_msix_pm_and_user_config_transcripts_match(toolchain, build_root):
+    """MSI-X (interrupts, messages, table and PBA accesses, Table Size), PM (suspend, resume)
+    and user-owned config space (a :class:`UserRegisters` handler, a copy for the design and
+    one for the model on each backend): the same lines on both backends."""
+    params = caps_params()
+    ops = parse_script(CAPS_SCRIPT, "caps.script")
+    user = UserRegisters({(0, 0, 1): 0x1122_3344, (2, 0, 3): 0xCAFE_0002})
+    for json_mode in (False, True):
+        options = {"filename": "caps.script", "user": user}
+        reference = _run("amaranth", params, ops, json_mode=json_mode, build_root=build_root,
+                         **options)
+        cosimulated = _run("verilator", params, ops, json_mode=json_mode,
+                           build_root=build_root, **options)
+        _assert_same(reference, cosimulated)
+    transactions = reference[1].transactions
+    assert {"msix", "msg", "msix_count", "memrd", "memwr"} <= {t.op for t in transactions}
+    assert any(isinstance(t, MemTransaction) and t.internal for t in transactions)
+    outcomes = {t.result for t in transactions if t.op == "msix"}
+    assert outcomes == {"sent", "pending", "dropped"}
+    assert user.calls == []             # the runs used copies
+
+
 def test_non_ari_hierarchy(toolchain, build_root):
     """``ari=False``: VFs at the non-ARI offset and stride; the same on both backends."""
     params = _params("igb-82576")
@@ -370,8 +448,9 @@ def test_payload_packing_follows_the_layouts(bench):
     completion = bench.pack(CompletionLayout, {"status": CompletionStatus.UR, "data": 7})
     assert bench.unpack(CompletionLayout, completion).status == CompletionStatus.UR.value
     layout = MemDecode(_params("many-vfs"), 8)
-    result = {"claimed": 1, "is_vf": 1, "vf": 4000, "bar": 2, "offset": 0xffc,
-              "addr": (1 << 64) - 4, "write": 0, "tag": 0xa5}
+    result = {"claimed": 1, "internal": 0, "is_vf": 1, "vf": 4000, "bar": 2, "offset": 0xffc,
+              "addr": (1 << 64) - 4, "write": 0, "tag": 0xa5, "data": 0x0123_4567_89ab_cdef,
+              "be": 0xf0}
     assert bench.pack(layout, result) == layout.const(result).as_bits()
     assert vars(bench.unpack(layout, bench.pack(layout, result))) == result
     with pytest.raises(KeyError, match="tag"):

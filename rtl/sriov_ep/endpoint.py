@@ -242,7 +242,8 @@ class SriovEndpoint(wiring.Component):
             self.msix = MsixEngine(
                 total_vfs=params.total_vfs,
                 pf_vectors=params.msix.vectors if params.msix is not None else 0,
-                vf_vectors=params.vf_msix.max_vectors if params.vf_msix is not None else 0)
+                vf_vectors=params.vf_msix.max_vectors if params.vf_msix is not None else 0,
+                vf_default_vectors=params.vf_msix.vectors if params.vf_msix is not None else 0)
         super().__init__({
             "mem_req":                In(stream.Signature(MemRequest(tag_width))),
             "mem_res":                Out(stream.Signature(MemDecode(params, tag_width))),

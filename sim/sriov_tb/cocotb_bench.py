@@ -35,6 +35,7 @@ The module also holds the cocotb test that :func:`sriov_tb.cosim.run_ops_verilat
 test module does not pick it up.
 """
 
+import copy
 import enum as pyenum
 import json
 import os
@@ -50,11 +51,19 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from sriov_ep.decode.bar import MemDecode, MemRequest
 from sriov_ep.endpoint import Completion as CompletionLayout
-from sriov_ep.endpoint import CompletionStatus, ConfigRequest
+from sriov_ep.endpoint import (
+    CompletionStatus,
+    ConfigRequest,
+    InterruptRequest,
+    MsixMessage,
+    UserConfigRequest,
+    UserConfigResponse,
+)
 
-from .host import Completion, decode_result
+from .host import MSG_QUIET, Completion, access_result, decode_result, user_config_call
 
-__all__ = ["CLOCK_PERIOD_NS", "CocotbConfigDriver", "CocotbMemoryDriver", "pack", "unpack",
+__all__ = ["CLOCK_PERIOD_NS", "CocotbConfigDriver", "CocotbMemoryDriver",
+           "CocotbInterruptDriver", "start_user_config_responder", "pack", "unpack",
            "reset", "start_clock"]
 
 #: Clock period the cosimulation uses (8 ns, as :data:`sriov_tb.sim.CLOCK_PERIOD`).
@@ -138,11 +147,11 @@ async def reset(dut, *, cycles=4, timeout=1_000_000):
     takes TotalVFs cycles). Returns just after a rising edge of ``clk``.
     """
     clk = dut.clk
-    dut.cfg_req__valid.value = 0
-    dut.cfg_cpl__ready.value = 0
-    dut.mem_req__valid.value = 0
-    dut.mem_res__ready.value = 0
-    dut.vf_bme_query.value = 0
+    for name in ("cfg_req__valid", "cfg_cpl__ready", "mem_req__valid", "mem_res__ready",
+                 "vf_bme_query", "irq__valid", "msg__ready", "vf_msix_size__valid",
+                 "ucfg_req__ready", "ucfg_res__valid"):
+        if hasattr(dut, name):
+            getattr(dut, name).value = 0
     dut.rst.value = 1
     await ClockCycles(clk, cycles, rising=True)
     dut.rst.value = 0
@@ -268,12 +277,188 @@ class CocotbMemoryDriver:
         _check_width(self._res.payload, self.res_layout, "mem_res__payload")
 
     async def decode(self, addr, write):
-        self.tag = (self.tag + 1) % (1 << self.tag_width)
-        res, cycles = await _stream_transaction(
-            self.clk, self._req, self._res,
-            pack(self.req_layout, {"addr": addr, "write": write, "tag": self.tag}),
-            self.res_layout, timeout=self.timeout, what="memory request")
+        res, cycles = await self._request(addr, write, 0, 0)
         return decode_result(res, addr, write, self.tag, cycles)
+
+    async def access(self, addr, write, data=0, be=0xFF):
+        """:meth:`sriov_tb.host.MemoryDriver.access`: one request on the aligned QWORD holding
+        ``addr``, a :class:`sriov_tb.host.MemAccessResult`."""
+        res, cycles = await self._request(addr, write, data, be)
+        decode_result(res, addr, write, self.tag, cycles)
+        return access_result(res, write, cycles)
+
+    async def _request(self, addr, write, data, be):
+        self.tag = (self.tag + 1) % (1 << self.tag_width)
+        return await _stream_transaction(
+            self.clk, self._req, self._res,
+            pack(self.req_layout, {"addr": addr, "write": write, "tag": self.tag,
+                                   "data": data, "be": be}),
+            self.res_layout, timeout=self.timeout, what="memory request")
+
+
+def _fits(value, width):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << width
+
+
+class CocotbInterruptDriver:
+    """Drive ``irq``, ``msg``, ``irq_dropped``, ``vf_msix_size`` and ``vf_msix_size_done`` of the
+    exported top: :class:`sriov_tb.host.InterruptDriver` for cocotb, with the same calls and the
+    same timing (``msg__ready`` high only during a call; :meth:`settle` after every write).
+
+    The layouts need TotalVFs: give ``params``, or it is found from the width of
+    ``irq__payload``.
+    """
+
+    def __init__(self, dut, *, params=None, clk=None, quiet=MSG_QUIET, timeout=100_000):
+        self.dut     = dut
+        self.clk     = clk if clk is not None else _port(dut, "clk")
+        self.quiet   = quiet
+        self.timeout = timeout
+        self._irq  = _StreamPorts(dut, "irq")
+        self._msg  = _StreamPorts(dut, "msg")
+        self._size = _StreamPorts(dut, "vf_msix_size")
+        self._dropped = _port(dut, "irq_dropped")
+        self._done    = _port(dut, "vf_msix_size_done")
+        if params is None:
+            fn_width = len(self._irq.payload) - 11
+            params = _TotalVfs((1 << max(fn_width, 0)) - 1)
+        self.irq_layout  = InterruptRequest(params)
+        self.msg_layout  = MsixMessage(params)
+        self.size_layout = data.StructLayout({"vf": range(params.total_vfs + 1), "count": 12})
+        self.done_layout = data.StructLayout({"valid": 1, "ok": 1})
+        _check_width(self._irq.payload, self.irq_layout, "irq__payload")
+        _check_width(self._msg.payload, self.msg_layout, "msg__payload")
+        _check_width(self._size.payload, self.size_layout, "vf_msix_size__payload")
+        self._fn_width  = _layout(self.irq_layout)["function"].width
+        self._vf_width  = _layout(self.size_layout)["vf"].width
+        self._log  = []
+        self._seen = 0
+
+    async def _tick(self, *handles):
+        """One rising edge with ``msg__ready`` as set: ``(message or None, irq_dropped,
+        *values)``, sampled at the falling edge before it (a message taken is logged)."""
+        await FallingEdge(self.clk)
+        valid = int(self._msg.valid.value) and int(self._msg.ready.value)
+        message = None
+        if valid:
+            p = unpack(self.msg_layout, self._msg.payload.value)
+            message = (p.function, p.addr, p.data)
+        dropped = int(self._dropped.value)
+        values = [int(h.value) for h in handles]
+        await RisingEdge(self.clk)
+        if message is not None:
+            self._log.append(message)
+        return (message, dropped, *values)
+
+    async def _until_quiet(self, on_tick=None):
+        quiet = waited = 0
+        while quiet < self.quiet:
+            message, dropped = await self._tick()
+            if on_tick is not None:
+                on_tick(message, dropped)
+            quiet = 0 if message is not None else quiet + 1
+            waited += 1
+            if waited > self.timeout:
+                raise TimeoutError(f"MSI-X messages still coming after {self.timeout} cycles")
+
+    async def settle(self):
+        self._msg.ready.value = 1
+        await self._until_quiet()
+        self._msg.ready.value = 0
+
+    async def interrupt(self, function, vector):
+        if not (_fits(function, self._fn_width) and _fits(vector, 11)):
+            return "dropped"
+        self._msg.ready.value = 1
+        self._irq.payload.value = pack(self.irq_layout, {"function": function, "vector": vector})
+        self._irq.valid.value = 1
+        outcome = {"dropped": False, "sent": False}
+
+        def note(message, dropped):
+            outcome["dropped"] |= bool(dropped)
+            if message is not None and message[0] == function:
+                outcome["sent"] = True
+
+        waited = 0
+        while True:
+            message, dropped, ready = await self._tick(self._irq.ready)
+            note(message, dropped)
+            waited += 1
+            if ready:
+                break
+            if waited > self.timeout:
+                raise TimeoutError(f"interrupt request not accepted after {self.timeout} cycles")
+        self._irq.valid.value = 0
+        await self._until_quiet(on_tick=note)
+        self._msg.ready.value = 0
+        if outcome["dropped"]:
+            return "dropped"
+        return "sent" if outcome["sent"] else "pending"
+
+    def messages(self):
+        new = self._log[self._seen:]
+        self._seen = len(self._log)
+        return list(new)
+
+    async def vf_msix_count(self, vf, count):
+        if not (_fits(vf, self._vf_width) and _fits(count, 12)):
+            return False
+        self._size.payload.value = pack(self.size_layout, {"vf": vf, "count": count})
+        self._size.valid.value = 1
+        accepted = False
+        waited = 0
+        while True:
+            await FallingEdge(self.clk)
+            ready = int(self._size.ready.value)
+            done = unpack(self.done_layout, self._done.value)
+            await RisingEdge(self.clk)
+            if accepted and done.valid:
+                return bool(done.ok)
+            if ready and not accepted:
+                accepted = True
+                self._size.valid.value = 0
+            waited += 1
+            if waited > self.timeout:
+                raise TimeoutError(f"VF Table Size request not done after {self.timeout} "
+                                   f"cycles")
+
+
+def start_user_config_responder(dut, handler, *, params, clk=None, latency=0):
+    """Start (``cocotb.start_soon``) the user logic behind ``ucfg_req``/``ucfg_res``:
+    :func:`sriov_tb.host.user_config_responder` for cocotb, calling ``handler.read`` /
+    ``handler.write`` as the reference model does. Returns the task."""
+    clk = clk if clk is not None else _port(dut, "clk")
+    req, res = _StreamPorts(dut, "ucfg_req"), _StreamPorts(dut, "ucfg_res")
+    req_layout = UserConfigRequest(params)
+    _check_width(req.payload, req_layout, "ucfg_req__payload")
+    _check_width(res.payload, UserConfigResponse, "ucfg_res__payload")
+
+    async def serve():
+        req.ready.value = 1
+        while True:
+            await FallingEdge(clk)
+            valid = int(req.valid.value)
+            if valid:
+                p = unpack(req_layout, req.payload.value)
+            await RisingEdge(clk)
+            if not valid:
+                continue
+            req.ready.value = 0
+            value = user_config_call(handler, p)
+            for _ in range(latency):
+                await RisingEdge(clk)
+            res.payload.value = pack(UserConfigResponse, {"data": value, "tag": p.tag})
+            res.valid.value = 1
+            while True:
+                await FallingEdge(clk)
+                ready = int(res.ready.value)
+                await RisingEdge(clk)
+                if ready:
+                    break
+            res.valid.value = 0
+            req.ready.value = 1
+
+    return cocotb.start_soon(serve())
 
 
 # -- The test that sriov_tb.cosim runs ---------------------------------------------------------
@@ -324,8 +509,12 @@ async def run_job(dut):
         start_clock(dut)
         try:
             await reset(dut)
+            user = options.get("user")
+            if user is not None:        # the design's copy; execute gives the model the other
+                start_user_config_responder(dut, copy.deepcopy(user), params=params)
             await execute(params, ops, cfg_driver=CocotbConfigDriver(dut),
-                          mem_driver=CocotbMemoryDriver(dut, params=params), idle=idle,
+                          mem_driver=CocotbMemoryDriver(dut, params=params),
+                          irq_driver=CocotbInterruptDriver(dut, params=params), idle=idle,
                           result=result, emit=emit, json=True, **options)
         except RunFailure as exc:
             outcome["failure"] = ("RunFailure", str(exc))

@@ -36,7 +36,7 @@ from sriov_ep.tools.export import TOP_NAME, to_verilog
 from sriov_ep.tools.external import verilator_root
 from sriov_ep.tools.synth import ToolMissing
 
-from .host import MemTransaction, Transaction
+from .host import MemTransaction, MsiMessage, MsixTransaction, Transaction
 from .runner import RunFailure, RunResult, _transaction_record, check_ops
 
 __all__ = ["TOOLS_HINT", "DEFAULT_BUILD_DIR", "Toolchain", "ToolMissing", "find_toolchain",
@@ -66,7 +66,8 @@ JOB_ENV = "SRIOV_EP_COSIM_JOB"
 
 _TEST_MODULE = "sriov_tb.cocotb_bench"
 _TEST_NAME   = "run_job"
-_TXN_TYPES   = {"Transaction": Transaction, "MemTransaction": MemTransaction}
+_TXN_TYPES   = {"Transaction": Transaction, "MemTransaction": MemTransaction,
+                "MsixTransaction": MsixTransaction, "MsiMessage": MsiMessage}
 
 
 @dataclass(frozen=True)
@@ -255,11 +256,14 @@ def _transaction(record):
 
 
 def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False, ari=True,
-                      page_size=4096, dump_rids=None, dump_enabled=False, build_dir=None):
+                      page_size=4096, dump_rids=None, dump_enabled=False, build_dir=None,
+                      user=None):
     """:func:`sriov_tb.runner.run_ops` on the Verilog export, in Verilator under cocotb.
 
-    Same arguments (but ``vcd``) and the same outcome: a :class:`RunResult`, ``emit`` called with
-    the same lines as they happen, and :class:`RunFailure` with the same message on failure.
+    Same arguments (but ``vcd``; ``user``, the user configuration handler, is pickled into the
+    job: its class must be importable there) and the same outcome: a :class:`RunResult`,
+    ``emit`` called with the same lines as they happen, and :class:`RunFailure` with the same
+    message on failure.
     ``build_dir`` is the build cache root (default :data:`DEFAULT_BUILD_DIR`): the model is
     built once per configuration (see :func:`build`); the job and result files of a run live in
     a temporary folder inside the build and are removed afterwards. Raises
@@ -273,7 +277,7 @@ def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False
         return _run(tools, folder, run_dir, params, ops, emit=emit, json=json, options={
             "filename": filename, "ari": ari, "page_size": page_size,
             "dump_rids": list(dump_rids) if dump_rids is not None else None,
-            "dump_enabled": dump_enabled})
+            "dump_enabled": dump_enabled, "user": user})
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 

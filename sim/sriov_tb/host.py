@@ -44,7 +44,9 @@ __all__ = ["Completion", "stream_transaction", "EndpointDriver", "ModelEndpointP
            "MemDecodeResult", "decode_result", "MemoryDriver", "MemTransaction", "BarMemories",
            "MemoryPort", "MemAccessResult", "ModelMemoryPort",
            "ModelInterruptPort", "InterruptPort", "MsixTransaction", "MsiMessage",
-           "MsixVector", "MsixFunction", "SavedState",
+           "MsixVector", "MsixFunction", "SavedState", "InterruptDriver", "SettledDriver",
+           "MSG_QUIET", "access_result", "UserRegisters", "user_config_responder",
+           "user_config_call",
            "Transaction", "LinuxHost", "HostError"]
 
 
@@ -200,9 +202,10 @@ def decode_result(res, addr, write, tag, cycles):
     if (res.addr, res.write, res.tag) != (addr, int(write), tag):
         raise Mismatch(f"decode result for {res.addr:#x} (tag {res.tag}) returned for the "
                        f"request at {addr:#x} (tag {tag})")
-    if res.claimed and res.is_vf and res.vf == 0:
+    claimed = bool(res.claimed) or bool(getattr(res, "internal", 0))
+    if claimed and res.is_vf and res.vf == 0:
         raise Mismatch(f"decode of {addr:#x} claims VF 0")
-    if not res.claimed:
+    if not claimed:
         return MemDecodeResult(False, 0, 0, 0, cycles)
     return MemDecodeResult(True, res.vf if res.is_vf else 0, res.bar, res.offset, cycles)
 
@@ -221,12 +224,36 @@ class MemoryDriver:
         self.tag     = 0
 
     async def decode(self, addr, write):
-        self.tag = (self.tag + 1) % (1 << len(self.dut.mem_req.payload.tag))
-        res, cycles = await stream_transaction(
-            self.ctx, self.dut.mem_req, self.dut.mem_res,
-            {"addr": addr, "write": write, "tag": self.tag},
-            timeout=self.timeout, what="memory request")
+        """Which function and BAR ``addr`` reaches (a :class:`MemDecodeResult`; an access the
+        endpoint serves itself, to an MSI-X table or PBA, counts as claimed). Sent with byte
+        enables 0: a write changes nothing, even in an MSI-X table."""
+        res, cycles = await self._request(addr, write, 0, 0)
         return decode_result(res, addr, write, self.tag, cycles)
+
+    async def access(self, addr, write, data=0, be=0xFF):
+        """One request on the aligned QWORD containing ``addr`` (``data``: its bytes, byte i at
+        bits 8i+7:8i; ``be``: their enables): a :class:`MemAccessResult` (``data``: the QWORD an
+        internal read returned, else 0)."""
+        res, cycles = await self._request(addr, write, data, be)
+        decode_result(res, addr, write, self.tag, cycles)         # checks the echo
+        return access_result(res, write, cycles)
+
+    async def _request(self, addr, write, data, be):
+        self.tag = (self.tag + 1) % (1 << len(self.dut.mem_req.payload.tag))
+        return await stream_transaction(
+            self.ctx, self.dut.mem_req, self.dut.mem_res,
+            {"addr": addr, "write": write, "tag": self.tag, "data": data, "be": be},
+            timeout=self.timeout, what="memory request")
+
+
+def access_result(res, write, cycles):
+    """A :class:`MemAccessResult` from a ``mem_res`` payload (``data`` kept only for an internal
+    read: otherwise the payload carries the request's write data)."""
+    if res.claimed and res.internal:
+        raise Mismatch(f"memory request at {res.addr:#x} both claimed and internal")
+    data = int(res.data) if res.internal and not write else 0
+    return MemAccessResult(bool(res.claimed), bool(res.internal), bool(res.is_vf), int(res.vf),
+                           int(res.bar), int(res.offset), data, cycles)
 
 
 class MemoryPort:
@@ -375,6 +402,228 @@ class InterruptPort:
                            f"{'accepted' if got else 'refused'}, model "
                            f"{'accepted' if expected else 'refused'}")
         return got
+
+
+#: Clock cycles without an MSI-X message after which the MSI-X engine is taken to be quiet (the
+#: scan a config or table write starts sends its first message at most ~10 cycles after the
+#: request's completion, the next ones 6 cycles apart; an interrupt's message comes 5 cycles
+#: after it is accepted, a drop is known after 4): :class:`InterruptDriver` waits this long
+#: after an interrupt and in :meth:`InterruptDriver.settle`.
+MSG_QUIET = 16
+
+
+def _fits(value, width):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << width
+
+
+class InterruptDriver:
+    """Drive :class:`sriov_ep.SriovEndpoint`'s interrupt channels from an Amaranth testbench:
+    ``irq`` (interrupt requests), ``msg`` (the MSI-X messages out), ``irq_dropped``,
+    ``vf_msix_size`` / ``vf_msix_size_done``.
+
+    Messages are taken (``msg.ready`` high) only while one of this driver's calls runs:
+    :meth:`interrupt`, :meth:`vf_msix_count` and :meth:`settle`, which waits until the engine
+    has been quiet for ``quiet`` cycles. Whoever writes to the design (config writes, table
+    writes, which may unmask pending vectors) must call :meth:`settle` after each write before
+    asking for :meth:`messages`; :class:`SettledDriver` does it for a config or memory driver.
+    Until then a message waits in the design (nothing is lost).
+
+    ``await interrupt(function, vector)``: ``"dropped"`` if ``irq_dropped`` pulsed, ``"sent"`` if
+    a message from ``function`` came, else ``"pending"``, decided ``quiet`` cycles after the
+    last message (or after acceptance). ``messages()``: every ``(function, address, data)``
+    taken since the last call. ``await vf_msix_count(vf, count)``: whether the design took the
+    Table Size (``vf_msix_size_done.ok``).
+    """
+
+    def __init__(self, ctx, dut, *, quiet=MSG_QUIET, timeout=100_000):
+        self.ctx     = ctx
+        self.dut     = dut
+        self.quiet   = quiet
+        self.timeout = timeout
+        self._log    = []
+        self._seen   = 0
+        self._fn_width  = len(dut.irq.payload.function)
+        self._vec_width = len(dut.irq.payload.vector)
+        self._vf_width  = len(dut.vf_msix_size.payload.vf)
+        self._cnt_width = len(dut.vf_msix_size.payload.count)
+
+    async def _tick(self, *signals):
+        """One clock edge with ``msg.ready`` high: logs a message taken at it; returns
+        ``(message or None, irq_dropped, *signals)`` as sampled at the edge."""
+        msg = self.dut.msg
+        _, _, valid, payload, dropped, *values = await self.ctx.tick().sample(
+            msg.valid, msg.payload, self.dut.irq_dropped, *signals)
+        message = None
+        if valid:
+            message = (int(payload.function), int(payload.addr), int(payload.data))
+            self._log.append(message)
+        return (message, dropped, *values)
+
+    async def _until_quiet(self, waited=0, on_tick=None):
+        quiet = 0
+        while quiet < self.quiet:
+            message, dropped = await self._tick()
+            if on_tick is not None:
+                on_tick(message, dropped)
+            quiet = 0 if message is not None else quiet + 1
+            waited += 1
+            if waited > self.timeout:
+                raise TimeoutError(f"MSI-X messages still coming after {self.timeout} cycles")
+
+    async def settle(self):
+        """Take messages until none came for ``quiet`` cycles."""
+        self.ctx.set(self.dut.msg.ready, 1)
+        await self._until_quiet()
+        self.ctx.set(self.dut.msg.ready, 0)
+
+    async def interrupt(self, function, vector):
+        if not (_fits(function, self._fn_width) and _fits(vector, self._vec_width)):
+            return "dropped"            # not expressible on the port: no such function/vector
+        irq, ctx = self.dut.irq, self.ctx
+        ctx.set(self.dut.msg.ready, 1)
+        ctx.set(irq.payload, {"function": function, "vector": vector})
+        ctx.set(irq.valid, 1)
+        outcome = {"dropped": False, "sent": False}
+
+        def note(message, dropped):
+            outcome["dropped"] |= bool(dropped)
+            if message is not None and message[0] == function:
+                outcome["sent"] = True
+
+        waited = 0
+        while True:
+            message, dropped, ready = await self._tick(irq.ready)
+            note(message, dropped)
+            waited += 1
+            if ready:
+                break
+            if waited > self.timeout:
+                raise TimeoutError(f"interrupt request not accepted after {self.timeout} cycles")
+        ctx.set(irq.valid, 0)
+        await self._until_quiet(on_tick=note)
+        ctx.set(self.dut.msg.ready, 0)
+        if outcome["dropped"]:
+            return "dropped"
+        return "sent" if outcome["sent"] else "pending"
+
+    def messages(self):
+        new = self._log[self._seen:]
+        self._seen = len(self._log)
+        return list(new)
+
+    async def vf_msix_count(self, vf, count):
+        if not (_fits(vf, self._vf_width) and _fits(count, self._cnt_width)):
+            return False                # not expressible on the port: refused
+        port, ctx = self.dut.vf_msix_size, self.ctx
+        done = self.dut.vf_msix_size_done
+        ctx.set(port.payload, {"vf": vf, "count": count})
+        ctx.set(port.valid, 1)
+        accepted = False
+        waited = 0
+        while True:
+            _, _, ready, done_valid, done_ok = await ctx.tick().sample(
+                port.ready, done.valid, done.ok)
+            if accepted and done_valid:
+                return bool(done_ok)
+            if ready and not accepted:
+                accepted = True
+                ctx.set(port.valid, 0)
+            waited += 1
+            if waited > self.timeout:
+                raise TimeoutError(f"VF Table Size request not done after {self.timeout} "
+                                   f"cycles")
+
+
+class SettledDriver:
+    """A config or memory driver whose writes are followed by ``settle()`` (an interrupt
+    driver's): the MSI-X messages a write caused (unmasking pending vectors) are taken before
+    the call returns. Everything else is the wrapped driver's."""
+
+    def __init__(self, driver, settle):
+        self._driver = driver
+        self._settle = settle
+
+    def __getattr__(self, name):
+        return getattr(self._driver, name)
+
+    async def config(self, type1, rid, reg, be, write, data):
+        cpl = await self._driver.config(type1, rid, reg, be, write, data)
+        if write:
+            await self._settle()
+        return cpl
+
+    async def decode(self, addr, write):
+        return await self._driver.decode(addr, write)
+
+    async def access(self, addr, write, data=0, be=0xFF):
+        res = await self._driver.access(addr, write, data, be)
+        if write:
+            await self._settle()
+        return res
+
+
+class UserRegisters:
+    """A handler of user configuration windows (the interface :class:`EndpointModel` and
+    :func:`user_config_responder` take): one dword register per ``(function, window, dword)``,
+    ``values`` its initial contents (absent: 0), written byte by byte under the byte enables
+    unless ``(function, window, dword)`` is in ``read_only``. Every call is appended to
+    :attr:`calls`: ``("read", function, window, dword)`` or ``("write", function, window,
+    dword, be, data)``.
+    """
+
+    def __init__(self, values=None, *, read_only=()):
+        self.values = dict(values or {})
+        self.read_only = set(read_only)
+        self.calls = []
+
+    def read(self, function, window, dword):
+        self.calls.append(("read", function, window, dword))
+        return self.values.get((function, window, dword), 0)
+
+    def write(self, function, window, dword, be, data):
+        self.calls.append(("write", function, window, dword, be, data))
+        if (function, window, dword) in self.read_only:
+            return
+        mask = sum(0xFF << (8 * i) for i in range(4) if be >> i & 1)
+        old = self.values.get((function, window, dword), 0)
+        self.values[(function, window, dword)] = (old & ~mask) | (data & mask)
+
+
+def user_config_responder(dut, handler, *, latency=0):
+    """An Amaranth testbench (run it with ``background=True``) playing the user logic behind
+    ``ucfg_req``/``ucfg_res``: each request calls ``handler.read(function, window, dword)`` or
+    ``handler.write(function, window, dword, be, data)``, the interface of the reference
+    model's user handler (:class:`sriov_tb.model.EndpointModel`); the response, with the
+    request's tag, follows ``latency`` cycles later."""
+    async def testbench(ctx):
+        req, res = dut.ucfg_req, dut.ucfg_res
+        ctx.set(req.ready, 1)
+        while True:
+            _, _, valid, p = await ctx.tick().sample(req.valid, req.payload)
+            if not valid:
+                continue
+            ctx.set(req.ready, 0)
+            data = user_config_call(handler, p)
+            if latency:
+                await ctx.tick().repeat(latency)
+            ctx.set(res.payload, {"data": data, "tag": int(p.tag)})
+            ctx.set(res.valid, 1)
+            while True:
+                _, _, ready = await ctx.tick().sample(res.ready)
+                if ready:
+                    break
+            ctx.set(res.valid, 0)
+            ctx.set(req.ready, 1)
+    return testbench
+
+
+def user_config_call(handler, p):
+    """Call ``handler`` for one ``ucfg_req`` payload ``p``; returns the response data."""
+    function, window, dword = int(p.function), int(p.window), int(p.offset)
+    if p.write:
+        handler.write(function, window, dword, int(p.be), int(p.data))
+        return 0
+    return handler.read(function, window, dword) & 0xFFFF_FFFF
 
 
 def _messages(messages):

@@ -1380,6 +1380,12 @@ class EndpointModel:
             return False
         if self._msix_control(vf).enable:
             return False
+        # Vectors past the new Table Size return to their reset state (masked, not pending), so
+        # that growing the table again shows no stale vector (docs/endpoint-behaviour.md §6).
+        ctl = self._msix_control(vf, create=True)
+        beyond = ((1 << msix.max_vectors) - 1) & ~((1 << count) - 1)
+        ctl.masks |= beyond
+        ctl.pending &= ~beyond
         if count == msix.vectors:
             self._vf_table_size.pop(vf, None)
         else:

@@ -1,5 +1,6 @@
 """Run transaction scripts and scenarios against the RTL, checked by the reference model."""
 
+import copy
 import json as jsonlib
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ from .host import (
     BarMemories,
     EndpointDriver,
     HostError,
+    InterruptDriver,
     InterruptPort,
     LinuxHost,
     MemoryDriver,
@@ -21,7 +23,9 @@ from .host import (
     MsixTransaction,
     RootPort,
     Scoreboard,
+    SettledDriver,
     memory_transaction,
+    user_config_responder,
 )
 from .linux import SriovError
 from .model import EndpointModel
@@ -83,7 +87,7 @@ def check_ops(ops, filename="<script>"):
 
 async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename="<script>",
                   emit=None, json=False, ari=True, page_size=4096, dump_rids=None,
-                  dump_enabled=False, irq_driver=None):
+                  dump_enabled=False, irq_driver=None, user=None):
     """Run ``ops`` through a design reached by ``cfg_driver`` (``async config(...)``) and
     ``mem_driver`` (``async decode(addr, write)``), checking everything against a fresh
     :class:`EndpointModel`. ``idle(n)`` waits ``n`` clock cycles. Backend-independent: the
@@ -91,9 +95,15 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
 
     With a ``mem_driver`` that has ``access`` (MSI-X tables), memory operations go through it;
     ``irq_driver`` (``interrupt``, ``messages``, ``vf_msix_count``) runs the ``msix`` ops, and
-    the MSI-X messages it delivers are printed after the transaction that caused them.
+    the MSI-X messages it delivers are printed after the transaction that caused them. An
+    ``irq_driver`` with ``settle()`` (an RTL driver) is called after every config and memory
+    write, so that the messages a write caused are in before they are compared. ``user`` is the
+    model's handler of the user configuration windows (the design's user logic is the caller's).
     """
-    model = EndpointModel(params)
+    model = EndpointModel(params, user=user)
+    if irq_driver is not None and hasattr(irq_driver, "settle"):
+        cfg_driver = SettledDriver(cfg_driver, irq_driver.settle)
+        mem_driver = SettledDriver(mem_driver, irq_driver.settle)
     board = Scoreboard(cfg_driver, ModelEndpointPort(model))
     current = {"op": Op("none", 0, "")}
 
@@ -137,9 +147,15 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
 
 
 def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None, ari=True,
-            page_size=4096, dump_rids=None, dump_enabled=False):
+            page_size=4096, dump_rids=None, dump_enabled=False, user=None):
     """Run ``ops`` (from :func:`sriov_tb.script.parse_script`) against the RTL in Amaranth's
-    simulator, checking every completion against :class:`EndpointModel`.
+    simulator, checking every completion, memory decode, MSI-X table access, interrupt and
+    message against :class:`EndpointModel`.
+
+    ``user``: a handler of the user configuration windows (``read(function, window, dword)``,
+    ``write(function, window, dword, be, data)``, as :class:`EndpointModel` takes it); the design
+    gets a copy served by :func:`sriov_tb.host.user_config_responder`, the model another copy.
+    Without one, nothing answers the design's user requests (they time out; the model reads 0).
 
     ``emit`` receives one output line per transaction (text, or JSON with ``json=True``).
     ``dump_rids`` lists functions whose 4 KiB configuration space is read at the end;
@@ -153,6 +169,8 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
         result.transactions.clear()
         result.dumps.clear()
 
+        model_user = copy.deepcopy(user)
+
         async def testbench(ctx):
             async def idle(cycles):
                 await ctx.tick().repeat(cycles)
@@ -160,8 +178,11 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
             await execute(params, ops, cfg_driver=EndpointDriver(ctx, dut),
                           mem_driver=MemoryDriver(ctx, dut), idle=idle, result=result,
                           filename=filename, emit=emit, json=json, ari=ari,
-                          page_size=page_size, dump_rids=dump_rids, dump_enabled=dump_enabled)
-        return testbench
+                          page_size=page_size, dump_rids=dump_rids, dump_enabled=dump_enabled,
+                          irq_driver=InterruptDriver(ctx, dut), user=model_user)
+        if user is None:
+            return testbench
+        return testbench, user_config_responder(dut, copy.deepcopy(user))
 
     simulate(dut, make_testbench, name="sriov-ep-sim", vcd=vcd, traces=traces_of(dut),
              waves_on_failure=False)

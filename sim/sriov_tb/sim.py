@@ -28,15 +28,18 @@ def _slug(name):
 def simulate(dut, make_testbench, *, name="sim", vcd=None, traces=(), waves_on_failure=True):
     """Simulate ``dut`` with the testbench that ``make_testbench()`` returns.
 
-    ``make_testbench`` is called again to build a fresh testbench (with fresh models) when the
-    run is repeated to capture a waveform. A waveform is written when ``vcd`` names a file, when
-    the ``SRIOV_EP_WAVES`` environment variable names a folder, or (``waves_on_failure``) when the
-    testbench raises: the run is then repeated under a VCD writer into ``build/waves/<name>.vcd``
-    and the original exception is raised with the file named in a note.
+    ``make_testbench`` may also return a sequence: the testbench, then background testbenches
+    (``add_testbench(..., background=True)``: user logic answering the design, say), which the
+    simulation does not wait for. ``make_testbench`` is called again to build a fresh
+    testbench (with fresh models) when the run is repeated to capture a waveform. A waveform is
+    written when ``vcd`` names a file, when the ``SRIOV_EP_WAVES`` environment variable names a
+    folder, or (``waves_on_failure``) when the testbench raises: the run is then repeated under
+    a VCD writer into ``build/waves/<name>.vcd`` and the original exception is raised with the
+    file named in a note.
     """
     sim = Simulator(dut)
     sim.add_clock(CLOCK_PERIOD)
-    sim.add_testbench(make_testbench())
+    _add_testbenches(sim, make_testbench())
     if vcd is None and os.environ.get(WAVES_ENV):
         vcd = waves_dir() / f"{_slug(name)}.vcd"
     if vcd is not None:
@@ -50,13 +53,23 @@ def simulate(dut, make_testbench, *, name="sim", vcd=None, traces=(), waves_on_f
         path = waves_dir() / f"{_slug(name)}.vcd"
         sim = Simulator(dut)
         sim.add_clock(CLOCK_PERIOD)
-        sim.add_testbench(make_testbench())
+        _add_testbenches(sim, make_testbench())
         try:
             _run_with_vcd(sim, path, traces)
         except Exception:
             pass
         exc.add_note(f"waveform of the failing run: {path} (+ .gtkw)")
         raise
+
+
+def _add_testbenches(sim, made):
+    if isinstance(made, (tuple, list)):
+        main, *background = made
+    else:
+        main, background = made, []
+    sim.add_testbench(main)
+    for testbench in background:
+        sim.add_testbench(testbench, background=True)
 
 
 def _run_with_vcd(sim, path, traces):
