@@ -582,15 +582,18 @@ def test_suspend_resume_restores_every_function():
     run(igb_params(), body, name="suspend_resume")
 
 
+@pytest.mark.parametrize("vf_pm", [False, True])
 @pytest.mark.parametrize("latency", [1, 2])
-def test_memory_decode_latency(latency):
+def test_memory_decode_latency(latency, vf_pm):
     """Outside MSI-X tables a memory request is answered ``mem_decode_latency`` cycles after
-    it is accepted (or 2 more for VF requests when VFs have PM); a table access takes
-    longer."""
-    params = igb_params(vf_pm=None)
+    it is accepted (3 more for a VF's BAR when VFs have PM: its PowerState is read from the VF
+    state memory); a table access takes longer."""
+    params = igb_params() if vf_pm else igb_params(vf_pm=None)
     dut = SriovEndpoint(params, mem_latency=latency)
     want = dut.mem_decode_latency
     assert want == latency + 1
+    want_vf = want + 3 if vf_pm else want
+    assert dut.mem_latency_of(vf_claimed=True) == want_vf
 
     def make_testbench():
         async def testbench(ctx):
@@ -600,10 +603,11 @@ def test_memory_decode_latency(latency):
             host = LinuxHost(root, PF)
             await host.enable(2)
             mem = MemoryPort(MemoryDriver(ctx, dut), model)
-            for addr in (0x8000_0000, PF_TABLE + 0xa0, VF_BAR0 + 0x4000, 0x7000_0000):
+            for addr in (0x8000_0000, PF_TABLE + 0xa0, 0x7000_0000):
                 assert (await mem.access(addr, False)).cycles == want
+            assert (await mem.access(VF_BAR0 + 0x4000, False)).cycles == want_vf
             assert (await mem.access(PF_TABLE, False)).cycles > want
-            assert (await mem.access(vf_table(2), False)).cycles > want
+            assert (await mem.access(vf_table(2), False)).cycles > want_vf
         return testbench
 
-    simulate(dut, make_testbench, name=f"test_endpoint_caps_latency_{latency}")
+    simulate(dut, make_testbench, name=f"test_endpoint_caps_latency_{latency}_{vf_pm}")

@@ -292,9 +292,16 @@ class SriovEndpoint(wiring.Component):
     def mem_decode_latency(self):
         """Clock edges from accepting a memory request to its decode result (with
         ``mem_res.ready`` high), for requests the endpoint does not serve itself: the BAR
-        decoder's latency, plus one for the power-state check (three for a VF when VFs have a
-        PM capability: their power state is read from the VF state memory)."""
+        decoder's latency plus one (the router). A request a VF's BAR claims takes three more
+        when VFs have a PM capability (the VF's PowerState is read from the VF state memory);
+        see :meth:`mem_latency_of`."""
         return self.bar_decoder.latency + 1
+
+    def mem_latency_of(self, *, vf_claimed):
+        """:attr:`mem_decode_latency`, plus three for a request a VF's BAR claims when VFs have
+        a PM capability (not for MSI-X table and PBA accesses, which wait for the engine)."""
+        extra = 3 if vf_claimed and self._params.vf_pm is not None else 0
+        return self.mem_decode_latency + extra
 
     def elaborate(self, platform):
         p = self._params
@@ -833,7 +840,13 @@ class SriovEndpoint(wiring.Component):
                 m.d.comb += decoded.ready.eq(1)
                 with m.If(decoded.valid):
                     m.d.sync += r.eq(decoded.payload)
-                    m.next = "QUERY" if vf_pm else "CHECK"
+                    if vf_pm:   # only a claimed VF request needs its VF's PowerState
+                        with m.If(decoded.payload.claimed & decoded.payload.is_vf):
+                            m.next = "QUERY"
+                        with m.Else():
+                            m.next = "CHECK"
+                    else:
+                        m.next = "CHECK"
             if vf_pm:
                 q = vf_mem.pm
                 with m.State("QUERY"):
