@@ -151,6 +151,36 @@ def test_igb_vfs(igb4):
         assert "Region" not in vf
 
 
+def test_igb_pf_power_management(igb4):
+    """examples/igb-82576.toml: PM version 3 right after the PCI Express capability (0x40 +
+    0x3c = 0x7c), no D1/D2, no PME, No_Soft_Reset 0, in D0."""
+    pf = igb4["01:00.0"]
+    assert "\tCapabilities: [7c] Power Management version 3" in pf
+    pm = section(pf, r"\[7c\] Power Management version 3")
+    assert pm == ["Flags: PMEClk- DSI- D1- D2- AuxCurrent=0mA PME(D0-,D1-,D2-,D3hot-,D3cold-)",
+                  "Status: D0 NoSoftRst- PME-Enable- DSel=0 DScale=0 PME-"]
+
+
+def test_igb_pf_msix(igb4):
+    """10 vectors (QEMU IGB_MSIX_VEC_NUM, the real part's TabSize=10), table at BAR3 + 0, PBA at
+    BAR3 + 0x2000, after PM (0x7c + 8 = 0x84); the enable sequence leaves MSI-X off."""
+    pf = igb4["01:00.0"]
+    assert "\tCapabilities: [84] MSI-X: Enable- Count=10 Masked-" in pf
+    assert section(pf, r"\[84\] MSI-X") == ["Vector table: BAR=3 offset=00000000",
+                                             "PBA: BAR=3 offset=00002000"]
+
+
+def test_igb_vf_msix_no_pm(igb4):
+    """Every VF: 3 vectors (IGBVF_MSIX_VEC_NUM) in VF BAR3 (table 0, PBA 0x2000), right after the
+    PCI Express capability since VFs have no PM (as QEMU's igbvf)."""
+    for slot in ("01:10.0", "01:10.2", "01:10.4", "01:10.6"):
+        vf = igb4[slot]
+        assert "\tCapabilities: [7c] MSI-X: Enable- Count=3 Masked-" in vf
+        assert section(vf, r"\[7c\] MSI-X") == ["Vector table: BAR=3 offset=00000000",
+                                                 "PBA: BAR=3 offset=00002000"]
+        assert "Power Management" not in vf
+
+
 def test_igb_no_ari(tmp_path_factory):
     """--no-ari: ARI Capable Hierarchy stays 0, so First VF Offset is 384 and the VFs sit on
     bus 2 (02:10.0, 02:10.2)."""
@@ -167,11 +197,16 @@ def test_igb_no_ari(tmp_path_factory):
         assert "Illegal Vendor ID" in blocks[slot].splitlines()[0]
 
 
-def test_nvme(tmp_path_factory):
+@pytest.fixture(scope="module")
+def nvme2(tmp_path_factory):
+    return decode(tmp_path_factory, "nvme.toml", "--enable", "2")
+
+
+def test_nvme(nvme2):
     """nvme: SR-IOV at 0x120 after ARI at 0x100, 127 VFs at offset 1 stride 1 (01:00.1, 01:00.2),
     VF Device ID 0010, VF BAR0 64-bit non-prefetchable, placed after the PF's 16 KiB BAR0 in the
     32-bit window, 16 KiB aligned."""
-    blocks = decode(tmp_path_factory, "nvme.toml", "--enable", "2")
+    blocks = nvme2
     assert list(blocks) == ["01:00.0", "01:00.1", "01:00.2"]
     pf = blocks["01:00.0"]
     assert pf.splitlines()[0].startswith("01:00.0 Non-Volatile memory controller:")
@@ -198,3 +233,19 @@ def test_nvme(tmp_path_factory):
     for slot in ("01:00.1", "01:00.2"):
         first = blocks[slot].splitlines()[0]
         assert first.startswith(f"{slot} Non-Volatile memory controller: Illegal Vendor ID")
+
+
+def test_nvme_pm_and_msix(nvme2):
+    """examples/nvme.toml: PM (No_Soft_Reset set, as QEMU's nvme) at 0x7c in the PF and the VFs;
+    MSI-X at 0x84 with the table at BAR0 + 0x2000 and the PBA at BAR0 + 0x3000: 64 vectors in
+    the PF (QEMU's 128 capped at 64), Table Size 1 in each VF (until the PF assigns more)."""
+    for slot, count in (("01:00.0", 64), ("01:00.1", 1), ("01:00.2", 1)):
+        block = nvme2[slot]
+        assert "\tCapabilities: [7c] Power Management version 3" in block
+        pm = section(block, r"\[7c\] Power Management version 3")
+        assert pm == ["Flags: PMEClk- DSI- D1- D2- AuxCurrent=0mA "
+                      "PME(D0-,D1-,D2-,D3hot-,D3cold-)",
+                      "Status: D0 NoSoftRst+ PME-Enable- DSel=0 DScale=0 PME-"]
+        assert f"\tCapabilities: [84] MSI-X: Enable- Count={count} Masked-" in block
+        assert section(block, r"\[84\] MSI-X") == ["Vector table: BAR=0 offset=00002000",
+                                                    "PBA: BAR=0 offset=00003000"]
