@@ -583,3 +583,16 @@ def test_bench_config_errors_name_the_file(capsys, tmp_path):
     bad.write_text("total_vfs = 0\n")
     code, out, err = cli(capsys, "bench", "area", "--config", bad)
     assert code == 2 and "bad.toml" in err
+
+
+def test_closed_pipe_is_not_an_error(tmp_path):
+    """``sriov-ep regmap ... | head -1``: the reader leaves early; no traceback, status 0."""
+    exe = console_script()
+    assert exe, "the sriov-ep console script is not installed (pip install -e .)"
+    proc = subprocess.Popen([exe, "regmap", IGB], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    first = proc.stdout.readline()
+    proc.stdout.close()             # as `head -1` does after its line
+    _, err = proc.communicate(timeout=120)
+    assert first.startswith(b"# Register map of")
+    assert (proc.returncode, err) == (0, b"")
