@@ -10,6 +10,8 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .ram import SlicedMemory
+
 __all__ = ["MAX_VECTORS", "MSG_LATENCY", "TABLE_LATENCY", "MsixEntry", "MsixState",
            "IrqRequest", "MsixMessage", "MsixControl", "TableSizeUpdate", "FunctionReset",
            "TableRequest", "TableResponse", "MsixEngine"]
@@ -38,12 +40,13 @@ MsixEntry = data.StructLayout({
 
 
 def MsixState(vectors):
-    """Layout of a function's entry in the state memory; all zeros is the reset state.
+    """Layout of a function's state (the PF's register, a VF's entry in the VF state memory); all
+    zeros is the reset state.
 
     ``unmasked``: inverted Mask bits (Vector Control bit 0) of each vector. ``pending``: the PBA.
     ``enable``, ``function_mask``, ``bme``: MSI-X Enable, Function Mask, Bus Master Enable.
     ``not_d0``: the function is not in D0. ``table_size_x``: the Table Size field value XOR its
-    reset value (``pf_vectors - 1`` for the PF, ``vf_vectors - 1`` for a VF).
+    reset value (``pf_vectors - 1`` for the PF, ``vf_default_vectors - 1`` for a VF).
     """
     return data.StructLayout({
         "unmasked":      vectors,
@@ -137,24 +140,38 @@ class MsixEngine(wiring.Component):
     Functions are numbered f = 0 (the PF) and f = n (VF n, 1..TotalVFs). Every VF has room for
     ``vf_vectors`` vectors (its maximum Table Size); the PF has ``pf_vectors``.
 
-    Storage is two memories (:class:`amaranth.lib.memory.Memory`), so the flip-flop and LUT
-    count does not grow with TotalVFs; only memory bits do:
+    Storage is a register and four memories (:class:`amaranth.lib.memory.Memory`, through
+    :class:`~sriov_ep.ram.SlicedMemory`), so the flip-flop and LUT count does not grow with
+    TotalVFs; only memory bits do. The PF is kept apart from the VFs, so that the VF memories
+    have depths that fill block RAM (not one entry past a power of two):
 
-    - the **table memory**, one :data:`MsixEntry` (94 bits) per vector: PF vector v at index v,
-      VF n's vector v at ``pf_vectors + (n - 1) * vf_vectors + v``. It is not reset: Message
-      Address, Upper Address and Data keep their contents through ``reset_fn``, ``reset_all``
-      and the design's reset (Linux programs an entry before it unmasks it);
-    - the **state memory**, one :func:`MsixState` entry per function (``2V + 15`` bits, V =
-      max(pf_vectors, vf_vectors)): Mask bits (stored inverted), pending bits, MSI-X Enable,
-      Function Mask, Bus Master Enable, D0 (stored inverted) and Table Size (stored XOR its
-      default), so that an all-zeros word is the reset state: every vector masked, nothing
+    - the **table memories**, one :data:`MsixEntry` (94 bits) per vector: the PF's
+      (``pf_vectors`` entries, at most 64: LUT RAM), PF vector v at index v; the VFs'
+      (``TotalVFs * vf_vectors`` entries), VF n's vector v at ``(n - 1) * vf_vectors + v``.
+      They are not reset: Message Address, Upper Address and Data keep their contents through
+      ``reset_fn``, ``reset_all`` and the design's reset (Linux programs an entry before it
+      unmasks it);
+    - the **state**, one :func:`MsixState` entry per function (``2V + 15`` bits, V =
+      max(pf_vectors, vf_vectors)): the PF's in a register, VF n's at index n - 1 of the **VF
+      state memory** (TotalVFs entries). Mask bits (stored inverted), pending bits, MSI-X
+      Enable, Function Mask, Bus Master Enable, D0 (stored inverted) and Table Size (stored XOR
+      its default), so that an all-zeros word is the reset state: every vector masked, nothing
       pending, Enable, Function Mask and BME 0, in D0, default Table Size. The engine clears it
       with a sweep of one entry per cycle after the design's reset and after ``reset_all``, so
-      neither memory needs an initialisation file.
+      no memory needs an initialisation file.
 
-    Memory bits: ``94 * (pf_vectors + TotalVFs * vf_vectors) + (TotalVFs + 1) * (2V + 15)``
-    (:attr:`memory_bits`). With pf_vectors = 4 and vf_vectors = 3: 2,839 bits for 8 VFs, 78,479
-    for 256, 19,988,574 (about 20 Mbit, more block RAM than any ECP5 has) for 65535.
+    The VF memories are built by :class:`~sriov_ep.ram.SlicedMemory`: up to 32 entries one
+    memory (LUT RAM); deeper, block RAM in slices of 18, 9, 4, 2 or 1 bits (the aspect that
+    fits the depth: up to 1024, 2048, 4096, 8192, 16384 entries), and above 16384 entries banks
+    of 16384 whose outputs are zero unless addressed, ORed. Synthesis then needs no LUT read
+    multiplexer: with pf_vectors = vf_vectors = 4 the VF table takes 94 ECP5 DP16KD (1 bit x
+    16384 each) for 4096 VFs, 376 for 16384. The PF's table is read asynchronously (LUT RAM
+    without a read register of its own).
+
+    Storage bits: ``94 * (pf_vectors + TotalVFs * vf_vectors) + (TotalVFs + 1) * (2V + 15)``
+    (:attr:`memory_bits`; ``2V + 15`` of them are the PF's state register). With pf_vectors = 4
+    and vf_vectors = 3: 2,839 bits for 8 VFs, 78,479 for 256, 19,988,574 (about 20 Mbit, more
+    block RAM than any ECP5 has) for 65535.
 
     A function is *deliverable* when MSI-X Enable = 1, Function Mask = 0, Bus Master Enable = 1
     and it is in D0; a vector v is deliverable when its function is, its Mask bit is 0 and v is
@@ -168,8 +185,9 @@ class MsixEngine(wiring.Component):
     ``ctrl`` update and after a write to an entry's second QWORD (Message Data, Vector Control),
     a scan delivers every pending unmasked vector of the function if it is deliverable, lowest
     first, one per ``msg`` handshake, before the next request is accepted. Memories are
-    addressed only from registers (the function, the table index), and each reads and writes
-    through one address.
+    addressed only from registers (the VF index, n - 1, set with the function number; the table
+    index), and each reads and writes through one address. The PF's and the VFs' read data are
+    chosen by a registered is-PF flag before the register that holds them.
 
     Latencies, in clock edges from the edge that accepts a request to the earliest edge that
     can transfer its result: :data:`MSG_LATENCY` (5) for the message of a deliverable ``irq``,
@@ -206,6 +224,8 @@ class MsixEngine(wiring.Component):
         PF table size in vectors, 0..64 (0: the PF has no MSI-X).
     vf_vectors : int
         Vectors reserved per VF (its largest Table Size), 0..64 (0: VFs have no MSI-X).
+    vf_default_vectors : int, optional
+        A VF's Table Size after reset, in vectors (default ``vf_vectors``).
 
     Members
     -------
@@ -239,7 +259,7 @@ class MsixEngine(wiring.Component):
         One-cycle pulse for each dropped ``irq`` request.
     """
 
-    def __init__(self, *, total_vfs, pf_vectors, vf_vectors):
+    def __init__(self, *, total_vfs, pf_vectors, vf_vectors, vf_default_vectors=None):
         for name, value, low, high in (("total_vfs", total_vfs, 1, 65535),
                                        ("pf_vectors", pf_vectors, 0, MAX_VECTORS),
                                        ("vf_vectors", vf_vectors, 0, MAX_VECTORS)):
@@ -251,6 +271,7 @@ class MsixEngine(wiring.Component):
         self._total_vfs  = total_vfs
         self._pf_vectors = pf_vectors
         self._vf_vectors = vf_vectors
+        self._vf_default = vf_vectors if vf_default_vectors is None else vf_default_vectors
         super().__init__({
             "irq":         In(stream.Signature(IrqRequest(total_vfs))),
             "msg":         Out(stream.Signature(MsixMessage(total_vfs))),
@@ -280,17 +301,19 @@ class MsixEngine(wiring.Component):
 
     @property
     def vectors(self):
-        """V, the vectors kept per function in the state memory: max(pf_vectors, vf_vectors)."""
+        """V, the vectors kept in each function's state: max(pf_vectors, vf_vectors)."""
         return max(self._pf_vectors, self._vf_vectors)
 
     @property
     def table_entries(self):
-        """Entries of the table memory: ``pf_vectors + total_vfs * vf_vectors``."""
+        """Entries of the table memories, the PF's and the VFs': ``pf_vectors + total_vfs *
+        vf_vectors``."""
         return self._pf_vectors + self._total_vfs * self._vf_vectors
 
     @property
     def memory_bits(self):
-        """Bits of both memories: 94 per table entry, ``2V + 15`` per function."""
+        """Bits of storage: 94 per table entry, ``2V + 15`` per function (the memories, and the
+        PF's state register)."""
         return (MsixEntry.size * self.table_entries
                 + (self._total_vfs + 1) * MsixState(self.vectors).size)
 
@@ -299,18 +322,36 @@ class MsixEngine(wiring.Component):
         T, P, Q = self._total_vfs, self._pf_vectors, self._vf_vectors
         V = self.vectors
         vbits = max(1, ceil_log2(V))
-        tbl_depth = max(2, self.table_entries)
         state_layout = MsixState(V)
 
-        m.submodules.table = tbl_mem = memory.Memory(shape=MsixEntry, depth=tbl_depth, init=[])
-        m.submodules.state = st_mem = memory.Memory(shape=state_layout, depth=T + 1, init=[])
-        tbl_rd, tbl_wr = tbl_mem.read_port(), tbl_mem.write_port()
-        st_rd, st_wr = st_mem.read_port(), st_mem.write_port()
+        # The PF apart from the VFs: its state entry in a register, its table in a memory of
+        # its own (LUT RAM); VF n's state at index n - 1 of the VF state memory, its vector v at
+        # (n - 1) * Q + v of the VF table memory. Both VF memories are sliced for block RAM.
+        pf_st = Signal(state_layout)
+        m.submodules.vf_state = vf_st = SlicedMemory(state_layout, T)
+        if P:
+            # Read asynchronously, so that LUT RAM needs no read register of its own: tbl_idx
+            # holds still, and nothing is written, from the cycle after it is set to the one
+            # that uses the entry (the one where a synchronous read's data would come).
+            m.submodules.pf_table = pf_tbl = memory.Memory(shape=MsixEntry, depth=max(2, P),
+                                                           init=[])
+            pf_tbl_wr, pf_tbl_rd = pf_tbl.write_port(), pf_tbl.read_port(domain="comb")
+        if Q:
+            m.submodules.vf_table = vf_tbl = SlicedMemory(MsixEntry, T * Q)
+        tbl_bits = max(1, ceil_log2(max(P, T * Q)))
+        # What the engine writes; where it goes follows ``is_pf``.
+        st_wdata   = Signal(state_layout)
+        st_we      = Signal()
+        tbl_wdata  = Signal(MsixEntry)
+        tbl_we     = Signal()
 
-        # The request being executed. ``op_f`` also counts the sweep, so it is the state memory's
-        # one address; ``tbl_idx`` is the table memory's.
+        # The request being executed. ``op_f`` also counts the sweep; ``vf_idx`` (op_f - 1) and
+        # ``is_pf`` (op_f = 0) are set with it: ``vf_idx`` is the VF state memory's one address,
+        # ``tbl_idx`` the table memories'.
         op         = Signal(_Op)
         op_f       = Signal(range(T + 1))
+        vf_idx     = Signal(max(1, ceil_log2(T)))
+        is_pf      = Signal()
         op_v       = Signal(12)           # irq vector, or table entry (offset bits 15:4)
         op_half    = Signal()             # offset bit 3: QWORD 1 of the entry
         op_pba_ok  = Signal()             # PBA offset inside QWORD 0
@@ -320,16 +361,34 @@ class MsixEngine(wiring.Component):
         op_pba     = Signal()
         op_ctrl    = Signal(MsixControl(T))
         op_size    = Signal(11)
-        tbl_idx    = Signal(range(tbl_depth))
-        m.d.comb += [st_rd.addr.eq(op_f), st_wr.addr.eq(op_f),
-                     tbl_rd.addr.eq(tbl_idx), tbl_wr.addr.eq(tbl_idx)]
+        tbl_idx    = Signal(tbl_bits)
+        m.d.comb += [vf_st.addr.eq(vf_idx), vf_st.w_data.eq(st_wdata),
+                     vf_st.w_en.eq(st_we & ~is_pf)]
+        with m.If(st_we & is_pf):
+            m.d.sync += pf_st.eq(st_wdata)
+        tbl_rdata = Signal(MsixEntry)     # the table entry read, from the function's memory
+        rdata = []
+        if P:
+            m.d.comb += [pf_tbl_wr.addr.eq(tbl_idx), pf_tbl_rd.addr.eq(tbl_idx),
+                         pf_tbl_wr.data.eq(tbl_wdata), pf_tbl_wr.en.eq(tbl_we & is_pf)]
+            rdata.append(pf_tbl_rd.data)
+        if Q:
+            m.d.comb += [vf_tbl.addr.eq(tbl_idx), vf_tbl.w_data.eq(tbl_wdata),
+                         vf_tbl.w_en.eq(tbl_we & ~is_pf)]
+            rdata.append(vf_tbl.r_data)
+        m.d.comb += tbl_rdata.eq(Mux(is_pf, *rdata) if P and Q else rdata[0])
+
+        # Set with op_f from IDLE.
+        new_f      = Signal(range(T + 1))
+        load_f     = Signal()
+        with m.If(load_f):
+            m.d.sync += [op_f.eq(new_f), vf_idx.eq(new_f - 1), is_pf.eq(new_f == 0)]
 
         # Registered in LOOKUP, from op_f and the inputs.
-        is_pf      = Signal()
         f_valid    = Signal()             # op_f <= TotalVFs: it has a state entry
         f_ok       = Signal()             # ... and its kind of function has MSI-X
         exists     = Signal()             # ... and it exists now (PF, or VF n <= NumVFs)
-        base       = Signal(range(tbl_depth))
+        base       = Signal(tbl_bits)
         ts_default = Signal(11)
         v_limit    = Signal(7)            # vectors reserved for op_f
         therm      = Signal(V)            # bit v: v <= op_size
@@ -363,28 +422,28 @@ class MsixEngine(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(sweep_req):
-                    m.d.sync += [sweep_req.eq(0), sweep_all.eq(0),
-                                 op_f.eq(Mux(sweep_all, 0, 1))]
+                    m.d.sync += [sweep_req.eq(0), sweep_all.eq(0)]
+                    m.d.comb += [new_f.eq(Mux(sweep_all, 0, 1)), load_f.eq(1)]
                     m.next = "SWEEP"
                 with m.Elif(self.reset_fn.valid):
                     m.d.comb += self.reset_fn.ready.eq(1)
-                    m.d.sync += op_f.eq(self.reset_fn.payload.function)
+                    m.d.comb += [new_f.eq(self.reset_fn.payload.function), load_f.eq(1)]
                     m.d.sync += op.eq(_Op.RESET_FN)
                     m.next = "LOOKUP"
                 with m.Elif(self.ctrl.valid):
                     m.d.comb += self.ctrl.ready.eq(1)
-                    m.d.sync += op_f.eq(self.ctrl.payload.function)
+                    m.d.comb += [new_f.eq(self.ctrl.payload.function), load_f.eq(1)]
                     m.d.sync += [op.eq(_Op.CTRL), op_ctrl.eq(self.ctrl.payload)]
                     m.next = "LOOKUP"
                 with m.Elif(self.table_size.valid):
                     m.d.comb += self.table_size.ready.eq(1)
-                    m.d.sync += op_f.eq(self.table_size.payload.vf)
+                    m.d.comb += [new_f.eq(self.table_size.payload.vf), load_f.eq(1)]
                     m.d.sync += [op.eq(_Op.TABLE_SIZE), op_size.eq(self.table_size.payload.size)]
                     m.next = "LOOKUP"
                 with m.Elif(self.tbl_req.valid):
                     req = self.tbl_req.payload
                     m.d.comb += self.tbl_req.ready.eq(1)
-                    m.d.sync += op_f.eq(req.function)
+                    m.d.comb += [new_f.eq(req.function), load_f.eq(1)]
                     m.d.sync += [op.eq(_Op.TABLE), op_v.eq(req.offset[4:]),
                                  op_half.eq(req.offset[3]), op_pba_ok.eq(req.offset[3:] == 0),
                                  op_write.eq(req.write), op_data.eq(req.data),
@@ -392,30 +451,29 @@ class MsixEngine(wiring.Component):
                     m.next = "LOOKUP"
                 with m.Elif(self.irq.valid):
                     m.d.comb += self.irq.ready.eq(1)
-                    m.d.sync += op_f.eq(self.irq.payload.function)
+                    m.d.comb += [new_f.eq(self.irq.payload.function), load_f.eq(1)]
                     m.d.sync += [op.eq(_Op.IRQ), op_v.eq(self.irq.payload.vector)]
                     m.next = "LOOKUP"
 
             with m.State("SWEEP"):
-                m.d.comb += [st_wr.data.eq(0), st_wr.en.eq(1)]
-                m.d.sync += op_f.eq(op_f + 1)
+                m.d.comb += [st_wdata.eq(0), st_we.eq(1)]
+                m.d.sync += [op_f.eq(op_f + 1), vf_idx.eq(op_f), is_pf.eq(0)]
                 with m.If(op_f == T):
                     m.next = "IDLE"
 
             with m.State("LOOKUP"):
-                # The state memory reads op_f in this cycle.
-                pf = op_f == 0
+                # The VF state memory reads vf_idx in this cycle.
+                pf = is_pf
                 # Always true when T + 1 is a power of two: leave the comparison out then
                 # (Verilator -Wall: CMPCONST).
                 valid = op_f <= T if (T + 1) & T else Const(1, 1)
                 kind_ok = Mux(pf, int(P > 0), int(Q > 0))
                 m.d.sync += [
-                    is_pf.eq(pf),
                     f_valid.eq(valid),
                     f_ok.eq(valid & kind_ok),
                     exists.eq(valid & kind_ok & (pf | (self.vf_enable & (op_f <= self.num_vfs)))),
-                    base.eq(Mux(pf, 0, (op_f - 1) * Q + P)),
-                    ts_default.eq(Mux(pf, max(P - 1, 0), max(Q - 1, 0))),
+                    base.eq(Mux(pf, 0, vf_idx * Q)),
+                    ts_default.eq(Mux(pf, max(P - 1, 0), max(self._vf_default - 1, 0))),
                     v_limit.eq(Mux(pf, P, Q)),
                     # (``op_size >= 0`` always holds: a constant, Verilator -Wall: UNSIGNED)
                     therm.eq(Cat(*(op_size >= v if v else Const(1, 1) for v in range(V)))),
@@ -423,11 +481,12 @@ class MsixEngine(wiring.Component):
                 m.next = "FETCH"
 
             with m.State("FETCH"):
-                m.d.sync += [st_r.eq(st_rd.data), tbl_idx.eq(base + op_v[:vbits])]
+                m.d.sync += [st_r.eq(Mux(is_pf, pf_st, vf_st.r_data)),
+                             tbl_idx.eq(base + op_v[:vbits])]
                 m.next = "CHECK"
 
             with m.State("CHECK"):
-                # The table memory reads tbl_idx in this cycle.
+                # The table memories read tbl_idx in this cycle.
                 cur_ts = st_r.table_size_x ^ ts_default
                 m.d.sync += [
                     ts.eq(cur_ts),
@@ -439,10 +498,10 @@ class MsixEngine(wiring.Component):
                 m.next = "EXEC"
 
             with m.State("EXEC"):
-                m.d.sync += tb_r.eq(tbl_rd.data)
+                m.d.sync += tb_r.eq(tbl_rdata)
                 with m.Switch(op):
                     with m.Case(_Op.RESET_FN):
-                        m.d.comb += [st_wr.data.eq(0), st_wr.en.eq(f_valid)]
+                        m.d.comb += [st_wdata.eq(0), st_we.eq(f_valid)]
                         m.next = "IDLE"
                     with m.Case(_Op.TABLE_SIZE):
                         new = Signal(state_layout)
@@ -451,8 +510,8 @@ class MsixEngine(wiring.Component):
                             new.table_size_x.eq(op_size ^ ts_default),
                             new.pending.eq(st_r.pending & therm),
                             new.unmasked.eq(st_r.unmasked & therm),
-                            st_wr.data.eq(new),
-                            st_wr.en.eq(f_valid & ~is_pf),
+                            st_wdata.eq(new),
+                            st_we.eq(f_valid & ~is_pf),
                         ]
                         m.next = "IDLE"
                     with m.Case(_Op.CTRL):
@@ -463,8 +522,8 @@ class MsixEngine(wiring.Component):
                             new.function_mask.eq(op_ctrl.function_mask),
                             new.bme.eq(op_ctrl.bme),
                             new.not_d0.eq(~op_ctrl.d0),
-                            st_wr.data.eq(new),
-                            st_wr.en.eq(f_valid),
+                            st_wdata.eq(new),
+                            st_we.eq(f_valid),
                         ]
                         with m.If(f_valid):
                             m.d.sync += st_r.eq(new)
@@ -483,8 +542,8 @@ class MsixEngine(wiring.Component):
                             m.d.comb += [
                                 new.eq(st_r),
                                 new.pending.eq(st_r.pending | v_onehot),
-                                st_wr.data.eq(new),
-                                st_wr.en.eq(1),
+                                st_wdata.eq(new),
+                                st_we.eq(1),
                             ]
                             m.next = "IDLE"
                     with m.Case(_Op.TABLE):
@@ -508,8 +567,8 @@ class MsixEngine(wiring.Component):
                 with m.Else():
                     m.d.comb += [entry.addr_lo.eq(merged[2:32]), entry.addr_hi.eq(merged[32:])]
                 write = op_write & ~op_pba & in_range
-                m.d.comb += [tbl_wr.data.eq(entry), tbl_wr.en.eq(write),
-                             st_wr.data.eq(new), st_wr.en.eq(write & op_half)]
+                m.d.comb += [tbl_wdata.eq(entry), tbl_we.eq(write),
+                             st_wdata.eq(new), st_we.eq(write & op_half)]
                 with m.If(write & op_half):
                     m.d.sync += st_r.eq(new)
                 with m.If(op_write):
@@ -546,11 +605,11 @@ class MsixEngine(wiring.Component):
                 m.next = "SCAN_READ"
 
             with m.State("SCAN_READ"):
-                # The table memory reads tbl_idx in this cycle.
+                # The table memories read tbl_idx in this cycle.
                 m.next = "SCAN_LOAD"
 
             with m.State("SCAN_LOAD"):
-                m.d.sync += [tb_r.eq(tbl_rd.data), scanning.eq(1)]
+                m.d.sync += [tb_r.eq(tbl_rdata), scanning.eq(1)]
                 m.next = "SEND"
 
             with m.State("SEND"):
@@ -566,8 +625,8 @@ class MsixEngine(wiring.Component):
                         m.d.comb += [
                             new.eq(st_r),
                             new.pending.eq(st_r.pending & ~scan_bit),
-                            st_wr.data.eq(new),
-                            st_wr.en.eq(1),
+                            st_wdata.eq(new),
+                            st_we.eq(1),
                         ]
                         m.d.sync += st_r.eq(new)
                         m.next = "SCAN_FIND"
