@@ -586,14 +586,16 @@ def test_suspend_resume_restores_every_function():
 @pytest.mark.parametrize("latency", [1, 2])
 def test_memory_decode_latency(latency, vf_pm):
     """Outside MSI-X tables a memory request is answered ``mem_decode_latency`` cycles after
-    it is accepted (3 more for a VF's BAR when VFs have PM: its PowerState is read from the VF
-    state memory); a table access takes longer."""
+    it is accepted; while a VF is in D3hot, a request a VF's BAR claims takes 3 more (its
+    PowerState is read from the VF state memory), and one for the VF in D3hot is not claimed;
+    a table access takes longer."""
     params = igb_params() if vf_pm else igb_params(vf_pm=None)
     dut = SriovEndpoint(params, mem_latency=latency)
     want = dut.mem_decode_latency
     assert want == latency + 1
-    want_vf = want + 3 if vf_pm else want
-    assert dut.mem_latency_of(vf_claimed=True) == want_vf
+    assert dut.mem_latency_of(vf_claimed=True) == want
+    want_slow = want + 3 if vf_pm else want
+    assert dut.mem_latency_of(vf_claimed=True, vf_low_power=True) == want_slow
 
     def make_testbench():
         async def testbench(ctx):
@@ -603,11 +605,20 @@ def test_memory_decode_latency(latency, vf_pm):
             host = LinuxHost(root, PF)
             await host.enable(2)
             mem = MemoryPort(MemoryDriver(ctx, dut), model)
-            for addr in (0x8000_0000, PF_TABLE + 0xa0, 0x7000_0000):
+            for addr in (0x8000_0000, PF_TABLE + 0xa0, 0x7000_0000, VF_BAR0 + 0x4000):
                 assert (await mem.access(addr, False)).cycles == want
-            assert (await mem.access(VF_BAR0 + 0x4000, False)).cycles == want_vf
             assert (await mem.access(PF_TABLE, False)).cycles > want
-            assert (await mem.access(vf_table(2), False)).cycles > want_vf
+            assert (await mem.access(vf_table(2), False)).cycles > want
+            if vf_pm:
+                vf2 = root.function(vf_rid(2))
+                await vf2.write16(PMCSR, 3)                 # VF 2 to D3hot
+                result = await mem.access(VF_BAR0 + 0x4000, False)
+                assert (result.cycles, result.claimed) == (want_slow, False)
+                result = await mem.access(VF_BAR0, False)           # VF 1, in D0
+                assert (result.cycles, result.claimed) == (want_slow, True)
+                assert (await mem.access(0x8000_0000, False)).cycles == want      # the PF
+                await vf2.write16(PMCSR, 0)                 # back to D0 (a VF reset)
+                assert (await mem.access(VF_BAR0, False)).cycles == want
         return testbench
 
     simulate(dut, make_testbench, name=f"test_endpoint_caps_latency_{latency}_{vf_pm}")

@@ -3,15 +3,14 @@
 
 The memory's contract (its docstring): a read at ``addr`` in cycle t answers in cycle t + 2 with
 the entry as it was before any write in cycle t; writes come at most every other cycle. Each
-query port (here ``bme`` and ``pm``) is built from two copies written a cycle apart, so the collisions are
-the interesting part: every read here is issued in a cycle that writes, the cycle after, or
-neither, at the same address or another.
+query port (here ``bme`` and ``pm``) is built from two copies written a cycle apart, so the
+collisions are the interesting part: every read here is issued in a cycle that writes, the
+cycle after, or neither, at the same address or another.
 """
 
 import random
 
 import pytest
-
 from amaranth.lib import data
 
 from sriov_ep.params import Bar, EndpointParams, MsixParams, PmParams

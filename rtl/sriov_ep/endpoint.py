@@ -292,16 +292,17 @@ class SriovEndpoint(wiring.Component):
     def mem_decode_latency(self):
         """Clock edges from accepting a memory request to its decode result (with
         ``mem_res.ready`` high), for requests the endpoint does not serve itself: the BAR
-        decoder's latency plus one (the router). A request a VF's BAR claims takes three more
-        when VFs have a PM capability (the VF's PowerState is read from the VF state memory);
-        see :meth:`mem_latency_of`."""
+        decoder's latency plus one (the router), one request per cycle. While some VF is out of
+        D0, a request a VF's BAR claims takes three more (its VF's PowerState is read from the
+        VF state memory); see :meth:`mem_latency_of`."""
         return self.bar_decoder.latency + 1
 
-    def mem_latency_of(self, *, vf_claimed):
-        """:attr:`mem_decode_latency`, plus three for a request a VF's BAR claims when VFs have
-        a PM capability (not for MSI-X table and PBA accesses, which wait for the engine)."""
-        extra = 3 if vf_claimed and self._params.vf_pm is not None else 0
-        return self.mem_decode_latency + extra
+    def mem_latency_of(self, *, vf_claimed, vf_low_power=False):
+        """:attr:`mem_decode_latency`, plus three for a request a VF's BAR claims while some VF
+        is out of D0 (``vf_low_power``; not for MSI-X table and PBA accesses, which wait for
+        the engine)."""
+        slow = vf_claimed and vf_low_power and self._params.vf_pm is not None
+        return self.mem_decode_latency + (3 if slow else 0)
 
     def elaborate(self, platform):
         p = self._params
@@ -767,7 +768,21 @@ class SriovEndpoint(wiring.Component):
             bar_decoder.pf_mse.eq(header["command.memory_space_enable"] & pf_d0),
             bar_decoder.pf_bars.eq(pf_bars),
         ]
-        self._route_memory(m, bar_decoder.res, vf_mem, ps_key is not None)
+        # VFs out of D0, counted as their PowerState changes: while there are none, no memory
+        # request needs to look its VF's PowerState up.
+        vfs_low_power = Signal()
+        if ps_key is not None:
+            low_count = Signal(range(depth + 1))
+            was_low = getattr(state, ps_key).any()
+            now_low = getattr(new_state, ps_key).any()
+            with m.If(start_sweep):
+                m.d.sync += low_count.eq(0)
+            with m.Elif(exec_ & vf_exec_wr & ~was_low & now_low):
+                m.d.sync += low_count.eq(low_count + 1)
+            with m.Elif(exec_ & vf_exec_wr & was_low & ~now_low):
+                m.d.sync += low_count.eq(low_count - 1)
+            m.d.sync += vfs_low_power.eq(low_count != 0)
+        self._route_memory(m, bar_decoder.res, vf_mem, ps_key is not None, vfs_low_power)
 
         # -- User-facing state ---------------------------------------------------------------
         # The query's memory index is registered first: no adder in front of the memory.
@@ -800,74 +815,84 @@ class SriovEndpoint(wiring.Component):
         ]
         return m
 
-    def _route_memory(self, m, decoded, vf_mem, vf_pm):
-        """After the BAR decoder: drop claims of VFs not in D0, and serve MSI-X table and PBA
-        accesses from the MSI-X engine. One request at a time."""
+    def _route_memory(self, m, decoded, vf_mem, vf_pm, vfs_low_power):
+        """After the BAR decoder: drop the claims of functions not in D0, and serve MSI-X table
+        and PBA accesses from the MSI-X engine.
+
+        A register stage passes every other result on at one per cycle. The two slow cases are
+        known when a result enters the stage (flags computed from the decoder's registered
+        result, so no comparison sits on the handshake): a table or PBA access waits for the
+        engine, and a request a VF's BAR claims while some VF is out of D0
+        (``vfs_low_power``) first reads that VF's PowerState from the VF state memory."""
         p = self._params
         msix = self.msix
-        r = Signal.like(decoded.payload)
+        d = decoded.payload
+        r = Signal.like(d)
+        r_valid = Signal()
         out = self.mem_res
         m.d.comb += out.payload.eq(r)
 
         def msix_region(mx, is_vf):
-            """(table hit, PBA hit, offset inside) for the request held in ``r``."""
+            """(table hit, PBA hit, offset inside) for decode result ``d``."""
             if mx is None:
                 return Const(0, 1), Const(0, 1), Const(0, 16)
-            fn = r.is_vf if is_vf else ~r.is_vf
+            fn = d.is_vf if is_vf else ~d.is_vf
 
             def inside(start, size):
-                hit = r.offset < start + size
+                hit = d.offset < start + size
                 if start:   # ``offset >= 0`` always holds: leave it out (Verilator: UNSIGNED)
-                    hit &= r.offset >= start
+                    hit &= d.offset >= start
                 return hit
 
-            in_table = fn & (r.bar == mx.table_bar) & inside(mx.table_offset, mx.table_bytes)
-            in_pba = fn & (r.bar == mx.pba_bar) & inside(mx.pba_offset, mx.pba_bytes)
-            offset = Mux(in_table, r.offset - mx.table_offset, r.offset - mx.pba_offset)
+            in_table = fn & (d.bar == mx.table_bar) & inside(mx.table_offset, mx.table_bytes)
+            in_pba = fn & (d.bar == mx.pba_bar) & inside(mx.pba_offset, mx.pba_bytes)
+            offset = Mux(in_table, d.offset - mx.table_offset, d.offset - mx.pba_offset)
             return in_table, in_pba, offset[:16]
 
         pf_t, pf_p, pf_o = msix_region(p.msix, False)
         vf_t, vf_p, vf_o = msix_region(p.vf_msix, True)
-        table_hit = Signal()
+        # Registered with the result: what the result still needs before it may leave.
+        need_table = Signal()
+        need_query = Signal()
         pba_hit = Signal()
         tbl_offset = Signal(16)
-        m.d.comb += [table_hit.eq(r.claimed & (pf_t | vf_t)),
-                     pba_hit.eq(r.claimed & (pf_p | vf_p)),
-                     tbl_offset.eq(Mux(r.is_vf, vf_o, pf_o))]
 
         with m.FSM(name="mem"):
-            with m.State("IDLE"):
-                m.d.comb += decoded.ready.eq(1)
-                with m.If(decoded.valid):
-                    m.d.sync += r.eq(decoded.payload)
-                    if vf_pm:   # only a claimed VF request needs its VF's PowerState
-                        with m.If(decoded.payload.claimed & decoded.payload.is_vf):
-                            m.next = "QUERY"
-                        with m.Else():
-                            m.next = "CHECK"
-                    else:
-                        m.next = "CHECK"
+            with m.State("PASS"):
+                slow = need_table | need_query
+                m.d.comb += [out.valid.eq(r_valid & ~slow),
+                             decoded.ready.eq(~r_valid | (out.ready & ~slow))]
+                with m.If(decoded.valid & decoded.ready):
+                    m.d.sync += [
+                        r.eq(d), r_valid.eq(1),
+                        need_table.eq(d.claimed & (pf_t | vf_t | pf_p | vf_p)),
+                        need_query.eq(d.claimed & d.is_vf & vfs_low_power if vf_pm else 0),
+                        pba_hit.eq(pf_p | vf_p),
+                        tbl_offset.eq(Mux(d.is_vf, vf_o, pf_o)),
+                    ]
+                with m.Elif(out.valid & out.ready):
+                    m.d.sync += r_valid.eq(0)
+                if vf_pm:
+                    # The VF state memory answers two cycles after the address: present it
+                    # now, so the answer is there in QUERY2.
+                    m.d.comb += vf_mem.pm.addr.eq(r.vf - 1)
+                    with m.If(r_valid & need_query):
+                        m.next = "QUERY"
+                if msix is not None:
+                    with m.If(r_valid & need_table & ~need_query):
+                        m.next = "TABLE"
             if vf_pm:
                 q = vf_mem.pm
                 with m.State("QUERY"):
                     m.d.comb += q.addr.eq(r.vf - 1)
                     m.next = "QUERY2"
                 with m.State("QUERY2"):
-                    m.d.comb += q.addr.eq(r.vf - 1)
-                    m.next = "QUERY3"
-                with m.State("QUERY3"):
                     # D0 is stored as 0 (the reset value); anything else claims nothing.
                     m.d.comb += q.addr.eq(r.vf - 1)
-                    with m.If(r.is_vf & q.data.any()):
-                        m.d.sync += r.claimed.eq(0)
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                with m.If(table_hit | pba_hit):
-                    m.next = "TABLE"
-                with m.Else():
-                    m.d.comb += out.valid.eq(1)
-                    with m.If(out.ready):
-                        m.next = "IDLE"
+                    m.d.sync += need_query.eq(0)
+                    with m.If(q.data.any()):
+                        m.d.sync += [r.claimed.eq(0), need_table.eq(0)]
+                    m.next = "PASS"
             if msix is not None:
                 with m.State("TABLE"):
                     t = msix.tbl_req
@@ -883,10 +908,7 @@ class SriovEndpoint(wiring.Component):
                 with m.State("TABLE_WAIT"):
                     m.d.comb += msix.tbl_res.ready.eq(1)
                     with m.If(msix.tbl_res.valid):
-                        m.d.sync += [r.claimed.eq(0), r.internal.eq(1)]
+                        m.d.sync += [r.claimed.eq(0), r.internal.eq(1), need_table.eq(0)]
                         with m.If(~r.write):
                             m.d.sync += r.data.eq(msix.tbl_res.payload.data)
-                        m.next = "CHECK"
-            else:
-                with m.State("TABLE"):
-                    m.next = "CHECK"
+                        m.next = "PASS"
