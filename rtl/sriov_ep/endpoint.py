@@ -372,9 +372,9 @@ class SriovEndpoint(wiring.Component):
         m.d.comb += vfe_fell.eq(vfe_prev & ~sriov.vf_enable)
         m.d.sync += start_sweep.eq(pf_reset | vfe_fell)
         m.d.comb += self.vfs_reset.eq(start_sweep)
+        # (The MSI-X engine's own sweep needs no wait here: the engine finishes it before it
+        # takes the next control update, which the request's NOTIFY step waits for.)
         busy = sweep | start_sweep | vfe_fell
-        if msix is not None:
-            busy = busy | msix.busy
 
         # -- Where the request goes ----------------------------------------------------------
         reg = req.reg
@@ -829,6 +829,7 @@ class SriovEndpoint(wiring.Component):
         d = decoded.payload
         r = Signal.like(d)
         r_valid = Signal()
+        r_index = Signal(range(max(2, p.total_vfs)))   # the VF state memory's index of r.vf
         out = self.mem_res
         m.d.comb += out.payload.eq(r)
 
@@ -864,7 +865,7 @@ class SriovEndpoint(wiring.Component):
                              decoded.ready.eq(~r_valid | (out.ready & ~slow))]
                 with m.If(decoded.valid & decoded.ready):
                     m.d.sync += [
-                        r.eq(d), r_valid.eq(1),
+                        r.eq(d), r_valid.eq(1), r_index.eq(d.vf - 1),
                         need_table.eq(d.claimed & (pf_t | vf_t | pf_p | vf_p)),
                         need_query.eq(d.claimed & d.is_vf & vfs_low_power if vf_pm else 0),
                         pba_hit.eq(pf_p | vf_p),
@@ -874,8 +875,8 @@ class SriovEndpoint(wiring.Component):
                     m.d.sync += r_valid.eq(0)
                 if vf_pm:
                     # The VF state memory answers two cycles after the address: present it
-                    # now, so the answer is there in QUERY2.
-                    m.d.comb += vf_mem.pm.addr.eq(r.vf - 1)
+                    # now (from a register), so the answer is there in QUERY2.
+                    m.d.comb += vf_mem.pm.addr.eq(r_index)
                     with m.If(r_valid & need_query):
                         m.next = "QUERY"
                 if msix is not None:
@@ -884,11 +885,11 @@ class SriovEndpoint(wiring.Component):
             if vf_pm:
                 q = vf_mem.pm
                 with m.State("QUERY"):
-                    m.d.comb += q.addr.eq(r.vf - 1)
+                    m.d.comb += q.addr.eq(r_index)
                     m.next = "QUERY2"
                 with m.State("QUERY2"):
                     # D0 is stored as 0 (the reset value); anything else claims nothing.
-                    m.d.comb += q.addr.eq(r.vf - 1)
+                    m.d.comb += q.addr.eq(r_index)
                     m.d.sync += need_query.eq(0)
                     with m.If(q.data.any()):
                         m.d.sync += [r.claimed.eq(0), need_table.eq(0)]

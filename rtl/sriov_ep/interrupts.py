@@ -380,9 +380,18 @@ class MsixEngine(wiring.Component):
 
         # Set with op_f from IDLE.
         new_f      = Signal(range(T + 1))
+        new_idx    = Signal.like(vf_idx)
+        new_pf     = Signal()
         load_f     = Signal()
         with m.If(load_f):
-            m.d.sync += [op_f.eq(new_f), vf_idx.eq(new_f - 1), is_pf.eq(new_f == 0)]
+            m.d.sync += [op_f.eq(new_f), vf_idx.eq(new_idx), is_pf.eq(new_pf)]
+
+        def take(function):
+            """Load ``function`` as the operation's function. Its index and is-PF flag are
+            computed from each source before the priority multiplexer, not after it: the
+            subtraction is then off the path from the streams' valid signals."""
+            return [new_f.eq(function), new_idx.eq(function - 1), new_pf.eq(function == 0),
+                    load_f.eq(1)]
 
         # Registered in LOOKUP, from op_f and the inputs.
         f_valid    = Signal()             # op_f <= TotalVFs: it has a state entry
@@ -423,27 +432,27 @@ class MsixEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(sweep_req):
                     m.d.sync += [sweep_req.eq(0), sweep_all.eq(0)]
-                    m.d.comb += [new_f.eq(Mux(sweep_all, 0, 1)), load_f.eq(1)]
+                    m.d.comb += take(Mux(sweep_all, 0, 1))
                     m.next = "SWEEP"
                 with m.Elif(self.reset_fn.valid):
                     m.d.comb += self.reset_fn.ready.eq(1)
-                    m.d.comb += [new_f.eq(self.reset_fn.payload.function), load_f.eq(1)]
+                    m.d.comb += take(self.reset_fn.payload.function)
                     m.d.sync += op.eq(_Op.RESET_FN)
                     m.next = "LOOKUP"
                 with m.Elif(self.ctrl.valid):
                     m.d.comb += self.ctrl.ready.eq(1)
-                    m.d.comb += [new_f.eq(self.ctrl.payload.function), load_f.eq(1)]
+                    m.d.comb += take(self.ctrl.payload.function)
                     m.d.sync += [op.eq(_Op.CTRL), op_ctrl.eq(self.ctrl.payload)]
                     m.next = "LOOKUP"
                 with m.Elif(self.table_size.valid):
                     m.d.comb += self.table_size.ready.eq(1)
-                    m.d.comb += [new_f.eq(self.table_size.payload.vf), load_f.eq(1)]
+                    m.d.comb += take(self.table_size.payload.vf)
                     m.d.sync += [op.eq(_Op.TABLE_SIZE), op_size.eq(self.table_size.payload.size)]
                     m.next = "LOOKUP"
                 with m.Elif(self.tbl_req.valid):
                     req = self.tbl_req.payload
                     m.d.comb += self.tbl_req.ready.eq(1)
-                    m.d.comb += [new_f.eq(req.function), load_f.eq(1)]
+                    m.d.comb += take(req.function)
                     m.d.sync += [op.eq(_Op.TABLE), op_v.eq(req.offset[4:]),
                                  op_half.eq(req.offset[3]), op_pba_ok.eq(req.offset[3:] == 0),
                                  op_write.eq(req.write), op_data.eq(req.data),
@@ -451,7 +460,7 @@ class MsixEngine(wiring.Component):
                     m.next = "LOOKUP"
                 with m.Elif(self.irq.valid):
                     m.d.comb += self.irq.ready.eq(1)
-                    m.d.comb += [new_f.eq(self.irq.payload.function), load_f.eq(1)]
+                    m.d.comb += take(self.irq.payload.function)
                     m.d.sync += [op.eq(_Op.IRQ), op_v.eq(self.irq.payload.vector)]
                     m.next = "LOOKUP"
 
