@@ -858,30 +858,37 @@ class SriovEndpoint(wiring.Component):
         pba_hit = Signal()
         tbl_offset = Signal(16)
 
+        def pass_stage():
+            """Hold one result; hand it on at once unless it needs the engine or a query."""
+            slow = need_table | need_query
+            m.d.comb += [out.valid.eq(r_valid & ~slow),
+                         decoded.ready.eq(~r_valid | (out.ready & ~slow))]
+            with m.If(decoded.valid & decoded.ready):
+                m.d.sync += [
+                    r.eq(d), r_valid.eq(1), r_index.eq(d.vf - 1),
+                    need_table.eq(d.claimed & (pf_t | vf_t | pf_p | vf_p)),
+                    need_query.eq(d.claimed & d.is_vf & vfs_low_power if vf_pm else 0),
+                    pba_hit.eq(pf_p | vf_p),
+                    tbl_offset.eq(Mux(d.is_vf, vf_o, pf_o)),
+                ]
+            with m.Elif(out.valid & out.ready):
+                m.d.sync += r_valid.eq(0)
+            if vf_pm:
+                # The VF state memory answers two cycles after the address: present it
+                # now (from a register), so the answer is there in QUERY2.
+                m.d.comb += vf_mem.pm.addr.eq(r_index)
+                with m.If(r_valid & need_query):
+                    m.next = "QUERY"
+            if msix is not None:
+                with m.If(r_valid & need_table & ~need_query):
+                    m.next = "TABLE"
+
+        if not (vf_pm or msix is not None):
+            pass_stage()        # (an FSM of one state would be a 0-bit register in Verilog)
+            return
         with m.FSM(name="mem"):
             with m.State("PASS"):
-                slow = need_table | need_query
-                m.d.comb += [out.valid.eq(r_valid & ~slow),
-                             decoded.ready.eq(~r_valid | (out.ready & ~slow))]
-                with m.If(decoded.valid & decoded.ready):
-                    m.d.sync += [
-                        r.eq(d), r_valid.eq(1), r_index.eq(d.vf - 1),
-                        need_table.eq(d.claimed & (pf_t | vf_t | pf_p | vf_p)),
-                        need_query.eq(d.claimed & d.is_vf & vfs_low_power if vf_pm else 0),
-                        pba_hit.eq(pf_p | vf_p),
-                        tbl_offset.eq(Mux(d.is_vf, vf_o, pf_o)),
-                    ]
-                with m.Elif(out.valid & out.ready):
-                    m.d.sync += r_valid.eq(0)
-                if vf_pm:
-                    # The VF state memory answers two cycles after the address: present it
-                    # now (from a register), so the answer is there in QUERY2.
-                    m.d.comb += vf_mem.pm.addr.eq(r_index)
-                    with m.If(r_valid & need_query):
-                        m.next = "QUERY"
-                if msix is not None:
-                    with m.If(r_valid & need_table & ~need_query):
-                        m.next = "TABLE"
+                pass_stage()
             if vf_pm:
                 q = vf_mem.pm
                 with m.State("QUERY"):
