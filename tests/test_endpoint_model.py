@@ -430,8 +430,12 @@ def test_pcie_capability_values():
         0x0000_0006,    # 0x6C Link Capabilities 2
         0x0000_0002,    # 0x70 Link Control 2 / Status 2
         0, 0,           # 0x74-0x7B Slot 2
-        0x0003_0001,    # 0x7C PM capability: Cap ID 0x01, Next 0, PMC version 3
+        0x0003_8401,    # 0x7C PM capability: Cap ID 0x01, Next 0x84 (MSI-X), PMC version 3
     ]
+    # MSI-X at 0x84: Cap ID 0x11, Next 0, Table Size 9 (10 vectors); table in BAR3 at 0, PBA
+    # in BAR3 at 0x2000.
+    assert [model.pf_read(reg) for reg in range(0x84 // 4, 0x90 // 4)] == [
+        0x0009_0011, 0x0000_0003, 0x0000_2003]
 
 
 def test_pcie_capability_write_masks():
@@ -457,9 +461,9 @@ def test_pcie_capability_write_masks():
 
 def test_unimplemented_pf_dwords_read_zero_and_ignore_writes():
     model = igb()
-    # 0x84..0xFF (after the PM capability at 0x7C) and everything in 0x100..0xFFF outside ARI
-    # (0x100-0x107) and SR-IOV (0x160-0x19F).
-    regs = [r for r in range(0x84 // 4, 1024)
+    # 0x90..0xFF (after PM at 0x7C and MSI-X at 0x84) and everything in 0x100..0xFFF outside
+    # ARI (0x100-0x107) and SR-IOV (0x160-0x19F).
+    regs = [r for r in range(0x90 // 4, 1024)
             if not 0x100 <= r * 4 < 0x108 and not 0x160 <= r * 4 < 0x1A0]
     for reg in regs:
         model.config(TYPE0, 0x0100, reg, 0xF, True, 0xFFFF_FFFF)
@@ -520,9 +524,11 @@ def test_vf_config_space_values():
         0x00: 0xFFFF_FFFF, 0x04: 0x0010_0000, 0x08: 0x0200_0001, 0x0C: 0x0000_0000,
         0x10: 0, 0x14: 0, 0x18: 0, 0x1C: 0, 0x20: 0, 0x24: 0, 0x28: 0,
         0x2C: 0x0000_0000, 0x30: 0, 0x34: 0x0000_0040, 0x38: 0, 0x3C: 0x0000_0000,
-        0x40: 0x0002_0010, 0x44: 0x1000_8000, 0x48: 0x0000_0810, 0x4C: 0x0000_0012,
+        0x40: 0x0002_7C10, 0x44: 0x1000_8000, 0x48: 0x0000_0810, 0x4C: 0x0000_0012,
         0x50: 0x0012_0000, 0x54: 0, 0x58: 0, 0x5C: 0, 0x60: 0, 0x64: 0, 0x68: 0,
-        0x6C: 0x0000_0006, 0x70: 0x0000_0002, 0x74: 0, 0x78: 0, 0x7C: 0,
+        0x6C: 0x0000_0006, 0x70: 0x0000_0002, 0x74: 0, 0x78: 0,
+        # MSI-X: Cap ID 0x11, Next 0, Table Size 2 (3 vectors); VF BAR3 at 0, PBA at 0x2000.
+        0x7C: 0x0002_0011, 0x80: 0x0000_0003, 0x84: 0x0000_2003, 0x88: 0,
         0x100: 0x0001_000E, 0x104: 0x0000_0000,
         0x160: 0,   # no SR-IOV capability in a VF
     }
@@ -539,10 +545,16 @@ def test_vf_read_only_registers_ignore_writes():
     model = igb()
     enable_igb_ari(model)
     before = [model.vf_read(2, reg) for reg in range(1024)]
+    # (Command, Device Control and MSI-X Message Control have writable bits: below.)
     for reg in range(1024):
-        if reg not in (0x04 // 4, 0x48 // 4):
+        if reg not in (0x04 // 4, 0x48 // 4, 0x7C // 4):
             assert model.config(TYPE0, 0x0182, reg, 0xF, True, 0xFFFF_FFFF) == ("SC", 0)
     assert [model.vf_read(2, reg) for reg in range(1024)] == before
+    # MSI-X Message Control: only MSI-X Enable (bit 15) and Function Mask (bit 14).
+    write(model, TYPE0, 0x0182, 0x7C, 0xFFFF_FFFF)
+    assert model.vf_read(2, 0x7C // 4) == 0xC002_0011
+    write(model, TYPE0, 0x0182, 0x7C, 0x0000_0000)
+    assert model.vf_read(2, 0x7C // 4) == 0x0002_0011
     assert model.vf_state(2) == RESET_VF
     # Command: only Bus Master Enable; Memory Space Enable is hard-wired 0.
     write(model, TYPE0, 0x0182, 0x04, 0xFFFF_FFFF)
