@@ -140,11 +140,13 @@ class SriovEndpoint(wiring.Component):
     One configuration request is handled at a time. A request is accepted when ``cfg_req.valid``
     and ``cfg_req.ready`` are both high at a clock edge; its completion is valid
     :attr:`config_latency` (7, or 8 with a VF Stride that is not a power of two) cycles later and
-    stays valid until ``cfg_cpl.ready``. A write to a function with MSI-X takes one cycle more
-    (the MSI-X engine takes the function's new control state), a request to user-owned
-    configuration space as long as user logic takes to answer (at most ``user_cfg_timeout``
-    cycles). ``ready`` stays low from acceptance until the completion is taken, and while the VF
-    state is being cleared (TotalVFs cycles after reset, a PF reset or VF Enable going to 0).
+    stays valid until ``cfg_cpl.ready``. A write to a function with MSI-X completes when the
+    MSI-X engine has also taken the function's new control state (at once while the engine is
+    free; a reset of a function with MSI-X and ``vf_msix_size`` requests take a few cycles
+    more), a request to user-owned configuration space as long as user logic takes to answer
+    (at most ``user_cfg_timeout`` cycles). ``ready`` stays low from acceptance until the
+    completion is taken, and while the VF state is being cleared (TotalVFs cycles after reset,
+    a PF reset or VF Enable going to 0).
 
     Per-VF state lives in a memory of TotalVFs entries, so the flip-flop count does not grow
     with TotalVFs. Behaviour is specified in ``docs/endpoint-behaviour.md``.
@@ -284,8 +286,9 @@ class SriovEndpoint(wiring.Component):
     @property
     def config_latency(self):
         """Clock edges from accepting a config request to transferring its completion:
-        :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two (one more for
-        a write to a function with MSI-X, more for user-owned configuration space)."""
+        :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two. More for a
+        write that resets a function with MSI-X, for a write to one while the MSI-X engine is
+        busy, and for user-owned configuration space."""
         return config_latency(self._params)
 
     @property
@@ -586,10 +589,19 @@ class SriovEndpoint(wiring.Component):
             if p.vf_msix is not None:
                 bits.append(target == Target.VF)
             has_msix = _or_terms(bits, 1)
-        notify = Signal()       # a write to a function with MSI-X, or a size op: tell the engine
+        # The engine gets the function's control state after every write to a function with
+        # MSI-X: in COMPLETE, alongside the completion (``ctrl_due``), so that the latency stays
+        # the same while the engine is free; a reset (reset_fn, then the kept Table Size) or a
+        # size op go through NOTIFY first (``notify``).
+        notify = Signal()
+        ctrl_due = Signal()
         pf_reset_r = Signal()
         with m.If(exec_):
-            m.d.sync += [notify.eq((req.write & has_msix) | size_op), pf_reset_r.eq(pf_reset)]
+            m.d.sync += [
+                notify.eq(size_op | (req.write & has_msix & ((vf_reset & vf_exec_wr) | pf_reset))),
+                ctrl_due.eq(req.write & has_msix & ~size_op & ~(vf_reset & vf_exec_wr) &
+                            ~pf_reset),
+                pf_reset_r.eq(pf_reset)]
 
         # -- Request sequencing ----------------------------------------------------------------
         with m.FSM(name="cfg"):
@@ -631,13 +643,14 @@ class SriovEndpoint(wiring.Component):
                                                  (target == Target.VF))):
                     m.d.sync += timeout.eq(p.user_cfg_timeout)
                     m.next = "USER_REQ"
-                with m.Elif((req.write & has_msix) | size_op):
+                with m.Elif(size_op | (req.write & has_msix & ((vf_reset & vf_exec_wr) |
+                                                               pf_reset))):
                     m.next = "NOTIFY"
                 with m.Else():
                     m.next = "COMPLETE"
             with m.State("USER_REQ"):
                 with m.If((req.write & ~user_be.any()) | (~req.write & ~to_user)):
-                    m.next = "NOTIFY" if msix is not None else "COMPLETE"
+                    m.next = "COMPLETE"
                 with m.Else():
                     m.d.comb += self.ucfg_req.valid.eq(1)
                     m.d.sync += timeout.eq(timeout - 1)
@@ -657,7 +670,7 @@ class SriovEndpoint(wiring.Component):
                     m.next = "USER_DONE"
             with m.State("USER_DONE"):
                 m.d.sync += user_tag.eq(user_tag + 1)
-                m.next = "NOTIFY" if msix is not None else "COMPLETE"
+                m.next = "COMPLETE"
             with m.State("NOTIFY"):
                 if msix is None:
                     m.next = "COMPLETE"
@@ -677,10 +690,6 @@ class SriovEndpoint(wiring.Component):
                                      msix.reset_fn.payload.function.eq(fn_number)]
                         with m.If(msix.reset_fn.ready):
                             m.next = "RESTORE_SIZE" if size_key is not None else "COMPLETE"
-                    with m.Else():
-                        m.d.comb += msix.ctrl.valid.eq(1)
-                        with m.If(msix.ctrl.ready):
-                            m.next = "COMPLETE"
             if msix is not None and size_key is not None:
                 with m.State("RESTORE_SIZE"):   # a VF reset keeps the VF's Table Size
                     with m.If(target != Target.VF):
@@ -698,8 +707,14 @@ class SriovEndpoint(wiring.Component):
                                  self.vf_msix_size_done.ok.eq(size_ok_r)]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.comb += self.cfg_cpl.valid.eq(1)
-                    with m.If(self.cfg_cpl.ready):
+                    ctrl_done = ~ctrl_due
+                    if msix is not None:
+                        m.d.comb += msix.ctrl.valid.eq(ctrl_due)
+                        ctrl_done = ctrl_done | msix.ctrl.ready
+                        with m.If(ctrl_due & msix.ctrl.ready):
+                            m.d.sync += ctrl_due.eq(0)
+                    m.d.comb += self.cfg_cpl.valid.eq(ctrl_done)
+                    with m.If(ctrl_done & self.cfg_cpl.ready):
                         m.next = "IDLE"
         m.d.comb += self.cfg_cpl.payload.eq(cpl)
 
