@@ -277,7 +277,7 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         host, dut = b.host, b.dut
         info = await host.enumerate()
         assert (info.vendor, info.device) == (0x8086, 0x10C9)
-        assert info.caps == {0x10: 0x40, 0x01: 0x7c}
+        assert info.caps == {0x10: 0x40, 0x01: 0x7c, 0x11: 0x84}     # PCIe, PM, MSI-X
         assert info.ext_caps == {ARI_ID: 0x100, SRIOV_ID: 0x160}
         # PF BARs 0, 1 (128 KiB) and 3 (16 KiB), 32-bit, from the 32-bit window at 0x8000_0000.
         assert info.bars == {0: (0x8000_0000, 128 * KiB), 1: (0x8002_0000, 128 * KiB),
@@ -303,7 +303,7 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         assert await b.pf_read(IGB_CTRL) == (0x19 if ari else 0x09)
         for rid in rids:
             vf = await host.walk_vf(rid)
-            assert vf.caps == {0x10: 0x40}
+            assert vf.caps == {0x10: 0x40, 0x11: 0x7c}     # PCIe, MSI-X
             assert vf.ext_caps == {ARI_ID: 0x100}
         walked = [t for t in b.root.transcript if t.step.startswith("walk")]
         assert len(walked) >= 4 * (16 + 15)
