@@ -142,11 +142,11 @@ class SriovEndpoint(wiring.Component):
     :attr:`config_latency` (7, or 8 with a VF Stride that is not a power of two) cycles later and
     stays valid until ``cfg_cpl.ready``. A write to a function with MSI-X completes when the
     MSI-X engine has also taken the function's new control state (at once while the engine is
-    free; a reset of a function with MSI-X and ``vf_msix_size`` requests take a few cycles
-    more), a request to user-owned configuration space as long as user logic takes to answer
-    (at most ``user_cfg_timeout`` cycles). ``ready`` stays low from acceptance until the
-    completion is taken, and while the VF state is being cleared (TotalVFs cycles after reset,
-    a PF reset or VF Enable going to 0).
+    free); after a write that resets a function with MSI-X, the next request waits a few cycles
+    while the engine resets it. A request to user-owned configuration space takes as long as
+    user logic takes to answer (at most ``user_cfg_timeout`` cycles). ``ready`` stays low from
+    acceptance until the completion is taken, and while the VF state is being cleared (TotalVFs
+    cycles after reset, a PF reset or VF Enable going to 0).
 
     Per-VF state lives in a memory of TotalVFs entries, so the flip-flop count does not grow
     with TotalVFs. Behaviour is specified in ``docs/endpoint-behaviour.md``.
@@ -287,8 +287,8 @@ class SriovEndpoint(wiring.Component):
     def config_latency(self):
         """Clock edges from accepting a config request to transferring its completion:
         :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two. More for a
-        write that resets a function with MSI-X, for a write to one while the MSI-X engine is
-        busy, and for user-owned configuration space."""
+        write to a function with MSI-X while the MSI-X engine is busy, and for user-owned
+        configuration space."""
         return config_latency(self._params)
 
     @property
@@ -643,8 +643,7 @@ class SriovEndpoint(wiring.Component):
                                                  (target == Target.VF))):
                     m.d.sync += timeout.eq(p.user_cfg_timeout)
                     m.next = "USER_REQ"
-                with m.Elif(size_op | (req.write & has_msix & ((vf_reset & vf_exec_wr) |
-                                                               pf_reset))):
+                with m.Elif(size_op):
                     m.next = "NOTIFY"
                 with m.Else():
                     m.next = "COMPLETE"
@@ -676,7 +675,7 @@ class SriovEndpoint(wiring.Component):
                     m.next = "COMPLETE"
                 else:
                     with m.If(~notify):
-                        m.next = "COMPLETE"
+                        m.next = "IDLE"
                     with m.Elif(size_op):
                         m.d.comb += [msix.table_size.valid.eq(size_ok_r),
                                      msix.table_size.payload.vf.eq(vf),
@@ -689,18 +688,18 @@ class SriovEndpoint(wiring.Component):
                         m.d.comb += [msix.reset_fn.valid.eq(1),
                                      msix.reset_fn.payload.function.eq(fn_number)]
                         with m.If(msix.reset_fn.ready):
-                            m.next = "RESTORE_SIZE" if size_key is not None else "COMPLETE"
+                            m.next = "RESTORE_SIZE" if size_key is not None else "IDLE"
             if msix is not None and size_key is not None:
                 with m.State("RESTORE_SIZE"):   # a VF reset keeps the VF's Table Size
                     with m.If(target != Target.VF):
-                        m.next = "COMPLETE"
+                        m.next = "IDLE"
                     with m.Else():
                         m.d.comb += [msix.table_size.valid.eq(1),
                                      msix.table_size.payload.vf.eq(vf),
                                      msix.table_size.payload.size.eq(
                                          getattr(state, size_key) ^ (p.vf_msix.vectors - 1))]
                         with m.If(msix.table_size.ready):
-                            m.next = "COMPLETE"
+                            m.next = "IDLE"
             with m.State("COMPLETE"):
                 with m.If(size_op):
                     m.d.comb += [self.vf_msix_size_done.valid.eq(1),
@@ -715,7 +714,9 @@ class SriovEndpoint(wiring.Component):
                             m.d.sync += ctrl_due.eq(0)
                     m.d.comb += self.cfg_cpl.valid.eq(ctrl_done)
                     with m.If(ctrl_done & self.cfg_cpl.ready):
-                        m.next = "IDLE"
+                        # A reset of a function with MSI-X is passed on to the engine after the
+                        # completion; the next request waits for it (``ready`` is low).
+                        m.next = "NOTIFY" if msix is not None else "IDLE"
         m.d.comb += self.cfg_cpl.payload.eq(cpl)
 
         m.d.comb += [
