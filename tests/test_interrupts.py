@@ -901,7 +901,7 @@ def test_backpressure():
         await c.ctrl(0)
         await b.ticks(100)
         assert b.msgs == [] and b.msg_valid_cycles[0] > b.cycle - 100
-        assert len(b.msg_valid_cycles) > 90
+        assert len(b.msg_valid_cycles) > 88     # the scan's first message: 11 edges after ctrl
         b.msg_ready = 0.3
         for f in range(1, 6):
             await c.ctrl(f)

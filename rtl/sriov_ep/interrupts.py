@@ -21,13 +21,13 @@ MAX_VECTORS = 64
 
 #: Clock edges from the one that accepts an ``irq`` request for a deliverable vector to the
 #: earliest one that can transfer its message on ``msg`` (``valid`` rises one cycle before).
-MSG_LATENCY = 5
+MSG_LATENCY = 6
 
 #: Clock edges from the one that accepts a ``tbl_req`` to the earliest one that can transfer its
 #: response on ``tbl_res`` (``valid`` rises one cycle before). The engine can accept its next
 #: request at the edge after the response is taken (after a write to the QWORD holding Vector
 #: Control, once the scan it starts has finished).
-TABLE_LATENCY = 6
+TABLE_LATENCY = 7
 
 
 #: One MSI-X table entry as stored: Message Address bits 31:2 (bits 1:0 always read 0), Message
@@ -147,16 +147,19 @@ class MsixEngine(wiring.Component):
 
     - the **table memories**, one :data:`MsixEntry` (94 bits) per vector: the PF's
       (``pf_vectors`` entries, at most 64: LUT RAM), PF vector v at index v; the VFs'
-      (``TotalVFs * vf_vectors`` entries), VF n's vector v at ``(n - 1) * vf_vectors + v``.
+      (``TotalVFs * vf_vectors`` entries), VF n's vector v at ``i * vf_vectors + v``, i = n
+      mod TotalVFs (below).
       They are not reset: Message Address, Upper Address and Data keep their contents through
       ``reset_fn``, ``reset_all`` and the design's reset (Linux programs an entry before it
       unmasks it);
     - the **state**, one :func:`MsixState` entry per function (``2V + 15`` bits, V =
-      max(pf_vectors, vf_vectors)): the PF's in a register, VF n's at index n - 1 of the **VF
-      state memory** (TotalVFs entries). Mask bits (stored inverted), pending bits, MSI-X
-      Enable, Function Mask, Bus Master Enable, D0 (stored inverted) and Table Size (stored XOR
-      its default), so that an all-zeros word is the reset state: every vector masked, nothing
-      pending, Enable, Function Mask and BME 0, in D0, default Table Size. The engine clears it
+      max(pf_vectors, vf_vectors)): the PF's in a register, VF n's at index i = n mod TotalVFs
+      of the **VF state memory** (TotalVFs entries: i = n below TotalVFs, 0 for VF TotalVFs, so
+      that with TotalVFs a power of two the index is the low bits of n, with no subtraction).
+      Mask bits (stored inverted), pending bits, MSI-X Enable, Function Mask, Bus Master
+      Enable, D0 (stored inverted) and Table Size (stored XOR its default), so that an all-zeros
+      word is the reset state: every vector masked, nothing pending, Enable, Function Mask and
+      BME 0, in D0, default Table Size. The engine clears it
       with a sweep of one entry per cycle after the design's reset and after ``reset_all``, so
       no memory needs an initialisation file.
 
@@ -181,22 +184,25 @@ class MsixEngine(wiring.Component):
     The engine does one operation at a time. From ``IDLE`` it accepts one request, by priority:
     the ``reset_all`` sweep, ``reset_fn``, ``ctrl``, ``table_size``, ``tbl_req``, ``irq``.
     Each request is latched, the function's state entry and the addressed table entry are read
-    (each memory's output is registered before use), and the request is executed. After a
+    (each VF memory's output goes straight into a register of its own, then through the PF/VF
+    choice into the register that holds it), and the request is executed. After a
     ``ctrl`` update and after a write to an entry's second QWORD (Message Data, Vector Control),
     a scan delivers every pending unmasked vector of the function if it is deliverable, lowest
     first, one per ``msg`` handshake, before the next request is accepted. Memories are
-    addressed only from registers (the VF index, n - 1, set with the function number; the table
+    addressed only from registers (the VF index, set with the function number; the table
     index), and each reads and writes through one address. The PF's and the VFs' read data are
-    chosen by a registered is-PF flag before the register that holds them.
+    chosen by a registered is-PF flag before the register that holds them. Writes are decided a
+    cycle ahead: every memory's write enable and data come from registers (the entry as it will
+    be written), and a write lands in the cycle after the state that decides it.
 
     Latencies, in clock edges from the edge that accepts a request to the earliest edge that
-    can transfer its result: :data:`MSG_LATENCY` (5) for the message of a deliverable ``irq``,
-    :data:`TABLE_LATENCY` (6) for a ``tbl_req`` response, 10 for the first message of a scan
-    after ``ctrl``, 12 after an unmasking table write (6 after its response is taken), and 6
-    from one scanned message's handshake to the next. The next request can be accepted 5 edges
-    after a ``reset_fn``, ``table_size``, or an ``irq`` that is held pending or dropped, 7 after
+    can transfer its result: :data:`MSG_LATENCY` (6) for the message of a deliverable ``irq``,
+    :data:`TABLE_LATENCY` (7) for a ``tbl_req`` response, 11 for the first message of a scan
+    after ``ctrl``, 13 after an unmasking table write (6 after its response is taken), and 6
+    from one scanned message's handshake to the next. The next request can be accepted 6 edges
+    after a ``reset_fn``, ``table_size``, or an ``irq`` that is held pending or dropped, 8 after
     a ``ctrl`` that delivers nothing, and the edge after a message or response is taken when no
-    scan follows. ``irq_dropped`` is high in the cycle after the 4th edge.
+    scan follows. ``irq_dropped`` is high in the cycle after the 5th edge.
 
     Limits and choices:
 
@@ -325,8 +331,8 @@ class MsixEngine(wiring.Component):
         state_layout = MsixState(V)
 
         # The PF apart from the VFs: its state entry in a register, its table in a memory of
-        # its own (LUT RAM); VF n's state at index n - 1 of the VF state memory, its vector v at
-        # (n - 1) * Q + v of the VF table memory. Both VF memories are sliced for block RAM.
+        # its own (LUT RAM); VF n's state at index i = n mod T of the VF state memory, its vector
+        # v at i * Q + v of the VF table memory. Both VF memories are sliced for block RAM.
         pf_st = Signal(state_layout)
         m.submodules.vf_state = vf_st = SlicedMemory(state_layout, T)
         if P:
@@ -339,13 +345,16 @@ class MsixEngine(wiring.Component):
         if Q:
             m.submodules.vf_table = vf_tbl = SlicedMemory(MsixEntry, T * Q)
         tbl_bits = max(1, ceil_log2(max(P, T * Q)))
-        # What the engine writes; where it goes follows ``is_pf``.
-        st_wdata   = Signal(state_layout)
+        # Writes are decided a cycle ahead, so that every memory's write enable and data come
+        # straight from registers: when ``st_we`` is high, the state entry at ``vf_idx`` (or the
+        # PF's register) takes ``st_r`` at the end of that cycle; when ``tbl_we`` is high, the
+        # table entry at ``tbl_idx`` takes ``tb_r``. Where it goes follows ``is_pf``. A write
+        # lands in the cycle after the state that decides it (IDLE, RESPOND, SCAN_FIND, or the
+        # next SWEEP cycle), where the address has not moved yet and nothing reads it.
         st_we      = Signal()
-        tbl_wdata  = Signal(MsixEntry)
         tbl_we     = Signal()
 
-        # The request being executed. ``op_f`` also counts the sweep; ``vf_idx`` (op_f - 1) and
+        # The request being executed. ``op_f`` also counts the sweep; ``vf_idx`` (op_f mod T) and
         # ``is_pf`` (op_f = 0) are set with it: ``vf_idx`` is the VF state memory's one address,
         # ``tbl_idx`` the table memories'.
         op         = Signal(_Op)
@@ -362,20 +371,29 @@ class MsixEngine(wiring.Component):
         op_ctrl    = Signal(MsixControl(T))
         op_size    = Signal(11)
         tbl_idx    = Signal(tbl_bits)
-        m.d.comb += [vf_st.addr.eq(vf_idx), vf_st.w_data.eq(st_wdata),
+        st_r       = Signal(state_layout) # the function's state entry, as it will be written
+        tb_r       = Signal(MsixEntry)    # the table entry read, then as it will be written
+        m.d.comb += [vf_st.addr.eq(vf_idx), vf_st.w_data.eq(st_r),
                      vf_st.w_en.eq(st_we & ~is_pf)]
         with m.If(st_we & is_pf):
-            m.d.sync += pf_st.eq(st_wdata)
+            m.d.sync += pf_st.eq(st_r)
+        # Block RAM read data (ECP5 DP16KD: over 5 ns from the clock to its output) goes straight
+        # into a register of its own, sampled every cycle, with no logic on the way: st_raw and
+        # tb_raw hold what the VF memories read one edge earlier.
+        st_raw = Signal(state_layout)
+        m.d.sync += st_raw.eq(vf_st.r_data)
         tbl_rdata = Signal(MsixEntry)     # the table entry read, from the function's memory
         rdata = []
         if P:
             m.d.comb += [pf_tbl_wr.addr.eq(tbl_idx), pf_tbl_rd.addr.eq(tbl_idx),
-                         pf_tbl_wr.data.eq(tbl_wdata), pf_tbl_wr.en.eq(tbl_we & is_pf)]
+                         pf_tbl_wr.data.eq(tb_r), pf_tbl_wr.en.eq(tbl_we & is_pf)]
             rdata.append(pf_tbl_rd.data)
         if Q:
-            m.d.comb += [vf_tbl.addr.eq(tbl_idx), vf_tbl.w_data.eq(tbl_wdata),
+            tb_raw = Signal(MsixEntry)
+            m.d.comb += [vf_tbl.addr.eq(tbl_idx), vf_tbl.w_data.eq(tb_r),
                          vf_tbl.w_en.eq(tbl_we & ~is_pf)]
-            rdata.append(vf_tbl.r_data)
+            m.d.sync += tb_raw.eq(vf_tbl.r_data)
+            rdata.append(tb_raw)
         m.d.comb += tbl_rdata.eq(Mux(is_pf, *rdata) if P and Q else rdata[0])
 
         # Set with op_f from IDLE.
@@ -386,12 +404,21 @@ class MsixEngine(wiring.Component):
         with m.If(load_f):
             m.d.sync += [op_f.eq(new_f), vf_idx.eq(new_idx), is_pf.eq(new_pf)]
 
+        def vf_index(function):
+            """VF n's index in the VF memories: n mod TotalVFs (n itself below TotalVFs, 0 for
+            VF TotalVFs). With TotalVFs a power of two that is the low bits of n, with no logic
+            (no subtraction on the path from the requesters' payloads)."""
+            if T == 1:
+                return Const(0, 1)
+            if T & (T - 1) == 0:
+                return function[:len(vf_idx)]
+            return Mux(function == T, 0, function[:len(vf_idx)])
+
         def take(function):
             """Load ``function`` as the operation's function. Its index and is-PF flag are
-            computed from each source before the priority multiplexer, not after it: the
-            subtraction is then off the path from the streams' valid signals."""
-            return [new_f.eq(function), new_idx.eq(function - 1), new_pf.eq(function == 0),
-                    load_f.eq(1)]
+            computed from each source before the priority multiplexer, not after it."""
+            return [new_f.eq(function), new_idx.eq(vf_index(function)),
+                    new_pf.eq(function == 0)]
 
         # Registered in LOOKUP, from op_f and the inputs.
         f_valid    = Signal()             # op_f <= TotalVFs: it has a state entry
@@ -402,17 +429,15 @@ class MsixEngine(wiring.Component):
         v_limit    = Signal(7)            # vectors reserved for op_f
         therm      = Signal(V)            # bit v: v <= op_size
         # Registered in FETCH and CHECK.
-        st_r       = Signal(state_layout)
-        ts         = Signal(11)
-        in_range   = Signal()
+        v_ok       = Signal()             # op_v < v_limit
+        in_range   = Signal()             # f_ok, and op_v is inside the function's table
+        irq_ok     = Signal()             # exists and in_range: the irq is not dropped
         v_unmasked = Signal()
+        v_deliv    = Signal()             # vector op_v unmasked and its function deliverable
         v_onehot   = Signal(V)
-        fn_deliv   = Signal()
-        tb_r       = Signal(MsixEntry)
         resp       = Signal(64)
         # Scan.
         cand       = Signal(V)
-        scan_v     = Signal(range(V))
         scan_bit   = Signal(V)
         scanning   = Signal()             # SEND returns to the scan
 
@@ -426,49 +451,61 @@ class MsixEngine(wiring.Component):
 
         st_deliverable = deliverable(st_r.enable, st_r.function_mask, st_r.bme, ~st_r.not_d0)
 
-        m.d.sync += self.irq_dropped.eq(0)
+        m.d.sync += [self.irq_dropped.eq(0), st_we.eq(0), tbl_we.eq(0)]
+
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
+                # The operands, op and the function are loaded in every IDLE cycle, from
+                # whichever request offers them (an operation reads only its own; op and the
+                # function by priority, IRQ and 0 when nothing is offered), so that no clock
+                # enable waits for the priority decision.
+                req = self.tbl_req.payload
+                m.d.comb += load_f.eq(1)
+                m.d.sync += op.eq(Mux(self.reset_fn.valid, _Op.RESET_FN,
+                                  Mux(self.ctrl.valid, _Op.CTRL,
+                                  Mux(self.table_size.valid, _Op.TABLE_SIZE,
+                                  Mux(self.tbl_req.valid, _Op.TABLE, _Op.IRQ)))))
+                m.d.sync += [op_ctrl.eq(self.ctrl.payload),
+                             op_size.eq(self.table_size.payload.size),
+                             op_v.eq(Mux(self.tbl_req.valid, req.offset[4:],
+                                         self.irq.payload.vector)),
+                             op_half.eq(req.offset[3]), op_pba_ok.eq(req.offset[3:] == 0),
+                             op_write.eq(req.write), op_data.eq(req.data),
+                             op_be.eq(req.be), op_pba.eq(req.pba)]
                 with m.If(sweep_req):
-                    m.d.sync += [sweep_req.eq(0), sweep_all.eq(0)]
-                    m.d.comb += take(Mux(sweep_all, 0, 1))
+                    m.d.sync += [sweep_req.eq(0), sweep_all.eq(0), st_r.eq(0), st_we.eq(1)]
+                    # The sweep writes index op_f - 1 for VF op_f: every index once.
+                    m.d.comb += [*take(Mux(sweep_all, 0, 1)), new_idx.eq(0)]
                     m.next = "SWEEP"
                 with m.Elif(self.reset_fn.valid):
                     m.d.comb += self.reset_fn.ready.eq(1)
                     m.d.comb += take(self.reset_fn.payload.function)
-                    m.d.sync += op.eq(_Op.RESET_FN)
                     m.next = "LOOKUP"
                 with m.Elif(self.ctrl.valid):
                     m.d.comb += self.ctrl.ready.eq(1)
                     m.d.comb += take(self.ctrl.payload.function)
-                    m.d.sync += [op.eq(_Op.CTRL), op_ctrl.eq(self.ctrl.payload)]
                     m.next = "LOOKUP"
                 with m.Elif(self.table_size.valid):
                     m.d.comb += self.table_size.ready.eq(1)
                     m.d.comb += take(self.table_size.payload.vf)
-                    m.d.sync += [op.eq(_Op.TABLE_SIZE), op_size.eq(self.table_size.payload.size)]
                     m.next = "LOOKUP"
                 with m.Elif(self.tbl_req.valid):
-                    req = self.tbl_req.payload
                     m.d.comb += self.tbl_req.ready.eq(1)
                     m.d.comb += take(req.function)
-                    m.d.sync += [op.eq(_Op.TABLE), op_v.eq(req.offset[4:]),
-                                 op_half.eq(req.offset[3]), op_pba_ok.eq(req.offset[3:] == 0),
-                                 op_write.eq(req.write), op_data.eq(req.data),
-                                 op_be.eq(req.be), op_pba.eq(req.pba)]
                     m.next = "LOOKUP"
                 with m.Elif(self.irq.valid):
                     m.d.comb += self.irq.ready.eq(1)
                     m.d.comb += take(self.irq.payload.function)
-                    m.d.sync += [op.eq(_Op.IRQ), op_v.eq(self.irq.payload.vector)]
                     m.next = "LOOKUP"
 
             with m.State("SWEEP"):
-                m.d.comb += [st_wdata.eq(0), st_we.eq(1)]
+                # st_we is high and st_r zero in every SWEEP cycle: one entry cleared per cycle.
                 m.d.sync += [op_f.eq(op_f + 1), vf_idx.eq(op_f), is_pf.eq(0)]
                 with m.If(op_f == T):
                     m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += st_we.eq(1)
 
             with m.State("LOOKUP"):
                 # The VF state memory reads vf_idx in this cycle.
@@ -487,73 +524,72 @@ class MsixEngine(wiring.Component):
                     # (``op_size >= 0`` always holds: a constant, Verilator -Wall: UNSIGNED)
                     therm.eq(Cat(*(op_size >= v if v else Const(1, 1) for v in range(V)))),
                 ]
+                m.next = "ALIGN"
+
+            with m.State("ALIGN"):
+                # st_raw takes the VF state entry read.
+                m.d.sync += [tbl_idx.eq(base + op_v[:vbits]),
+                             v_ok.eq(f_ok & (op_v < v_limit)),
+                             v_onehot.eq(Const(1, V) << op_v[:vbits])]
                 m.next = "FETCH"
 
             with m.State("FETCH"):
-                m.d.sync += [st_r.eq(Mux(is_pf, pf_st, vf_st.r_data)),
-                             tbl_idx.eq(base + op_v[:vbits])]
+                # The table memories read tbl_idx in this cycle.
+                m.d.sync += st_r.eq(Mux(is_pf, pf_st, st_raw))
                 m.next = "CHECK"
 
             with m.State("CHECK"):
-                # The table memories read tbl_idx in this cycle.
+                # tb_raw takes the VF table entry read. With v_ok, op_v is below
+                # v_limit <= 2 ** vbits: its low bits alone compare with the Table Size.
                 cur_ts = st_r.table_size_x ^ ts_default
+                inside = v_ok & (op_v[:vbits] <= cur_ts)
+                unmasked = st_r.unmasked.bit_select(op_v[:vbits], 1)
                 m.d.sync += [
-                    ts.eq(cur_ts),
-                    in_range.eq(f_ok & (op_v <= cur_ts) & (op_v < v_limit)),
-                    v_unmasked.eq(st_r.unmasked.bit_select(op_v[:vbits], 1)),
-                    v_onehot.eq(Const(1, V) << op_v[:vbits]),
-                    fn_deliv.eq(st_deliverable),
+                    in_range.eq(inside),
+                    irq_ok.eq(exists & inside),
+                    v_unmasked.eq(unmasked),
+                    v_deliv.eq(st_deliverable & unmasked),
                 ]
                 m.next = "EXEC"
 
             with m.State("EXEC"):
                 m.d.sync += tb_r.eq(tbl_rdata)
+                # st_r takes the new state entry whether or not it is written: it is read again
+                # only by a scan that follows the write.
                 with m.Switch(op):
                     with m.Case(_Op.RESET_FN):
-                        m.d.comb += [st_wdata.eq(0), st_we.eq(f_valid)]
+                        m.d.sync += [st_r.eq(0), st_we.eq(f_valid)]
                         m.next = "IDLE"
                     with m.Case(_Op.TABLE_SIZE):
-                        new = Signal(state_layout)
-                        m.d.comb += [
-                            new.eq(st_r),
-                            new.table_size_x.eq(op_size ^ ts_default),
-                            new.pending.eq(st_r.pending & therm),
-                            new.unmasked.eq(st_r.unmasked & therm),
-                            st_wdata.eq(new),
+                        m.d.sync += [
+                            st_r.table_size_x.eq(op_size ^ ts_default),
+                            st_r.pending.eq(st_r.pending & therm),
+                            st_r.unmasked.eq(st_r.unmasked & therm),
                             st_we.eq(f_valid & ~is_pf),
                         ]
                         m.next = "IDLE"
                     with m.Case(_Op.CTRL):
-                        new = Signal(state_layout)
-                        m.d.comb += [
-                            new.eq(st_r),
-                            new.enable.eq(op_ctrl.enable),
-                            new.function_mask.eq(op_ctrl.function_mask),
-                            new.bme.eq(op_ctrl.bme),
-                            new.not_d0.eq(~op_ctrl.d0),
-                            st_wdata.eq(new),
+                        m.d.sync += [
+                            st_r.enable.eq(op_ctrl.enable),
+                            st_r.function_mask.eq(op_ctrl.function_mask),
+                            st_r.bme.eq(op_ctrl.bme),
+                            st_r.not_d0.eq(~op_ctrl.d0),
                             st_we.eq(f_valid),
                         ]
                         with m.If(f_valid):
-                            m.d.sync += st_r.eq(new)
                             m.next = "SCAN_FIND"
                         with m.Else():
                             m.next = "IDLE"
                     with m.Case(_Op.IRQ):
-                        with m.If(~exists | ~in_range):
+                        m.d.sync += [st_r.pending.eq(st_r.pending | v_onehot),
+                                     st_we.eq(irq_ok & ~v_deliv)]
+                        with m.If(~irq_ok):
                             m.d.sync += self.irq_dropped.eq(1)
                             m.next = "IDLE"
-                        with m.Elif(fn_deliv & v_unmasked):
+                        with m.Elif(v_deliv):
                             m.d.sync += scanning.eq(0)
                             m.next = "SEND"
                         with m.Else():
-                            new = Signal(state_layout)
-                            m.d.comb += [
-                                new.eq(st_r),
-                                new.pending.eq(st_r.pending | v_onehot),
-                                st_wdata.eq(new),
-                                st_we.eq(1),
-                            ]
                             m.next = "IDLE"
                     with m.Case(_Op.TABLE):
                         m.next = "TABLE"
@@ -564,22 +600,17 @@ class MsixEngine(wiring.Component):
                           Cat(Const(0, 2), tb_r.addr_lo, tb_r.addr_hi))
                 merged = Cat(*(Mux(op_be[i], op_data.word_select(i, 8), old.word_select(i, 8))
                                for i in range(8)))
-                entry = Signal(MsixEntry)
-                new = Signal(state_layout)
-                m.d.comb += [entry.eq(tb_r), new.eq(st_r)]
+                # tb_r and st_r take the entries as written (in RESPOND, by tbl_we and st_we).
                 with m.If(op_half):
-                    m.d.comb += [
-                        entry.data.eq(merged[:32]),
-                        new.unmasked.eq(Mux(merged[32], st_r.unmasked & ~v_onehot,
-                                            st_r.unmasked | v_onehot)),
+                    m.d.sync += [
+                        tb_r.data.eq(merged[:32]),
+                        st_r.unmasked.eq(Mux(merged[32], st_r.unmasked & ~v_onehot,
+                                             st_r.unmasked | v_onehot)),
                     ]
                 with m.Else():
-                    m.d.comb += [entry.addr_lo.eq(merged[2:32]), entry.addr_hi.eq(merged[32:])]
+                    m.d.sync += [tb_r.addr_lo.eq(merged[2:32]), tb_r.addr_hi.eq(merged[32:])]
                 write = op_write & ~op_pba & in_range
-                m.d.comb += [tbl_wdata.eq(entry), tbl_we.eq(write),
-                             st_wdata.eq(new), st_we.eq(write & op_half)]
-                with m.If(write & op_half):
-                    m.d.sync += st_r.eq(new)
+                m.d.sync += [tbl_we.eq(write), st_we.eq(write & op_half)]
                 with m.If(op_write):
                     m.d.sync += resp.eq(0)
                 with m.Elif(op_pba):
@@ -602,19 +633,19 @@ class MsixEngine(wiring.Component):
                 m.next = "SCAN_PICK"
 
             with m.State("SCAN_PICK"):
-                m.d.sync += [scan_v.eq(_lowest_set(cand)),
+                m.d.sync += [tbl_idx.eq(base + _lowest_set(cand)),
                              scan_bit.eq(cand & (~cand + 1)[:V])]
                 with m.If(cand == 0):
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "SCAN_INDEX"
-
-            with m.State("SCAN_INDEX"):
-                m.d.sync += tbl_idx.eq(base + scan_v)
-                m.next = "SCAN_READ"
+                    m.next = "SCAN_READ"
 
             with m.State("SCAN_READ"):
                 # The table memories read tbl_idx in this cycle.
+                m.next = "SCAN_RAW"
+
+            with m.State("SCAN_RAW"):
+                # tb_raw takes the VF table entry read.
                 m.next = "SCAN_LOAD"
 
             with m.State("SCAN_LOAD"):
@@ -630,21 +661,20 @@ class MsixEngine(wiring.Component):
                 ]
                 with m.If(self.msg.ready):
                     with m.If(scanning):
-                        new = Signal(state_layout)
-                        m.d.comb += [
-                            new.eq(st_r),
-                            new.pending.eq(st_r.pending & ~scan_bit),
-                            st_wdata.eq(new),
-                            st_we.eq(1),
-                        ]
-                        m.d.sync += st_r.eq(new)
+                        m.d.sync += [st_r.pending.eq(st_r.pending & ~scan_bit), st_we.eq(1)]
                         m.next = "SCAN_FIND"
                     with m.Else():
                         m.next = "IDLE"
 
 
-        m.d.comb += self.busy.eq(sweep_req | fsm.ongoing("SWEEP"))
+        # busy is sweep_req | (in SWEEP), kept in a register of its own (the signal is used by the
+        # configuration side): high after the design's reset and after reset_all, low from the
+        # edge that ends the sweep.
+        busy = Signal(init=1)
+        m.d.comb += self.busy.eq(busy)
+        with m.If(fsm.ongoing("SWEEP") & (op_f == T)):
+            m.d.sync += busy.eq(0)
         with m.If(self.reset_all):
-            m.d.sync += sweep_req.eq(1)
+            m.d.sync += [sweep_req.eq(1), busy.eq(1)]
 
         return m
