@@ -376,7 +376,7 @@ class SriovEndpoint(wiring.Component):
         m.d.sync += start_sweep.eq(pf_reset | vfe_fell)
         m.d.comb += self.vfs_reset.eq(start_sweep)
         # (The MSI-X engine's own sweep needs no wait here: the engine finishes it before it
-        # takes the next control update, which the request's NOTIFY step waits for.)
+        # takes the next control update, which the request's completion waits for.)
         busy = sweep | start_sweep | vfe_fell
 
         # -- Where the request goes ----------------------------------------------------------
@@ -543,11 +543,12 @@ class SriovEndpoint(wiring.Component):
         # request to read it comes several cycles later, and a sweep never overlaps a VF write.
         write_back = Signal()
         new_state_r = Signal(layout)
-        vf_reset_r = Signal()
         size_ok_r = Signal()
-        m.d.sync += [write_back.eq(vf_exec_wr), new_state_r.eq(new_state)]
+        m.d.sync += write_back.eq(vf_exec_wr)
+        # Captured in the execute cycle only: it is also the MSI-X engine's control update,
+        # which must hold still until the engine takes it.
         with m.If(exec_):
-            m.d.sync += [vf_reset_r.eq(vf_reset & vf_exec_wr), size_ok_r.eq(size_ok)]
+            m.d.sync += [new_state_r.eq(new_state), size_ok_r.eq(size_ok)]
         m.d.comb += [vf_rw.addr.eq(mem_addr),
                      vf_rw.w_data.eq(Mux(sweep, 0, new_state_r)),
                      vf_rw.w_en.eq(sweep | write_back)]
@@ -589,24 +590,53 @@ class SriovEndpoint(wiring.Component):
             if p.vf_msix is not None:
                 bits.append(target == Target.VF)
             has_msix = _or_terms(bits, 1)
-        # The engine gets the function's control state after every write to a function with
-        # MSI-X: in COMPLETE, alongside the completion (``ctrl_due``), so that the latency stays
-        # the same while the engine is free; a reset (reset_fn, then the kept Table Size) or a
-        # size op go through NOTIFY first (``notify``).
-        notify = Signal()
+        # What the engine is told after a request, each a flag set in the execute cycle and
+        # cleared when the engine takes it; valid and payload come from registers. A write to a
+        # function with MSI-X: its control state (``ctrl_due``), taken alongside the
+        # completion, so that the latency stays the same while the engine is free. A reset of
+        # such a function: ``reset_fn`` (``reset_due``), then for a VF the Table Size it keeps
+        # (``restore_due``), while the next request waits. A size op: the new Table Size
+        # (``size_due``), before its done pulse.
         ctrl_due = Signal()
-        pf_reset_r = Signal()
+        reset_due = Signal()
+        restore_due = Signal()
+        size_due = Signal()
         with m.If(exec_):
+            resets = req.write & has_msix & ((vf_reset & vf_exec_wr) | pf_reset)
             m.d.sync += [
-                notify.eq(size_op | (req.write & has_msix & ((vf_reset & vf_exec_wr) | pf_reset))),
-                ctrl_due.eq(req.write & has_msix & ~size_op & ~(vf_reset & vf_exec_wr) &
-                            ~pf_reset),
-                pf_reset_r.eq(pf_reset)]
+                ctrl_due.eq(req.write & has_msix & ~size_op & ~resets),
+                reset_due.eq(resets),
+                restore_due.eq(resets & (target == Target.VF) if size_key is not None else 0),
+                size_due.eq(size_ok),
+            ]
+        engine_due = ctrl_due | reset_due | restore_due | size_due
+        if msix is not None:
+            new_size = (Mux(size_count == 0, p.vf_msix.vectors if p.vf_msix else 1, size_count)
+                        - 1)[:11]
+            kept_size = (getattr(state, size_key) ^ (p.vf_msix.vectors - 1)
+                         if size_key is not None else Const(0, 11))
+            m.d.comb += [
+                msix.ctrl.valid.eq(ctrl_due),
+                msix.reset_fn.valid.eq(reset_due),
+                msix.reset_fn.payload.function.eq(fn_number),
+                # (the kept Table Size goes back after the reset)
+                msix.table_size.valid.eq(size_due | (restore_due & ~reset_due)),
+                msix.table_size.payload.vf.eq(vf),
+                msix.table_size.payload.size.eq(Mux(size_due, new_size, kept_size)),
+            ]
+            with m.If(msix.ctrl.valid & msix.ctrl.ready):
+                m.d.sync += ctrl_due.eq(0)
+            with m.If(msix.reset_fn.valid & msix.reset_fn.ready):
+                m.d.sync += reset_due.eq(0)
+            with m.If(msix.table_size.valid & msix.table_size.ready):
+                m.d.sync += [size_due.eq(0), restore_due.eq(restore_due & reset_due)]
+        else:
+            m.d.sync += [ctrl_due.eq(0), reset_due.eq(0), restore_due.eq(0), size_due.eq(0)]
 
         # -- Request sequencing ----------------------------------------------------------------
         with m.FSM(name="cfg"):
             with m.State("IDLE"):
-                idle = ~busy
+                idle = ~busy & ~engine_due
                 m.d.comb += self.cfg_req.ready.eq(idle)
                 m.d.comb += self.vf_msix_size.ready.eq(idle & ~self.cfg_req.valid)
                 with m.If(self.cfg_req.valid & idle):
@@ -643,8 +673,6 @@ class SriovEndpoint(wiring.Component):
                                                  (target == Target.VF))):
                     m.d.sync += timeout.eq(p.user_cfg_timeout)
                     m.next = "USER_REQ"
-                with m.Elif(size_op):
-                    m.next = "NOTIFY"
                 with m.Else():
                     m.next = "COMPLETE"
             with m.State("USER_REQ"):
@@ -670,53 +698,19 @@ class SriovEndpoint(wiring.Component):
             with m.State("USER_DONE"):
                 m.d.sync += user_tag.eq(user_tag + 1)
                 m.next = "COMPLETE"
-            with m.State("NOTIFY"):
-                if msix is None:
-                    m.next = "COMPLETE"
-                else:
-                    with m.If(~notify):
-                        m.next = "IDLE"
-                    with m.Elif(size_op):
-                        m.d.comb += [msix.table_size.valid.eq(size_ok_r),
-                                     msix.table_size.payload.vf.eq(vf),
-                                     msix.table_size.payload.size.eq(
-                                         (Mux(size_count == 0, p.vf_msix.vectors
-                                              if p.vf_msix else 1, size_count) - 1)[:11])]
-                        with m.If(~size_ok_r | msix.table_size.ready):
-                            m.next = "COMPLETE"
-                    with m.Elif(vf_reset_r | pf_reset_r):
-                        m.d.comb += [msix.reset_fn.valid.eq(1),
-                                     msix.reset_fn.payload.function.eq(fn_number)]
-                        with m.If(msix.reset_fn.ready):
-                            m.next = "RESTORE_SIZE" if size_key is not None else "IDLE"
-            if msix is not None and size_key is not None:
-                with m.State("RESTORE_SIZE"):   # a VF reset keeps the VF's Table Size
-                    with m.If(target != Target.VF):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.comb += [msix.table_size.valid.eq(1),
-                                     msix.table_size.payload.vf.eq(vf),
-                                     msix.table_size.payload.size.eq(
-                                         getattr(state, size_key) ^ (p.vf_msix.vectors - 1))]
-                        with m.If(msix.table_size.ready):
-                            m.next = "IDLE"
             with m.State("COMPLETE"):
                 with m.If(size_op):
-                    m.d.comb += [self.vf_msix_size_done.valid.eq(1),
-                                 self.vf_msix_size_done.ok.eq(size_ok_r)]
-                    m.next = "IDLE"
+                    with m.If(~size_due):
+                        m.d.comb += [self.vf_msix_size_done.valid.eq(1),
+                                     self.vf_msix_size_done.ok.eq(size_ok_r)]
+                        m.next = "IDLE"
                 with m.Else():
                     ctrl_done = ~ctrl_due
                     if msix is not None:
-                        m.d.comb += msix.ctrl.valid.eq(ctrl_due)
                         ctrl_done = ctrl_done | msix.ctrl.ready
-                        with m.If(ctrl_due & msix.ctrl.ready):
-                            m.d.sync += ctrl_due.eq(0)
                     m.d.comb += self.cfg_cpl.valid.eq(ctrl_done)
                     with m.If(ctrl_done & self.cfg_cpl.ready):
-                        # A reset of a function with MSI-X is passed on to the engine after the
-                        # completion; the next request waits for it (``ready`` is low).
-                        m.next = "NOTIFY" if msix is not None else "IDLE"
+                        m.next = "IDLE"
         m.d.comb += self.cfg_cpl.payload.eq(cpl)
 
         m.d.comb += [
@@ -728,7 +722,7 @@ class SriovEndpoint(wiring.Component):
         ]
 
         if msix is not None:
-            # The control state the engine gets after a write (in NOTIFY, from registers).
+            # The control state the engine gets after a write (from registers).
             ctrl = msix.ctrl.payload
             pf_ctrl = [Const(0, 1)] * 3
             if p.msix is not None:
