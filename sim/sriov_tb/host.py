@@ -405,10 +405,10 @@ class InterruptPort:
 
 
 #: Clock cycles without an MSI-X message after which the MSI-X engine is taken to be quiet (the
-#: scan a config or table write starts sends its first message at most ~10 cycles after the
-#: request's completion, the next ones 6 cycles apart; an interrupt's message comes 5 cycles
-#: after it is accepted, a drop is known after 4): :class:`InterruptDriver` waits this long
-#: after an interrupt and in :meth:`InterruptDriver.settle`.
+#: scan a config or table write starts sends its first message at most 13 cycles after the
+#: engine takes the request, the next ones 6 cycles apart; an interrupt's message comes 6 cycles
+#: after it is accepted (``MSG_LATENCY``), a drop is known after 5): :class:`InterruptDriver`
+#: waits this long after an interrupt and in :meth:`InterruptDriver.settle`.
 MSG_QUIET = 16
 
 
