@@ -15,12 +15,13 @@ import re
 from pathlib import Path
 
 import pytest
+from test_script import refuses as script_refuses
 
 from sriov_ep.params import MsixParams, PmParams, load_params
 from sriov_tb.host import ModelEndpointPort, ModelInterruptPort, ModelMemoryPort
 from sriov_tb.model import EndpointModel
 from sriov_tb.runner import RunFailure, RunResult, check_ops, execute
-from sriov_tb.script import Op, ScriptError, parse_script
+from sriov_tb.script import Op, parse_script
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -33,14 +34,8 @@ def igb_params():
 
 
 def refuses(line, phrase, *, filename="irq.script", before=("idle 1",)):
-    text = "\n".join([*before, line]) + "\n"
-    with pytest.raises(ScriptError) as info:
-        parse_script(text, filename)
-    exc = info.value
-    number = len(before) + 1
-    assert (exc.filename, exc.line) == (filename, number)
-    assert phrase in exc.problem, exc.problem
-    assert str(exc) == f"{filename}:{number}: {exc.problem}"
+    """test_script.refuses, with this file's default script name."""
+    return script_refuses(line, phrase, filename=filename, before=before)
 
 
 # -- Parsing ----------------------------------------------------------------------------------
