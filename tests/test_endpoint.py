@@ -34,6 +34,7 @@ from sriov_tb.host import (
     ModelEndpointPort,
     RootPort,
     Scoreboard,
+    status_name,
 )
 from sriov_tb.model import EndpointModel
 from sriov_tb.sim import simulate
@@ -117,6 +118,7 @@ class RawPort:
         self.samples  = []
         self.requests = []
         self.last_status = None
+        self.retry_rrs = True
 
     async def tick(self, *extra):
         d = self.dut
@@ -131,6 +133,14 @@ class RawPort:
             await self.tick()
 
     async def config(self, type1, rid, reg, be, write, data):
+        """One request; a Request Retry Status completion is reissued (``retry_rrs``), as a Root
+        Complex does, and each attempt gets its own record."""
+        while True:
+            status, value, cycles = await self._attempt(type1, rid, reg, be, write, data)
+            if status != CompletionStatus.RRS or not self.retry_rrs:
+                return Completion(status_name(status), value, cycles)
+
+    async def _attempt(self, type1, rid, reg, be, write, data):
         ctx, d = self.ctx, self.dut
         ctx.set(d.cfg_req.payload, {"type1": type1, "rid": rid, "reg": reg, "be": be,
                                     "write": write, "data": data})
@@ -168,9 +178,9 @@ class RawPort:
         self.last_status = status
         self.requests.append({"offered": offered, "accepted": accepted, "first_valid": first,
                               "taken": self.cycle, "waited": accepted - offered - 1,
-                              "rid": rid, "reg": reg, "write": write})
-        return Completion("SC" if status == CompletionStatus.SC else "UR", value,
-                          first - accepted)
+                              "rid": rid, "reg": reg, "write": write,
+                              "status": status_name(status)})
+        return status, value, first - accepted
 
     def pulses(self, field):
         """Runs of consecutive samples where ``field`` is 1, as (first cycle, length, sample)."""
@@ -330,7 +340,7 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         assert b.get(dut.num_vfs) == 8
         for rid in rids:
             await host.walk_vf(rid)
-            assert await b.space(rid).read32(0x04) == 0x0010_0000
+            assert await b.space(rid).read32(0x04) == 0x0011_0000
             assert await b.space(rid).read16(0x48) == VF_DEVCTL_RESET
         assert (await b.read(TYPE0 if ari else TYPE1, vfs[7] + 2, 0x00)).status == "UR"
         await host.disable()
@@ -555,9 +565,11 @@ def test_backpressure_raw_channels():
     """A free-running bench on the raw channels: requests offered with random gaps (held stable
     until accepted), cfg_cpl.ready held low for random numbers of cycles. At every clock edge:
     a completion, once valid, stays valid and unchanged until taken; cfg_req.ready is low from
-    acceptance until the completion is taken and while vf_reset_busy; the first valid cycle
-    comes CONFIG_LATENCY cycles after acceptance; no completion without a request. At the end
-    every request got exactly one completion, in order, equal to the model's."""
+    acceptance until the completion is taken; while vf_reset_busy it is low only for writes
+    (the clear after VF Enable clearing), and requests taken during a reset's clear complete
+    with RRS and are offered again; the first valid cycle comes CONFIG_LATENCY cycles after
+    acceptance; no completion without a request. At the end every request got exactly one
+    completion other than RRS, in order, equal to the model's."""
     params = igb()
     rng = random.Random(0x5EED_0002)
     requests = _random_requests(rng, 500)
@@ -576,7 +588,7 @@ def test_backpressure_raw_channels():
             first_valid = held = None
             hold = 0
             offered = False
-            cycle = busy_cycles = stalled_busy = max_hold = 0
+            cycle = busy_cycles = stalled_busy = max_hold = rrs = 0
             while pending or in_flight is not None:
                 if not offered and pending and bench_rng.random() < 0.6:
                     offered = True
@@ -599,8 +611,10 @@ def test_backpressure_raw_channels():
                 assert cycle < 100_000
                 if busy:
                     busy_cycles += 1
-                    assert not req_ready, f"cycle {cycle}: ready while vf_reset_busy"
-                    stalled_busy += offered
+                    if offered and not pending[0][4]:
+                        assert req_ready or in_flight is not None, \
+                            f"cycle {cycle}: a read waits while vf_reset_busy"
+                    stalled_busy += offered and not req_ready and in_flight is None
                 if in_flight is not None:
                     assert not req_ready, f"cycle {cycle}: ready with a request in flight"
                 if cpl_valid:
@@ -612,9 +626,16 @@ def test_backpressure_raw_channels():
                     else:
                         assert value == held, f"cycle {cycle}: completion changed while held"
                     if ready:
-                        status = "SC" if payload.status == CompletionStatus.SC else "UR"
-                        completions.append((status, payload.data))
-                        expected.append(in_flight[1])
+                        if payload.status == CompletionStatus.RRS:
+                            # Taken during a reset's clear: no effect, offered again (after
+                            # the one on offer now, which must stay offered until taken).
+                            assert in_flight[2], f"cycle {cycle}: RRS outside a clear"
+                            assert payload.data == 0
+                            pending.insert(1 if offered else 0, in_flight[1])
+                            rrs += 1
+                        else:
+                            completions.append((status_name(payload.status), payload.data))
+                            expected.append(model.config(*in_flight[1]))
                         in_flight = first_valid = held = None
                     else:
                         hold -= 1
@@ -623,7 +644,7 @@ def test_backpressure_raw_channels():
                         f"cycle {cycle}: completion valid dropped before it was taken"
                 if offered and req_ready:
                     assert in_flight is None
-                    in_flight = (cycle, model.config(*pending.pop(0)))
+                    in_flight = (cycle, pending.pop(0), busy)
                     offered = False
             ctx.set(d.cfg_req.valid, 0)
             ctx.set(d.cfg_cpl.ready, 1)
@@ -633,18 +654,18 @@ def test_backpressure_raw_channels():
             assert len(completions) == len(requests)
             for n, (got, want) in enumerate(zip(completions, expected, strict=True)):
                 assert got == want, f"request {n} {requests[n]}: design {got}, model {want}"
-            stats.update(busy=busy_cycles, stalled=stalled_busy, max_hold=max_hold,
+            stats.update(busy=busy_cycles, stalled=stalled_busy, max_hold=max_hold, rrs=rrs,
                          ur=sum(c[0] == "UR" for c in completions),
                          vf_reset=sum(1 for e in model.events if e[0] == "vfs_reset"))
         return testbench
 
     simulate(dut, make_testbench, name="test_endpoint_backpressure_raw")
-    # The run exercised what it is meant to: long holds, UR and SC, VF state sweeps that
-    # stalled offered requests.
+    # The run exercised what it is meant to: long holds, UR and SC, VF state sweeps, requests
+    # answered RRS during the clear after reset or a PF FLR.
     assert stats["max_hold"] == 60
     assert 0 < stats["ur"] < len(requests)
     assert stats["vf_reset"] >= 2 and stats["busy"] >= 8 * stats["vf_reset"]
-    assert stats["stalled"] > 0
+    assert stats["rrs"] > 0
 
 
 # -- Events and user-facing state --------------------------------------------------------------
@@ -687,17 +708,27 @@ def test_vf_flr_event_pulse():
 
 def test_vfs_reset_pulse_and_sweep():
     """vfs_reset pulses for one cycle when VF Enable goes from 1 to 0 (Linux disable), and on a
-    PF FLR; vf_reset_busy is then high for TotalVFs cycles, during which cfg_req.ready is low and
-    a request waits. Writing Control without clearing VF Enable resets nothing."""
+    PF FLR; vf_reset_busy is then high for TotalVFs cycles. Readiness (docs/resets.md): while
+    the VF state is cleared after reset, PF config requests are accepted at once and complete
+    with Request Retry Status in the usual latency (the driver reissues them); after VF Enable
+    clearing, reads are served meanwhile and a write waits for the end of the clear. Writing
+    Control without clearing VF Enable resets nothing."""
     params = EndpointParams(total_vfs=100, vf_bars=(Bar(0, 16 * KiB),))
 
     async def body(b):
         raw = b.raw
-        # After reset the sweep runs once: the very first request waits for it.
+        latency = b.dut.config_latency
+        # After reset the sweep runs once: the PF answers RRS until it ends, without stalling.
         assert await b.pf_read(0x00) == 0x0001_1234
-        first = raw.requests[0]
-        assert first["waited"] >= 99
-        assert raw.pulses("busy")[0][:2] == (1, 100)
+        sweep = raw.pulses("busy")[0]
+        assert sweep[:2] == (1, 100)
+        *retried, last = raw.requests
+        assert len(retried) >= 100 // (latency + 1) - 1
+        assert {r["status"] for r in retried} == {"RRS"}
+        assert all(r["waited"] == 0 for r in raw.requests)
+        assert all(r["first_valid"] - r["accepted"] == latency for r in raw.requests)
+        assert all(r["accepted"] < sweep[0] + sweep[1] for r in retried)
+        assert last["status"] == "SC" and last["accepted"] >= sweep[0] + sweep[1] - latency
 
         await b.host.enable(100)
         quiet = raw.cycle
@@ -709,17 +740,21 @@ def test_vfs_reset_pulse_and_sweep():
         before = raw.cycle
         await b.pf_write(0x148, 2, 0x10)      # clear VFE and MSE
         n_req = len(raw.requests)
-        cpl = await b.read(TYPE0, 0x0101, 0x00)       # VF 1, now gone
+        cpl = await b.read(TYPE0, 0x0101, 0x00)       # VF 1, now gone: UR at once
         assert cpl.status == "UR"
+        assert await b.pf_read(0x148) == 0x10          # the PF reads during the clear
+        await b.pf_write(0x0c, 1, 0x10)               # a write waits for the clear's end
         resets = [p for p in raw.pulses("vfs_reset") if p[0] > before]
         busy = [p for p in raw.pulses("busy") if p[0] > before]
         assert [p[1] for p in resets] == [1]
         assert [p[1] for p in busy] == [100]
-        stalled = raw.requests[n_req]
-        assert stalled["waited"] >= 95
-        assert stalled["accepted"] >= busy[0][0] + 100
+        vf_read, pf_read, pf_write = raw.requests[n_req:n_req + 3]
+        end = busy[0][0] + 100
+        assert vf_read["waited"] <= 2 and pf_read["waited"] == 0
+        assert pf_read["accepted"] < end
+        assert pf_write["accepted"] >= end and pf_write["waited"] >= 60
+        assert {r["status"] for r in raw.requests[n_req:]} == {"SC", "UR"}
         assert b.model.events[-1] == ("vfs_reset",)
-        assert all(not s.req_ready for s in raw.samples if s.busy)
 
         # Clearing an already clear VF Enable does nothing.
         quiet = raw.cycle
@@ -846,7 +881,7 @@ def test_case24_clearing_vf_enable_resets_vfs_keeps_numvfs():
             assert (await b.read(TYPE0, rid, 0x04)).status == "UR"
         await b.pf_write(IGB_CTRL, 2, 0x19)
         for rid in IGB_VF_ARI[:4]:
-            assert await b.space(rid).read32(0x04) == 0x0010_0000
+            assert await b.space(rid).read32(0x04) == 0x0011_0000
             assert await b.space(rid).read16(0x48) == VF_DEVCTL_RESET
         assert (await b.read(TYPE0, IGB_VF_ARI[4], 0x00)).status == "UR"
 
@@ -907,7 +942,7 @@ def test_case25_pf_flr_resets_sriov_capability():
         # Re-enabling by hand: the VFs come back at their reset state.
         await b.pf_write(IGB_NUMVFS, 2, 4)
         await b.pf_write(IGB_CTRL, 2, 0x19)
-        assert await b.space(IGB_VF_ARI[0]).read32(0x04) == 0x0010_0000
+        assert await b.space(IGB_VF_ARI[0]).read32(0x04) == 0x0011_0000
         assert await b.space(IGB_VF_ARI[1]).read16(0x48) == VF_DEVCTL_RESET
 
     run(igb(), body, name="case25_flr", raw=True)
@@ -1058,7 +1093,7 @@ def test_case29_vf_command_memory_bit_ignored():
         await vf.write8(0x04, 0x03)                           # I/O and Memory only
         assert await vf.read16(0x04) == 0x0000
         await vf.write32(0x04, 0xFFFF_FFFF)
-        assert await vf.read32(0x04) == 0x0010_0004           # Status: Capabilities List only
+        assert await vf.read32(0x04) == 0x0011_0004           # Status: Capabilities List, Immediate Readiness
         await vf.write16(0x04, 0x0000)
         assert await vf.read16(0x04) == 0x0000
         assert await b.space(IGB_VF_ARI[1]).read16(0x04) == 0x0000

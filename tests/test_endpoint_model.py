@@ -277,7 +277,7 @@ def test_many_vfs_routing():
     assert model.decode(TYPE1, 0x91A0) == (None, 0)
     # Per-VF state of VF 4000.
     assert write(model, TYPE1, 0x919F, 0x04, 0x0004, size=2) == ("SC", 0)
-    assert read(model, TYPE1, 0x919F, 0x04) == ("SC", 0x0010_0004)
+    assert read(model, TYPE1, 0x919F, 0x04) == ("SC", 0x0011_0004)
     assert model.vf_state(4000)["bus_master_enable"] is True
     assert model.vf_state(3999) == RESET_VF
 
@@ -449,7 +449,7 @@ def test_pcie_capability_write_masks():
     pf_write(model, 0x4A, 0xFFFF, size=2)       # Device Status: RW1C never set, RO
     assert model.pf_read(0x48 // 4) == 0x0000_2800
     pf_write(model, 0x50, 0xFFFF_FFFF)
-    assert model.pf_read(0x50 // 4) == 0x0012_00C3
+    assert model.pf_read(0x50 // 4) == 0x0012_00CB     # ASPM 1:0, RCB 3, Common Clock 6, Extended Synch 7
     # Read-only PCIe capability dwords ignore writes.
     for offset in (0x40, 0x44, 0x4C, 0x54, 0x64, 0x68, 0x6C, 0x70, 0x74, 0x78):
         before = model.pf_read(offset // 4)
@@ -521,7 +521,7 @@ def test_vf_config_space_values():
     model = igb()
     enable_igb_ari(model)
     expected = {
-        0x00: 0xFFFF_FFFF, 0x04: 0x0010_0000, 0x08: 0x0200_0001, 0x0C: 0x0000_0000,
+        0x00: 0xFFFF_FFFF, 0x04: 0x0011_0000, 0x08: 0x0200_0001, 0x0C: 0x0000_0000,
         0x10: 0, 0x14: 0, 0x18: 0, 0x1C: 0, 0x20: 0, 0x24: 0, 0x28: 0,
         0x2C: 0x0000_0000, 0x30: 0, 0x34: 0x0000_0040, 0x38: 0, 0x3C: 0x0000_0000,
         0x40: 0x0002_7C10, 0x44: 0x1000_8000, 0x48: 0x0000_0810, 0x4C: 0x0000_0012,
@@ -558,7 +558,7 @@ def test_vf_read_only_registers_ignore_writes():
     assert model.vf_state(2) == RESET_VF
     # Command: only Bus Master Enable; Memory Space Enable is hard-wired 0.
     write(model, TYPE0, 0x0182, 0x04, 0xFFFF_FFFF)
-    assert model.vf_read(2, 1) == 0x0010_0004
+    assert model.vf_read(2, 1) == 0x0011_0004
     # Device Control: only bits 4 and 11 (bit 15 not set here); Device Status RO 0.
     write(model, TYPE0, 0x0182, 0x48, 0xFFFF_7FFF)
     assert model.vf_read(2, 0x48 // 4) == 0x0000_0810
@@ -575,8 +575,8 @@ def test_vf_bus_master_enable_per_vf():
     model = igb()
     enable_igb_ari(model)
     assert write(model, TYPE0, 0x0182, 0x04, 0x0004, size=2) == ("SC", 0)
-    assert read(model, TYPE0, 0x0182, 0x04) == ("SC", 0x0010_0004)
-    assert read(model, TYPE0, 0x0180, 0x04) == ("SC", 0x0010_0000)
+    assert read(model, TYPE0, 0x0182, 0x04) == ("SC", 0x0011_0004)
+    assert read(model, TYPE0, 0x0180, 0x04) == ("SC", 0x0011_0000)
     assert model.vf_state(2) == {"bus_master_enable": True, "relaxed_ordering": True,
                                  "no_snoop": True}
     for n in (1, 3, 4):
@@ -605,7 +605,7 @@ def test_vf_flr_resets_that_vf_only():
     assert model.events == [("vf_flr", 2)]
     assert model.vf_state(2) == RESET_VF
     assert model.vf_read(2, 0x48 // 4) == 0x0000_0810       # bit 15 reads 0
-    assert model.vf_read(2, 0x04 // 4) == 0x0010_0000
+    assert model.vf_read(2, 0x04 // 4) == 0x0011_0000
     assert model.vf_state(3)["bus_master_enable"] is True
     # W8 0x80 at 0x49 of VF3 (together with a cleared No Snoop: the FLR wins).
     assert write(model, TYPE0, 0x0184, 0x49, 0x80, size=1) == ("SC", 0)
@@ -637,7 +637,7 @@ def test_vf_enable_clear_resets_vf_state():
     assert model.events == [("vfs_reset",)]
     # Re-enabled VFs start from reset values.
     pf_write(model, 0x168, 0x0019, size=2)
-    assert read(model, TYPE0, 0x0180, 0x04) == ("SC", 0x0010_0000)
+    assert read(model, TYPE0, 0x0180, 0x04) == ("SC", 0x0011_0000)
     assert read(model, TYPE0, 0x0186, 0x48) == ("SC", 0x0000_0810)
     # A W32 at 0x168 clearing VFE also counts.
     pf_write(model, 0x168, 0x0000_0000)
@@ -670,8 +670,11 @@ def test_pf_flr():
     assert model.pf_read(0x0C // 4) == 0x0000_0000
     assert model.pf_read(0x10 // 4) == 0x0000_0000
     assert model.pf_read(0x3C // 4) == 0x0000_0100
-    assert model.pf_read(0x48 // 4) == 0x0000_2810
-    assert model.pf_read(0x50 // 4) == 0x0012_0000
+    # PCIe Base §6.6.2: an FLR keeps the settings that control the Link: Max_Payload_Size
+    # (Device Control 7:5, written 0b111) and ASPM Control, Common Clock Configuration and
+    # Extended Synch (Link Control 0x00C3); the rest of Device Control is back to 0x2810.
+    assert model.pf_read(0x48 // 4) == 0x0000_28F0
+    assert model.pf_read(0x50 // 4) == 0x0012_00C3
     assert model.pf_read(0x168 // 4) == 0x0000_0000         # Control: VFE, MSE, ARI 0
     assert model.pf_read(0x170 // 4) == 0x0000_0000         # NumVFs 0
     assert model.pf_read(0x180 // 4) == 0x0000_0001         # System Page Size 4 KiB
@@ -684,6 +687,10 @@ def test_pf_flr():
     assert pf_write(model, 0x49, 0x80, size=1, rid=0x0200) == ("SC", 0)
     assert model.events == [("vfs_reset",), ("vfs_reset",)]
     assert model.captured_bus == 0x02
+    # A conventional reset returns the Link settings too.
+    model.reset()
+    assert model.pf_read(0x48 // 4) == 0x0000_2810
+    assert model.pf_read(0x50 // 4) == 0x0012_0000
 
 
 def test_conventional_reset():

@@ -300,7 +300,7 @@ def test_vf_d3hot_gates_only_that_vf_and_resets_it():
     assert read(model, VF[2], 0x80) == 0x0000_0003
     write(model, VF[2], 0x80, 0, size=2)                # D3hot -> D0: VF 2 reset
     assert read(model, VF[2], 0x80) == 0x0000_0000
-    assert read(model, VF[2], 0x04) == 0x0010_0000      # Bus Master Enable cleared
+    assert read(model, VF[2], 0x04) == 0x0011_0000      # Bus Master Enable cleared
     assert model.events[-1] == ("pm_reset", 2)
     assert read(model, PF, 0x168) == 0x0000_0019        # the PF and the other VFs untouched
     assert model.decode_memory(VF_BAR0 + APERTURE + 4) == (True, 2, 0, 4)
@@ -516,7 +516,7 @@ def test_vf_flr_resets_msix_but_keeps_table_size():
     write(model, VF[3], 0x48, 0x8000, size=2)           # VF FLR
     assert model.events[-1] == ("vf_flr", 3)
     assert read(model, VF[3], 0x84) == 0x0004_0011      # Table Size 5 kept, Enable/Mask 0
-    assert read(model, VF[3], 0x04) == 0x0010_0000
+    assert read(model, VF[3], 0x04) == 0x0011_0000
     assert mem_read(model, table + 0x40).data == 0x0000_0000_FEE0_4000
     assert mem_read(model, table + 0x48).data == 0x0000_0001_0000_0044   # masked again
     assert mem_read(model, table + 0x2000).data == 0

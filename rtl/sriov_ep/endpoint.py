@@ -43,8 +43,13 @@ VF_BME_LATENCY = 3
 
 class CompletionStatus(enum.Enum, shape=3):
     """Completion Status codes (PCI Express Base, §2.2.9)."""
-    SC = 0b000
-    UR = 0b001
+    #: Successful Completion.
+    SC  = 0b000
+    #: Unsupported Request.
+    UR  = 0b001
+    #: Request Retry Status (formerly Configuration Request Retry Status, CRS): the PF is not
+    #: ready yet after a reset; the request had no effect and is to be reissued (§2.3.1, §6.6).
+    RRS = 0b010
 
 
 class ConfigRequest(data.Struct):
@@ -133,6 +138,13 @@ def _or_terms(terms, width):
     return result
 
 
+def _vf_exists(n, num_vfs):
+    """``1 <= n <= num_vfs`` for a VF number ``n`` from user logic, as ``n - 1 < num_vfs``:
+    user logic that ties ``n`` to 0 then leaves no comparison of a constant 0 in the Verilog
+    (``1'h0 <= num_vfs``: Verilator -Wall UNSIGNED)."""
+    return (n != 0) & ((n - 1)[:len(n)] < num_vfs)
+
+
 class SriovEndpoint(wiring.Component):
     """An SR-IOV endpoint: the configuration spaces of the PF and all its VFs, memory decode,
     MSI-X and user-owned configuration space.
@@ -145,8 +157,15 @@ class SriovEndpoint(wiring.Component):
     free); after a write that resets a function with MSI-X, the next request waits a few cycles
     while the engine resets it. A request to user-owned configuration space takes as long as
     user logic takes to answer (at most ``user_cfg_timeout`` cycles). ``ready`` stays low from
-    acceptance until the completion is taken, and while the VF state is being cleared (TotalVFs
-    cycles after reset, a PF reset or VF Enable going to 0).
+    acceptance until the completion is taken.
+
+    Readiness: after a conventional reset and after a PF reset (FLR, D3hot to D0) the VF state
+    is cleared over TotalVFs cycles (``vf_reset_busy``). Meanwhile every config request is
+    accepted and completed at once with no effect: RRS (Request Retry Status) for the PF, UR
+    for any other Routing ID (no VF exists then). When VF Enable is cleared, the PF keeps
+    working during the clear, except that a config write waits (``ready`` low) until it ends,
+    at most TotalVFs + 2 cycles. The memory path never waits: BARs claim nothing after a PF
+    reset (Memory Space Enable is 0), and no VF exists while the VF state is cleared.
 
     Per-VF state lives in a memory of TotalVFs entries, so the flip-flop count does not grow
     with TotalVFs. Behaviour is specified in ``docs/endpoint-behaviour.md``.
@@ -355,8 +374,12 @@ class SriovEndpoint(wiring.Component):
         size_count = Signal(12)
 
         # -- Clearing all VF state: a sweep over the memory ---------------------------------
-        # (No request is accepted during a sweep, and none is in flight when one starts.)
+        # No VF exists during a sweep (VF Enable is 0), so no request in flight uses the memory:
+        # requests accepted meanwhile leave ``mem_addr`` to the sweep. ``clearing``: the sweep
+        # follows a reset of the PF (or the conventional reset), whose requests get RRS until
+        # it ends; a sweep after VF Enable clearing only holds config writes back.
         sweep      = Signal(init=1)       # also after reset: rst may come at any time
+        clearing   = Signal(init=1)
         start_sweep = Signal()
         pf_reset = Signal()
         with m.If(start_sweep):
@@ -364,7 +387,9 @@ class SriovEndpoint(wiring.Component):
         with m.Elif(sweep):
             m.d.sync += mem_addr.eq(mem_addr + 1)
             with m.If(mem_addr == depth - 1):
-                m.d.sync += sweep.eq(0)
+                m.d.sync += [sweep.eq(0), clearing.eq(0)]
+        with m.If(pf_reset):
+            m.d.sync += clearing.eq(1)
         vfe_prev = Signal()
         m.d.sync += vfe_prev.eq(sriov.vf_enable)
         with m.If(pf_reset):    # the PF reset clears VF Enable too: one sweep, not two
@@ -634,18 +659,25 @@ class SriovEndpoint(wiring.Component):
             m.d.sync += [ctrl_due.eq(0), reset_due.eq(0), restore_due.eq(0), size_due.eq(0)]
 
         # -- Request sequencing ----------------------------------------------------------------
+        retry = Signal()    # the request gets RRS (accepted while ``clearing``)
         with m.FSM(name="cfg"):
             with m.State("IDLE"):
                 idle = ~busy & ~engine_due
-                m.d.comb += self.cfg_req.ready.eq(idle)
+                # Config requests are taken during a sweep too (see the class's "Readiness"),
+                # except writes during the one after VF Enable clearing.
+                take = (~start_sweep & ~vfe_fell & ~engine_due &
+                        (~sweep | clearing | ~self.cfg_req.payload.write))
+                m.d.comb += self.cfg_req.ready.eq(take)
                 m.d.comb += self.vf_msix_size.ready.eq(idle & ~self.cfg_req.valid)
-                with m.If(self.cfg_req.valid & idle):
-                    m.d.sync += [req.eq(self.cfg_req.payload), size_op.eq(0)]
+                with m.If(self.cfg_req.valid & take):
+                    m.d.sync += [req.eq(self.cfg_req.payload), size_op.eq(0),
+                                 retry.eq(clearing)]
                     m.next = "DECODE"
                 with m.Elif(self.vf_msix_size.valid & idle):
                     size = self.vf_msix_size.payload
-                    exists = sriov.vf_enable & (size.vf != 0) & (size.vf <= sriov.num_vfs)
-                    m.d.sync += [req.write.eq(0), size_op.eq(1), size_count.eq(size.count),
+                    exists = sriov.vf_enable & _vf_exists(size.vf, sriov.num_vfs)
+                    m.d.sync += [req.write.eq(0), size_op.eq(1), retry.eq(0),
+                                 size_count.eq(size.count),
                                  target.eq(Mux(exists, Target.VF, Target.NONE)),
                                  mem_addr.eq(size.vf - 1)]
                     m.next = "FETCH"
@@ -655,7 +687,9 @@ class SriovEndpoint(wiring.Component):
                 with m.State("DIVIDE"):     # its multiplication by VF Stride's inverse
                     m.next = "DECODE2"
             with m.State("DECODE2"):
-                m.d.sync += [target.eq(decoder.target), mem_addr.eq(decoder.vf_index)]
+                m.d.sync += target.eq(decoder.target)
+                with m.If(~sweep):
+                    m.d.sync += mem_addr.eq(decoder.vf_index)
                 m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += vf.eq(Mux(target == Target.VF, mem_addr + 1, 0))
@@ -665,12 +699,17 @@ class SriovEndpoint(wiring.Component):
                 # (the memory registers its block RAMs' outputs)
                 m.next = "LOAD2"
             with m.State("LOAD2"):
-                m.d.comb += load2.eq(1)
+                m.d.comb += load2.eq(~retry)        # a retried request takes no effect
                 m.d.sync += state.eq(vf_rw.r_data)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                with m.If(user_hit & ~size_op & ((target == Target.PF) |
-                                                 (target == Target.VF))):
+                with m.If(retry):       # the same latency as any request, and no effect
+                    m.d.sync += [cpl.status.eq(Mux(target == Target.PF, CompletionStatus.RRS,
+                                                   CompletionStatus.UR)),
+                                 cpl.data.eq(0)]
+                    m.next = "COMPLETE"
+                with m.Elif(user_hit & ~size_op & ((target == Target.PF) |
+                                                   (target == Target.VF))):
                     m.d.sync += timeout.eq(p.user_cfg_timeout)
                     m.next = "USER_REQ"
                 with m.Else():
@@ -801,8 +840,8 @@ class SriovEndpoint(wiring.Component):
         bme_ok = [Signal(name=f"bme_ok{n}") for n in range(3)]
         m.d.sync += [
             bme_idx.eq(self.vf_bme_query - 1),
-            bme_ok[0].eq(sriov.vf_enable & (self.vf_bme_query != 0) &
-                         (self.vf_bme_query <= sriov.num_vfs) & ~sweep),
+            bme_ok[0].eq(sriov.vf_enable & _vf_exists(self.vf_bme_query, sriov.num_vfs) &
+                         ~sweep),
             bme_ok[1].eq(bme_ok[0]),
             bme_ok[2].eq(bme_ok[1]),
         ]

@@ -20,7 +20,8 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Access", "Field", "Register", "RegisterMap", "RegisterBank", "RegisterPort"]
+__all__ = ["Access", "ResetScope", "Field", "Register", "RegisterMap", "RegisterBank",
+           "RegisterPort"]
 
 
 class Access(enum.Enum):
@@ -42,6 +43,21 @@ class Access(enum.Enum):
     def stored(self):
         """Whether a field of this kind needs storage."""
         return self in (Access.RW, Access.RW1C)
+
+
+class ResetScope(enum.Enum):
+    """Which resets return a stored field to its reset value (PCI Express Base §6.6).
+
+    A conventional reset returns every field to its reset value. The function-level resets (an
+    FLR, a D3hot to D0 transition with No_Soft_Reset 0, and for a VF, VF Enable clearing) return
+    the ``FUNCTION`` fields only. ``docs/resets.md`` lists every field with its scope.
+    """
+    #: Function state: every reset of the function.
+    FUNCTION = "function"
+    #: A setting of the Link rather than of the Function (§6.6.2: an FLR must not modify
+    #: "Function-specific register settings that control Link operation", e.g. Max_Payload_Size
+    #: and ASPM Control): only a conventional reset returns it to its reset value.
+    LINK     = "link"
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,8 @@ class Field:
     values : tuple or None
         The values a write may set; a write of any other value leaves the field unchanged
         (e.g. PowerState, which ignores unsupported states).
+    scope : ResetScope
+        Which resets return the field to its reset value (stored fields only).
     """
     name:   str
     lsb:    int
@@ -81,6 +99,7 @@ class Field:
     desc:   str = ""
     per_vf: bool = False
     values: tuple | None = None
+    scope:  ResetScope = ResetScope.FUNCTION
 
     @property
     def mask(self):
@@ -356,12 +375,14 @@ class RegisterBank:
             m.d.sync += old.eq(Mux(hit, merged, old) | bits)
 
     def reset(self, m, cond):
-        """Return every stored field to its reset value when ``cond``. Call last."""
+        """Apply a function-level reset when ``cond``: return every stored field of
+        :attr:`ResetScope.FUNCTION` to its reset value; ``LINK`` fields keep theirs (a
+        conventional reset, the domain's reset, returns all of them). Call last."""
         with m.If(cond):
             for reg in self.regmap.registers:
                 for f in reg.fields:
                     path = f"{reg.name}.{f.name}"
-                    if path in self._storage:
+                    if path in self._storage and f.scope is ResetScope.FUNCTION:
                         m.d.sync += self._storage[path].eq(f.reset)
 
 

@@ -468,6 +468,10 @@ COMMAND_MEMORY_SPACE_ENABLE = 1 << 1
 COMMAND_BUS_MASTER_ENABLE = 1 << 2
 #: Status bit 4, Capabilities List (RO 1 in the PF and every VF).
 STATUS_CAPABILITIES_LIST = 1 << 4
+#: Status bit 0, Immediate Readiness (PCIe Base §7.5.1.1.4): 1 in every VF (a VF FLR takes
+#: effect within the request; a VF exists only once the VF state is clear), 0 in the PF (its
+#: config requests get Request Retry Status while the VF state is cleared after a reset).
+STATUS_IMMEDIATE_READINESS = 1 << 0
 #: PF Status bits that are RW1C (never set): 8, 11, 12, 13, 14, 15.
 PF_STATUS_RW1C = 1 << 8 | 1 << 11 | 1 << 12 | 1 << 13 | 1 << 14 | 1 << 15  # 0xF900
 
@@ -493,8 +497,15 @@ PF_DEVCTL_RW    = 0x000F | 0x0010 | 0x00E0 | 0x0800 | 0x7000          # 0x78FF
 PF_DEVCTL_RESET = 0x2810
 #: PF Device Status bits 3:0: RW1C (never set).
 PF_DEVSTA_RW1C  = 0x000F
-#: PF Link Control RW bits: 1:0 ASPM Control, 6 Common Clock Configuration, 7 Extended Synch.
-PF_LNKCTL_RW    = 0x0003 | 0x0040 | 0x0080                             # 0x00C3
+#: PF Link Control RW bits: 1:0 ASPM Control, 3 Read Completion Boundary, 6 Common Clock
+#: Configuration, 7 Extended Synch. (8 Enable Clock PM and 9 Hardware Autonomous Width Disable
+#: are hardwired to 0: no Clock PM, no autonomous width changes.)
+PF_LNKCTL_RW    = 0x0003 | 0x0008 | 0x0040 | 0x0080                    # 0x00CB
+#: What an FLR or a D3hot -> D0 reset keeps (PCIe Base §6.6.2: Function settings that control
+#: the Link): Device Control's Max_Payload_Size (7:5) and every RW bit of Link Control. Only a
+#: conventional reset returns them to 0.
+PF_DEVCTL_KEPT_BY_FLR = 0x00E0
+PF_LNKCTL_KEPT_BY_FLR = PF_LNKCTL_RW
 
 #: ARI Extended Capability: ID and version (the header's bits 19:0).
 ARI_CAP_ID      = 0x000E
@@ -783,19 +794,23 @@ class EndpointModel:
         :attr:`events` / :attr:`messages` and clears neither.
         """
         self.captured_bus = 0
+        self.device_control = PF_DEVCTL_RESET
+        self.link_control = 0
         self._reset_pf()
 
     def _reset_pf(self):
-        # Every RW/RW1C field of the PF (header, PCIe, PM, MSI-X control, SR-IOV capability) and
-        # every VF's state. The captured bus is not touched (it survives a PF FLR).
+        # A function-level reset of the PF (FLR, D3hot -> D0): every RW/RW1C field of the PF
+        # (header, PCIe, PM, MSI-X control, SR-IOV capability) and every VF's state, except the
+        # Link settings (Max_Payload_Size, Link Control) and the captured bus, which it keeps.
         self.command            = 0
         self.status_rw1c        = 0
         self.cache_line_size    = 0
         self.interrupt_line     = 0
         self.bar_address        = {bar.index: 0 for bar in self.params.pf_bars}
-        self.device_control     = PF_DEVCTL_RESET
+        self.device_control     = (PF_DEVCTL_RESET & ~PF_DEVCTL_KEPT_BY_FLR) | \
+            (self.device_control & PF_DEVCTL_KEPT_BY_FLR)
         self.device_status_rw1c = 0
-        self.link_control       = 0
+        self.link_control       &= PF_LNKCTL_KEPT_BY_FLR
         self.pm_power_state     = D0
         self._pf_msix = _MsixControl(self.params.msix.max_vectors) \
             if self.params.msix is not None else None
@@ -1123,7 +1138,7 @@ class EndpointModel:
             return 0xFFFF_FFFF      # Vendor ID and Device ID read 0xFFFF
         if offset == HDR_COMMAND_STATUS:
             command = COMMAND_BUS_MASTER_ENABLE if state["bus_master_enable"] else 0
-            return command | STATUS_CAPABILITIES_LIST << 16
+            return command | (STATUS_CAPABILITIES_LIST | STATUS_IMMEDIATE_READINESS) << 16
         if offset == HDR_CLASS:
             return p.revision_id | p.class_code << 8
         if offset == HDR_SUBSYSTEM:

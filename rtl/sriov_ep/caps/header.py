@@ -61,6 +61,8 @@ def type0_header_map(params, cap_pointer):
             Field("interrupt_disable", 10, 1, RW),
         ), desc="Command"),
         Register("status", 0x06, 16, (
+            Field("immediate_readiness", 0, 1, RO, 0,
+                  desc="0: config requests get RRS while the VF state is cleared after a reset"),
             Field("interrupt_status", 3, 1, RO, 0),
             Field("capabilities_list", 4, 1, RO, 1),
             Field("master_data_parity_error", 8, 1, RW1C),
@@ -107,7 +109,11 @@ def vf_header_map(params, cap_pointer):
             Field("memory_space_enable", 1, 1, RO, 0, desc="VF MSE in the PF governs"),
             Field("bus_master_enable", 2, 1, RW, per_vf=True, desc="per VF"),
         ), desc="Command"),
-        Register("status", 0x06, 16, (Field("capabilities_list", 4, 1, RO, 1),)),
+        Register("status", 0x06, 16, (
+            Field("immediate_readiness", 0, 1, RO, 1,
+                  desc="a VF completes config requests at once after any reset"),
+            Field("capabilities_list", 4, 1, RO, 1),
+        )),
         Register("revision_id", 0x08, 8, (Field("revision_id", 0, 8, RO, p.revision_id),)),
         Register("class_code", 0x09, 8, (Field("prog_if", 0, 8, RO, p.class_code & 0xff),)),
         Register("subclass", 0x0a, 8, (Field("subclass", 0, 8, RO, (p.class_code >> 8) & 0xff),)),

@@ -1,6 +1,6 @@
 """The PCI Express Capability (version 2, Endpoint) of the PF and of a VF (PCIe Base §7.5.3)."""
 
-from ..regs import Access, Field, Register, RegisterMap
+from ..regs import Access, Field, Register, RegisterMap, ResetScope
 
 __all__ = ["PCIE_CAP_OFFSET", "PCIE_CAP_SIZE", "PCIE_CAP_ID", "pcie_capability_map"]
 
@@ -10,6 +10,8 @@ PCIE_CAP_ID       = 0x10
 
 RO, HWINIT, RW, RW1C, RSVDP, RSVDZ = (Access.RO, Access.HWINIT, Access.RW, Access.RW1C,
                                       Access.RSVDP, Access.RSVDZ)
+#: Link settings: an FLR or a D3hot -> D0 reset keeps them (PCIe Base §6.6.2).
+LINK = ResetScope.LINK
 
 
 def pcie_capability_map(params, next_offset=0, *, vf=False):
@@ -33,7 +35,7 @@ def pcie_capability_map(params, next_offset=0, *, vf=False):
             Field("fatal_error_reporting", 2, 1, RW),
             Field("unsupported_request_reporting", 3, 1, RW),
             Field("relaxed_ordering", 4, 1, RW, 1),
-            Field("max_payload_size", 5, 3, RW, 0),
+            Field("max_payload_size", 5, 3, RW, 0, scope=LINK),
             Field("no_snoop", 11, 1, RW, 1),
             Field("max_read_request_size", 12, 3, RW, 2),
             Field("initiate_flr", 15, 1, RW, custom=True, desc="write 1: PF FLR; reads 0"),
@@ -44,10 +46,15 @@ def pcie_capability_map(params, next_offset=0, *, vf=False):
             Field("fatal_error_detected", 2, 1, RW1C),
             Field("unsupported_request_detected", 3, 1, RW1C),
         )
+        # Enable Clock Power Management (bit 8) and Hardware Autonomous Width Disable (bit 9)
+        # are hardwired to 0, as §7.5.3.7 permits without Clock PM (Link Capabilities bit 18 is
+        # 0) and without autonomous width changes.
         linkctl = (
-            Field("aspm_control", 0, 2, RW),
-            Field("common_clock_configuration", 6, 1, RW),
-            Field("extended_synch", 7, 1, RW),
+            Field("aspm_control", 0, 2, RW, scope=LINK),
+            Field("read_completion_boundary", 3, 1, RW, scope=LINK,
+                  desc="0: 64 bytes, 1: 128 bytes (the Root Port's RCB)"),
+            Field("common_clock_configuration", 6, 1, RW, scope=LINK),
+            Field("extended_synch", 7, 1, RW, scope=LINK),
         )
     return RegisterMap("vf_pcie" if vf else "pcie", PCIE_CAP_SIZE, [
         Register("cap_header", 0x00, 16, (

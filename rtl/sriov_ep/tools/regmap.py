@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..caps import pf_chain, vf_chain
 from ..caps.chain import Kind
-from ..regs import Access
+from ..regs import Access, ResetScope
 
 __all__ = ["FUNCTIONS", "StructureView", "structures", "user_span", "link_text", "field_notes",
            "format_bits", "format_reset", "per_vf_fields"]
@@ -104,8 +104,9 @@ def format_reset(f):
 
 def field_notes(reg, f, *, first):
     """Notes for the row of field ``f`` (``None`` for a register without fields) of ``reg``:
-    the register's description on its ``first`` row, the field's, and ``per VF`` for a field
-    held per VF in the VF state memory (:attr:`~sriov_ep.regs.Field.per_vf`)."""
+    the register's description on its ``first`` row, the field's, ``per VF`` for a field
+    held per VF in the VF state memory (:attr:`~sriov_ep.regs.Field.per_vf`), and ``kept by
+    FLR`` for a Link setting (:attr:`~sriov_ep.regs.ResetScope.LINK`)."""
     notes = []
     if first and reg.desc:
         notes.append(reg.desc)
@@ -114,6 +115,8 @@ def field_notes(reg, f, *, first):
             notes.append(f.desc)
         if f.per_vf and not any("per VF" in note for note in notes):
             notes.append("per VF")
+        if f.access.stored and f.scope is ResetScope.LINK:
+            notes.append("kept by FLR")
     return notes
 
 
