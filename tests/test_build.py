@@ -184,9 +184,9 @@ def test_examples_exist():
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_all_artefacts_written(builds, name):
     paths = builds[name]
-    assert set(paths) == {"verilog", "sdc", "xdc", "lpf", "core", "regmap"}
     assert {key: path.name for key, path in paths.items()} == {
-        "verilog": "sriov_ep_top.v", "sdc": "sriov_ep.sdc", "xdc": "sriov_ep.xdc",
+        "verilog": "sriov_ep_top.v", "wrapper": "sriov_ep.v", "fields": "sriov_ep_fields.vh",
+        "waivers": "sriov_ep_lint.vlt", "sdc": "sriov_ep.sdc", "xdc": "sriov_ep.xdc",
         "lpf": "sriov_ep.lpf", "core": "sriov_ep.core", "regmap": "regmap.md"}
     folder = paths["verilog"].parent
     assert sorted(p.name for p in folder.iterdir()) == sorted(ARTEFACTS.values())
@@ -196,6 +196,16 @@ def test_all_artefacts_written(builds, name):
     assert "module sriov_ep_top(" in verilog
     # emit_src=False: no source locations, hence no paths of this machine.
     assert "src =" not in verilog and str(Path.home()) not in verilog
+    # Export and wrapper open with the same timescale (Verilator: TIMESCALEMOD otherwise).
+    assert verilog.splitlines()[0] == "`timescale 1ns / 1ps"
+    wrapper = paths["wrapper"].read_text()
+    assert wrapper.splitlines()[0] == "`timescale 1ns / 1ps"
+    assert "module sriov_ep (" in wrapper and "    sriov_ep_top core (" in wrapper
+    assert f"// Configuration {name}, TotalVFs " in wrapper
+    fields = paths["fields"].read_text()
+    # Included inside a module body, where a `timescale may not stand: neither one.
+    assert "`timescale" not in fields and not re.search(r"^\s*module\b", fields, re.M)
+    assert "/* verilator lint_save */" in fields and "/* verilator lint_restore */" in fields
 
 
 def test_out_dir_is_created(tmp_path):
@@ -217,16 +227,41 @@ def test_core_file(builds, name):
     types = {}
     for fileset in filesets.values():
         for file in fileset["files"]:
+            if isinstance(file, dict):          # a file with attributes: {name: {...}}
+                (file,) = file
             assert (core.parent / file).is_file(), f"{core.name} names missing {file}"
             types[file] = fileset["file_type"]
-    assert types == {"sriov_ep_top.v": "verilogSource", "sriov_ep.sdc": "SDC",
-                     "sriov_ep.xdc": "xdc", "sriov_ep.lpf": "LPF"}
-    default = doc["targets"]["default"]
-    assert default["toplevel"] == "sriov_ep_top"
-    assert sorted(default["filesets"]) == sorted(filesets)
-    lint = doc["targets"]["lint"]
-    assert lint["toplevel"] == "sriov_ep_top" and lint["default_tool"] == "verilator"
-    assert lint["tools"]["verilator"]["verilator_options"] == lint_args()[1:]
+    assert types == {"sriov_ep_top.v": "verilogSource", "sriov_ep.v": "verilogSource",
+                     "sriov_ep_fields.vh": "verilogSource", "sriov_ep_lint.vlt": "vlt",
+                     "sriov_ep.sdc": "SDC", "sriov_ep.xdc": "xdc", "sriov_ep.lpf": "LPF"}
+    assert filesets["rtl"]["files"] == ["sriov_ep_top.v", "sriov_ep.v",
+                                        {"sriov_ep_fields.vh": {"is_include_file": True}}]
+    targets = doc["targets"]
+    # Every target has the sources and the files of its own tool only; the default none.
+    assert {name: (t.get("default_tool"), t["filesets"]) for name, t in targets.items()} == {
+        "default": (None, ["rtl"]),
+        "vivado":  ("vivado", ["rtl", "constraints_xdc"]),
+        "quartus": ("quartus", ["rtl", "constraints_sdc"]),
+        "trellis": ("trellis", ["rtl", "constraints_lpf"]),
+        "lint":    ("verilator", ["rtl", "lint_waivers"]),
+    }
+    for target in targets.values():
+        assert target["toplevel"] == "sriov_ep" and len(target["description"]) > 20
+    lint = targets["lint"]["tools"]["verilator"]
+    assert lint == {"mode": "lint-only", "verilator_options": ["-Wall"]}
+
+
+@pytest.mark.parametrize("name", ["igb-82576", "many-vfs"])
+def test_lint_waiver_file(builds, name):
+    """The waivers of LINT_WAIVERS, each with its reason, for sriov_ep_top.v alone."""
+    lines = builds[name]["waivers"].read_text().splitlines()
+    assert lines[0] == "`verilator_config"
+    rules = [line for line in lines if not line.startswith("//") and line != lines[0]]
+    assert rules == [f'lint_off -rule {rule} -file "*sriov_ep_top.v"'
+                     for rule, _reason in LINT_WAIVERS]
+    for rule, reason in LINT_WAIVERS:
+        assert f"// {rule}:" in lines
+        assert reason.split()[-1] in "\n".join(lines)
 
 
 # -- Constraints ---------------------------------------------------------------------------------
@@ -237,21 +272,39 @@ def constraint_lines(paths):
             for kind in ("sdc", "xdc", "lpf")}
 
 
+def expected_constraints(period, mhz):
+    """The constraint lines for a clock of ``period`` ns / ``mhz`` MHz: the clock; in SDC and
+    XDC input and output delays of 0 on every port but the clock (the I/O choice of
+    constraints/README.md); no I/O preference in the LPF."""
+    return {
+        "sdc": [f"create_clock -name clk -period {period} [get_ports clk]",
+                "set_input_delay -clock clk 0 [remove_from_collection [all_inputs] "
+                "[get_ports clk]]",
+                "set_output_delay -clock clk 0 [all_outputs]"],
+        "xdc": [f"create_clock -name clk -period {period} [get_ports clk]",
+                "set_input_delay -clock [get_clocks clk] 0 "
+                "[get_ports -filter {DIRECTION == IN && NAME != clk}]",
+                "set_output_delay -clock [get_clocks clk] 0 "
+                "[get_ports -filter {DIRECTION == OUT}]"],
+        "lpf": [f'FREQUENCY PORT "clk" {mhz} MHZ;'],
+    }
+
+
 @pytest.mark.parametrize("name, period, mhz", [
     ("igb-82576", "8.000", "125"),      # clock_mhz = 125.0
     ("nvme",      "4.000", "250"),      # clock_mhz = 250.0
     ("many-vfs",  "4.000", "250"),      # clock_mhz = 250.0
 ])
 def test_constraints_default_to_clock_mhz(builds, name, period, mhz):
-    assert constraint_lines(builds[name]) == {
-        "sdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
-        "xdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
-        "lpf": [f'FREQUENCY PORT "clk" {mhz} MHZ;'],
-    }
+    assert constraint_lines(builds[name]) == expected_constraints(period, mhz)
     for kind in ("sdc", "xdc", "lpf"):
         text = builds[name][kind].read_text()
-        assert "{" not in text and "}" not in text, f"unfilled placeholder in {kind}"
+        comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+        assert "{" not in comments and "}" not in comments, f"unfilled placeholder in {kind}"
         assert f"configuration {name}:" in text
+        # The reset and the I/O are a stated choice, not silence.
+        assert "Reset: rst is synchronous" in comments
+        assert "I/O: " in comments
 
 
 @pytest.mark.parametrize("freq, period, mhz", [
@@ -261,11 +314,7 @@ def test_constraints_default_to_clock_mhz(builds, name, period, mhz):
 ])
 def test_constraints_requested_frequency(tmp_path, freq, period, mhz):
     paths = write_build(load_params(EXAMPLES / "igb-82576.toml"), tmp_path, freq_mhz=freq)
-    assert constraint_lines(paths) == {
-        "sdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
-        "xdc": [f"create_clock -name clk -period {period} [get_ports clk]"],
-        "lpf": [f'FREQUENCY PORT "clk" {mhz} MHZ;'],
-    }
+    assert constraint_lines(paths) == expected_constraints(period, mhz)
 
 
 @pytest.mark.parametrize("freq", [0, -5, 2000, "fast", True])

@@ -183,10 +183,12 @@ class VfBarDecoder(wiring.Component):
             m.d.comb += s1_comb
 
         # -- Stage 2: VF number and offset from the difference; pick the hit -----------------
-        result = Signal.like(self.res.payload)
-        m.d.comb += [result.addr.eq(s1_req.addr), result.write.eq(s1_req.write),
-                     result.tag.eq(s1_req.tag), result.data.eq(s1_req.data),
-                     result.be.eq(s1_req.be)]
+        # ``result`` holds the decode; the request's own fields go from stage 1 straight into
+        # the result register (copied through ``result``, they would become always blocks that
+        # read nothing when user logic ties ``req`` off: Verilator ALWNEVER).
+        decoded = ("claimed", "internal", "is_vf", "vf", "bar", "offset")
+        layout = data.Layout.cast(self.res.payload.shape())
+        result = Signal(data.StructLayout({name: layout[name].shape for name in decoded}))
         hits = []
         for n, bar in enumerate(p.pf_bars):
             offset = Signal(64, name=f"pf{bar.index}_offset")
@@ -213,5 +215,8 @@ class VfBarDecoder(wiring.Component):
                              result.bar.eq(bar_index), result.offset.eq(offset)]
 
         with m.If(advance):
-            m.d.sync += [self.res.valid.eq(s1_valid), self.res.payload.eq(result)]
+            m.d.sync += [self.res.valid.eq(s1_valid),
+                         *(self.res.payload[name].eq(result[name]) for name in decoded),
+                         *(self.res.payload[name].eq(s1_req[name])
+                           for name in ("addr", "write", "tag", "data", "be"))]
         return m
