@@ -1,8 +1,11 @@
 """EndpointParams, Bar and the TOML loader: every rule refuses a bad value with a message that
 names the field (as spelled in TOML) and the rule."""
 
+import copy
+import datetime
 import math
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,13 +13,16 @@ import pytest
 from sriov_ep.params import (
     MANDATORY_PAGE_SIZES,
     Bar,
+    ConfigNote,
     EndpointParams,
     ParamError,
+    first_unreachable_vf,
     format_bdf,
     load_params,
     params_from_dict,
     parse_bdf,
 )
+from sriov_tb.cli import main as cli_main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -658,6 +664,349 @@ def test_params_from_dict_without_file():
     assert (p.pf_rid, p.vendor_id, p.total_vfs, p.clock_mhz) == (0x0200, 0x10EE, 2, 100)
     with pytest.raises(ParamError, match=re.escape("pf.vendor_id: 0x0000 is not a valid")):
         params_from_dict({"pf": {"vendor_id": 0}, "sriov": {}})
+
+
+# -- TOML: identity fields left to their defaults ---------------------------------------------
+
+#: Sets the four identity fields (PF Vendor and Device ID, TotalVFs, VF Device ID) and nothing
+#: else that matters here.
+IDENTITY_TOML = """\
+[pf]
+vendor_id = 0x10EE
+device_id = 0x9038
+
+[sriov]
+total_vfs = 4
+vf_device_id = 0x9039
+"""
+
+IDENTITY_LINES = {"pf.vendor_id": "vendor_id = 0x10EE\n", "pf.device_id": "device_id = 0x9038\n",
+                  "sriov.total_vfs": "total_vfs = 4\n",
+                  "sriov.vf_device_id": "vf_device_id = 0x9039\n"}
+
+
+def test_only_sriov_table_is_noted(tmp_path):
+    """A file holding only ``[sriov]`` still loads (the defaults apply), and each identity field
+    it leaves out comes back as a note naming the file and the field."""
+    path = write_toml(tmp_path, "[sriov]\n")
+    notes = []
+    p = load_params(path, notes=notes)
+    assert (p.vendor_id, p.device_id, p.total_vfs, p.vf_device_id) == (0x1234, 0x0001, 8, 0x0002)
+    assert [str(note) for note in notes] == [
+        f"{path}: pf.vendor_id: not set: Vendor ID defaults to the placeholder 0x1234; set it "
+        f"for your device",
+        f"{path}: pf.device_id: not set: Device ID defaults to the placeholder 0x0001; set it "
+        f"for your device",
+        f"{path}: sriov.total_vfs: not set: TotalVFs defaults to the placeholder 8; set it for "
+        f"your device",
+        f"{path}: sriov.vf_device_id: not set: VF Device ID defaults to the placeholder 0x0002; "
+        f"set it for your device",
+    ]
+    assert [(note.field, note.source) for note in notes] == \
+        [(field, str(path)) for field in IDENTITY_LINES]
+    assert all(isinstance(note, ConfigNote) for note in notes)
+
+
+@pytest.mark.parametrize("left_out", sorted(IDENTITY_LINES))
+def test_each_identity_field_left_out_is_noted(tmp_path, left_out):
+    text = IDENTITY_TOML.replace(IDENTITY_LINES[left_out], "")
+    assert text != IDENTITY_TOML
+    notes = []
+    load_params(write_toml(tmp_path, text), notes=notes)
+    assert [note.field for note in notes] == [left_out]
+
+
+def test_identity_fields_set_give_no_notes(tmp_path):
+    notes = []
+    p = load_params(write_toml(tmp_path, IDENTITY_TOML), notes=notes)
+    assert notes == []
+    assert (p.vendor_id, p.device_id, p.total_vfs, p.vf_device_id) == (0x10EE, 0x9038, 4,
+                                                                       0x9039)
+
+
+def test_identity_field_set_to_its_default_value_is_not_noted(tmp_path):
+    """What counts is whether the file says it, not the value."""
+    text = IDENTITY_TOML.replace("0x10EE", "0x1234").replace("total_vfs = 4", "total_vfs = 8")
+    notes = []
+    load_params(write_toml(tmp_path, text), notes=notes)
+    assert notes == []
+
+
+def test_notes_are_not_python_warnings(tmp_path):
+    """Loading a partial file from Python is quiet, even with warnings as errors: the notes go
+    only to a list the caller asks for."""
+    path = write_toml(tmp_path, "[sriov]\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_params(path).total_vfs == 8
+        assert load_params(path, notes=[]).total_vfs == 8
+
+
+def test_no_notes_for_a_refused_file(tmp_path):
+    notes = []
+    with pytest.raises(ParamError):
+        load_params(write_toml(tmp_path, "[sriov]\ntotal_vfs = 0\n"), notes=notes)
+    assert notes == []
+
+
+def test_params_from_dict_notes_have_no_source():
+    notes = []
+    params_from_dict({"pf": {"vendor_id": 0x10EE, "device_id": 1}, "sriov": {"total_vfs": 2}},
+                     notes=notes)
+    assert [str(note) for note in notes] == [
+        "sriov.vf_device_id: not set: VF Device ID defaults to the placeholder 0x0002; set it for "
+        "your device"]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_examples_set_every_identity_field(path):
+    notes = []
+    load_params(path, notes=notes)
+    assert notes == []
+
+
+def test_python_construction_keeps_its_defaults():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = EndpointParams()
+    assert (p.vendor_id, p.device_id, p.total_vfs, p.vf_device_id) == (0x1234, 0x0001, 8, 0x0002)
+
+
+# -- TOML: strict types -------------------------------------------------------------------------
+
+#: A document that sets every key the loader knows (each leaf once), valid as it stands.
+FULL_DOC = {
+    "name": "full", "description": "every key", "clock_mhz": 125, "user_cfg_timeout": 64,
+    "pf": {
+        "address": "01:00.0", "vendor_id": 0x10EE, "device_id": 0x9038, "revision_id": 1,
+        "class_code": 0x020000, "subsystem_vendor_id": 0x10EE, "subsystem_id": 7,
+        "bar": [{"index": 0, "size": "64K", "width": 64, "prefetchable": False}],
+        "pm": {"d1": False, "d2": True, "no_soft_reset": False, "offset": 0x80},
+        "msix": {"vectors": 4, "max_vectors": 4, "offset": 0x90,
+                 "table": {"bar": 0, "offset": 0x2000}, "pba": {"bar": 0, "offset": 0x3000}},
+        "capability": [{"name": "dsn", "kind": "extended", "id": 3, "version": 1, "size": 12,
+                        "offset": 0x200}],
+    },
+    "sriov": {
+        "ari_cap_offset": 0x100, "cap_offset": 0x140, "total_vfs": 4, "initial_vfs": 4,
+        "vf_device_id": 0x9039, "first_vf_offset": {"ari": 1, "non_ari": 1},
+        "vf_stride": {"ari": 1, "non_ari": 1}, "supported_page_sizes": 0x553,
+        "function_dependency_link": 0, "ari_capable_hierarchy_preserved": False,
+        "vf_10bit_tag_requester_supported": True,
+        "vf_bar": [{"index": 0, "size": "16K", "width": 64, "prefetchable": True}],
+        "vf_pm": {"d1": False, "d2": False, "no_soft_reset": True, "offset": 0x80},
+        "vf_msix": {"vectors": 1, "max_vectors": 4, "offset": 0x90,
+                    "table": {"bar": 0, "offset": 0x2000}, "pba": {"bar": 0, "offset": 0x3000}},
+        "vf_capability": [{"name": "vsec", "kind": "extended", "id": 0xB, "version": 1,
+                           "size": "24", "offset": 0x108}],
+    },
+}
+
+
+def _leaves(node, path=""):
+    """``(TOML path, keys)`` of every scalar in ``node``: ``pf.bar[0].size``."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        name = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+        if isinstance(value, (dict, list)):
+            for sub, keys in _leaves(value, name):
+                yield sub, (key, *keys)
+        else:
+            yield name, (key,)
+
+
+FULL_LEAVES = dict(_leaves(FULL_DOC))
+
+#: What each kind of leaf must be, as the refusal says it, and values of other TOML types.
+_STRING = ("must be a string", [5, True, 5.0, ["x"]])
+_INTEGER = ("must be an integer", [16.0, True, False, "16", [16], {"a": 16},
+                                   datetime.date(2024, 1, 1)])
+_BOOLEAN = ("must be true or false", [1, 0, 1.0, "true"])
+_SIZE = ("must be a byte count", [4096.0, True, [4096]])
+_WIDTH = ("must be 32 or 64", [64.0, 32.0, True, "64"])
+_NUMBER = ("must be a number of MHz", [True, "125", [125]])
+
+
+def _kind(path, value):
+    last = path.rsplit(".", 1)[-1]
+    if last == "size":
+        return _SIZE
+    if last == "width":
+        return _WIDTH
+    if path == "clock_mhz":
+        return _NUMBER
+    if isinstance(value, bool):
+        return _BOOLEAN
+    if isinstance(value, str):
+        return _STRING
+    return _INTEGER
+
+
+def _replaced(doc, keys, value):
+    doc = copy.deepcopy(doc)
+    node = doc
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+    return doc
+
+
+def _toml_type(value):
+    """The TOML type of ``value`` as the refusal names it."""
+    if isinstance(value, bool):
+        return "a boolean"
+    for kind, name in ((int, "an integer"), (float, "a float"), (str, "a string"),
+                       (list, "an array"), (dict, "a table"), (datetime.date, "a date/time")):
+        if isinstance(value, kind):
+            return name
+    raise AssertionError(value)
+
+
+def test_full_doc_loads():
+    p = params_from_dict(FULL_DOC)
+    assert (p.msix.table_offset, p.vf_msix.max_vectors, p.vf_user_caps[0].size) == \
+        (0x2000, 4, 24)
+    # 4 top-level keys; pf: 7 scalars, bar 4, pm 4, msix 7, capability 6; sriov: 5 scalars,
+    # the offset/stride pairs 4, 4 flags and links, vf_bar 4, vf_pm 4, vf_msix 7,
+    # vf_capability 6: every key the loader knows.
+    assert len(FULL_LEAVES) == 4 + (7 + 4 + 4 + 7 + 6) + (5 + 4 + 4 + 4 + 4 + 7 + 6) == 66
+
+
+@pytest.mark.parametrize("path", sorted(FULL_LEAVES))
+def test_every_field_refuses_other_types(path):
+    """Each leaf of a full document, given a value of each other TOML type (``64.0`` for an
+    integer, ``true`` where an integer or a string goes, ``1`` where a boolean goes, ...), is
+    refused naming the TOML path, the type it needs and the type it got."""
+    keys = FULL_LEAVES[path]
+    phrase, wrong_values = _kind(path, _get(FULL_DOC, keys))
+    for value in wrong_values:
+        with pytest.raises(ParamError) as info:
+            params_from_dict(_replaced(FULL_DOC, keys, value))
+        assert info.value.field == path, (value, str(info.value))
+        assert phrase in info.value.rule, (value, str(info.value))
+        assert f"not {_toml_type(value)}" in info.value.rule, (value, str(info.value))
+
+
+def _get(doc, keys):
+    for key in keys:
+        doc = doc[key]
+    return doc
+
+
+@pytest.mark.parametrize("text, field, phrase", [
+    ("name = 5\n" + MINIMAL_TOML, "name", "must be a string, not an integer (5)"),
+    ("description = true\n" + MINIMAL_TOML, "description", "must be a string, not a boolean"),
+    (MINIMAL_TOML.replace("[sriov]", "vendor_id = true\n[sriov]"), "pf.vendor_id",
+     "must be an integer, not a boolean (true)"),
+    (MINIMAL_TOML.replace("total_vfs = 4", "total_vfs = 4.0"), "sriov.total_vfs",
+     "must be an integer, not a float (4.0)"),
+    (MINIMAL_TOML + "[[sriov.vf_bar]]\nindex = 0\nsize = 4096\nwidth = 64.0\n",
+     "sriov.vf_bar[0].width", "must be 32 or 64 (an integer), not a float (64.0)"),
+    (MINIMAL_TOML + "[[sriov.vf_bar]]\nindex = 0\nsize = 4096\nprefetchable = 1\n",
+     "sriov.vf_bar[0].prefetchable", "must be true or false (a boolean), not an integer (1)"),
+    (MINIMAL_TOML + "[[pf.capability]]\nname = 5\nkind = \"extended\"\nsize = 8\n",
+     "pf.capability[0].name", "must be a string, not an integer (5)"),
+    (MINIMAL_TOML + "[[sriov.vf_capability]]\nname = \"r\"\nkind = \"range\"\nsize = 8\n"
+                    "offset = 0x400\nid = 1.5\n",
+     "sriov.vf_capability[0].id", "must be an integer, not a float (1.5)"),
+    (MINIMAL_TOML + "vf_bar = [{ index = 0, size = \"4K\" }]\n[sriov.vf_msix]\nvectors = 1\n"
+                    "table = { bar = 0, offset = 0 }\npba = { bar = 0.0, offset = 0x800 }\n",
+     "sriov.vf_msix.pba.bar", "must be an integer, not a float (0.0)"),
+    (MINIMAL_TOML + "vf_pm = 1\n", "sriov.vf_pm",
+     "must be a table, or true (the default capability) or false (none), not an integer (1)"),
+])
+def test_wrong_type_in_file_names_file_field_and_type(tmp_path, text, field, phrase):
+    toml_refuses(tmp_path, text, field, phrase)
+
+
+def test_python_booleans_are_not_integers():
+    """``True`` is an ``int`` in Python; where the parameters want a number it is refused."""
+    refuses("sriov.total_vfs", "must be an integer, not a boolean (true)", total_vfs=True)
+    refuses("pf.bar[0].index", "must be an integer, not a boolean (false)",
+            pf_bars=(Bar(False, 4096),))
+
+
+# -- Reachability without ARI -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name, expected", [
+    ("nvme", 8),            # offset 1 / stride 1: VF 8 is 0x0108 = 01:01.0 (its own comment)
+    ("igb-82576", None),    # non-ARI offset 0x180: VFs at 02:10.0.., reached by Type 1
+    ("many-vfs", None),     # non-ARI offset 0x100: the next bus
+    ("user-caps", None),    # 4 VFs: 01:00.1 .. 01:00.4, all device 0
+])
+def test_first_unreachable_vf_of_examples(name, expected):
+    p = load_params(EXAMPLES / f"{name}.toml")
+    assert first_unreachable_vf(p) == expected
+    assert first_unreachable_vf(p, ari=False) == expected
+    assert first_unreachable_vf(p, ari=True) is None
+
+
+@pytest.mark.parametrize("pf_rid, offset, stride, total_vfs, expected", [
+    (0x0100, 1, 1, 7, None),        # 01:00.1 .. 01:00.7
+    (0x0100, 1, 1, 8, 8),           # VF 8 at 01:01.0
+    (0x0100, 7, 1, 2, 2),           # 01:00.7, then 01:01.0
+    (0x0100, 8, 1, 1, 1),           # 01:01.0 at once
+    (0x0100, 2, 3, 4, 3),           # 01:00.2, 01:00.5, 01:01.0
+    (0x0118, 1, 1, 1, 1),           # PF 01:03.0: VF 1 is 01:03.1, device 3
+    (0x0100, 0x100, 1, 300, None),  # all on buses 02 and 03
+    (0x01F8, 8, 1, 4, None),        # PF 01:1f.0: VF 1 is 02:00.0, on the next bus
+    (0x0100, 0xFF, 1, 2, 1),        # 01:1f.7: device 31
+])
+def test_first_unreachable_vf(pf_rid, offset, stride, total_vfs, expected):
+    p = EndpointParams(pf_rid=pf_rid, first_vf_offset_non_ari=offset, vf_stride_non_ari=stride,
+                       total_vfs=total_vfs)
+    assert first_unreachable_vf(p) == expected
+
+
+# -- The command line prints the notes and the reachability warning -----------------------------
+
+def run_cli(capsys, *argv):
+    code = cli_main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_prints_identity_notes_as_warnings(capsys, tmp_path):
+    path = write_toml(tmp_path, "[sriov]\n")
+    code, out, err = run_cli(capsys, "regmap", path, "--structure", "ari", "--function", "pf")
+    assert code == 0 and out.startswith(f"# Register map of {path}: PF 01:00.0, TotalVFs 8\n")
+    assert err.splitlines() == [
+        f"sriov-ep: warning: {path}: pf.vendor_id: not set: Vendor ID defaults to the "
+        f"placeholder 0x1234; set it for your device",
+        f"sriov-ep: warning: {path}: pf.device_id: not set: Device ID defaults to the "
+        f"placeholder 0x0001; set it for your device",
+        f"sriov-ep: warning: {path}: sriov.total_vfs: not set: TotalVFs defaults to the "
+        f"placeholder 8; set it for your device",
+        f"sriov-ep: warning: {path}: sriov.vf_device_id: not set: VF Device ID defaults to the "
+        f"placeholder 0x0002; set it for your device",
+    ]
+
+
+def test_cli_example_loads_quietly(capsys):
+    code, _, err = run_cli(capsys, "regmap", EXAMPLES / "user-caps.toml", "--structure", "ari")
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize("name, no_ari, warning", [
+    ("nvme", True, "VF 8 (01:01.0) is device 1 on the PF's bus"),
+    ("nvme", False, None),
+    ("igb-82576", True, None),
+])
+def test_cli_sim_warns_of_unreachable_vfs(capsys, tmp_path, name, no_ari, warning):
+    """``sim --no-ari`` on a configuration whose non-ARI VFs sit at devices other than 0 on the
+    PF's bus names the first one (a one-line script: the warning comes before the run)."""
+    script = tmp_path / "idle.script"
+    script.write_text("idle 1\n")
+    config = EXAMPLES / f"{name}.toml"
+    code, out, err = run_cli(capsys, "sim", config, script, *(["--no-ari"] if no_ari else []))
+    assert code == 0 and out.endswith("all match\n")
+    if warning is None:
+        assert err == ""
+    else:
+        (line,) = err.splitlines()
+        assert line.startswith(f"sriov-ep: warning: {config}: with --no-ari, {warning}; ")
+        assert "a Downstream Port without ARI Forwarding passes config requests to device 0 " \
+            "only" in line
 
 
 # -- parse_bdf / format_bdf -------------------------------------------------------------------

@@ -4,6 +4,8 @@ Every rule is checked at construction. A violation raises :class:`ParamError`, w
 names the field (as it is spelled in the TOML file) and the rule it breaks.
 """
 
+import datetime
+import json
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -11,7 +13,8 @@ from pathlib import Path
 
 __all__ = [
     "ParamError", "Bar", "PmParams", "MsixParams", "UserCap", "EndpointParams", "parse_bdf",
-    "format_bdf", "load_params", "MANDATORY_PAGE_SIZES", "MAX_MSIX_VECTORS",
+    "format_bdf", "load_params", "params_from_dict", "ConfigNote", "IDENTITY_FIELDS",
+    "first_unreachable_vf", "MANDATORY_PAGE_SIZES", "MAX_MSIX_VECTORS",
 ]
 
 
@@ -61,16 +64,43 @@ def format_bdf(rid):
     return f"{rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7}"
 
 
+def _describe(value):
+    """A value as a TOML file spells it, with its TOML type: ``a float (64.0)``, ``a boolean
+    (true)``, ``a string ("64")``. (Python's ``True`` is an ``int``; TOML's ``true`` is not.)"""
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a float ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({json.dumps(value)})"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return f"a date/time ({value})"
+    if value is None:
+        return "nothing (None)"
+    return f"a {type(value).__name__} ({value!r})"
+
+
 def _check_int(name, value, lo, hi):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(name, f"must be an integer, not {type(value).__name__} {value!r}")
+        raise ParamError(name, f"must be an integer, not {_describe(value)}")
     if not lo <= value <= hi:
         raise ParamError(name, f"must be in {lo:#x}..{hi:#x} (got {value:#x})")
 
 
 def _check_bool(name, value):
     if not isinstance(value, bool):
-        raise ParamError(name, f"must be true or false, not {value!r}")
+        raise ParamError(name, f"must be true or false (a boolean), not {_describe(value)}")
+
+
+def _check_str(name, value):
+    if not isinstance(value, str):
+        raise ParamError(name, f"must be a string, not {_describe(value)}")
 
 
 @dataclass(frozen=True)
@@ -98,7 +128,7 @@ class Bar:
         _check_bool(f"{name}.is_64bit", self.is_64bit)
         _check_bool(f"{name}.prefetchable", self.prefetchable)
         if isinstance(self.size, bool) or not isinstance(self.size, int):
-            raise ParamError(f"{name}.size", f"must be an integer, not {self.size!r}")
+            raise ParamError(f"{name}.size", f"must be an integer, not {_describe(self.size)}")
         if self.size < MIN_MEMORY_BAR_SIZE:
             raise ParamError(f"{name}.size",
                              f"a memory BAR is at least {MIN_MEMORY_BAR_SIZE} bytes "
@@ -291,10 +321,11 @@ class UserCap:
     offset:  int | None = None
 
     def check(self, name):
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
-                                                              self.name):
+        _check_str(f"{name}.name", self.name)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
             raise ParamError(f"{name}.name", f"must be a name of letters, digits and _ "
                                              f"(got {self.name!r})")
+        _check_str(f"{name}.kind", self.kind)
         if self.kind not in ("legacy", "extended", "range"):
             raise ParamError(f"{name}.kind", f"must be legacy, extended or range "
                                              f"(got {self.kind!r})")
@@ -302,11 +333,10 @@ class UserCap:
         _check_int(f"{name}.size", self.size, 4, limit)
         if self.size % 4:
             raise ParamError(f"{name}.size", f"must be a multiple of 4 bytes (got {self.size})")
-        if self.kind == "legacy":
-            _check_int(f"{name}.id", self.cap_id, 0, 0xff)
-        elif self.kind == "extended":
-            _check_int(f"{name}.id", self.cap_id, 0, 0xffff)
-            _check_int(f"{name}.version", self.version, 0, 0xf)
+        # Checked for every kind (a range has no header to put them in, but a value of the
+        # wrong type is a mistake wherever it is written).
+        _check_int(f"{name}.id", self.cap_id, 0, 0xff if self.kind == "legacy" else 0xffff)
+        _check_int(f"{name}.version", self.version, 0, 0xf)
         if self.offset is not None:
             _check_int(f"{name}.offset", self.offset, 0x40, 0xffc)
         elif self.kind == "range":
@@ -469,8 +499,10 @@ class EndpointParams:
 
         self._check_capabilities()
 
-        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)) \
-                or not 1 <= self.clock_mhz <= 1000:
+        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)):
+            raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000, not "
+                                          f"{_describe(self.clock_mhz)}")
+        if not 1 <= self.clock_mhz <= 1000:
             raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000 "
                                           f"(got {self.clock_mhz!r})")
 
@@ -515,6 +547,11 @@ class EndpointParams:
 
     def vf_stride(self, ari):
         return self.vf_stride_ari if ari else self.vf_stride_non_ari
+
+    def vf_rid(self, n, ari):
+        """Routing ID of VF ``n`` (1-based) with ARI Capable Hierarchy ``ari``, relative to the
+        PF at ``pf_rid``."""
+        return self.pf_rid + self.first_vf_offset(ari) + (n - 1) * self.vf_stride(ari)
 
     def vf_bar(self, index):
         """The VF BAR whose low dword is slot ``index``, or ``None``."""
@@ -583,17 +620,18 @@ def _parse_size(name, value):
         if match:
             number, unit = match.groups()
             return int(number) << (10 * "_KMGTPE".index(unit.upper() or "_"))
-    raise ParamError(name, f"must be a byte count such as 16384 or \"16K\" (got {value!r})")
+    raise ParamError(name, f"must be a byte count such as 16384 or \"16K\", not "
+                           f"{_describe(value)}")
 
 
 def _parse_bars(name, items):
     if not isinstance(items, list):
-        raise ParamError(name, "must be an array of tables ([[...]])")
+        raise ParamError(name, f"must be an array of tables ([[...]]), not {_describe(items)}")
     bars = []
     for n, item in enumerate(items):
         item_name = f"{name}[{n}]"
         if not isinstance(item, dict):
-            raise ParamError(item_name, "must be a table")
+            raise ParamError(item_name, f"must be a table, not {_describe(item)}")
         unknown = set(item) - {"index", "size", "width", "prefetchable"}
         if unknown:
             raise ParamError(f"{item_name}.{sorted(unknown)[0]}",
@@ -602,8 +640,9 @@ def _parse_bars(name, items):
             if key not in item:
                 raise ParamError(f"{item_name}.{key}", "is required")
         width = item.get("width", 32)
-        if width not in (32, 64):
-            raise ParamError(f"{item_name}.width", f"must be 32 or 64 (got {width!r})")
+        if isinstance(width, bool) or not isinstance(width, int) or width not in (32, 64):
+            raise ParamError(f"{item_name}.width", f"must be 32 or 64 (an integer), not "
+                                                   f"{_describe(width)}")
         bars.append(Bar(index=item["index"], size=_parse_size(f"{item_name}.size", item["size"]),
                         is_64bit=width == 64, prefetchable=item.get("prefetchable", False)))
     return tuple(bars)
@@ -611,14 +650,16 @@ def _parse_bars(name, items):
 
 def _mode_pair(name, value):
     if not isinstance(value, dict) or set(value) != {"ari", "non_ari"}:
-        raise ParamError(name, "must be a table with exactly the keys ari and non_ari, "
-                               "e.g. { ari = 1, non_ari = 0x100 }")
+        got = f"a table with {', '.join(sorted(value)) or 'no keys'}" \
+            if isinstance(value, dict) else _describe(value)
+        raise ParamError(name, f"must be a table with exactly the keys ari and non_ari, "
+                               f"e.g. {{ ari = 1, non_ari = 0x100 }}, not {got}")
     return value["ari"], value["non_ari"]
 
 
 def _table(name, value, keys):
     if not isinstance(value, dict):
-        raise ParamError(name, "must be a table")
+        raise ParamError(name, f"must be a table, not {_describe(value)}")
     unknown = set(value) - set(keys)
     if unknown:
         raise ParamError(f"{name}.{sorted(unknown)[0]}",
@@ -631,6 +672,9 @@ def _parse_pm(name, value):
         return None
     if value is True:
         return PmParams()
+    if not isinstance(value, dict):
+        raise ParamError(name, f"must be a table, or true (the default capability) or false "
+                               f"(none), not {_describe(value)}")
     value = _table(name, value, ("d1", "d2", "no_soft_reset", "offset"))
     return PmParams(**value)
 
@@ -638,6 +682,8 @@ def _parse_pm(name, value):
 def _parse_msix(name, value):
     if value is False:
         return None
+    if not isinstance(value, dict):
+        raise ParamError(name, f"must be a table (or false: no MSI-X), not {_describe(value)}")
     value = _table(name, value, ("vectors", "max_vectors", "table", "pba", "offset"))
     for key in ("vectors", "table", "pba"):
         if key not in value:
@@ -656,7 +702,7 @@ def _parse_msix(name, value):
 
 def _parse_user_caps(name, items):
     if not isinstance(items, list):
-        raise ParamError(name, "must be an array of tables ([[...]])")
+        raise ParamError(name, f"must be an array of tables ([[...]]), not {_describe(items)}")
     caps = []
     for n, item in enumerate(items):
         item = _table(f"{name}[{n}]", item, ("name", "kind", "id", "version", "size", "offset"))
@@ -670,30 +716,93 @@ def _parse_user_caps(name, items):
     return tuple(caps)
 
 
-def params_from_dict(doc):
-    """Build :class:`EndpointParams` from a parsed TOML document."""
+#: Fields that say which device this is and how big it is, by TOML name: (attribute, what the
+#: spec calls it). A file that leaves one out gets the default, and a :class:`ConfigNote` saying
+#: so: the defaults are placeholders (vendor 0x1234 is QEMU's test-device ID), right for no
+#: real device.
+IDENTITY_FIELDS = {
+    "pf.vendor_id":       ("vendor_id", "Vendor ID"),
+    "pf.device_id":       ("device_id", "Device ID"),
+    "sriov.total_vfs":    ("total_vfs", "TotalVFs"),
+    "sriov.vf_device_id": ("vf_device_id", "VF Device ID"),
+}
+
+
+@dataclass(frozen=True)
+class ConfigNote:
+    """Something a configuration file leaves to a default that the user should hear about.
+
+    Not an error and not a Python warning: :func:`load_params` collects these into a list the
+    caller passes (the command line prints each as ``sriov-ep: warning: ...`` on stderr), so
+    loading a partial file from a program, or under ``-W error``, stays quiet and works.
+    ``field`` is the TOML path, as in :class:`ParamError`.
+    """
+    field:   str
+    message: str
+    source:  str | None = None
+
+    def __str__(self):
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.field}: {self.message}"
+
+    def with_source(self, source):
+        return ConfigNote(self.field, self.message, source)
+
+
+def _identity_notes(given):
+    """Notes for the :data:`IDENTITY_FIELDS` not in ``given`` (the TOML paths the file set)."""
+    notes = []
+    for toml, (attr, what) in IDENTITY_FIELDS.items():
+        if toml in given:
+            continue
+        default = EndpointParams.__dataclass_fields__[attr].default
+        shown = f"{default:#06x}" if attr.endswith("_id") else str(default)
+        notes.append(ConfigNote(toml, f"not set: {what} defaults to the placeholder {shown}; "
+                                      f"set it for your device"))
+    return notes
+
+
+#: MsixParams names the table's and the PBA's place ``table_bar``, ``pba_offset``...; a TOML file
+#: writes ``table = { bar = 3, offset = 0 }``, so errors from a file say ``table.bar``.
+_MSIX_PLACE_RE = re.compile(r"^(pf\.msix|sriov\.vf_msix)\.(table|pba)_(bar|offset)$")
+
+
+def params_from_dict(doc, *, notes=None):
+    """Build :class:`EndpointParams` from a parsed TOML document.
+
+    Values must have the TOML type the field needs (``64``, not ``64.0``; ``true``, not ``1``;
+    a string for names): anything else is a :class:`ParamError` naming the field and the type.
+    ``notes``: a list to which a :class:`ConfigNote` is appended for every field of
+    :data:`IDENTITY_FIELDS` the document leaves out (only when the document is valid).
+    """
     kwargs = {}
+    if not isinstance(doc, dict):
+        raise ParamError("(document)", f"must be a table, not {_describe(doc)}")
     unknown = set(doc) - {"pf", "sriov", "clock_mhz", "name", "description",
                           "user_cfg_timeout"}
     if unknown:
         raise ParamError(sorted(unknown)[0], "unknown top-level key (expected pf, sriov, "
                                              "clock_mhz, user_cfg_timeout, name, description)")
+    for key in ("name", "description"):
+        if key in doc:
+            _check_str(key, doc[key])
     for key in ("clock_mhz", "user_cfg_timeout"):
         if key in doc:
             kwargs[key] = doc[key]
     pf = doc.get("pf", {})
     if not isinstance(pf, dict):
-        raise ParamError("pf", "must be a table")
+        raise ParamError("pf", f"must be a table, not {_describe(pf)}")
     for key, value in pf.items():
         if key in _PF_KEYS:
             kwargs[_PF_KEYS[key]] = value
         elif key == "address":
+            if not isinstance(value, str):
+                raise ParamError("pf.address", f"must be a string \"BB:DD.F\", not "
+                                               f"{_describe(value)}")
             try:
-                kwargs["pf_rid"] = parse_bdf(value) if isinstance(value, str) else None
+                kwargs["pf_rid"] = parse_bdf(value)
             except ValueError as exc:
                 raise ParamError("pf.address", str(exc)) from None
-            if kwargs["pf_rid"] is None:
-                raise ParamError("pf.address", f"must be a string \"BB:DD.F\" (got {value!r})")
         elif key == "bar":
             kwargs["pf_bars"] = _parse_bars("pf.bar", value)
         elif key == "pm":
@@ -706,7 +815,8 @@ def params_from_dict(doc):
             raise ParamError(f"pf.{key}", "unknown key")
     sriov = doc.get("sriov")
     if not isinstance(sriov, dict):
-        raise ParamError("sriov", "a [sriov] table is required")
+        got = "" if sriov is None else f", not {_describe(sriov)}"
+        raise ParamError("sriov", f"a [sriov] table is required{got}")
     for key, value in sriov.items():
         if key in _SRIOV_KEYS:
             kwargs[_SRIOV_KEYS[key]] = value
@@ -726,25 +836,73 @@ def params_from_dict(doc):
             kwargs["vf_user_caps"] = _parse_user_caps("sriov.vf_capability", value)
         else:
             raise ParamError(f"sriov.{key}", "unknown key")
-    return EndpointParams(**kwargs)
+    try:
+        params = EndpointParams(**kwargs)
+    except ParamError as exc:
+        field = _MSIX_PLACE_RE.sub(r"\1.\2.\3", exc.field)
+        if field == exc.field:
+            raise
+        raise ParamError(field, exc.rule) from None
+    if notes is not None:
+        given = {f"pf.{key}" for key in pf} | {f"sriov.{key}" for key in sriov}
+        notes.extend(_identity_notes(given))
+    return params
 
 
-def load_params(path):
+def load_params(path, *, notes=None):
     """Load and validate a TOML endpoint configuration.
 
     Raises :class:`ParamError` whose message starts with the file name (and, for TOML syntax
-    errors, the line and column).
+    errors, the line and column). ``notes``: a list to which a :class:`ConfigNote` (with the
+    file name as its ``source``) is appended for every identity field the file leaves to its
+    default (:data:`IDENTITY_FIELDS`); the command line prints them as warnings.
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ParamError("(file)", f"cannot read: {exc.strerror}", source=str(path)) from None
+    try:
+        text = data.decode("utf-8-sig")         # TOML is UTF-8; a byte order mark is accepted
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ParamError("(file)", f"not UTF-8 text (TOML files are): byte "
+                                   f"{data[exc.start]:#04x} on line {line} cannot be decoded",
+                         source=str(path)) from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ParamError("(syntax)", str(exc), source=str(path)) from None
+    found = [] if notes is not None else None
     try:
-        return params_from_dict(doc)
+        params = params_from_dict(doc, notes=found)
     except ParamError as exc:
         raise exc.with_source(str(path)) from None
+    if notes is not None:
+        notes.extend(note.with_source(str(path)) for note in found)
+    return params
+
+
+# -- Reachability ---------------------------------------------------------------------------
+
+def first_unreachable_vf(params, *, ari=False):
+    """The first VF (1-based number) that a Downstream Port could not reach, or ``None``.
+
+    With ARI Capable Hierarchy clear (``ari=False``: the non-ARI First VF Offset and VF Stride
+    apply) a Downstream Port without ARI Forwarding passes configuration requests for its
+    secondary bus, the PF's, to device 0 only, so a VF whose Routing ID lies on the PF's bus
+    with a device number other than 0 is never reached (Linux, too, scans only device 0 below a
+    Downstream Port); VFs on higher bus numbers are reached by Type 1 requests. With ARI
+    (``ari=True``) every function number on the bus is reachable, so the answer is ``None``.
+    The simulation's root port does not model this: it reaches such VFs all the same.
+    """
+    if ari:
+        return None
+    bus = params.pf_rid >> 8
+    for n in range(1, params.total_vfs + 1):
+        rid = params.vf_rid(n, ari=False)
+        if rid >> 8 != bus:
+            return None         # Routing IDs only grow: every later VF is on a higher bus
+        if (rid >> 3) & 0x1f:
+            return n
+    return None
