@@ -1,21 +1,32 @@
-"""The ``sriov-ep`` command line: ``regmap``, ``sim`` and ``lspci``, run in-process through
-``sriov_tb.cli.main`` (and once as the installed console script). Files are written only under
-``tmp_path``.
+"""The ``sriov-ep`` command line: ``regmap``, ``sim``, ``lspci`` and ``cache``, run in-process
+through ``sriov_tb.cli.main`` (and as the installed console script, on a pseudo-terminal for the
+progress bars). Files are written only under ``tmp_path`` (bad input: ``test_cli_errors.py``).
 
 Expected values are literal numbers from ``examples/*.toml`` and
 ``examples/scripts/igb-walk.script``
 (whose comments give them) and from sriov-spec.md §6 (the ``lspci -xxxx`` format).
 """
 
+import fcntl
+import io
 import json
+import os
+import pty
 import re
+import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from pathlib import Path
 
 import pytest
 
+from sriov_ep.params import load_params
+from sriov_tb import cli as cli_module
+from sriov_tb import cosim
 from sriov_tb.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -528,7 +539,7 @@ def test_lspci_format(capsys):
     assert pf[0x10].startswith("100: 0e 00 01 16 00 00 00 00")     # ARI at 0x100, next 0x160
     assert pf[0x16].startswith("160: 10 00 01 00 00 00 00 00 19 00 00 00 08 00 08 00")
     assert pf[0x17].startswith("170: 02 00 00 00 80 00 02 00 00 00 ca 10 53 05 00 00")
-    assert vf1[0].startswith("00: ff ff ff ff 00 00 10 00 01 00 00 02")
+    assert vf1[0].startswith("00: ff ff ff ff 00 00 11 00 01 00 00 02")
     assert vf1[0x10].startswith("100: 0e 00 01 00 00 00 00 00")
 
 
@@ -591,3 +602,214 @@ def test_closed_pipe_is_not_an_error(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert first.startswith(b"# Register map of")
     assert (proc.returncode, err) == (0, b"")
+
+
+# -- Output as it comes, progress on a terminal ---------------------------------------------------
+
+
+def test_lspci_writes_each_dump_as_it_is_read(capsys, monkeypatch):
+    """`lspci` writes a function's dump before it reads the next function (with 65535 VFs the
+    first dump comes out at once, not after hours)."""
+    import sriov_tb.runner as runner
+    real_run_ops = runner.run_ops
+    events = []
+
+    def run_ops(params, ops, **options):
+        write_dump = options.pop("on_dump")
+
+        def on_dump(rid, image):
+            write_dump(rid, image)
+            events.append(("written", rid, capsys.readouterr().out))
+
+        def on_transaction(txn):
+            if txn.step == "dump" and (not events or events[-1][:2] != ("read", txn.rid)):
+                events.append(("read", txn.rid, ""))
+        return real_run_ops(params, ops, on_dump=on_dump, on_transaction=on_transaction,
+                            **options)
+    monkeypatch.setattr(runner, "run_ops", run_ops)
+    assert main(["lspci", IGB, "--enable", "1"]) == 0
+    assert capsys.readouterr() == ("", "")          # everything was out by the last dump
+    rids = [0x0100, 0x0180]
+    assert [e[:2] for e in events] == [(kind, rid) for rid in rids
+                                       for kind in ("read", "written")]
+    written = [e[2] for e in events if e[0] == "written"]
+    assert [dump.splitlines()[0][:8] for dump in written] == ["01:00.0 ", "01:10.0 "]
+    assert all(len(dump.splitlines()) == 258 and dump.endswith("\n\n") for dump in written)
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_progress_when_stderr_is_a_terminal(capsys, monkeypatch, tmp_path):
+    """With stderr a terminal, `sim` draws its progress there (Linux's steps, then the VFs
+    walked, a bar to 8/8) and its output is what it is without; with --json, no progress."""
+    code, plain, err = cli(capsys, "sim", IGB)
+    assert (code, err) == (0, "")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(cli_module._Progress, "MININTERVAL", 0)     # draw every step
+    code, lines, _ = cli(capsys, "sim", IGB)
+    assert code == 0 and lines == plain
+    drawn = terminal.getvalue()
+    for step in ("building the simulation", "enumerate: ", "sriov_init: ", "assign VF BARs: ",
+                 "enable 8: ", "walk VFs: "):
+        assert step in drawn, step
+    assert re.search(r"walk VFs: +100%\|.*\| 8/8 VFs", drawn), drawn[-300:]
+    assert re.search(r"sriov_init: \d+ transactions \[", drawn)
+    terminal.truncate(0)
+    script = write(tmp_path, "one.script", "cfgrd 01:00.0 0 4\n")
+    code, lines, _ = cli(capsys, "sim", IGB, script, "--json")
+    assert code == 0 and len(lines) == 2 and terminal.getvalue() == ""
+
+
+def run_on_terminal(argv, cwd):
+    """Run ``argv`` with stderr on a pseudo-terminal 100 columns wide and stdout to a pipe;
+    return (exit status, stdout, what the terminal received)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, cwd=cwd)
+    os.close(slave)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()))
+    reader.start()
+    received = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:             # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            received += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=600)
+    reader.join()
+    proc.stdout.close()
+    os.close(master)
+    return proc.returncode, out[0].decode(), received.decode()
+
+
+def test_progress_on_a_real_terminal(capsys, tmp_path):
+    """The console script on a pseudo-terminal: `lspci` counts the functions dumped (2 of 2) and
+    clears its bar at the end; stdout is byte for byte what it is without a terminal."""
+    exe = console_script()
+    assert exe, "the sriov-ep console script is not installed (pip install -e .)"
+    argv = [exe, "lspci", IGB, "--enable", "1"]
+    without = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=tmp_path)
+    code, out, drawn = run_on_terminal(argv, tmp_path)
+    plain, err = without.communicate(timeout=600)
+    assert (without.returncode, err) == (0, "")
+    assert (code, out) == (0, plain)
+    assert "sriov_init: " in drawn and "dump:" in drawn
+    assert re.search(r"dump: +100%\|.*\| 2/2 functions", drawn), drawn[-300:]
+    assert drawn.endswith("\r"), drawn[-100:]          # the bar is gone: a blank line, \r
+    assert drawn.rsplit("\r", 2)[-2].strip() == ""
+
+
+# -- The Verilator build cache -------------------------------------------------------------------
+
+
+def test_cache_folder(monkeypatch, tmp_path):
+    """$SRIOV_EP_CACHE, else $XDG_CACHE_HOME/sriov-ep (if absolute), else ~/.cache/sriov-ep;
+    the Verilator builds go to its `cosim` folder. Asking creates nothing."""
+    monkeypatch.setenv("SRIOV_EP_CACHE", str(tmp_path / "mine"))
+    assert cosim.cache_dir() == tmp_path / "mine"
+    assert cosim.default_build_dir() == tmp_path / "mine" / "cosim"
+    monkeypatch.delenv("SRIOV_EP_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cosim.cache_dir() == tmp_path / "xdg" / "sriov-ep"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")       # the XDG spec: ignore it
+    assert cosim.cache_dir() == tmp_path / "home" / ".cache" / "sriov-ep"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cosim.default_build_dir() == tmp_path / "home" / ".cache" / "sriov-ep" / "cosim"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tests_build_under_build_folder():
+    """conftest.py: what the tests build by default goes under build/, never into the user's
+    cache; subprocesses inherit it."""
+    assert cosim.default_build_dir() == ROOT / "build" / "cache" / "cosim"
+
+
+def test_build_goes_to_the_cache_folder(monkeypatch, tmp_path):
+    """`cosim.build` without a build_dir builds in the cache folder's `cosim`, once per Verilog
+    text. (Verilator is stubbed: this is about where, test_cosim.py about how.)"""
+    runner = pytest.importorskip("cocotb_tools.runner")
+    monkeypatch.setenv("SRIOV_EP_CACHE", str(tmp_path))
+    built = []
+
+    class Runner:
+        def build(self, *, hdl_toplevel, build_dir, **options):
+            built.append(Path(build_dir))
+            (Path(build_dir) / hdl_toplevel).write_text("a Verilator model\n")
+    monkeypatch.setattr(runner, "get_runner", lambda simulator: Runner())
+    tools = cosim.Toolchain(str(tmp_path / "verilator"), str(tmp_path), "5.48", "2.1.0")
+    params = load_params(IGB)
+    verilog = "module sriov_ep_top; endmodule\n"
+    folder = cosim.build(params, tools=tools, verilog=verilog)
+    assert folder.parent == tmp_path / "cosim" and built == [folder]
+    assert cosim.build(params, tools=tools, verilog=verilog) == folder and len(built) == 1
+    assert cosim.cache_info()["builds"] == 1
+    with cosim._built(params, build_dir=None, tools=tools, verilog=verilog) as used:
+        assert used == folder                   # a run holds its build: --clear leaves it
+        assert cosim.clear_cache()["in_use"] == [str(folder)]
+    assert cosim.clear_cache() == {"folder": str(folder.parent), "removed": 1,
+                                   "bytes": len("a Verilator model\n") + len(verilog)
+                                   + len(f"{tools.key()}\n"), "in_use": []}
+    assert not folder.parent.exists() and len(built) == 1
+
+
+def test_cache_info_and_clear(capsys, monkeypatch, tmp_path):
+    """`sriov-ep cache` says where the builds are and their size; `--clear` removes what
+    cosim.build made there (builds, runtime objects), not a build a run holds, not other files;
+    the folder goes when it is empty."""
+    monkeypatch.setenv("SRIOV_EP_CACHE", str(tmp_path))
+    root = tmp_path / "cosim"
+    builds = [root / "0123456789abcdef", root / "fedcba9876543210"]
+    for build in builds:
+        build.mkdir(parents=True)
+        (build / ".lock").touch()
+        (build / "build.ok").write_text("x\n")
+        (build / "Vsriov_ep_top.o").write_bytes(bytes(1000))
+    (root / "runtime-00112233aabbccdd").mkdir()
+    (root / "runtime-00112233aabbccdd" / "verilated.o").write_bytes(bytes(500))
+    (root / ".runtime-k2j4l1").mkdir()
+    others = ["notes.txt", "mine", "0123"]              # not the cache's
+    (root / "notes.txt").write_text("mine\n")
+    (root / "mine").mkdir()
+    (root / "0123").mkdir()
+
+    code, lines, err = cli(capsys, "cache")
+    assert (code, err) == (0, "")
+    assert lines == [f"{root}: 2 Verilator builds, 0.0 MB ($SRIOV_EP_CACHE, else "
+                     f"$XDG_CACHE_HOME/sriov-ep, else ~/.cache/sriov-ep; clear it with sriov-ep "
+                     f"cache --clear)"]
+    code, lines, err = cli(capsys, "cache", "--info", "--json")
+    assert json.loads(lines[0]) == {"folder": str(root), "builds": 2, "bytes": 2 * 1002 + 500}
+
+    with cosim._locked(builds[1], shared=True):         # as a run holds its build
+        code, lines, err = cli(capsys, "cache", "--clear")
+    assert (code, err) == (0, "")
+    assert lines == [f"removed 3 folders (0.0 MB) from {root}",
+                     f"left {builds[1]}: a run is using it"]
+    assert sorted(p.name for p in root.iterdir()) == sorted([builds[1].name, *others])
+
+    code, lines, err = cli(capsys, "cache", "--clear", "--json")
+    assert json.loads(lines[0]) == {"folder": str(root), "removed": 1, "bytes": 1002,
+                                    "in_use": []}
+    assert sorted(p.name for p in root.iterdir()) == sorted(others)
+    for name in others:
+        path = root / name
+        path.rmdir() if path.is_dir() else path.unlink()
+    code, lines, err = cli(capsys, "cache", "--clear")
+    assert lines == [f"removed 0 folders (0.0 MB) from {root}"]
+    assert not root.exists() and tmp_path.is_dir()

@@ -1,31 +1,303 @@
-"""The ``sriov-ep`` command line."""
+"""The ``sriov-ep`` command line.
+
+Every failure is one line on stderr, ``sriov-ep: error: ...`` (``sriov-ep SUBCOMMAND: error:
+...`` for arguments argparse refuses), never a traceback, and sets the exit status: 1 when a run
+failed (an expectation, a model mismatch, a malformed script, the host model gave up), 2 for
+anything else (arguments, configuration, files, missing tools). With ``--json`` the error is also
+the last record on stdout: ``{"op": "error", "status": "fail" | "error", "exit": N, "error":
+"..."}``. Long runs (``sim``, ``lspci``, ``bench``) draw a progress bar on stderr while it is a
+terminal and the output is not JSON; their output is the same either way.
+"""
 
 import argparse
+import gc
+import importlib.metadata
 import json
 import os
+import re
 import sys
+import threading
+import warnings
 from pathlib import Path
 
-from sriov_ep.params import ParamError, format_bdf, load_params
+from sriov_ep.params import ParamError, first_unreachable_vf, format_bdf, load_params
 
 __all__ = ["main"]
 
 _ROW = "{:<7} {:<34} {:<6} {:<40} {:<7} {:<11} {}"
+
+#: Set this environment variable to see the traceback of an unexpected error.
+DEBUG_ENV = "SRIOV_EP_DEBUG"
+
+#: The configuration ``bench sim`` measures by default, next to the sources of this package.
+BENCH_SIM_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "nvme.toml"
+
+
+class CliError(Exception):
+    """A problem the command line reports in one line; ``status`` is the exit status."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
+
+
+class _UsageError(Exception):
+    """argparse refused the arguments (the message is the whole line)."""
+
+
+class _ReaderGone(BaseException):
+    """Whoever read stdout went away (``sriov-ep sim ... | head``). Not an :class:`Exception`:
+    it is no failure of a run, and code that handles a run's failures (a simulator repeating
+    the run to write its waveform) must let it through."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints the usage as well)."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def _version():
+    try:
+        return importlib.metadata.version("sriov-ep")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+# -- Numbers as the user wrote them --------------------------------------------------------------
+
+_C_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|0|[1-9][0-9]*")
+
+
+def _c_int(text, lo, hi):
+    """``text`` as an unsigned number in C notation, as scripts write them (decimal, ``0x`` hex,
+    ``0b`` binary), in ``lo..hi``. Messages quote the number as it was written."""
+    word = text.strip()
+    if len(word) > 40:
+        raise argparse.ArgumentTypeError(f"{word[:20]}... is too long for a number")
+    if _C_NUMBER.fullmatch(word):
+        value = int(word, 0)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{word} is out of range ({lo}..{hi})")
+        return value
+    if word.startswith("-") and _C_NUMBER.fullmatch(word[1:].strip()):
+        raise argparse.ArgumentTypeError(f"{word} is negative (expected {lo}..{hi})")
+    if re.fullmatch(r"0[0-9]+", word):
+        raise argparse.ArgumentTypeError(f"{word} has a leading zero, which C reads as octal; "
+                                         f"write {int(word)} for decimal")
+    raise argparse.ArgumentTypeError(f"{word!r} is not a number (expected decimal, 0x hex or "
+                                     f"0b binary)")
+
+
+def _num_vfs(text):
+    """``--enable N``: a NumVFs value (16 bits)."""
+    return _c_int(text, 0, 0xFFFF)
+
+
+def _sizes(text):
+    """``--sizes N,N,...``: TotalVFs values."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError("expected TotalVFs values separated by commas, e.g. "
+                                         "8,256")
+    sizes = []
+    for item in items:
+        if not item:
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
+        sizes.append(_c_int(item, 1, 0xFFFF))
+    return tuple(sizes)
+
+
+#: The largest System Page Size (bit 31 of the register: 4 KiB << 31 = 8 TiB).
+_MAX_PAGE_SIZE = 1 << 43
+
+
+def _page_size(text):
+    value = _c_int(text, 4096, _MAX_PAGE_SIZE)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"{text.strip()} is not a power of two (4096, "
+                                         f"8192, 16384, ...)")
+    return value
+
+
+def _freq(text, params):
+    """``--freq MHZ`` checked as the configuration's ``clock_mhz`` is, but named as written."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise CliError(f"--freq {text!r} is not a number of MHz") from None
+    try:
+        params.replace(clock_mhz=value)
+    except ParamError as exc:
+        rule = re.sub(r"\s*\(got [^)]*\)$", "", exc.rule)
+        raise CliError(f"--freq {text}: {rule}") from None
+    return value
+
+
+# -- Progress ------------------------------------------------------------------------------------
+
+def _progress_wanted(args):
+    """Progress bars go to stderr only when a person watches it: a terminal, and not JSON."""
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and not getattr(args, "json", False)
+
+
+class _Progress:
+    """A progress bar on stderr (tqdm), or nothing when ``enabled`` is false.
+
+    The bar is redrawn every second, so its clock moves during a long step with no news (a
+    Verilator build, a synthesis run). :meth:`write` prints a line of output to stdout; while a
+    bar is drawn on the same terminal it goes above the bar.
+    """
+
+    #: Least seconds between two redraws.
+    MININTERVAL = 0.2
+
+    def __init__(self, enabled, desc="", *, total=None, unit=""):
+        self.bar = None
+        self._stop = threading.Event()
+        if not enabled:
+            return
+        from tqdm import tqdm
+        self._tqdm = tqdm
+        self.bar = tqdm(desc=desc, total=total, unit=unit, file=sys.stderr, leave=False,
+                        dynamic_ncols=True, mininterval=self.MININTERVAL,
+                        bar_format=self.BAR_FORMAT if total is not None
+                        else self.COUNT_FORMAT)
+        self._ticker = threading.Thread(target=self._tick, name="sriov-ep-progress", daemon=True)
+        self._ticker.start()
+
+    @property
+    def enabled(self):
+        return self.bar is not None
+
+    def _tick(self):
+        while not self._stop.wait(1.0):
+            self.bar.refresh()
+
+    def write(self, text, *, flush=False):
+        try:
+            if self.bar is not None and sys.stdout.isatty():
+                self._tqdm.write(text, file=sys.stdout)
+            else:
+                print(text, flush=flush)
+        except BrokenPipeError:
+            raise _ReaderGone() from None
+
+    #: How a count without a total is drawn, and a bar (tqdm's default shows seconds per item
+    #: when slow).
+    COUNT_FORMAT = "{desc}: {n_fmt}{unit} [{elapsed}, {rate_noinv_fmt}{postfix}]"
+    BAR_FORMAT = ("{l_bar}{bar}| {n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining}, "
+                  "{rate_noinv_fmt}{postfix}]")
+
+    def phase(self, desc, *, total=None, unit=""):
+        """Start counting something else: a bar if ``total`` is known, else a count."""
+        if self.bar is not None:
+            self.bar.set_description_str(desc, refresh=False)
+            self.bar.total = total
+            self.bar.unit = unit
+            self.bar.bar_format = self.BAR_FORMAT if total is not None else self.COUNT_FORMAT
+            self.bar.reset(total)
+
+    def advance(self, n=1, note=None):
+        if self.bar is not None:
+            if self.bar.total is not None and self.bar.n + n > self.bar.total:
+                self.bar.total = self.bar.n + n
+            if note is not None:
+                self.bar.set_postfix_str(note, refresh=False)
+            self.bar.update(n)
+            if self.bar.total is not None:      # a bar counts rare things: show each
+                self.bar.refresh()
+
+    def describe(self, desc):
+        if self.bar is not None:
+            self.bar.set_description_str(desc)
+
+    def close(self):
+        if self.bar is not None:
+            self._stop.set()
+            self._ticker.join()
+            self.bar.close()
+            self.bar = None
+
+
+class _RunProgress(_Progress):
+    """Progress of a transaction run: the step it is at (Linux's: enumerate, sriov_init, enable
+    N, ...; a script's line) with the transactions so far, then the VFs walked, then the
+    functions dumped. Fed by the runner's ``on_transaction`` and ``on_dump`` hooks."""
+
+    def __init__(self, enabled, *, starting, walks=None, dumps=None):
+        super().__init__(enabled, starting, unit=" transactions")
+        self.walks = walks
+        self.dumps = dumps
+        self._phase = "run"
+        self._step = None
+
+    def transaction(self, txn):
+        if self.bar is None:
+            return
+        step = getattr(txn, "step", "") or ""
+        if step.startswith("walk "):
+            if self._phase != "walk":
+                self._phase = "walk"
+                self.phase("walk VFs", total=self.walks, unit=" VFs")
+            if step != self._step:
+                self._step = step
+                self.advance(note=step[len("walk "):])
+        elif step == "dump":
+            if self._phase != "dump":
+                self._phase = "dump"
+                self.phase("dump", total=self.dumps, unit=" functions")
+            rid = getattr(txn, "rid", None)
+            if isinstance(rid, int) and rid != self._step:
+                self._step = rid            # the function being read
+                self.bar.set_postfix_str(format_bdf(rid), refresh=False)
+        else:
+            if self._phase != "run":
+                self._phase = "run"
+                self.phase(step, unit=" transactions")
+            if step != self._step:
+                self._step = step
+                self.bar.set_description_str(step or "run", refresh=False)
+            bdf = getattr(txn, "rid", None)
+            self.advance(note=format_bdf(bdf) if isinstance(bdf, int) else None)
+
+    def dumped(self, rid):
+        if self.bar is not None:
+            if self._phase != "dump":
+                self._phase = "dump"
+                self.phase("dump", total=self.dumps, unit=" functions")
+            self.advance()
+
+
+# -- Commands ------------------------------------------------------------------------------------
+
+def _load_config(path):
+    """:func:`load_params`, printing what the file leaves to placeholder defaults (vendor and
+    device IDs, TotalVFs, VF Device ID) as ``sriov-ep: warning: ...`` lines on stderr."""
+    notes = []
+    params = load_params(path, notes=notes)
+    for note in notes:
+        print(f"sriov-ep: warning: {note}", file=sys.stderr)
+    return params
 
 
 def cmd_regmap(args):
     """Every structure of the PF's chain, then of the VFs' chain (or those ``--function`` and
     ``--structure`` pick), each as a heading and one row per field."""
     from sriov_ep.tools.regmap import field_notes, format_bits, format_reset, structures
-    params = load_params(args.config)
+    params = _load_config(args.config)
     views = [v for v in structures(params, args.function)
              if args.structure is None or v.entry.name == args.structure]
     if not views:
         names = sorted({v.entry.name for v in structures(params, args.function)})
         which = f"the {args.function.upper()} chain" if args.function else "either chain"
-        print(f"sriov-ep: error: {args.config}: no structure {args.structure!r} in {which} "
-              f"(it has {', '.join(names)})", file=sys.stderr)
-        return 2
+        raise CliError(f"{args.config}: no structure {args.structure!r} in {which} "
+                       f"(it has {', '.join(names)})")
     print(f"# Register map of {args.config}: PF {format_bdf(params.pf_rid)}, TotalVFs "
           f"{params.total_vfs}")
     for key in ("pf", "vf"):
@@ -77,23 +349,92 @@ def _runner(backend):
     return run_ops
 
 
+def _starting(backend):
+    """What a run does before its first transaction."""
+    return "building the Verilator model" if backend == "verilator" else "building the simulation"
+
+
+def _check_vcd(args):
+    """Refuse a ``--vcd`` the simulator could not write: an empty name, a folder, a name whose
+    GTKWave file would be itself."""
+    text = args.vcd
+    if args.backend != "amaranth":
+        raise CliError("--vcd needs the amaranth backend")
+    if not text.strip():
+        raise CliError("--vcd: the file name is empty")
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise CliError(f"--vcd {text}: is a folder; name a file in it, e.g. "
+                       f"{path / 'sim.vcd'}")
+    if path.with_suffix(".gtkw") == path:
+        raise CliError(f"--vcd {text}: the GTKWave save file goes next to the VCD with the "
+                       f"suffix .gtkw; name the VCD {path.with_suffix('.vcd')}")
+
+
+def _prepare_vcd(text):
+    """Create the folders of ``--vcd`` and check that the VCD and its GTKWave file can be
+    written, before the run rather than after it."""
+    path = Path(text)
+    gtkw = path.with_suffix(".gtkw")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CliError(f"--vcd {text}: {path.parent} is a file, not a folder") from None
+    except OSError as exc:
+        raise CliError(f"--vcd {text}: cannot create the folder {path.parent}: "
+                       f"{exc.strerror or exc}") from None
+    for target in (path, gtkw):
+        existed = target.exists()
+        try:
+            with open(target, "a"):
+                pass
+        except OSError as exc:
+            raise CliError(f"--vcd {text}: cannot write {target}: {exc.strerror or exc}") \
+                from None
+        if not existed:
+            target.unlink()
+
+
 def cmd_sim(args):
     from sriov_ep.tools.synth import ToolMissing
-    params = load_params(args.config)
+    if args.vcd is not None:
+        _check_vcd(args)
+    params = _load_config(args.config)
+    unreachable = first_unreachable_vf(params, ari=not args.no_ari)
+    if unreachable is not None:
+        rid = params.vf_rid(unreachable, ari=False)
+        print(f"sriov-ep: warning: {args.config}: with --no-ari, VF {unreachable} "
+              f"({format_bdf(rid)}) is device {(rid >> 3) & 0x1f} on the PF's bus; a Downstream "
+              f"Port without ARI Forwarding passes config requests to device 0 only, so a real "
+              f"host could not reach it (the simulated root port does); see "
+              f"sriov.first_vf_offset.non_ari and sriov.vf_stride.non_ari", file=sys.stderr)
     ops, filename = _load_ops(args, params)
-    options = dict(filename=filename, emit=print, json=args.json, ari=not args.no_ari,
-                   page_size=args.page_size)
-    if args.vcd:
-        if args.backend != "amaranth":
-            print("sriov-ep: error: --vcd needs the amaranth backend", file=sys.stderr)
-            return 2
-        Path(args.vcd).parent.mkdir(parents=True, exist_ok=True)
+    if args.vcd is not None:
+        _prepare_vcd(args.vcd)
+    progress = _RunProgress(_progress_wanted(args), starting=_starting(args.backend),
+                            walks=None if args.script else params.initial_vfs)
+    options = dict(filename=filename, emit=progress.write,
+                   json=args.json, ari=not args.no_ari, page_size=args.page_size)
+    if progress.enabled:
+        options["on_transaction"] = progress.transaction
+    if args.vcd is not None:
         options["vcd"] = args.vcd
+    if args.wave_from is not None or args.wave_to is not None:
+        if args.backend != "amaranth":
+            raise CliError("--wave-from/--wave-to need the amaranth backend")
+        options.update(wave_from=args.wave_from, wave_to=args.wave_to)
+    waves = None
     try:
         result = _runner(args.backend)(params, ops, **options)
     except ToolMissing as exc:
-        print(f"sriov-ep: error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
+    except Exception as exc:
+        waves = getattr(exc, "waves", None)         # a failed check's waveform
+        raise
+    finally:
+        progress.close()
+        if waves is not None:
+            _print_waves(waves, args.json)
     summary = (f"{len(result.transactions)} transactions, {result.compared} completions "
                f"checked against the reference model: all match")
     if args.json:
@@ -101,46 +442,117 @@ def cmd_sim(args):
                           "compared": result.compared, "status": "pass"}))
     else:
         print(f"# {summary}")
-        if args.vcd:
+        if args.vcd is not None:
             print(f"# waveform: {args.vcd} (GTKWave: {Path(args.vcd).with_suffix('.gtkw')})")
     return 0
 
 
+def _wave_bound(text):
+    from .waves import parse_bound
+    try:
+        return parse_bound(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _print_waves(waves, json_mode):
+    """Say where the waveform of a failed run is and the command that opens it there."""
+    if json_mode:
+        print(json.dumps({"op": "waveform", "vcd": str(waves.vcd), "gtkw": str(waves.gtkw),
+                          "command": waves.command, "transaction": waves.failure.txn
+                          if waves.failure is not None else None}))
+    else:
+        print(f"# {waves.hint()}")
+
+
+def cmd_wave(args):
+    """A WaveDrom timing diagram (SVG) of one transaction of a run."""
+    from .diagram import wave
+    params = _load_config(args.config)
+    ops, filename = _load_ops(args, params)
+    svg = Path(args.output or f"build/waves/transaction-{args.transaction}.svg")
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _, source, files = wave(params, ops, args.transaction, svg, filename=filename,
+                                ari=not args.no_ari, margin=args.margin)
+    except ValueError as exc:
+        raise CliError(str(exc), 1) from None
+    print(f"{svg}: {source['head']['text']}")
+    print(f"# {files.hint()}")
+    return 0
+
+
 def cmd_lspci(args):
+    """The PF's and every enabled VF's configuration space, each written as soon as it is
+    read."""
     from sriov_ep.tools.synth import ToolMissing
 
     from .runner import Op, format_dump
-    params = load_params(args.config)
+    params = _load_config(args.config)
     if args.script:
         ops, filename = _load_ops(args, params)
+        dumps = None
     else:
         n = params.initial_vfs if args.enable is None else args.enable
         ops = [Op("enable", 0, f"enable {n}", rid=params.pf_rid, count=n)]
         filename = "<lspci>"
+        dumps = 1 + min(n, params.initial_vfs)
+    progress = _RunProgress(_progress_wanted(args), starting=_starting(args.backend),
+                            dumps=dumps)
+    written = []
+
+    def write_dump(rid, image):
+        what = "SR-IOV PF" if not written else f"SR-IOV VF {len(written)}"
+        progress.write(format_dump(rid, image, f"{what} (sriov-ep, {args.config})"), flush=True)
+        written.append(rid)
+        progress.dumped(rid)
+
+    options = dict(filename=filename, ari=not args.no_ari, dump_enabled=True, on_dump=write_dump)
+    if progress.enabled:
+        options["on_transaction"] = progress.transaction
     try:
-        result = _runner(args.backend)(params, ops, filename=filename, ari=not args.no_ari,
-                                       dump_enabled=True)
+        result = _runner(args.backend)(params, ops, **options)
     except ToolMissing as exc:
-        print(f"sriov-ep: error: {exc}", file=sys.stderr)
-        return 2
-    for n, (rid, image) in enumerate(result.dumps.items()):
-        what = "SR-IOV PF" if n == 0 else f"SR-IOV VF {n}"
-        print(format_dump(rid, image, f"{what} (sriov-ep, {args.config})"))
+        raise CliError(str(exc)) from None
+    finally:
+        progress.close()
+    for rid, image in result.dumps.items():        # none, unless a backend did not stream them
+        if rid not in written:
+            write_dump(rid, image)
     return 0
 
 
+def _bench_sizes(args):
+    from .bench import AREA_SIZES, FMAX_SIZES
+    if args.sizes is not None:
+        return args.sizes
+    return FMAX_SIZES if args.what == "fmax" else AREA_SIZES
+
+
+#: Options of ``bench`` and the measurements they apply to.
+_BENCH_OPTIONS = {"sizes": ("area", "fmax"), "family": ("area",), "device": ("fmax",),
+                  "mem_latency": ("fmax",)}
+
+
 def cmd_bench(args):
-    from .bench import AREA_SIZES, COMPONENTS, FMAX_SIZES, area_rows, fmax_rows
+    from .bench import COMPONENTS, area_rows, fmax_rows
+    for option, whats in _BENCH_OPTIONS.items():
+        if getattr(args, option) is not None and args.what not in whats:
+            flag = "--" + option.replace("_", "-")
+            raise CliError(f"bench {args.what}: {flag} is for bench {' and '.join(whats)} only")
     if args.what == "sim":
         return _bench_sim(args)
     if args.config and args.sizes:
-        print(f"sriov-ep: error: bench {args.what}: --config measures that configuration at its "
-              f"own TotalVFs; leave out --sizes", file=sys.stderr)
-        return 2
-    params = load_params(args.config) if args.config else None
-    default_sizes = FMAX_SIZES if args.what == "fmax" else AREA_SIZES
-    sizes = tuple(int(s, 0) for s in args.sizes.split(",")) if args.sizes else default_sizes
+        raise CliError(f"bench {args.what}: --config measures that configuration at its own "
+                       f"TotalVFs; leave out --sizes")
+    params = _load_config(args.config) if args.config else None
+    sizes = _bench_sizes(args)
+    at = [f"{args.config} (TotalVFs {params.total_vfs})"] if params is not None \
+        else [f"TotalVFs {n}" for n in sizes]
     if args.what == "fmax":
+        device = args.device or "LFE5UM-45F"
+        mem_latency = args.mem_latency or 2
+
         def line(row):
             spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
             return (f"{row['component']:<14} {row['device']:<11} {row['total_vfs']:>9} "
@@ -149,47 +561,53 @@ def cmd_bench(args):
         header = (f"{'component':<14} {'device':<11} {'total_vfs':>9} {'fmax_mhz':>9} "
                   f"{'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} {'brams':>6} "
                   f"{'seconds':>8}")
-        rows = fmax_rows(sizes, device=args.device, mem_latency=args.mem_latency, params=params)
+        labels = [f"place and route SriovEndpoint on {device}, {where}" for where in at]
+        rows = fmax_rows(sizes, device=device, mem_latency=mem_latency, params=params)
     else:
+        family = args.family or "ecp5"
+
         def line(row):
             return (f"{row['component']:<18} {row['family']:<7} {row['total_vfs']:>9} "
                     f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['seconds']:>8}")
         header = (f"{'component':<18} {'family':<7} {'total_vfs':>9} {'luts':>6} {'ffs':>6} "
                   f"{'brams':>6} {'seconds':>8}")
-        rows = area_rows(sizes, tuple(COMPONENTS), args.family, params=params)
-    return _print_rows(args, header, rows, line)
+        labels = [f"synthesize {name} for {family}, {where}" for name in COMPONENTS
+                  for where in at]
+        rows = area_rows(sizes, tuple(COMPONENTS), family, params=params)
+    return _print_rows(args, header, rows, line, labels)
 
 
-def _print_rows(args, header, rows, line):
-    """Print benchmark rows as they come (they take minutes each): a table, or JSON lines."""
+def _print_rows(args, header, rows, line, labels):
+    """Print benchmark rows as they come (they take minutes each): a table, or JSON lines.
+    ``labels`` says what each row measures, for the progress bar."""
     from sriov_ep.tools.synth import ToolMissing
+    progress = _Progress(_progress_wanted(args), f"bench {args.what}", total=len(labels),
+                         unit=" rows")
     try:
         if not args.json:
-            print(header, flush=True)
+            progress.write(header, flush=True)
+        labels = iter(labels)
+        progress.describe(next(labels, f"bench {args.what}"))
         for row in rows:
-            print(json.dumps(row) if args.json else line(row), flush=True)
+            progress.write(json.dumps(row) if args.json else line(row), flush=True)
+            progress.describe(next(labels, f"bench {args.what}"))
+            progress.advance()
     except ToolMissing as exc:
-        print(f"sriov-ep: error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
+    finally:
+        progress.close()
     return 0
-
-
-def _page_size(text):
-    value = int(text, 0)
-    if value < 4096 or value & (value - 1):
-        raise argparse.ArgumentTypeError(f"{text}: must be a power of two >= 4096")
-    return value
 
 
 def cmd_build(args):
     from sriov_ep.tools.build import BuildError, write_build
-    params = load_params(args.config)
+    params = _load_config(args.config)
+    freq = _freq(args.freq, params) if args.freq is not None else None
     try:
-        paths = write_build(params, args.output, freq_mhz=args.freq,
+        paths = write_build(params, args.output, freq_mhz=freq,
                             config_name=Path(args.config).name)
     except BuildError as exc:
-        print(f"sriov-ep: error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
     for kind, path in paths.items():
         print(f"{kind:<8} {path}")
     return 0
@@ -199,13 +617,28 @@ def _bench_sim(args):
     from sriov_ep.tools.synth import ToolMissing
 
     from .bench import sim_rows
-    config = args.config or "examples/nvme.toml"
-    params = load_params(config)
+    if args.config:
+        config = args.config
+    elif BENCH_SIM_CONFIG.is_file():
+        config = str(BENCH_SIM_CONFIG)
+    else:
+        raise CliError(f"bench sim: its default configuration, {BENCH_SIM_CONFIG}, is not "
+                       f"there (it comes with a source checkout); give --config TOML")
+    params = _load_config(config)
+    backends = ("amaranth", "verilator")
+    progress = _Progress(_progress_wanted(args), "bench sim", total=len(backends),
+                         unit=" backends")
+    rows = []
     try:
-        rows = list(sim_rows(params, config_name=Path(config).name))
+        for backend in backends:
+            progress.describe(f"bench sim: {backend}"
+                              + (" (build, then run)" if backend == "verilator" else ""))
+            rows += sim_rows(params, config_name=Path(config).name, backends=(backend,))
+            progress.advance()
     except ToolMissing as exc:
-        print(f"sriov-ep: error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
+    finally:
+        progress.close()
     for row in rows:
         if args.json:
             print(json.dumps(row))
@@ -218,9 +651,37 @@ def _bench_sim(args):
     return 0
 
 
+def _megabytes(count):
+    return f"{count / 1e6:.1f} MB"
+
+
+def cmd_cache(args):
+    """Where the Verilator builds are cached, how much they take; ``--clear`` removes them."""
+    from .cosim import CACHE_ENV, cache_info, clear_cache
+    if args.clear:
+        done = clear_cache()
+        if args.json:
+            print(json.dumps(done))
+            return 0
+        print(f"removed {done['removed']} folders ({_megabytes(done['bytes'])}) from "
+              f"{done['folder']}")
+        for path in done["in_use"]:
+            print(f"left {path}: a run is using it")
+        return 0
+    info = cache_info()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['folder']}: {info['builds']} Verilator builds, {_megabytes(info['bytes'])} "
+          f"(${CACHE_ENV}, else $XDG_CACHE_HOME/sriov-ep, else ~/.cache/sriov-ep; clear it "
+          f"with sriov-ep cache --clear)")
+    return 0
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sriov-ep", description="SR-IOV endpoint logic: register maps, simulation, export.")
+    parser.add_argument("--version", action="version", version=f"sriov-ep {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("regmap", help="print the register map of every structure of the PF's "
                                       "and the VFs' configuration space")
@@ -238,6 +699,11 @@ def build_parser():
     p.add_argument("script", nargs="?", help="transaction script; default: enumerate, enable "
                                              "InitialVFs, walk every VF")
     p.add_argument("--vcd", metavar="FILE", help="write a VCD (and a .gtkw next to it)")
+    p.add_argument("--wave-from", type=_wave_bound, metavar="N|TIME",
+                   help="the VCD (--vcd, or the one a failure writes) starts at transaction N "
+                        "(numbered as the output lines, from 1) or at a time (12us, 2500ns)")
+    p.add_argument("--wave-to", type=_wave_bound, metavar="N|TIME",
+                   help="... and ends after transaction N or at a time")
     p.add_argument("--json", action="store_true", help="one JSON object per transaction")
     p.add_argument("--no-ari", action="store_true",
                    help="the root port has no ARI Forwarding: Linux leaves ARI Capable "
@@ -250,11 +716,29 @@ def build_parser():
                         "4096)")
     p.set_defaults(func=cmd_sim)
 
+    p = sub.add_parser("wave", help="a timing diagram (WaveDrom SVG) of one transaction of a "
+                                    "run: clock, handshakes, payload fields, its text")
+    p.add_argument("config", help="endpoint configuration (TOML)")
+    p.add_argument("script", nargs="?", help="transaction script (default: the built-in "
+                                             "scenario, as for sim)")
+    p.add_argument("-t", "--transaction", type=int, required=True, metavar="N",
+                   help="the transaction, numbered as sim's output lines (from 1)")
+    p.add_argument("-o", "--output", metavar="SVG",
+                   help="the SVG to write (default build/waves/transaction-N.svg; the VCD and "
+                        "GTKWave file of the window go to build/waves/)")
+    p.add_argument("--margin", type=int, default=2, metavar="CYCLES",
+                   help="clock cycles shown before and after the transaction (default 2)")
+    p.add_argument("--no-ari", action="store_true", help="as for sim")
+    p.set_defaults(func=cmd_wave)
+
     p = sub.add_parser("lspci", help="print the PF's and enabled VFs' config space in the "
                                      "format `lspci -F` reads")
     p.add_argument("config", help="endpoint configuration (TOML)")
-    p.add_argument("--enable", type=int, metavar="N", help="VFs to enable (default InitialVFs)")
-    p.add_argument("--script", metavar="FILE", help="run this script instead of enabling")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--enable", type=_num_vfs, metavar="N",
+                      help="VFs to enable, 0..65535 (default InitialVFs)")
+    what.add_argument("--script", metavar="FILE",
+                      help="run this script instead of enabling (it enables what it needs)")
     p.add_argument("--no-ari", action="store_true", help="as for sim")
     p.add_argument("--backend", choices=BACKENDS, default="amaranth", help="as for sim")
     p.set_defaults(func=cmd_lspci)
@@ -264,54 +748,159 @@ def build_parser():
     p.add_argument("config", help="endpoint configuration (TOML)")
     p.add_argument("-o", "--output", default="build", metavar="DIR",
                    help="output folder (default build/)")
-    p.add_argument("--freq", type=float, metavar="MHZ",
+    p.add_argument("--freq", metavar="MHZ",
                    help="clock frequency for the constraints (default: the configuration's "
                         "clock_mhz)")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("bench", help="benchmarks: area (Yosys) and fmax (nextpnr-ecp5)")
+    p = sub.add_parser("bench", help="benchmarks: area (Yosys), fmax (nextpnr-ecp5) and "
+                                     "simulation speed")
     p.add_argument("what", choices=["area", "fmax", "sim"],
                    help="area: Yosys synthesis at several TotalVFs; fmax: ECP5 place and route; "
                         "sim: config transactions per second of the built-in scenario on each "
                         "simulation backend")
     p.add_argument("--config", metavar="TOML",
-                   help="sim: configuration (default examples/nvme.toml); area, fmax: measure "
-                        "this configuration instead of the built-in one at --sizes")
+                   help="sim: configuration (default examples/nvme.toml of the source tree); "
+                        "area, fmax: measure this configuration instead of the built-in one at "
+                        "--sizes")
     p.add_argument("--json", action="store_true", help="one JSON object per row")
-    p.add_argument("--sizes", metavar="N,N,...",
+    p.add_argument("--sizes", metavar="N,N,...", type=_sizes,
                    help="TotalVFs values (default: area 8,256,2048,65535; fmax 256,65535); the "
                         "built-in configuration has PF and VF PM, and PF and VF MSI-X up to "
                         "4096 VFs")
-    p.add_argument("--family", choices=["ecp5", "xilinx"], default="ecp5",
+    p.add_argument("--family", choices=["ecp5", "xilinx"],
                    help="area: FPGA family (default ecp5)")
-    p.add_argument("--device", default="LFE5UM-45F", choices=["LFE5UM-45F", "LFE5UM-85F"],
+    p.add_argument("--device", choices=["LFE5UM-45F", "LFE5UM-85F"],
                    help="fmax: ECP5 device (default LFE5UM-45F)")
-    p.add_argument("--mem-latency", type=int, default=2, choices=[1, 2],
+    p.add_argument("--mem-latency", type=int, choices=[1, 2],
                    help="fmax: memory decode latency of the endpoint (default 2)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("cache", help="where the Verilator builds are cached and how much room "
+                                     "they take; --clear removes them")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--info", action="store_true",
+                        help="the folder, its builds and their size (the default)")
+    action.add_argument("--clear", action="store_true",
+                        help="remove every build not in use by a run")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+# -- Errors --------------------------------------------------------------------------------------
+
+def _one_line(text):
+    """``text`` on one line: the first line of a message that has a log or details after it."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if len(lines) > 1:
+        return f"{lines[0]} (+{len(lines) - 1} more lines)"
+    return lines[0]
+
+
+def _report(line, status, json_record):
+    """Print an error line on stderr, and with ``json_record`` an error record on stdout."""
     try:
-        return args.func(args)
-    except BrokenPipeError:
-        # The reader went away (``sriov-ep regmap ... | head``): stop quietly, as Unix tools
-        # do, and keep Python from complaining again when it flushes stdout at exit.
+        print(line, file=sys.stderr)
+    except OSError:
+        pass
+    if json_record:
+        kind = {1: "fail", 130: "interrupted"}.get(status, "error")
+        message = line.split(": error: ", 1)[-1]
+        try:
+            print(json.dumps({"op": "error", "status": kind, "exit": status, "error": message}),
+                  flush=True)
+        except OSError:
+            pass
+    return status
+
+
+def _message(exc):
+    """The one-line message and exit status of an exception a command raised."""
+    from sriov_ep.tools.synth import ToolMissing
+
+    from .cosim import CosimError
+    from .runner import RunFailure
+    from .script import ScriptError
+    if isinstance(exc, CliError):
+        return _one_line(exc), exc.status
+    if isinstance(exc, (ParamError, ToolMissing)):
+        return _one_line(exc), 2
+    if isinstance(exc, (ScriptError, RunFailure)):
+        return _one_line(exc), 1
+    if isinstance(exc, TimeoutError):       # the design stopped answering
+        return f"timed out: {_one_line(exc)}", 1
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror or _one_line(exc)}", 2
+    if isinstance(exc, CosimError):         # its first line names the log
+        return str(exc).strip().splitlines()[0], 2
+    return (f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in sriov-ep: please "
+            f"report it with the command that caused it; {DEBUG_ENV}=1 shows the traceback)"), 2
+
+
+def _forget(exc):
+    """Drop the frames ``exc`` holds, while warnings about what dies with them (a simulator's
+    testbench coroutine that never ran) are ignored: they would be lines after the error."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="coroutine .* was never awaited",
+                                category=RuntimeWarning)
+        seen = set()
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
+            exc.__traceback__ = None
+            exc = exc.__cause__ or exc.__context__
+        gc.collect()
+
+
+def _quiet_stdout():
+    """The reader of stdout went away (``sriov-ep ... | head``): send what is still buffered
+    nowhere, so that Python does not complain when it flushes stdout at exit."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    json_record = "--json" in argv
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except _UsageError as exc:
+            return _report(str(exc), 2, json_record)
+        except SystemExit:                  # --help, --version
+            sys.stdout.flush()
+            raise
+        json_record = bool(getattr(args, "json", False))
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except (BrokenPipeError, _ReaderGone):
+        # Stop quietly, as Unix tools do when their reader leaves.
+        _quiet_stdout()
         return 0
-    except ParamError as exc:
-        print(f"sriov-ep: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _report("sriov-ep: interrupted", 130, json_record)
     except Exception as exc:
-        from .runner import RunFailure
-        from .script import ScriptError
-        if isinstance(exc, (ScriptError, RunFailure)):
-            print(f"sriov-ep: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+        if os.environ.get(DEBUG_ENV):
+            raise
+        line, status = _message(exc)
+        _forget(exc)
+        del exc
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+            return status
+        except OSError:
+            pass
+        return _report(f"sriov-ep: error: {line}", status, json_record)
 
 
 if __name__ == "__main__":

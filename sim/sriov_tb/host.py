@@ -47,14 +47,24 @@ __all__ = ["Completion", "stream_transaction", "EndpointDriver", "ModelEndpointP
            "MsixVector", "MsixFunction", "SavedState", "InterruptDriver", "SettledDriver",
            "MSG_QUIET", "access_result", "UserRegisters", "user_config_responder",
            "user_config_call",
-           "Transaction", "LinuxHost", "HostError"]
+           "Transaction", "LinuxHost", "HostError", "status_name", "RRS_RETRY_LIMIT"]
 
 
 @dataclass(frozen=True)
 class Completion:
-    status: str             # "SC" or "UR"
+    status: str             # "SC" or "UR" ("RRS" only from a driver that does not retry)
     data:   int
     cycles: int | None = None
+
+
+def status_name(value):
+    """``"SC"``, ``"UR"`` or ``"RRS"`` for a Completion Status (a :class:`CompletionStatus` or
+    its integer value)."""
+    return CompletionStatus(value).name
+
+
+#: How many Request Retry Status completions in a row a driver takes before giving up.
+RRS_RETRY_LIMIT = 1_000_000
 
 
 async def stream_transaction(ctx, req, res, payload, *, timeout, what="request"):
@@ -92,20 +102,32 @@ class EndpointDriver:
 
     ``cycles`` of a completion counts clock edges from the one that accepted the request to the
     one that transferred the completion (``cfg_cpl.ready`` is held high).
+
+    A completion with Request Retry Status (the PF is clearing its VF state after a reset) is
+    reissued at once, as a Root Complex does with CRS Software Visibility off; ``rrs_retries``
+    counts them. With ``retry_rrs=False`` it is returned as status ``"RRS"``.
     """
 
-    def __init__(self, ctx, dut, *, timeout=1_000_000):
+    def __init__(self, ctx, dut, *, timeout=1_000_000, retry_rrs=True):
         self.ctx     = ctx
         self.dut     = dut
         self.timeout = timeout
+        self.retry_rrs = retry_rrs
+        self.rrs_retries = 0
 
     async def config(self, type1, rid, reg, be, write, data):
-        payload, cycles = await stream_transaction(
-            self.ctx, self.dut.cfg_req, self.dut.cfg_cpl,
-            {"type1": type1, "rid": rid, "reg": reg, "be": be, "write": write, "data": data},
-            timeout=self.timeout, what="config request")
-        status = "SC" if payload.status == CompletionStatus.SC else "UR"
-        return Completion(status, payload.data, cycles)
+        for _ in range(RRS_RETRY_LIMIT):
+            payload, cycles = await stream_transaction(
+                self.ctx, self.dut.cfg_req, self.dut.cfg_cpl,
+                {"type1": type1, "rid": rid, "reg": reg, "be": be, "write": write,
+                 "data": data},
+                timeout=self.timeout, what="config request")
+            status = status_name(payload.status)
+            if status != "RRS" or not self.retry_rrs:
+                return Completion(status, payload.data, cycles)
+            self.rrs_retries += 1
+        raise TimeoutError(f"config request to {format_bdf(rid)}: Request Retry Status "
+                           f"{RRS_RETRY_LIMIT} times in a row")
 
 
 class ModelEndpointPort:
@@ -1012,7 +1034,11 @@ class LinuxHost:
         return base
 
     async def _walk_caps(self, space, info):
-        status = await space.read16(0x06)
+        """Fill ``info``'s capability offsets; return False (having read only the Status
+        register) when nothing answers at the function."""
+        answer, status = await space.status_of_read(0x06, 2)
+        if answer == "UR":
+            return False
         if status & 0x10:
             ptr = await space.read8(0x34) & 0xfc
             seen = set()
@@ -1030,6 +1056,7 @@ class LinuxHost:
                     break
                 info.ext_caps.setdefault(header & 0xffff, ptr)
                 ptr = (header >> 20) & 0xffc
+        return True
 
     async def enumerate(self):
         """pci_scan_device + pci_setup_device + BAR sizing and assignment + pci_enable_device
@@ -1128,7 +1155,8 @@ class LinuxHost:
         for offset in range(0, 0x40, 4):
             await space.read32(offset)
         info = FunctionInfo(rid)
-        await self._walk_caps(space, info)
+        if not await self._walk_caps(space, info):
+            raise HostError(f"VF {format_bdf(rid)} did not answer (UR)")
         pcie = info.caps.get(PCI_CAP_ID_EXP)
         if pcie is None:
             raise HostError(f"VF {format_bdf(rid)} has no PCI Express capability")
@@ -1148,7 +1176,8 @@ class LinuxHost:
         self.root.step = f"flr {format_bdf(rid)}"
         space = self.root.function(rid)
         caps = FunctionInfo(rid)
-        await self._walk_caps(space, caps)
+        if not await self._walk_caps(space, caps):
+            raise HostError(f"{format_bdf(rid)} did not answer (UR): no function there")
         pcie = caps.caps.get(PCI_CAP_ID_EXP)
         if pcie is None:
             raise HostError(f"{format_bdf(rid)} has no PCI Express capability")

@@ -30,7 +30,7 @@ from .host import (
 from .linux import SriovError
 from .model import EndpointModel
 from .script import Op, ScriptError
-from .sim import simulate
+from .sim import WaveSetup, simulate
 
 __all__ = ["RunFailure", "RunResult", "builtin_scenario", "check_ops", "execute", "run_ops",
            "format_dump", "traces_of"]
@@ -46,6 +46,11 @@ class RunResult:
     #: 4 KiB configuration space images read at the end, as ``{rid: bytes}`` (PF first).
     dumps: dict = field(default_factory=dict)
     compared: int = 0
+    #: Config requests the design completed with Request Retry Status (it was clearing its VF
+    #: state after a reset) and the driver reissued, as a Root Complex does.
+    rrs_retries: int = 0
+    #: The waveform written (:class:`sriov_tb.waves.WaveFiles`), if one was asked for.
+    waves: object = None
 
 
 def builtin_scenario(params):
@@ -87,11 +92,15 @@ def check_ops(ops, filename="<script>"):
 
 async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename="<script>",
                   emit=None, json=False, ari=True, page_size=4096, dump_rids=None,
-                  dump_enabled=False, irq_driver=None, user=None):
+                  dump_enabled=False, irq_driver=None, user=None, on_transaction=None,
+                  on_dump=None, tracer=None):
     """Run ``ops`` through a design reached by ``cfg_driver`` (``async config(...)``) and
     ``mem_driver`` (``async decode(addr, write)``), checking everything against a fresh
     :class:`EndpointModel`. ``idle(n)`` waits ``n`` clock cycles. Backend-independent: the
     Amaranth simulator and the cocotb bench both call it. Fills ``result``.
+
+    ``on_transaction(txn)`` sees every record as it is made (a progress display);
+    ``on_dump(rid, image)`` every function's configuration space as soon as it is read.
 
     With a ``mem_driver`` that has ``access`` (MSI-X tables), memory operations go through it;
     ``irq_driver`` (``interrupt``, ``messages``, ``vf_msix_count``) runs the ``msix`` ops, and
@@ -99,24 +108,35 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     ``irq_driver`` with ``settle()`` (an RTL driver) is called after every config and memory
     write, so that the messages a write caused are in before they are compared. ``user`` is the
     model's handler of the user configuration windows (the design's user logic is the caller's).
+    ``tracer`` (a :class:`sriov_tb.waves.Tracer`) learns which transaction each request belongs
+    to and what the host recorded, for the waveform's transaction tracks.
     """
     model = EndpointModel(params, user=user)
+    if tracer is not None:
+        cfg_driver = tracer.wrap(cfg_driver)
+        mem_driver = tracer.wrap(mem_driver)
     if irq_driver is not None and hasattr(irq_driver, "settle"):
         cfg_driver = SettledDriver(cfg_driver, irq_driver.settle)
         mem_driver = SettledDriver(mem_driver, irq_driver.settle)
     board = Scoreboard(cfg_driver, ModelEndpointPort(model))
     current = {"op": Op("none", 0, "")}
 
-    def on_transaction(txn):
+    def record(txn):
         result.transactions.append(txn)
+        if tracer is not None:
+            tracer.record(txn, current["op"])
+        if on_transaction is not None:
+            on_transaction(txn)
         if emit is not None:
             if json:
                 emit(jsonlib.dumps(_transaction_record(txn, current["op"])))
             else:
                 emit(str(txn))
 
-    root = RootPort(board, secondary_bus=params.pf_rid >> 8, on_transaction=on_transaction)
+    root = RootPort(board, secondary_bus=params.pf_rid >> 8, on_transaction=record)
     host = LinuxHost(root, params.pf_rid, ari=ari, page_size=page_size)
+    if tracer is not None:
+        tracer.label = host.function_of
     root.mem = MemoryPort(mem_driver, model)
     root.memories = BarMemories()
     root.model = model
@@ -129,7 +149,10 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
         try:
             await _run_op(idle, host, root, op)
         except (Mismatch, HostError, SriovError, _Unexpected) as exc:
-            raise RunFailure(f"{where}{op.text}: {exc}") from None
+            failure = RunFailure(f"{where}{op.text}: {exc}")
+            if tracer is not None:
+                tracer.fail(str(failure))
+            raise failure from None
     current["op"] = Op("dump", 0, "dump")
     rids = list(dump_rids or [])
     if dump_enabled:
@@ -141,13 +164,16 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
         for offset in range(0, 0x1000, 4):
             image += (await space.read32(offset)).to_bytes(4, "little")
         result.dumps[rid] = bytes(image)
+        if on_dump is not None:
+            on_dump(rid, result.dumps[rid])
     result.compared = board.compared + root.mem.compared \
         + (root.irq.compared if root.irq is not None else 0)
     return result
 
 
 def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None, ari=True,
-            page_size=4096, dump_rids=None, dump_enabled=False, user=None):
+            page_size=4096, dump_rids=None, dump_enabled=False, user=None, on_transaction=None,
+            on_dump=None, wave_from=None, wave_to=None, waves_on_failure=True):
     """Run ``ops`` (from :func:`sriov_tb.script.parse_script`) against the RTL in Amaranth's
     simulator, checking every completion, memory decode, MSI-X table access, interrupt and
     message against :class:`EndpointModel`.
@@ -159,15 +185,28 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
 
     ``emit`` receives one output line per transaction (text, or JSON with ``json=True``).
     ``dump_rids`` lists functions whose 4 KiB configuration space is read at the end;
-    ``dump_enabled`` adds the PF and every enabled VF. Raises :class:`RunFailure`.
+    ``dump_enabled`` adds the PF and every enabled VF. ``on_transaction`` and ``on_dump``: see
+    :func:`execute`. Raises :class:`RunFailure`.
+
+    Waveforms (:mod:`sriov_tb.waves`): ``vcd`` names a VCD to write (with a GTKWave save file
+    beside it), limited to ``wave_from``..``wave_to`` (:class:`sriov_tb.waves.WaveBound`:
+    transaction numbers or times) if given. On a failure without ``vcd`` (and with
+    ``waves_on_failure``) the run is repeated to write ``build/waves/sriov-ep-sim.vcd``, marked
+    at the failing transaction; the :class:`RunFailure` then has ``waves`` (a
+    :class:`sriov_tb.waves.WaveFiles`) and a note with the command that opens them.
     """
     check_ops(ops, filename)
     result = RunResult()
     dut = SriovEndpoint(params)
+    setup = WaveSetup(dut, window=(wave_from, wave_to))
+    runs = []
 
     def make_testbench():
         result.transactions.clear()
         result.dumps.clear()
+        # A repeat (to write the waveform of a failure) reports nothing again.
+        first = not runs
+        runs.append(True)
 
         model_user = copy.deepcopy(user)
 
@@ -175,18 +214,33 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
             async def idle(cycles):
                 await ctx.tick().repeat(cycles)
 
-            await execute(params, ops, cfg_driver=EndpointDriver(ctx, dut),
-                          mem_driver=MemoryDriver(ctx, dut), idle=idle, result=result,
-                          filename=filename, emit=emit, json=json, ari=ari,
-                          page_size=page_size, dump_rids=dump_rids, dump_enabled=dump_enabled,
-                          irq_driver=InterruptDriver(ctx, dut), user=model_user)
+            cfg_driver = EndpointDriver(ctx, dut)
+            try:
+                await execute(params, ops, cfg_driver=cfg_driver,
+                              mem_driver=MemoryDriver(ctx, dut), idle=idle, result=result,
+                              filename=filename, emit=emit if first else None, json=json, ari=ari,
+                              page_size=page_size, dump_rids=dump_rids, dump_enabled=dump_enabled,
+                              irq_driver=InterruptDriver(ctx, dut), user=model_user,
+                              on_transaction=on_transaction if first else None,
+                              on_dump=on_dump if first else None, tracer=setup.tracer(ctx))
+            except RunFailure:
+                if vcd is not None or not first:
+                    # The waveform goes on a little after the failure.
+                    await idle(FAILURE_TAIL_CYCLES)
+                raise
+            finally:
+                result.rrs_retries = cfg_driver.rrs_retries
         if user is None:
             return testbench
         return testbench, user_config_responder(dut, copy.deepcopy(user))
 
-    simulate(dut, make_testbench, name="sriov-ep-sim", vcd=vcd, traces=traces_of(dut),
-             waves_on_failure=False)
+    result.waves = simulate(dut, make_testbench, name="sriov-ep-sim", vcd=vcd, setup=setup,
+                            waves_on_failure=waves_on_failure)
     return result
+
+
+#: Clock cycles a waveform goes on after a failed check.
+FAILURE_TAIL_CYCLES = 16
 
 
 class _Unexpected(Exception):
