@@ -199,7 +199,7 @@ def test_vf_bus_master_enable_does_not_matter():
     model = igb_programmed()
     # Command of VF 1 (01:10.0): Memory Space Enable is hard-wired 0, Bus Master Enable RW.
     assert model.config(TYPE0, 0x0180, 0x04 // 4, 0x3, True, 0x0006) == ("SC", 0)
-    assert model.config(TYPE0, 0x0180, 0x04 // 4, 0xF, False, 0) == ("SC", 0x0010_0004)
+    assert model.config(TYPE0, 0x0180, 0x04 // 4, 0xF, False, 0) == ("SC", 0x0011_0004)
     assert model.decode_memory(0x1_0000_0000) == (True, 1, 0, 0)
     assert model.decode_memory(0x1_0000_4000) == (True, 2, 0, 0)
 

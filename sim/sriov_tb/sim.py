@@ -340,10 +340,12 @@ def _run_with_vcd(dut, make_testbench, path, setup, *, failure=None, reraise=Tru
     """Run under a VCD writer into ``path`` (through the setup's window), then add the tracks
     and write the save file. An exception of the run is raised again after that (with the
     files in a note) when ``reraise``, else swallowed. Returns the WaveFiles."""
+    # The simulator first: it elaborates the design, which is then "used" even if the folder
+    # cannot be made (else Amaranth warns UnusedElaboratable when the design is collected).
+    sim = _simulator(dut, make_testbench)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = path.with_name(path.name + ".raw")
     names = path.with_name(path.name + ".names.gtkw")
-    sim = _simulator(dut, make_testbench)
     start, end = setup.window
     error = None
     out = open(raw, "w")
