@@ -1009,6 +1009,20 @@ def test_cli_sim_warns_of_unreachable_vfs(capsys, tmp_path, name, no_ari, warnin
             "only" in line
 
 
+@pytest.mark.parametrize("no_ari", [True, False])
+def test_cli_lspci_warns_of_unreachable_vfs(capsys, no_ari):
+    """``lspci --no-ari`` warns as ``sim`` does."""
+    config = EXAMPLES / "nvme.toml"
+    code, out, err = run_cli(capsys, "lspci", config, "--enable", "0",
+                             *(["--no-ari"] if no_ari else []))
+    assert code == 0 and out.startswith("01:00.0")
+    if no_ari:
+        (line,) = err.splitlines()
+        assert line.startswith(f"sriov-ep: warning: {config}: with --no-ari, VF 8 (01:01.0) ")
+    else:
+        assert err == ""
+
+
 # -- parse_bdf / format_bdf -------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, rid", [

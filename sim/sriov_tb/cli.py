@@ -358,8 +358,6 @@ def _check_vcd(args):
     """Refuse a ``--vcd`` the simulator could not write: an empty name, a folder, a name whose
     GTKWave file would be itself."""
     text = args.vcd
-    if args.backend != "amaranth":
-        raise CliError("--vcd needs the amaranth backend")
     if not text.strip():
         raise CliError("--vcd: the file name is empty")
     path = Path(text)
@@ -395,11 +393,8 @@ def _prepare_vcd(text):
             target.unlink()
 
 
-def cmd_sim(args):
-    from sriov_ep.tools.synth import ToolMissing
-    if args.vcd is not None:
-        _check_vcd(args)
-    params = _load_config(args.config)
+def _warn_unreachable(args, params):
+    """With --no-ari: warn about the first VF a non-ARI Downstream Port could not reach."""
     unreachable = first_unreachable_vf(params, ari=not args.no_ari)
     if unreachable is not None:
         rid = params.vf_rid(unreachable, ari=False)
@@ -408,6 +403,14 @@ def cmd_sim(args):
               f"Port without ARI Forwarding passes config requests to device 0 only, so a real "
               f"host could not reach it (the simulated root port does); see "
               f"sriov.first_vf_offset.non_ari and sriov.vf_stride.non_ari", file=sys.stderr)
+
+
+def cmd_sim(args):
+    from sriov_ep.tools.synth import ToolMissing
+    if args.vcd is not None:
+        _check_vcd(args)
+    params = _load_config(args.config)
+    _warn_unreachable(args, params)
     ops, filename = _load_ops(args, params)
     if args.vcd is not None:
         _prepare_vcd(args.vcd)
@@ -420,8 +423,10 @@ def cmd_sim(args):
     if args.vcd is not None:
         options["vcd"] = args.vcd
     if args.wave_from is not None or args.wave_to is not None:
-        if args.backend != "amaranth":
-            raise CliError("--wave-from/--wave-to need the amaranth backend")
+        if args.backend == "verilator" and args.vcd is None:
+            # The Amaranth backend writes a failure's waves on its own; Verilator needs a
+            # traced model, built only when --vcd asks for one.
+            raise CliError("--wave-from/--wave-to with the verilator backend need --vcd")
         options.update(wave_from=args.wave_from, wave_to=args.wave_to)
     waves = None
     try:
@@ -489,6 +494,7 @@ def cmd_lspci(args):
 
     from .runner import Op, format_dump
     params = _load_config(args.config)
+    _warn_unreachable(args, params)
     if args.script:
         ops, filename = _load_ops(args, params)
         dumps = None
