@@ -60,10 +60,14 @@ class Dump:
         self.names, self.types, self.changes, self.sizes = {}, {}, {}, {}
         scope, now, self.end = [], 0, 0
         text = Path(path).read_bytes()
-        # Amaranth names some internal signals "$signal"; pyvcd's reader takes a reference
-        # starting with "$" for a keyword: read it as the escaped identifier "\\$signal".
+        # Amaranth names some internal signals "$signal", Verilator its port scope "$rootio";
+        # pyvcd's reader takes a name starting with "$" for a keyword: read it as the escaped
+        # identifier "\\$signal".
         cut = text.index(b"$enddefinitions")
-        text = re.sub(rb"(\$var \S+ \d+ \S+ )\$", rb"\1\\$", text[:cut]) + text[cut:]
+        # Struct fields: Amaranth escapes "\\port.field", Verilator writes "port.field".
+        escaped = {m.decode() for m in re.findall(rb"\$var \S+ \d+ \S+ \\(\S+)", text[:cut])}
+        text = re.sub(rb"(\$var \S+ \d+ \S+ |\$scope \S+ )\$", rb"\1\\$", text[:cut]) \
+            + text[cut:]
         with io.BytesIO(text) as f:
             for tok in tokenize(f):
                 if tok.kind is TokenKind.SCOPE:
@@ -72,7 +76,7 @@ class Dump:
                     scope.pop()
                 elif tok.kind is TokenKind.VAR:
                     ref = tok.data.reference
-                    if "." in ref:          # an escaped identifier (a struct field)
+                    if "." in ref and ref in escaped:       # an escaped struct field
                         ref = "\\" + ref
                     name = ".".join([*scope, ref])
                     self.names[name] = tok.data.id_code         # the last declaration
@@ -116,7 +120,7 @@ class Dump:
 
 def handshakes(dump, scope, req, res, txn_var):
     """``[(transaction number, accept, complete)]`` of a request/answer stream pair, from the
-    dumped valid/ready at the rising edges."""
+    dumped valid/ready at the rising edges (number None without ``txn_var``)."""
     found, open_ = [], None
     for t in dump.rising_edges(f"{scope}.clk"):
         if open_ is not None and dump.before(f"{scope}.{res}__valid", t) \
@@ -124,7 +128,7 @@ def handshakes(dump, scope, req, res, txn_var):
             found.append((*open_, t))
             open_ = None
         if dump.before(f"{scope}.{req}__valid", t) and dump.before(f"{scope}.{req}__ready", t):
-            open_ = (dump.before(txn_var, t), t)
+            open_ = (dump.before(txn_var, t) if txn_var else None, t)
     return found
 
 
@@ -496,13 +500,117 @@ def test_calls_instead_of_a_bench_signal(tmp_path, passing):
 
 
 def _ports(result):
-    from sriov_ep.endpoint import SriovEndpoint
-    dut = SriovEndpoint(load_params(IGB))
-    layouts = {s: getattr(dut, s).payload.shape()
-               for s in ("cfg_req", "cfg_cpl", "mem_req", "mem_res", "msg")}
+    # The endpoint's payload layouts (tag width 8, its default), without making an endpoint
+    # that would never be elaborated (Amaranth warns UnusedElaboratable).
+    from sriov_ep.decode.bar import MemDecode, MemRequest
+    from sriov_ep.endpoint import Completion, ConfigRequest, MsixMessage
+    params = load_params(IGB)
+    layouts = {"cfg_req": ConfigRequest, "cfg_cpl": Completion, "mem_req": MemRequest(8),
+               "mem_res": MemDecode(params, 8), "msg": MsixMessage(params)}
     header = wv.read_header(result.waves.vcd)
 
     def name(stream, member):
         var = header.like("bench.top", f"{stream}__{member}")
         return var.name if var else "?"
     return wv.endpoint_ports(name, layouts)
+
+
+# -- Verilator ----------------------------------------------------------------------------------
+
+#: Config reads only (one request each, but the first, retried while the PF is busy after reset).
+READS = """\
+cfgrd 01:00.0 0x00 4 == 0x10c98086
+cfgrd 01:00.0 0x04 2
+cfgrd 01:00.0 0x08 4
+cfgrd 01:00.0 0x10 4
+cfgrd 01:00.0 0x2c 2
+cfgrd 01:11.0 0x00 4 == 0xffffffff
+"""
+
+
+@pytest.mark.slow
+def test_verilator_dump_has_the_same_tracks(tmp_path, params):
+    """The Verilator backend (cocotb) writes the same tracks: its bench gives the times of its
+    driver calls instead of a bench signal. Costs a traced Verilator build the first time (about
+    1-2 minutes of CPU, then cached in build/cache like the other co-simulation builds) and
+    about 5 s a run."""
+    import os
+
+    from sriov_tb import cosim
+    try:
+        cosim.find_toolchain()
+    except cosim.ToolMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the co-simulation tests: {exc}")
+        pytest.skip(f"co-simulation tools not installed: {exc}")
+    vcd = tmp_path / "v" / "run.vcd"
+    ops = parse_script(READS, "reads.script")
+    result = cosim.run_ops_verilator(params, ops, filename="reads.script", vcd=vcd,
+                                     build_dir=cosim.default_build_dir())
+    assert result.waves.vcd == vcd and result.waves.gtkw == vcd.with_suffix(".gtkw")
+    dump = Dump(vcd)
+    scope = "sriov_ep_top"
+    # Number the config handshakes from the dump itself: a Request Retry Status completion
+    # (status 2) is reissued as the same transaction.
+    expected, number = [], 1
+    label = _label(params, 0)
+    for _, accept, complete in handshakes(dump, scope, "cfg_req", "cfg_cpl", None):
+        txn = result.transactions[number - 1]
+        expected.append((accept, complete, expected_text(number, txn, label)))
+        if dump.before(f"{scope}.\\cfg_cpl__payload.status", complete) != 2:
+            number += 1
+    assert number - 1 == len(result.transactions) == len(ops)
+    assert len(expected) > len(ops)                 # the retry is on the track too
+    assert dump.segments("tb.transaction") == expected
+    # The same texts as the Amaranth simulator's run of the script.
+    amaranth = run_ops(params, ops, vcd=tmp_path / "a.vcd")
+    assert [t for *_, t in dump.segments("tb.transaction")] == \
+        [t for *_, t in Dump(amaranth.waves.vcd).segments("tb.transaction")]
+    steps = [t for *_, t in dump.segments("tb.step")]
+    assert steps[0] == "line 1: cfgrd 01:00.0 0x00 4 == 0x10c98086" and len(steps) == len(ops)
+    # Enums as text (from the Verilog's enum_value attributes); the save file names only
+    # variables of the dump.
+    assert {t for *_, t in dump.segments("tb.cfg_cpl__payload_status")} >= {"SC", "UR", "RRS"}
+    groups, names, start, _, markers = gtkw_rows(result.waves.gtkw)
+    assert groups[:3] == ["transactions", "config_request", "completion"]
+    assert names and set(names) <= _gtkw_names(vcd), set(names) - _gtkw_names(vcd)
+    assert {"tb.transaction", "tb.step", "tb.cfg", "tb.cfg_cpl__payload_status"} <= set(names)
+    assert start == 0 and markers[0] == -1
+    # Real GTKWave reads the dump (Verilator's own has names it stops at) and shows every row.
+    if shutil.which("gtkwave") and shutil.which("xvfb-run"):
+        script = tmp_path / "check.tcl"
+        script.write_text(GTKWAVE_TCL)
+        run = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x900x24", "gtkwave", "-S",
+                              str(script), str(vcd), str(result.waves.gtkw)],
+                             capture_output=True, text=True, timeout=120)
+        out = run.stdout + run.stderr
+        assert run.returncode == 0, out
+        assert not re.search(r"error|unknown|could not|not found", out, re.IGNORECASE), out
+        assert re.search(r"^SIGNALS: (.*)$", run.stdout, re.MULTILINE).group(1).split() == names
+
+
+@pytest.mark.slow
+def test_verilator_failure_writes_waves_by_itself(tmp_path, monkeypatch, capsys):
+    """``sim --backend verilator`` without ``--vcd``: a failed check repeats the run on the
+    traced model and prints the command that opens the waves at the failure, as the Amaranth
+    backend does (same traced build as the test above, from build/cache)."""
+    import os
+
+    from sriov_tb import cosim
+    try:
+        cosim.find_toolchain()
+    except cosim.ToolMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the co-simulation tests: {exc}")
+        pytest.skip(f"co-simulation tools not installed: {exc}")
+    config = Path(__file__).resolve().parent.parent / "examples" / "igb-82576.toml"
+    script = tmp_path / "bad.script"
+    script.write_text("cfgrd 01:00.0 0x00 4\ncfgrd 01:00.0 0x00 4 == 0x12345678\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["sim", str(config), str(script), "--backend", "verilator"]) == 1
+    out = capsys.readouterr().out
+    (hint,) = [line for line in out.splitlines() if line.startswith("# waveform of the failure")]
+    assert "transaction 2 (CfgRd 01:00.0 PF @0x000 4B -> SC 0x10c98086)" in hint
+    assert hint.endswith("gtkwave build/waves/sriov-ep-sim.vcd build/waves/sriov-ep-sim.gtkw")
+    assert (tmp_path / "build" / "waves" / "sriov-ep-sim.gtkw").is_file()
+    assert "FAILED at transaction 2" in (tmp_path / "build/waves/sriov-ep-sim.gtkw").read_text()

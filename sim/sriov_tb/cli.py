@@ -422,6 +422,8 @@ def cmd_sim(args):
         options["on_transaction"] = progress.transaction
     if args.vcd is not None:
         options["vcd"] = args.vcd
+    elif args.backend == "verilator":
+        options["waves_on_failure"] = True      # (the Amaranth backend does it by default)
     if args.wave_from is not None or args.wave_to is not None:
         if args.backend == "verilator" and args.vcd is None:
             # The Amaranth backend writes a failure's waves on its own; Verilator needs a

@@ -500,7 +500,16 @@ async def run_job(dut):
     ``failure``, a ``(kind, message)`` pair or None). Each configuration-space dump also goes to the
     transactions file as soon as it is read (a ``dump`` line). The test itself passes whatever
     the job's outcome.
+
+    The outcome's ``waves`` is what the waveform's transaction tracks need
+    (:func:`sriov_tb.waves.annotate`): ``calls``, ``(number, start, end)`` in femtoseconds of
+    simulated time for every config and memory driver call (from just after the clock edge it
+    starts at to the edge that completes it), and the host's ``texts``, ``steps`` and ``failure``
+    (a :class:`sriov_tb.waves.Failure` or None) of a :class:`sriov_tb.waves.Tracer`.
     """
+    from cocotb.utils import get_sim_time
+
+    from . import waves as wv
     from .cosim import JOB_ENV
     from .runner import RunFailure, RunResult, execute
 
@@ -515,6 +524,19 @@ async def run_job(dut):
     result = RunResult()
     outcome = {"dumps": {}, "compared": 0, "failure": None, "rrs_retries": 0}
     cfg_driver = CocotbConfigDriver(dut)
+    calls = []
+    running = {}
+
+    def mark(number):
+        # The tracer's bench signal: the times of each driver call instead.
+        now = round(get_sim_time("fs"))
+        if number:
+            running["call"] = (number, now)
+        elif "call" in running:
+            started = running.pop("call")
+            calls.append((started[0], started[1], now))
+
+    tracer = wv.Tracer(mark)
     with open(job["transactions"], "w", buffering=1) as out:
         def emit(record):
             if os.path.exists(stop_path):
@@ -537,7 +559,8 @@ async def run_job(dut):
             await execute(params, ops, cfg_driver=cfg_driver,
                           mem_driver=CocotbMemoryDriver(dut, params=params),
                           irq_driver=CocotbInterruptDriver(dut, params=params), idle=idle,
-                          result=result, emit=emit, json=True, on_dump=dump, **options)
+                          result=result, emit=emit, json=True, on_dump=dump, tracer=tracer,
+                          **options)
         except RunFailure as exc:
             outcome["failure"] = ("RunFailure", str(exc))
         except _Stopped:
@@ -550,6 +573,12 @@ async def run_job(dut):
     outcome["dumps"] = dict(result.dumps)
     outcome["compared"] = result.compared
     outcome["rrs_retries"] = cfg_driver.rrs_retries
+    failure = tracer.failure
+    if failure is None and outcome["failure"] is not None:
+        kind, message = outcome["failure"]
+        failure = wv.Failure(0, wv._ascii(f"{kind}: {message}".splitlines()[0]))
+    outcome["waves"] = {"calls": calls, "texts": tracer.texts, "steps": tracer.steps,
+                        "failure": failure}
     tmp = job["result"] + ".tmp"
     with open(tmp, "wb") as f:
         pickle.dump(outcome, f)

@@ -280,13 +280,13 @@ def _verilog(params):
     return to_verilog(params)
 
 
-def _runtime_cache(root, tools):
+def _runtime_cache(root, tools, trace=False):
     """Folder for Verilator's runtime objects (``verilated*.o``), which do not depend on the
-    design: keyed by the tools, the make variables and the compiler settings in the
-    environment."""
+    design: keyed by the tools, the make variables, the compiler settings in the environment
+    and whether the model traces (``VM_TRACE`` changes how they are compiled)."""
     settings = [os.environ.get(name, "") for name in ("CXX", "CXXFLAGS", "CPPFLAGS", "OPT",
                                                       "OPT_FAST", "OPT_SLOW", "OPT_GLOBAL")]
-    identity = "\0".join([tools.key(), *_MAKE_VARS, *settings])
+    identity = "\0".join([tools.key(), *_MAKE_VARS, *settings, *(["trace"] if trace else [])])
     return root / f"runtime-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
 
 
@@ -322,9 +322,14 @@ def _restore_runtime(cache, folder):
     return makefile
 
 
-def build(params, *, build_dir=None, tools=None, verilog=None):
+def build(params, *, build_dir=None, tools=None, verilog=None, trace=False):
     """Build the Verilator model of ``params``'s endpoint (or of ``verilog``, a Verilog text
     whose top is ``sriov_ep_top``); return its folder.
+
+    ``trace``: a model that can write a VCD (Verilator's ``--trace``, cocotb's ``waves``); it
+    is a separate build (in its own folder: the option is part of the hash) and takes much
+    longer to compile (about a minute from an empty cache, against 7 s for an untraced build
+    with the runtime objects cached).
 
     The folder is ``<build_dir>/<hash>``, the hash taken over the Verilog text, the tool versions
     and the build options; a folder that holds a finished build is reused as it is.
@@ -337,7 +342,8 @@ def build(params, *, build_dir=None, tools=None, verilog=None):
     tools = tools if tools is not None else find_toolchain()
     if verilog is None:
         verilog = _verilog(params)
-    identity = "\0".join([verilog, tools.key(), *BUILD_ARGS, *_MAKE_VARS, *TIMESCALE])
+    identity = "\0".join([verilog, tools.key(), *BUILD_ARGS, *_MAKE_VARS, *TIMESCALE,
+                          *(["--trace"] if trace else [])])
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     root = (Path(build_dir) if build_dir is not None else default_build_dir()).resolve()
     folder = root / key
@@ -359,14 +365,15 @@ def build(params, *, build_dir=None, tools=None, verilog=None):
         log = folder / "build.log"
         makeflags = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "--", *_MAKE_VARS]))
         env = {"MAKEFLAGS": makeflags}
-        runtime = _runtime_cache(root, tools)
+        runtime = _runtime_cache(root, tools, trace)
         if runtime.is_dir():
             env["MAKEFILES"] = str(_restore_runtime(runtime, folder))
         with _tool_environment(tools, env):
             runner = get_runner("verilator")
             try:
                 runner.build(sources=[source], hdl_toplevel=TOP_NAME, build_dir=folder,
-                             build_args=list(BUILD_ARGS), timescale=TIMESCALE, log_file=log)
+                             build_args=list(BUILD_ARGS), timescale=TIMESCALE, log_file=log,
+                             waves=trace)
             except (RuntimeError, SystemExit) as exc:
                 raise CosimError(f"Verilator build failed ({exc}); log: {log}\n{_tail(log)}") \
                     from None
@@ -382,11 +389,12 @@ def _transaction(record):
 
 def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False, ari=True,
                       page_size=4096, dump_rids=None, dump_enabled=False, build_dir=None,
-                      user=None, on_transaction=None, on_dump=None):
+                      user=None, on_transaction=None, on_dump=None, vcd=None, wave_from=None,
+                      wave_to=None, waves_on_failure=False):
     """:func:`sriov_tb.runner.run_ops` on the Verilog export, in Verilator under cocotb.
 
-    Same arguments (but ``vcd``; ``user``, the user configuration handler, is pickled into the
-    job: its class must be importable there) and the same outcome: a :class:`RunResult`,
+    Same arguments (``user``, the user configuration handler, is pickled into the job: its
+    class must be importable there) and the same outcome: a :class:`RunResult`,
     ``emit`` called with the same lines as they happen, and :class:`RunFailure` with the same
     message on failure.
     ``on_transaction`` and ``on_dump`` as for :func:`sriov_tb.runner.execute`, called as the
@@ -397,14 +405,58 @@ def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False
     removed afterwards (kept when the simulator fails: the error names its log). Raises
     :class:`ToolMissing` when cocotb or Verilator is not installed, :class:`CosimError` when
     the build or the simulator fails.
+
+    ``vcd``: run a model built with tracing (:func:`build` with ``trace=True``, a separate,
+    slower build) and write its dump there with the transaction tracks and the GTKWave save file
+    of :func:`sriov_tb.waves.finish`, as ``run_ops`` does (``result.waves``; on a
+    :class:`RunFailure`, ``waves`` of the exception and a note with the command that opens
+    them). ``wave_from``/``wave_to`` keep a window of it (the simulator writes the whole dump
+    first, into the run's temporary folder).
+
+    ``waves_on_failure`` (what ``sriov-ep sim`` asks for): when a check fails without ``vcd``,
+    the run is repeated on the traced model into ``build/waves/sriov-ep-sim.vcd`` (as
+    ``run_ops`` does by itself), keeping the last 100 transactions before the failure, and the
+    :class:`RunFailure` gets its ``waves`` and the note with the command that opens them.
     """
+    arguments = dict(filename=filename, json=json, ari=ari, page_size=page_size,
+                     dump_rids=dump_rids, dump_enabled=dump_enabled, build_dir=build_dir,
+                     user=user)
+    try:
+        return _run_ops_verilator(params, ops, emit=emit, on_transaction=on_transaction,
+                                  on_dump=on_dump, vcd=vcd, wave_from=wave_from,
+                                  wave_to=wave_to, **arguments)
+    except RunFailure as exc:
+        if vcd is not None or not waves_on_failure:
+            raise
+        from .sim import FAILURE_CONTEXT, waves_dir
+        from .waves import WaveBound
+        txn = getattr(exc, "transactions_done", None)
+        start = WaveBound(txn=txn - FAILURE_CONTEXT) if txn and txn > FAILURE_CONTEXT else None
+        try:
+            _run_ops_verilator(params, ops, emit=None, on_transaction=None, on_dump=None,
+                               vcd=waves_dir() / "sriov-ep-sim.vcd", wave_from=start,
+                               wave_to=None, **arguments)
+        except RunFailure as rerun:
+            if getattr(rerun, "waves", None) is not None:
+                exc.waves = rerun.waves
+                exc.add_note(rerun.waves.hint())
+        except Exception as rerun:          # the failure stands; say why there are no waves
+            exc.add_note(f"(writing the waveform of the failing run failed: {rerun})")
+        raise
+
+
+def _run_ops_verilator(params, ops, *, filename, emit, json, ari, page_size, dump_rids,
+                       dump_enabled, build_dir, user, on_transaction, on_dump, vcd, wave_from,
+                       wave_to):
     check_ops(ops, filename)
     tools = find_toolchain()
-    with _built(params, build_dir=build_dir, tools=tools) as folder:
+    trace = vcd is not None
+    with _built(params, build_dir=build_dir, tools=tools, trace=trace) as folder:
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+        waves = {"vcd": Path(vcd), "window": (wave_from, wave_to)} if trace else None
         try:
             result = _run(tools, folder, run_dir, params, ops, emit=emit, json=json,
-                          on_transaction=on_transaction, on_dump=on_dump, options={
+                          on_transaction=on_transaction, on_dump=on_dump, waves=waves, options={
                               "filename": filename, "ari": ari, "page_size": page_size,
                               "dump_rids": list(dump_rids) if dump_rids is not None else None,
                               "dump_enabled": dump_enabled, "user": user})
@@ -418,11 +470,11 @@ def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False
 
 
 @contextmanager
-def _built(params, *, build_dir, tools, verilog=None):
+def _built(params, *, build_dir, tools, verilog=None, trace=False):
     """:func:`build`, then hold the build's lock (shared) while the caller uses it, so that
     :func:`clear_cache` leaves it alone; built again should it go between the two."""
     for _ in range(3):
-        folder = build(params, build_dir=build_dir, tools=tools, verilog=verilog)
+        folder = build(params, build_dir=build_dir, tools=tools, verilog=verilog, trace=trace)
         with _locked(folder, shared=True):
             if _finished(folder):
                 yield folder
@@ -432,10 +484,11 @@ def _built(params, *, build_dir, tools, verilog=None):
 
 
 def _run(tools, folder, run_dir, params, ops, *, emit, json, options, on_transaction=None,
-         on_dump=None):
+         on_dump=None, waves=None):
     from cocotb_tools.runner import get_runner
 
-    paths = {name: run_dir / name for name in ("job", "transactions", "stop", "result", "log")}
+    paths = {name: run_dir / name for name in ("job", "transactions", "stop", "result", "log",
+                                               "dump.vcd")}
     paths["transactions"].touch()
     with open(paths["job"], "wb") as f:
         pickle.dump({"params": params, "ops": list(ops), "options": options,
@@ -450,7 +503,9 @@ def _run(tools, folder, run_dir, params, ops, *, emit, json, options, on_transac
             runner.test(test_module=_TEST_MODULE, hdl_toplevel=TOP_NAME,
                         hdl_toplevel_lang="verilog", build_dir=folder, test_dir=run_dir,
                         testcase=_TEST_NAME, results_xml=str(run_dir / "results.xml"),
-                        timescale=TIMESCALE, log_file=paths["log"])
+                        timescale=TIMESCALE, log_file=paths["log"], waves=waves is not None,
+                        test_args=["--trace-file", str(paths["dump.vcd"])]
+                        if waves is not None else [])
         except (RuntimeError, SystemExit) as exc:
             errors.append(exc)
         except BaseException as exc:        # pragma: no cover - reported below
@@ -498,13 +553,24 @@ def _run(tools, folder, run_dir, params, ops, *, emit, json, options, on_transac
                          f"{paths['log']}\n{_tail(paths['log'])}")
     with open(paths["result"], "rb") as f:
         outcome = pickle.load(f)
+    files = None
+    if waves is not None:
+        files = _write_waves(params, paths["dump.vcd"], waves["vcd"], outcome["waves"],
+                             window=waves["window"])
     failure = outcome["failure"]
     if failure is not None:
         kind, message = failure
+        error = None
         if kind == "RunFailure":
-            raise RunFailure(message)
-        if kind == "TimeoutError":
-            raise TimeoutError(message)
+            error = RunFailure(message)
+        elif kind == "TimeoutError":
+            error = TimeoutError(message)
+        if error is not None:
+            error.transactions_done = len(result.transactions)    # (for waves_on_failure)
+            if files is not None:
+                error.waves = files
+                error.add_note(files.hint())
+            raise error
         details = run_dir / "failure.txt"
         details.write_text(message + "\n")
         last = message.rstrip().splitlines()[-1] if message.strip() else kind
@@ -512,4 +578,163 @@ def _run(tools, folder, run_dir, params, ops, *, emit, json, options, on_transac
     result.dumps.update(outcome["dumps"])
     result.compared = outcome["compared"]
     result.rrs_retries = outcome.get("rrs_retries", 0)
+    result.waves = files
     return result
+
+
+#: Verilator's scope of the exported top in its dump.
+_DUMP_SCOPE = TOP_NAME
+
+
+def _dump_name(header, path):
+    """The dump's variable for a path of :data:`sriov_tb.sim.ENDPOINT_VIEW` (``cfg_req.payload.
+    rid``, ``decoder.target``, ``fsm:cfg``, ``vf_enable``): the export joins a port's members
+    with ``__`` and keeps struct fields as ``port__payload.field`` wires. None if absent."""
+    if path.startswith("tb."):
+        return path
+    if path.startswith("fsm:"):
+        candidates = [f"{path[4:]}_state"]
+    else:
+        parts = path.split(".")
+        candidates = ["__".join(parts)]
+        candidates += ["\\" + "__".join(parts[:i]) + "".join(f".{p}" for p in parts[i:])
+                       for i in range(len(parts) - 1, 0, -1)]
+        candidates.append(path)                 # a submodule's signal (decoder.target)
+    for candidate in candidates:
+        var = header.find(f"{_DUMP_SCOPE}.{candidate}")
+        if var is not None:
+            return var.name
+    return None
+
+
+def _write_waves(params, raw, vcd, info, *, window=(None, None)):
+    """Turn Verilator's dump ``raw`` into ``vcd`` with the transaction tracks and its save file,
+    through :func:`sriov_tb.waves.finish` as the Amaranth simulator's dumps are; ``info`` is
+    the outcome's ``waves`` from :func:`sriov_tb.cocotb_bench.run_job`."""
+    from sriov_ep.decode.bar import MemDecode, MemRequest
+    from sriov_ep.endpoint import Completion as CompletionLayout
+    from sriov_ep.endpoint import ConfigRequest, MsixMessage
+
+    from . import waves as wv
+    from .sim import ENDPOINT_VIEW
+
+    raw, vcd = Path(raw), Path(vcd)
+    if not raw.is_file():
+        raise CosimError(f"the traced co-simulation wrote no dump ({raw})")
+    vcd.parent.mkdir(parents=True, exist_ok=True)
+    start, end = window
+    calls = info["calls"]
+    raw = _readable(raw)
+    if start is not None or end is not None:
+        raw = _window(raw, calls, start, end)
+    header = wv.read_header(raw)
+    unit = header.unit_fs
+    tag_width = 8           # CocotbMemoryDriver's, as run_job makes it
+    layouts = {"cfg_req": ConfigRequest, "cfg_cpl": CompletionLayout,
+               "mem_req": MemRequest(tag_width), "mem_res": MemDecode(params, tag_width),
+               "msg": MsixMessage(params)}
+    ports = wv.endpoint_ports(lambda stream, member: f"{_DUMP_SCOPE}.{stream}__{member}",
+                              layouts)
+    derived = _enum_twins(_verilog(params), header)
+    twins = {source: track for source, track, _ in derived}
+    groups = []
+    for group, rows in ENDPOINT_VIEW:
+        items = []
+        for path, label, fmt in rows:
+            name = _dump_name(header, path)
+            if name in twins:               # an enum: its text twin
+                items.append(wv.Item(f"{wv.TRACK_SCOPE}.{twins[name]}", label, "ascii"))
+            elif name is not None:
+                items.append(wv.Item(name, label, fmt))
+        groups.append((group, items))
+    host = SimpleNamespace(texts=info["texts"], steps=info["steps"], failure=info["failure"])
+    return wv.finish(raw, vcd, clock=f"{_DUMP_SCOPE}.clk", ports=ports, groups=groups,
+                     calls=[(n, a // unit, b // unit) for n, a, b in calls], tracer=host,
+                     derived=derived)
+
+
+_MODULE    = re.compile(r"\s*module\s+\\?([^\s(;]+)")
+_ENUM_ATTR = re.compile(r'\s*\(\*\s*enum_value_([01]+)\s*=\s*"([^"]*)"\s*\*\)')
+_DECL      = re.compile(r"\s*(?:wire|reg|input|output)\s+(?:signed\s+)?(?:\[\d+:\d+\]\s+)?"
+                        r"\\?([^\s;]+)")
+
+
+def _enum_twins(verilog, header):
+    """:func:`sriov_tb.waves.annotate`'s ``derived`` for Verilator's dump, which has only
+    numbers: a text twin (``tb.<name>``) of every variable the Verilog declares with Amaranth's
+    ``enum_value_*`` attributes (the completion status, the decoder's target, ...). The
+    request-state machines have no such attributes in the export and stay numeric."""
+    derived, module, table, seen = [], TOP_NAME, {}, set()
+    for line in verilog.splitlines():
+        m = _MODULE.match(line)
+        if m:
+            module, table = m.group(1), {}
+            continue
+        m = _ENUM_ATTR.match(line)
+        if m:
+            table[int(m.group(1), 2)] = m.group(2)
+            continue
+        if line.lstrip().startswith("(*"):
+            continue
+        m = _DECL.match(line)
+        if m and table:
+            name = m.group(1)
+            var = header.find(f"{module}.{chr(92) if '.' in name else ''}{name}")
+            if var is not None and var.name not in seen:
+                seen.add(var.name)
+                track = re.sub(r"[.$\\]", "_", var.name.partition(".")[2]).strip("_")
+                derived.append((var.name, track, dict(table)))
+        table = {}
+    return derived
+
+
+_YOSYS_NAME = re.compile(r"(\$var \S+ \d+ \S+ )\$(\S*)")
+_FIELD_NAME = re.compile(r"(\$var \S+ \d+ \S+ )([^\\\s]\S*\.\S*)")
+
+
+def _readable(raw):
+    """A copy of Verilator's dump that GTKWave and VCD libraries read: the export's internal
+    wires named by Yosys (``$auto$rtlil.cc:2739:Not$10``) are renamed ``_auto_rtlil_cc_...``
+    (GTKWave stops at a name starting with ``$``), and struct fields (``cfg_req__payload.rid``)
+    are escaped identifiers (``\\cfg_req__payload.rid``), as in Amaranth's dumps (GTKWave
+    reads an unescaped dot as a scope)."""
+    out = raw.with_name("readable.vcd")
+    with open(raw) as fin, open(out, "w") as fout:
+        for line in fin:
+            if "$enddefinitions" in line:
+                fout.write(line)
+                break
+            line = _YOSYS_NAME.sub(lambda m: m.group(1) + "_" + re.sub(r"\W", "_", m.group(2)),
+                                   line)
+            fout.write(_FIELD_NAME.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", line))
+        shutil.copyfileobj(fin, fout)
+    os.unlink(raw)
+    return out
+
+
+def _window(raw, calls, start, end):
+    """The dump ``raw`` cut to the window ``start``..``end`` (:class:`sriov_tb.waves.WaveBound`:
+    transaction bounds become the times of their driver calls); returns the cut file."""
+    from . import waves as wv
+
+    def bound(b, first):
+        if b is None or b.txn is None:
+            return b
+        own = [c for c in calls if (c[0] >= b.txn if first else 0 < c[0] <= b.txn)]
+        if not own:
+            return None if first else wv.WaveBound(time=0)
+        return wv.WaveBound(time=own[0][1] if first else own[-1][2])
+
+    cut = raw.with_name("window.vcd")
+    period_fs = CLOCK_PERIOD_FS
+    target = wv.WindowFilter(open(cut, "w"), start=bound(start, True), end=bound(end, False),
+                             lookback_fs=4 * period_fs)
+    with open(raw) as f:
+        for line in f:
+            target.write(line)
+    target.close()
+    return cut
+
+
+#: The cocotb bench's clock period in femtoseconds.
+CLOCK_PERIOD_FS = 8 * 10**6
