@@ -1093,7 +1093,7 @@ def test_case29_vf_command_memory_bit_ignored():
         await vf.write8(0x04, 0x03)                           # I/O and Memory only
         assert await vf.read16(0x04) == 0x0000
         await vf.write32(0x04, 0xFFFF_FFFF)
-        assert await vf.read32(0x04) == 0x0011_0004           # Status: Capabilities List, Immediate Readiness
+        assert await vf.read32(0x04) == 0x0011_0004           # Status: Cap List, Imm Readiness
         await vf.write16(0x04, 0x0000)
         assert await vf.read16(0x04) == 0x0000
         assert await b.space(IGB_VF_ARI[1]).read16(0x04) == 0x0000

@@ -449,7 +449,7 @@ def test_pcie_capability_write_masks():
     pf_write(model, 0x4A, 0xFFFF, size=2)       # Device Status: RW1C never set, RO
     assert model.pf_read(0x48 // 4) == 0x0000_2800
     pf_write(model, 0x50, 0xFFFF_FFFF)
-    assert model.pf_read(0x50 // 4) == 0x0012_00CB     # ASPM 1:0, RCB 3, Common Clock 6, Extended Synch 7
+    assert model.pf_read(0x50 // 4) == 0x0012_00CB  # ASPM, RCB, CCC, ES
     # Read-only PCIe capability dwords ignore writes.
     for offset in (0x40, 0x44, 0x4C, 0x54, 0x64, 0x68, 0x6C, 0x70, 0x74, 0x78):
         before = model.pf_read(offset // 4)

@@ -43,7 +43,7 @@ SRIOV_CTRL, SRIOV_NUM_VF, SRIOV_OFFSET_STRIDE = 0x08, 0x10, 0x14
 CTRL_VFE, CTRL_MSE, CTRL_ARI = 0x01, 0x08, 0x10
 
 VF_ID_DWORD = 0xFFFF_FFFF           # an enabled VF's Vendor/Device ID dword (spec §8 case 9)
-VF_COMMAND_RESET = 0x0011_0000      # VF Command 0, Status 0x0011 (Capabilities List, Immediate Readiness)
+VF_COMMAND_RESET = 0x0011_0000      # VF Command 0, Status: Capabilities List, Immediate Readiness
 VF_DEVCTL_RESET = 0x0000_0810       # VF Device Control: Relaxed Ordering and No Snoop set
 
 
