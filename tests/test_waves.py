@@ -529,20 +529,12 @@ cfgrd 01:11.0 0x00 4 == 0xffffffff
 
 
 @pytest.mark.slow
-def test_verilator_dump_has_the_same_tracks(tmp_path, params):
+def test_verilator_dump_has_the_same_tracks(tmp_path, params, cosim_toolchain):
     """The Verilator backend (cocotb) writes the same tracks: its bench gives the times of its
     driver calls instead of a bench signal. Costs a traced Verilator build the first time (about
     1-2 minutes of CPU, then cached in build/cache like the other co-simulation builds) and
     about 5 s a run."""
-    import os
-
     from sriov_tb import cosim
-    try:
-        cosim.find_toolchain()
-    except cosim.ToolMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the co-simulation tests: {exc}")
-        pytest.skip(f"co-simulation tools not installed: {exc}")
     vcd = tmp_path / "v" / "run.vcd"
     ops = parse_script(READS, "reads.script")
     result = cosim.run_ops_verilator(params, ops, filename="reads.script", vcd=vcd,
@@ -590,19 +582,11 @@ def test_verilator_dump_has_the_same_tracks(tmp_path, params):
 
 
 @pytest.mark.slow
-def test_verilator_failure_writes_waves_by_itself(tmp_path, monkeypatch, capsys):
+def test_verilator_failure_writes_waves_by_itself(tmp_path, monkeypatch, capsys,
+                                                 cosim_toolchain):
     """``sim --backend verilator`` without ``--vcd``: a failed check repeats the run on the
     traced model and prints the command that opens the waves at the failure, as the Amaranth
     backend does (same traced build as the test above, from build/cache)."""
-    import os
-
-    from sriov_tb import cosim
-    try:
-        cosim.find_toolchain()
-    except cosim.ToolMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the co-simulation tests: {exc}")
-        pytest.skip(f"co-simulation tools not installed: {exc}")
     config = Path(__file__).resolve().parent.parent / "examples" / "igb-82576.toml"
     script = tmp_path / "bad.script"
     script.write_text("cfgrd 01:00.0 0x00 4\ncfgrd 01:00.0 0x00 4 == 0x12345678\n")

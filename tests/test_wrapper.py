@@ -42,7 +42,6 @@ from amaranth.sim import Simulator
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import load_params
 from sriov_ep.tools.build import lint_args, write_build
-from sriov_ep.tools.external import ToolMissing, verilator_command
 from sriov_ep.tools.wrapper import WrapperError, port_fields
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,16 +58,6 @@ def builds(tmp_path_factory):
         out[name] = params, write_build(params, tmp_path_factory.mktemp(name),
                                         config_name=f"{name}.toml")
     return out
-
-
-@pytest.fixture(scope="module")
-def verilator():
-    try:
-        return verilator_command()
-    except ToolMissing as exc:
-        if os.environ.get("CI") is not None:
-            pytest.fail(f"CI is set and Verilator is missing: {exc}")
-        pytest.skip(f"Verilator tests skipped (CI unset): {exc}")
 
 
 def run_verilator(verilator, args, cwd, timeout=600):

@@ -61,11 +61,9 @@ from sriov_ep.endpoint import (
 
 from .host import (
     MSG_QUIET,
-    RRS_RETRY_LIMIT,
-    Completion,
     access_result,
     decode_result,
-    status_name,
+    reissue_on_rrs,
     user_config_call,
 )
 
@@ -244,18 +242,13 @@ class CocotbConfigDriver:
         _check_width(self._cpl.payload, CompletionLayout, "cfg_cpl__payload")
 
     async def config(self, type1, rid, reg, be, write, data):
-        for _ in range(RRS_RETRY_LIMIT):
-            payload, cycles = await _stream_transaction(
+        def attempt():
+            return _stream_transaction(
                 self.clk, self._req, self._cpl,
                 pack(ConfigRequest, {"type1": type1, "rid": rid, "reg": reg, "be": be,
                                      "write": write, "data": data}),
                 CompletionLayout, timeout=self.timeout, what="config request")
-            status = status_name(payload.status)
-            if status != "RRS" or not self.retry_rrs:
-                return Completion(status, payload.data, cycles)
-            self.rrs_retries += 1
-        raise TimeoutError(f"config request to {rid:#06x}: Request Retry Status "
-                           f"{RRS_RETRY_LIMIT} times in a row")
+        return await reissue_on_rrs(self, attempt, rid)
 
 
 class _TotalVfs:

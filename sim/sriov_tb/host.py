@@ -47,7 +47,8 @@ __all__ = ["Completion", "stream_transaction", "EndpointDriver", "ModelEndpointP
            "MsixVector", "MsixFunction", "SavedState", "InterruptDriver", "SettledDriver",
            "MSG_QUIET", "access_result", "UserRegisters", "user_config_responder",
            "user_config_call",
-           "Transaction", "LinuxHost", "HostError", "status_name", "RRS_RETRY_LIMIT"]
+           "Transaction", "LinuxHost", "HostError", "status_name", "RRS_RETRY_LIMIT",
+           "reissue_on_rrs"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,21 @@ def status_name(value):
 
 #: How many Request Retry Status completions in a row a driver takes before giving up.
 RRS_RETRY_LIMIT = 1_000_000
+
+
+async def reissue_on_rrs(driver, attempt, rid):
+    """What a config driver does with ``attempt()`` (one request on the wire, returning
+    ``(payload, cycles)``): reissue it while it completes with Request Retry Status, as a Root
+    Complex does with CRS Software Visibility off, counting in ``driver.rrs_retries``; or
+    return the RRS completion when ``driver.retry_rrs`` is false."""
+    for _ in range(RRS_RETRY_LIMIT):
+        payload, cycles = await attempt()
+        status = status_name(payload.status)
+        if status != "RRS" or not driver.retry_rrs:
+            return Completion(status, payload.data, cycles)
+        driver.rrs_retries += 1
+    raise TimeoutError(f"config request to {format_bdf(rid)}: Request Retry Status "
+                       f"{RRS_RETRY_LIMIT} times in a row")
 
 
 async def stream_transaction(ctx, req, res, payload, *, timeout, what="request"):
@@ -116,18 +132,13 @@ class EndpointDriver:
         self.rrs_retries = 0
 
     async def config(self, type1, rid, reg, be, write, data):
-        for _ in range(RRS_RETRY_LIMIT):
-            payload, cycles = await stream_transaction(
+        def attempt():
+            return stream_transaction(
                 self.ctx, self.dut.cfg_req, self.dut.cfg_cpl,
                 {"type1": type1, "rid": rid, "reg": reg, "be": be, "write": write,
                  "data": data},
                 timeout=self.timeout, what="config request")
-            status = status_name(payload.status)
-            if status != "RRS" or not self.retry_rrs:
-                return Completion(status, payload.data, cycles)
-            self.rrs_retries += 1
-        raise TimeoutError(f"config request to {format_bdf(rid)}: Request Retry Status "
-                           f"{RRS_RETRY_LIMIT} times in a row")
+        return await reissue_on_rrs(self, attempt, rid)
 
 
 class ModelEndpointPort:
