@@ -1187,4 +1187,4 @@ def test_bad_next_offset(next_offset):
 @pytest.mark.parametrize("next_offset", [0, 0x100, 0xffc])
 def test_good_next_offset(next_offset):
     assert sriov_capability_map(igb(), next_offset).size == 0x40
-    assert SriovCapability(igb(), next_offset=next_offset).params == igb()
+    assert SriovCapability(igb(), next_offset=next_offset).params == igb().pfs[0]

@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 __all__ = [
-    "ParamError", "Bar", "PmParams", "MsixParams", "UserCap", "EndpointParams", "parse_bdf",
+    "ParamError", "Bar", "PmParams", "MsixParams", "UserCap", "PfParams", "EndpointParams",
+    "as_pf", "parse_bdf",
     "format_bdf", "load_params", "params_from_dict", "ConfigNote", "IDENTITY_FIELDS",
     "first_unreachable_vf", "MANDATORY_PAGE_SIZES", "MAX_MSIX_VECTORS",
 ]
@@ -344,11 +345,13 @@ class UserCap:
 
 
 @dataclass(frozen=True)
-class EndpointParams:
-    """Every parameter of one SR-IOV endpoint (a single PF and its VFs).
+class PfParams:
+    """Every parameter of one Physical Function: its header, capabilities and SR-IOV capability.
 
     Field names are those of the TOML file (section ``pf`` or ``sriov``); see
-    ``examples/*.toml``. Offsets are byte offsets into the PF's configuration space.
+    ``examples/*.toml``. Offsets are byte offsets into the PF's configuration space. The rules
+    that involve other PFs (Routing IDs that coincide, the Function Dependency Link) are checked
+    by :class:`EndpointParams`, which holds the device's PFs.
     """
     # -- PF identity (Type 0 header) -------------------------------------------------------
     vendor_id:           int = 0x1234
@@ -393,13 +396,6 @@ class EndpointParams:
     vf_msix:             MsixParams | None = None
     #: Configuration space of every VF that the user's logic owns.
     vf_user_caps:        tuple = ()
-    #: Clock cycles a user configuration window may take to answer before the endpoint
-    #: completes the request itself (reads 0, writes dropped).
-    user_cfg_timeout:    int = 1024
-
-    # -- Implementation -------------------------------------------------------------------
-    #: Clock frequency the design is constrained for, in MHz.
-    clock_mhz:           float = 125.0
 
     def __post_init__(self):
         if self.initial_vfs is None:
@@ -480,10 +476,6 @@ class EndpointParams:
                              f"must include the mandatory page sizes {MANDATORY_PAGE_SIZES:#x} "
                              f"(4K, 8K, 64K, 256K, 1M, 4M); missing {missing:#x}")
         _check_int("sriov.function_dependency_link", self.function_dependency_link, 0, 0xff)
-        if self.function_dependency_link != self.pf_rid & 0xff:
-            raise ParamError("sriov.function_dependency_link",
-                             f"must be the PF's own function number ({self.pf_rid & 0xff:#x}): "
-                             f"a single-PF endpoint has no other PF to depend on")
         _check_bool("sriov.ari_capable_hierarchy_preserved", self.ari_capable_hierarchy_preserved)
         _check_bool("sriov.vf_10bit_tag_requester_supported",
                     self.vf_10bit_tag_requester_supported)
@@ -498,13 +490,6 @@ class EndpointParams:
                                  f"address space")
 
         self._check_capabilities()
-
-        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)):
-            raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000, not "
-                                          f"{_describe(self.clock_mhz)}")
-        if not 1 <= self.clock_mhz <= 1000:
-            raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000 "
-                                          f"(got {self.clock_mhz!r})")
 
     def _check_capabilities(self):
         for name, value, cls in (("pf.pm", self.pm, PmParams), ("sriov.vf_pm", self.vf_pm,
@@ -530,7 +515,6 @@ class EndpointParams:
                 if not isinstance(cap, UserCap):
                     raise ParamError(f"{toml}[{n}]", f"must be a UserCap, not {cap!r}")
                 cap.check(f"{toml}[{n}]")
-        _check_int("user_cfg_timeout", self.user_cfg_timeout, 1, 1 << 20)
         # Placement: computed here so that a refused layout is refused at construction.
         from .caps import pf_structures, vf_structures
         from .caps.chain import PlacementError, place
@@ -575,7 +559,109 @@ class EndpointParams:
                 and self.function_dependency_link == self.pf_rid & 0xff:
             values["function_dependency_link"] = None
         values.update(changes)
-        return EndpointParams(**values)
+        return PfParams(**values)
+
+
+def as_pf(params):
+    """The :class:`PfParams` a per-PF component is built from: ``params`` itself, or the one PF
+    of a single-PF :class:`EndpointParams`."""
+    if isinstance(params, PfParams):
+        return params
+    if isinstance(params, EndpointParams):
+        if len(params.pfs) == 1:
+            return params.pfs[0]
+        raise TypeError(f"params: this device has {len(params.pfs)} PFs; pass one of "
+                        f"params.pfs")
+    raise TypeError(f"params: must be a PfParams or an EndpointParams, not {params!r}")
+
+
+#: Keyword arguments of :class:`EndpointParams` that belong to the device, not to a PF.
+_DEVICE_KEYS = ("clock_mhz", "user_cfg_timeout")
+
+
+@dataclass(frozen=True, init=False)
+class EndpointParams:
+    """Every parameter of one SR-IOV endpoint: its Physical Functions and device-wide settings.
+
+    ``EndpointParams(pfs=(PfParams(...), ...), clock_mhz=..., user_cfg_timeout=...)`` builds a
+    device of several PFs; the flat form ``EndpointParams(total_vfs=8, vendor_id=..., ...)``
+    builds a device of one PF from :class:`PfParams`' keywords. With one PF, every attribute of
+    :class:`PfParams` reads through (``params.total_vfs``); with several it raises
+    :class:`AttributeError`, so no multi-PF code reads PF 0 by accident.
+    """
+    #: The PFs, in ascending function number; the position in this tuple is the PF index that
+    #: every per-PF port and event carries.
+    pfs:                 tuple
+    #: Clock cycles a user configuration window may take to answer before the endpoint
+    #: completes the request itself (reads 0, writes dropped).
+    user_cfg_timeout:    int = 1024
+    #: Clock frequency the design is constrained for, in MHz.
+    clock_mhz:           float = 125.0
+
+    def __init__(self, pfs=None, *, clock_mhz=125.0, user_cfg_timeout=1024, **flat):
+        if pfs is None:
+            pfs = (PfParams(**flat),)
+        elif flat:
+            raise TypeError(f"EndpointParams: with pfs=..., PF keywords belong in PfParams "
+                            f"(got {', '.join(sorted(flat))})")
+        if isinstance(pfs, list):
+            pfs = tuple(pfs)
+        object.__setattr__(self, "pfs", pfs)
+        object.__setattr__(self, "clock_mhz", clock_mhz)
+        object.__setattr__(self, "user_cfg_timeout", user_cfg_timeout)
+        self._check()
+
+    def _check(self):
+        if not isinstance(self.pfs, tuple) or not self.pfs:
+            raise ParamError("pf", "a device needs at least one PF (a tuple of PfParams)")
+        for k, pf in enumerate(self.pfs):
+            if not isinstance(pf, PfParams):
+                raise ParamError(f"pf[{k}]", f"must be a PfParams, not {_describe(pf)}")
+        if len(self.pfs) == 1:
+            pf = self.pfs[0]
+            if pf.function_dependency_link != pf.pf_rid & 0xff:
+                raise ParamError("sriov.function_dependency_link",
+                                 f"must be the PF's own function number "
+                                 f"({pf.pf_rid & 0xff:#x}): a single-PF endpoint has no other "
+                                 f"PF to depend on")
+        else:
+            raise ParamError("pf", "several PFs are not supported yet")
+        _check_int("user_cfg_timeout", self.user_cfg_timeout, 1, 1 << 20)
+        if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)):
+            raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000, not "
+                                          f"{_describe(self.clock_mhz)}")
+        if not 1 <= self.clock_mhz <= 1000:
+            raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000 "
+                                          f"(got {self.clock_mhz!r})")
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: a PfParams attribute read on the device.
+        if name.startswith("__") or name == "pfs":
+            raise AttributeError(name)
+        pfs = self.__dict__.get("pfs", ())
+        if len(pfs) == 1:
+            return getattr(pfs[0], name)
+        if hasattr(PfParams, name) or name in PfParams.__dataclass_fields__:
+            raise AttributeError(f"{name!r} is per PF and this device has {len(pfs)} PFs: use "
+                                 f"params.pfs[k].{name}")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def num_pfs(self):
+        return len(self.pfs)
+
+    def replace(self, **changes):
+        """A copy with ``changes``: device keywords, ``pfs``, or (one PF only) PF keywords."""
+        device = {key: changes.pop(key) for key in _DEVICE_KEYS if key in changes}
+        pfs = changes.pop("pfs", self.pfs)
+        if changes:
+            if len(pfs) != 1:
+                raise AttributeError(f"this device has {len(pfs)} PFs: replace "
+                                     f"pfs=(...) instead of {', '.join(sorted(changes))}")
+            pfs = (pfs[0].replace(**changes),)
+        values = {"clock_mhz": self.clock_mhz, "user_cfg_timeout": self.user_cfg_timeout}
+        values.update(device)
+        return EndpointParams(pfs, **values)
 
 
 def _structure_field(params, which, name):
@@ -755,7 +841,7 @@ def _identity_notes(given):
     for toml, (attr, what) in IDENTITY_FIELDS.items():
         if toml in given:
             continue
-        default = EndpointParams.__dataclass_fields__[attr].default
+        default = PfParams.__dataclass_fields__[attr].default
         shown = f"{default:#06x}" if attr.endswith("_id") else str(default)
         notes.append(ConfigNote(toml, f"not set: {what} defaults to the placeholder {shown}; "
                                       f"set it for your device"))

@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..params import EndpointParams
+from ..params import as_pf
 from ..regs import Access, Field, Register, RegisterBank, RegisterMap, RegisterPort
 
 __all__ = ["SRIOV_CAP_ID", "SRIOV_CAP_SIZE", "VfBarState", "sriov_capability_map",
@@ -143,7 +143,7 @@ class SriovCapability(wiring.Component):
 
     Parameters
     ----------
-    params : EndpointParams
+    params : PfParams (or a single-PF EndpointParams)
     next_offset : int
         Next Capability Offset in the header.
 
@@ -169,8 +169,7 @@ class SriovCapability(wiring.Component):
     """
 
     def __init__(self, params, *, next_offset=0):
-        if not isinstance(params, EndpointParams):
-            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        params = as_pf(params)
         self._params = params
         self.regmap  = sriov_capability_map(params, next_offset)
         super().__init__({

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..caps.sriov import VfBarState
-from ..params import EndpointParams
+from ..params import as_pf
 
 __all__ = ["MemRequest", "MemDecode", "PfBarState", "VfBarDecoder"]
 
@@ -64,7 +64,7 @@ class VfBarDecoder(wiring.Component):
 
     Parameters
     ----------
-    params : EndpointParams
+    params : PfParams (or a single-PF EndpointParams)
     latency : int
         1: the result is registered one cycle after the request is accepted. 2: one more
         pipeline stage (subtract, then shift and compare) for higher clock rates.
@@ -94,8 +94,7 @@ class VfBarDecoder(wiring.Component):
     """
 
     def __init__(self, params, *, latency=1, tag_width=8):
-        if not isinstance(params, EndpointParams):
-            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        params = as_pf(params)
         if latency not in (1, 2):
             raise ValueError(f"latency: must be 1 or 2 (got {latency!r})")
         if not isinstance(tag_width, int) or not 0 <= tag_width <= 64:

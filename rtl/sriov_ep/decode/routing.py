@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..params import EndpointParams
+from ..params import as_pf
 
 __all__ = ["Target", "RoutingIdDecoder", "exact_divider", "needs_divider"]
 
@@ -54,7 +54,7 @@ class RoutingIdDecoder(wiring.Component):
 
     Parameters
     ----------
-    params : EndpointParams
+    params : PfParams (or a single-PF EndpointParams)
     stages : int
         1: ``target``/``vf`` are combinational. 2: the subtraction is registered, so they
         follow ``type1``, ``rid``, ``ari`` and the captured bus one cycle later (for higher clock
@@ -89,8 +89,7 @@ class RoutingIdDecoder(wiring.Component):
     """
 
     def __init__(self, params, *, stages=1):
-        if not isinstance(params, EndpointParams):
-            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        params = as_pf(params)
         if stages not in (1, 2, 3):
             raise ValueError(f"stages: must be 1, 2 or 3 (got {stages!r})")
         self._params = params
