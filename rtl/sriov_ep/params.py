@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 __all__ = [
-    "ParamError", "Bar", "PmParams", "MsixParams", "UserCap", "PfParams", "EndpointParams",
+    "ParamError", "Bar", "PmParams", "MsixParams", "UserCap", "AcsParams", "PfParams",
+    "EndpointParams", "ACS_AUTO", "ACS_FUNCTION_BITS",
     "as_pf", "parse_bdf",
     "format_bdf", "load_params", "params_from_dict", "ConfigNote", "IDENTITY_FIELDS",
     "first_unreachable_vf", "MANDATORY_PAGE_SIZES", "MAX_MSIX_VECTORS",
@@ -210,6 +211,45 @@ class PmParams:
             _check_int(f"{name}.offset", self.offset, 0x40, 0xf8)
 
 
+#: ACS Capability bits a function of a multi-function device may implement (PCIe Base §6.12.1.2):
+#: P2P Request Redirect (2), P2P Completion Redirect (3), Direct Translated P2P (6).
+ACS_FUNCTION_BITS = 0x004c
+
+
+@dataclass(frozen=True)
+class AcsParams:
+    """An Access Control Services extended capability (PCIe Base §7.7.11), 8 bytes, without an
+    Egress Control Vector.
+
+    Parameters
+    ----------
+    capability : int
+        ACS Capability register. Only the bits :data:`ACS_FUNCTION_BITS` are allowed; 0 (the
+        default) says the function does no peer-to-peer inside the device, which is what makes
+        Linux give each PF an IOMMU group of its own. ACS Control bit i is RW where
+        ``capability`` bit i is set and reads 0 elsewhere.
+    offset : int or None
+        Fixed offset in extended configuration space, or ``None`` to place it automatically.
+    """
+    capability: int = 0
+    offset:     int | None = None
+
+    def check(self, name):
+        _check_int(f"{name}.capability", self.capability, 0, 0xffff)
+        other = self.capability & ~ACS_FUNCTION_BITS
+        if other:
+            raise ParamError(f"{name}.capability",
+                             f"bits {other:#06x} are not for an endpoint function: only P2P "
+                             f"Request Redirect (bit 2), P2P Completion Redirect (3) and "
+                             f"Direct Translated P2P (6) are allowed")
+        if self.offset is not None:
+            _check_int(f"{name}.offset", self.offset, 0x100, 0xff8)
+
+
+#: ``PfParams.acs`` before the device decides: an ACS capability when it has several PFs.
+ACS_AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class MsixParams:
     """An MSI-X capability: vector count and where its table and PBA sit.
@@ -396,6 +436,9 @@ class PfParams:
     vf_msix:             MsixParams | None = None
     #: Configuration space of every VF that the user's logic owns.
     vf_user_caps:        tuple = ()
+    #: PF Access Control Services capability, ``None``, or ``"auto"`` (the default): the
+    #: device gives every PF ``AcsParams()`` when it has several PFs, and none when it has one.
+    acs:                 AcsParams | None | str = ACS_AUTO
 
     def __post_init__(self):
         if self.initial_vfs is None:
@@ -506,6 +549,11 @@ class PfParams:
             self.msix.check("pf.msix", self.pf_bars, vf=False)
         if self.vf_msix is not None:
             self.vf_msix.check("sriov.vf_msix", self.vf_bars, vf=True)
+        if self.acs not in (None, ACS_AUTO):
+            if not isinstance(self.acs, AcsParams):
+                raise ParamError("pf.acs", f"must be an AcsParams, None or \"auto\", not "
+                                           f"{self.acs!r}")
+            self.acs.check("pf.acs")
         for attr, toml in (("user_caps", "pf.capability"),
                            ("vf_user_caps", "sriov.vf_capability")):
             caps = getattr(self, attr)
@@ -606,6 +654,9 @@ class EndpointParams:
                             f"(got {', '.join(sorted(flat))})")
         if isinstance(pfs, list):
             pfs = tuple(pfs)
+        if isinstance(pfs, tuple) and all(isinstance(pf, PfParams) for pf in pfs):
+            acs = AcsParams() if len(pfs) > 1 else None
+            pfs = tuple(pf.replace(acs=acs) if pf.acs == ACS_AUTO else pf for pf in pfs)
         object.__setattr__(self, "pfs", pfs)
         object.__setattr__(self, "clock_mhz", clock_mhz)
         object.__setattr__(self, "user_cfg_timeout", user_cfg_timeout)
@@ -624,8 +675,6 @@ class EndpointParams:
                                  f"must be the PF's own function number "
                                  f"({pf.pf_rid & 0xff:#x}): a single-PF endpoint has no other "
                                  f"PF to depend on")
-        else:
-            raise ParamError("pf", "several PFs are not supported yet")
         _check_int("user_cfg_timeout", self.user_cfg_timeout, 1, 1 << 20)
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)):
             raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000, not "
@@ -649,6 +698,37 @@ class EndpointParams:
     @property
     def num_pfs(self):
         return len(self.pfs)
+
+    @property
+    def bus(self):
+        """The bus number the testbench gives the device (all PFs share it)."""
+        return self.pfs[0].pf_rid >> 8
+
+    @property
+    def multi_function(self):
+        """Header Type's Multi-Function bit: set in every PF when there are several."""
+        return len(self.pfs) > 1
+
+    @property
+    def ari_only(self):
+        """A PF sits above function 7, so only an ARI hierarchy reaches it."""
+        return any(pf.pf_rid & 0xff > 7 for pf in self.pfs)
+
+    def vf_base(self, k):
+        """Index of PF ``k``'s VF 1 in the device's per-VF memories: the VFs of PFs 0..k-1."""
+        return sum(pf.total_vfs for pf in self.pfs[:k])
+
+    @property
+    def vf_entries(self):
+        """Entries of the per-VF memories: every PF's TotalVFs."""
+        return sum(pf.total_vfs for pf in self.pfs)
+
+    def pf_index(self, rid):
+        """The PF index of the PF at Routing ID ``rid``, or ``None``."""
+        for k, pf in enumerate(self.pfs):
+            if pf.pf_rid == rid:
+                return k
+        return None
 
     def replace(self, **changes):
         """A copy with ``changes``: device keywords, ``pfs``, or (one PF only) PF keywords."""
