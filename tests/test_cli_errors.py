@@ -166,9 +166,10 @@ def test_json_failure_is_a_record(capsys, monkeypatch, tmp_path, bad_files, argv
 def test_numbers_in_c_notation():
     """--enable, --sizes and --page-size take numbers as scripts write them."""
     parse = cli.build_parser().parse_args
-    assert parse(["lspci", IGB, "--enable", "0x4"]).enable == 4
-    assert parse(["lspci", IGB, "--enable", "0b101"]).enable == 5
-    assert parse(["lspci", IGB, "--enable", "0"]).enable == 0
+    assert parse(["lspci", IGB, "--enable", "0x4"]).enable == (4,)
+    assert parse(["lspci", IGB, "--enable", "0b101"]).enable == (5,)
+    assert parse(["lspci", IGB, "--enable", "0"]).enable == (0,)
+    assert parse(["lspci", IGB, "--enable", "0x8,4"]).enable == (8, 4)     # one per PF
     assert parse(["bench", "area", "--sizes", "8, 0x100,65535"]).sizes == (8, 256, 65535)
     assert parse(["sim", IGB, "--page-size", "0x10000"]).page_size == 65536
 

@@ -4,6 +4,7 @@ Every rule is checked at construction. A violation raises :class:`ParamError`, w
 names the field (as it is spelled in the TOML file) and the rule it breaks.
 """
 
+import copy
 import datetime
 import json
 import re
@@ -16,7 +17,7 @@ __all__ = [
     "EndpointParams", "ACS_AUTO", "ACS_FUNCTION_BITS",
     "as_pf", "parse_bdf",
     "format_bdf", "load_params", "params_from_dict", "ConfigNote", "IDENTITY_FIELDS",
-    "first_unreachable_vf", "MANDATORY_PAGE_SIZES", "MAX_MSIX_VECTORS",
+    "first_unreachable_vf", "MANDATORY_PAGE_SIZES", "MAX_MSIX_VECTORS", "MAX_PFS",
 ]
 
 
@@ -623,6 +624,22 @@ def as_pf(params):
     raise TypeError(f"params: must be a PfParams or an EndpointParams, not {params!r}")
 
 
+#: Most PFs in one device: function numbers 0..15 of an ARI device (Versal CPM5 has 16).
+MAX_PFS = 16
+
+
+def _pf_field(field, k):
+    """The TOML name, in the ``[[pf]]`` form, of PF ``k``'s field named ``field`` in the
+    single-PF form: ``pf.vendor_id`` -> ``pf[k].vendor_id``, ``sriov.x`` -> ``pf[k].sriov.x``.
+    Other fields (device keys) are returned unchanged."""
+    field = _MSIX_PLACE_RE.sub(r"\1.\2.\3", field)
+    if field == "pf" or field.startswith("pf."):
+        return f"pf[{k}]{field[2:]}"
+    if field == "sriov" or field.startswith("sriov."):
+        return f"pf[{k}].{field}"
+    return field
+
+
 #: Keyword arguments of :class:`EndpointParams` that belong to the device, not to a PF.
 _DEVICE_KEYS = ("clock_mhz", "user_cfg_timeout")
 
@@ -636,6 +653,11 @@ class EndpointParams:
     builds a device of one PF from :class:`PfParams`' keywords. With one PF, every attribute of
     :class:`PfParams` reads through (``params.total_vfs``); with several it raises
     :class:`AttributeError`, so no multi-PF code reads PF 0 by accident.
+
+    With several PFs the rules between them are checked too (docs/multi-pf.md §2): at most
+    :data:`MAX_PFS`, one bus, strictly ascending function numbers starting at 0, Function
+    Dependency Links that name a PF, ARI Capable Hierarchy Preserved in PF 0 only, and no two
+    functions at one Routing ID for any NumVFs in either layout.
     """
     #: The PFs, in ascending function number; the position in this tuple is the PF index that
     #: every per-PF port and event carries.
@@ -656,7 +678,13 @@ class EndpointParams:
             pfs = tuple(pfs)
         if isinstance(pfs, tuple) and all(isinstance(pf, PfParams) for pf in pfs):
             acs = AcsParams() if len(pfs) > 1 else None
-            pfs = tuple(pf.replace(acs=acs) if pf.acs == ACS_AUTO else pf for pf in pfs)
+            resolved = []
+            for k, pf in enumerate(pfs):
+                try:
+                    resolved.append(pf.replace(acs=acs) if pf.acs == ACS_AUTO else pf)
+                except ParamError as exc:           # the added ACS capability does not fit
+                    raise ParamError(_pf_field(exc.field, k), exc.rule) from None
+            pfs = tuple(resolved)
         object.__setattr__(self, "pfs", pfs)
         object.__setattr__(self, "clock_mhz", clock_mhz)
         object.__setattr__(self, "user_cfg_timeout", user_cfg_timeout)
@@ -668,6 +696,8 @@ class EndpointParams:
         for k, pf in enumerate(self.pfs):
             if not isinstance(pf, PfParams):
                 raise ParamError(f"pf[{k}]", f"must be a PfParams, not {_describe(pf)}")
+        if len(self.pfs) > MAX_PFS:
+            raise ParamError("pf", f"a device has at most {MAX_PFS} PFs (got {len(self.pfs)})")
         if len(self.pfs) == 1:
             pf = self.pfs[0]
             if pf.function_dependency_link != pf.pf_rid & 0xff:
@@ -675,6 +705,10 @@ class EndpointParams:
                                  f"must be the PF's own function number "
                                  f"({pf.pf_rid & 0xff:#x}): a single-PF endpoint has no other "
                                  f"PF to depend on")
+        else:
+            self._check_addresses()
+            self._check_links()
+            self._check_routing_ids()
         _check_int("user_cfg_timeout", self.user_cfg_timeout, 1, 1 << 20)
         if isinstance(self.clock_mhz, bool) or not isinstance(self.clock_mhz, (int, float)):
             raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000, not "
@@ -682,6 +716,99 @@ class EndpointParams:
         if not 1 <= self.clock_mhz <= 1000:
             raise ParamError("clock_mhz", f"must be a number of MHz in 1..1000 "
                                           f"(got {self.clock_mhz!r})")
+
+    # -- Rules between PFs (P > 1) ------------------------------------------------------------
+    def _pf_name(self, k):
+        """PF ``k`` as messages name it: its BDF and its TOML table."""
+        return f"PF {format_bdf(self.pfs[k].pf_rid)} (pf[{k}])"
+
+    def _check_addresses(self):
+        """One bus, strictly ascending function numbers, a PF at function 0."""
+        pfs = self.pfs
+        bus = pfs[0].pf_rid >> 8
+        for k in range(1, len(pfs)):
+            rid, prev = pfs[k].pf_rid, pfs[k - 1].pf_rid
+            if rid >> 8 != bus:
+                raise ParamError(f"pf[{k}].address",
+                                 f"{format_bdf(rid)} is not on bus {bus:02x} of "
+                                 f"{self._pf_name(0)}: all PFs of a device share one bus")
+            if rid == prev:
+                raise ParamError(f"pf[{k}].address",
+                                 f"{format_bdf(rid)} is also the address of pf[{k - 1}]: two "
+                                 f"PFs cannot be one function")
+            if rid < prev:
+                raise ParamError(f"pf[{k}].address",
+                                 f"PFs are listed in ascending function number (the order is "
+                                 f"the PF index of every port): {format_bdf(rid)} comes after "
+                                 f"{self._pf_name(k - 1)}")
+        if pfs[0].pf_rid & 0xff:
+            raise ParamError("pf[0].address",
+                             f"with {len(pfs)} PFs one must be function 0 (the first is "
+                             f"{format_bdf(pfs[0].pf_rid)}): a multi-function device "
+                             f"implements function 0, and Linux probes function 0 first")
+
+    def _check_links(self):
+        """Function Dependency Link names a PF; only PF 0 preserves ARI Capable Hierarchy."""
+        functions = [pf.pf_rid & 0xff for pf in self.pfs]
+        for k, pf in enumerate(self.pfs):
+            link = pf.function_dependency_link
+            if link not in functions:
+                raise ParamError(f"pf[{k}].sriov.function_dependency_link",
+                                 f"{link:#x} in {self._pf_name(k)} is not the function number "
+                                 f"of a PF of this device "
+                                 f"({', '.join(f'{fn:#x}' for fn in functions)}): Linux "
+                                 f"refuses to enable its VFs otherwise")
+            if k and pf.ari_capable_hierarchy_preserved:
+                raise ParamError(f"pf[{k}].sriov.ari_capable_hierarchy_preserved",
+                                 f"only {self._pf_name(0)}, which owns ARI Capable Hierarchy, "
+                                 f"may set it; in {self._pf_name(k)} that bit is RsvdP")
+
+    def _check_routing_ids(self):
+        """No two functions of the device at one Routing ID, in either layout.
+
+        Exact for every NumVFs tuple because of three facts: (a) First VF Offset and VF Stride
+        depend on ARI Capable Hierarchy only, never on NumVFs (``SriovCapability`` and the
+        model select between two constants); (b) ARI Capable Hierarchy is one bit for the whole
+        device, so all PFs are in the same layout; (c) PF k's VFs at NumVFs = m are the first
+        m of its TotalVFs Routing IDs. So two functions coincide at some NumVFs tuple exactly
+        when they coincide with NumVFs = TotalVFs in every PF, the one tuple checked here. A
+        coincidence does not depend on the bus (all Routing IDs move with it). Should an offset
+        or stride ever depend on NumVFs (PCIe Base §9.3.3.9 allows it), (a) fails and this
+        check would have to run per NumVFs value.
+        """
+        pfs = self.pfs
+        for ari in (True, False):
+            owner = bytearray(0x10000)          # 0 free, k+1 PF k, 0x80|(k+1) a VF of PF k
+            for k, pf in enumerate(pfs):
+                owner[pf.pf_rid] = k + 1        # distinct: _check_addresses
+            for k, pf in enumerate(pfs):
+                first, step, n = pf.vf_rid(1, ari), pf.vf_stride(ari) or 1, pf.total_vfs
+                span = slice(first, first + (n - 1) * step + 1, step)  # in 16 bits: PfParams
+                view = owner[span]
+                if view.count(0) != n:
+                    i = next(i for i, mark in enumerate(view) if mark)
+                    raise self._clash(k, i + 1, first + i * step, view[i], ari)
+                owner[span] = bytes((0x80 | (k + 1),)) * n
+
+    def _clash(self, k, n, rid, mark, ari):
+        """The error for VF ``n`` of PF ``k`` at ``rid``, which ``mark`` already owns."""
+        j = (mark & 0x7f) - 1
+        bdf = [format_bdf(pf.pf_rid) for pf in self.pfs]
+        if mark & 0x80:
+            other = self.pfs[j]
+            stride = other.vf_stride(ari)
+            m = (rid - other.vf_rid(1, ari)) // stride + 1 if stride else 1
+            what = f"VF {m} of PF {bdf[j]}"
+            when = f"once NumVFs reaches {n} in pf[{k}] and {m} in pf[{j}]"
+        else:
+            what = f"PF {bdf[j]}"
+            when = f"pf[{j}], once NumVFs reaches {n} in pf[{k}]"
+        mode = "set" if ari else "clear"
+        return ParamError(f"pf[{k}].sriov.first_vf_offset.{'ari' if ari else 'non_ari'}",
+                          f"with ARI Capable Hierarchy {mode}, VF {n} of PF {bdf[k]} "
+                          f"({format_bdf(rid)}) is {what} ({when}): two functions must never "
+                          f"share a Routing ID (PCIe Base §9.3.3.9-10); change a First VF "
+                          f"Offset or VF Stride")
 
     def __getattr__(self, name):
         # Only reached when normal lookup fails: a PfParams attribute read on the device.
@@ -747,7 +874,8 @@ class EndpointParams:
 def _structure_field(params, which, name):
     """The TOML field that places structure ``name`` of the PF's or the VFs' chain."""
     fixed = {"pf": {"pcie": "pf", "pm": "pf.pm.offset", "msix": "pf.msix.offset",
-                    "ari": "sriov.ari_cap_offset", "sriov": "sriov.cap_offset"},
+                    "ari": "sriov.ari_cap_offset", "sriov": "sriov.cap_offset",
+                    "acs": "pf.acs.offset"},
              "vf": {"pcie": "sriov", "pm": "sriov.vf_pm.offset",
                     "msix": "sriov.vf_msix.offset", "ari": "sriov"}}[which]
     if name in fixed:
@@ -933,13 +1061,175 @@ def _identity_notes(given):
 _MSIX_PLACE_RE = re.compile(r"^(pf\.msix|sriov\.vf_msix)\.(table|pba)_(bar|offset)$")
 
 
+def _parse_acs(name, value):
+    if value is False:
+        return None
+    if value is True:
+        return AcsParams()
+    if not isinstance(value, dict):
+        raise ParamError(name, f"must be a table, or true (the default capability) or false "
+                               f"(none), not {_describe(value)}")
+    return AcsParams(**_table(name, value, ("capability", "offset")))
+
+
+def _pf_kwargs(pf, name, kwargs, *, skip=()):
+    """Add the keyword arguments of :class:`PfParams` that a ``[pf]`` table (TOML name
+    ``name``) sets to ``kwargs``; keys in ``skip`` are the caller's."""
+    for key, value in pf.items():
+        if key in _PF_KEYS:
+            kwargs[_PF_KEYS[key]] = value
+        elif key == "address":
+            if not isinstance(value, str):
+                raise ParamError(f"{name}.address", f"must be a string \"BB:DD.F\", not "
+                                                    f"{_describe(value)}")
+            try:
+                kwargs["pf_rid"] = parse_bdf(value)
+            except ValueError as exc:
+                raise ParamError(f"{name}.address", str(exc)) from None
+        elif key == "bar":
+            kwargs["pf_bars"] = _parse_bars(f"{name}.bar", value)
+        elif key == "pm":
+            kwargs["pm"] = _parse_pm(f"{name}.pm", value)
+        elif key == "msix":
+            kwargs["msix"] = _parse_msix(f"{name}.msix", value)
+        elif key == "capability":
+            kwargs["user_caps"] = _parse_user_caps(f"{name}.capability", value)
+        elif key == "acs":
+            kwargs["acs"] = _parse_acs(f"{name}.acs", value)
+        elif key in skip:
+            continue
+        elif key == "sriov":
+            raise ParamError(f"{name}.sriov", "unknown key: with a [pf] table the SR-IOV "
+                                              "capability is the top-level [sriov]; [pf.sriov] "
+                                              "goes with an array of PFs, [[pf]]")
+        else:
+            raise ParamError(f"{name}.{key}", "unknown key")
+
+
+def _sriov_kwargs(sriov, name, kwargs):
+    """Add the keyword arguments of :class:`PfParams` that an SR-IOV table (TOML name ``name``:
+    ``sriov`` or ``pf[k].sriov``) sets to ``kwargs``."""
+    for key, value in sriov.items():
+        if key in _SRIOV_KEYS:
+            kwargs[_SRIOV_KEYS[key]] = value
+        elif key == "first_vf_offset":
+            kwargs["first_vf_offset_ari"], kwargs["first_vf_offset_non_ari"] = \
+                _mode_pair(f"{name}.first_vf_offset", value)
+        elif key == "vf_stride":
+            kwargs["vf_stride_ari"], kwargs["vf_stride_non_ari"] = \
+                _mode_pair(f"{name}.vf_stride", value)
+        elif key == "vf_bar":
+            kwargs["vf_bars"] = _parse_bars(f"{name}.vf_bar", value)
+        elif key == "vf_pm":
+            kwargs["vf_pm"] = _parse_pm(f"{name}.vf_pm", value)
+        elif key == "vf_msix":
+            kwargs["vf_msix"] = _parse_msix(f"{name}.vf_msix", value)
+        elif key == "vf_capability":
+            kwargs["vf_user_caps"] = _parse_user_caps(f"{name}.vf_capability", value)
+        else:
+            raise ParamError(f"{name}.{key}", "unknown key")
+
+
+def _merged(base, over):
+    """``base`` with ``over`` on top: tables merged key by key, anything else (arrays of tables
+    included) replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve_like(items):
+    """The ``[[pf]]`` tables with every ``like = K`` replaced by a copy of ``pf[K]`` merged
+    with the table's own keys."""
+    resolved = []
+    for k, item in enumerate(items):
+        name = f"pf[{k}]"
+        if not isinstance(item, dict):
+            raise ParamError(name, f"must be a table, not {_describe(item)}")
+        if "like" in item:
+            like = item["like"]
+            if isinstance(like, bool) or not isinstance(like, int):
+                raise ParamError(f"{name}.like", f"must be an integer (the index of an earlier "
+                                                 f"PF), not {_describe(like)}")
+            if not 0 <= like < k:
+                rule = f"must be the index of an earlier PF, 0..{k - 1}" if k else \
+                    "pf[0] has no earlier PF to copy"
+                raise ParamError(f"{name}.like", f"{rule} (got {like})")
+            item = _merged(resolved[like], {key: v for key, v in item.items() if key != "like"})
+        resolved.append(item)
+    return resolved
+
+
+def _device_from_array(doc, items, device_kwargs, notes):
+    """The ``[[pf]]`` form: one table per PF, each with its own ``[pf.sriov]``."""
+    if "sriov" in doc:
+        raise ParamError("sriov", "with [[pf]], each PF has its own [pf.sriov]; a top-level "
+                                  "[sriov] table goes with a single [pf] table")
+    if not items:
+        raise ParamError("pf", "a device needs at least one PF (the [[pf]] array is empty)")
+    if len(items) > MAX_PFS:
+        raise ParamError("pf", f"a device has at most {MAX_PFS} PFs (got {len(items)})")
+    tables = _resolve_like(items)
+    pfs = []
+    for k, table in enumerate(tables):
+        name = f"pf[{k}]"
+        kwargs = {}
+        _pf_kwargs(table, name, kwargs, skip=("sriov",))
+        sriov = table.get("sriov")
+        if not isinstance(sriov, dict):
+            got = "" if sriov is None else f", not {_describe(sriov)}"
+            raise ParamError(f"{name}.sriov", f"a [pf.sriov] table is required{got}")
+        _sriov_kwargs(sriov, f"{name}.sriov", kwargs)
+        try:
+            pfs.append(PfParams(**kwargs))
+        except ParamError as exc:
+            raise ParamError(_pf_field(exc.field, k), exc.rule) from None
+    try:
+        params = EndpointParams(tuple(pfs), **device_kwargs)
+    except ParamError as exc:
+        if len(pfs) > 1:
+            raise
+        raise ParamError(_pf_field(exc.field, 0), exc.rule) from None   # single-PF rules
+    if notes is not None:
+        for k, table in enumerate(tables):
+            given = {f"pf.{key}" for key in table} | \
+                {f"sriov.{key}" for key in table["sriov"]}
+            notes.extend(ConfigNote(_pf_field(note.field, k), note.message)
+                         for note in _identity_notes(given))
+            if len(tables) > 1 and table.get("acs") is False:
+                notes.append(ConfigNote(
+                    f"pf[{k}].acs", "false: this PF has no ACS capability, and Linux puts the "
+                                    "PFs of a device that have none in one IOMMU group (with "
+                                    "acs = false everywhere, Linux then puts all PFs in one "
+                                    "IOMMU group)"))
+        high = [k for k, pf in enumerate(params.pfs) if pf.pf_rid & 0xff > 7]
+        if high:
+            listed = ", ".join(f"{format_bdf(params.pfs[k].pf_rid)} (pf[{k}])" for k in high)
+            notes.append(ConfigNote(
+                f"pf[{high[0]}].address",
+                f"above function 7: {listed}; only an ARI hierarchy reaches them (a Downstream "
+                f"Port without ARI Forwarding passes requests to device 0, functions 0..7)"))
+    return params
+
+
 def params_from_dict(doc, *, notes=None):
     """Build :class:`EndpointParams` from a parsed TOML document.
+
+    Two forms: a single ``[pf]`` table with a top-level ``[sriov]`` (one PF; errors name
+    ``pf.vendor_id``, ``sriov.vf_bar[0].size``), or an array of tables ``[[pf]]``, each with
+    its own ``[pf.sriov]`` and optionally ``like = K`` (start as a copy of ``pf[K]``; errors
+    name ``pf[1].sriov.vf_bar[0].size``). Device keys (``clock_mhz``, ``user_cfg_timeout``,
+    ``name``, ``description``) are top-level in both.
 
     Values must have the TOML type the field needs (``64``, not ``64.0``; ``true``, not ``1``;
     a string for names): anything else is a :class:`ParamError` naming the field and the type.
     ``notes``: a list to which a :class:`ConfigNote` is appended for every field of
-    :data:`IDENTITY_FIELDS` the document leaves out (only when the document is valid).
+    :data:`IDENTITY_FIELDS` the document leaves out, and in the ``[[pf]]`` form for ``acs =
+    false`` with several PFs and for PFs above function 7 (only when the document is valid).
     """
     kwargs = {}
     if not isinstance(doc, dict):
@@ -956,52 +1246,17 @@ def params_from_dict(doc, *, notes=None):
         if key in doc:
             kwargs[key] = doc[key]
     pf = doc.get("pf", {})
+    if isinstance(pf, list):
+        return _device_from_array(doc, pf, kwargs, notes)
     if not isinstance(pf, dict):
-        raise ParamError("pf", f"must be a table, not {_describe(pf)}")
-    for key, value in pf.items():
-        if key in _PF_KEYS:
-            kwargs[_PF_KEYS[key]] = value
-        elif key == "address":
-            if not isinstance(value, str):
-                raise ParamError("pf.address", f"must be a string \"BB:DD.F\", not "
-                                               f"{_describe(value)}")
-            try:
-                kwargs["pf_rid"] = parse_bdf(value)
-            except ValueError as exc:
-                raise ParamError("pf.address", str(exc)) from None
-        elif key == "bar":
-            kwargs["pf_bars"] = _parse_bars("pf.bar", value)
-        elif key == "pm":
-            kwargs["pm"] = _parse_pm("pf.pm", value)
-        elif key == "msix":
-            kwargs["msix"] = _parse_msix("pf.msix", value)
-        elif key == "capability":
-            kwargs["user_caps"] = _parse_user_caps("pf.capability", value)
-        else:
-            raise ParamError(f"pf.{key}", "unknown key")
+        raise ParamError("pf", f"must be a table ([pf]) or an array of tables ([[pf]]), not "
+                               f"{_describe(pf)}")
+    _pf_kwargs(pf, "pf", kwargs)
     sriov = doc.get("sriov")
     if not isinstance(sriov, dict):
         got = "" if sriov is None else f", not {_describe(sriov)}"
         raise ParamError("sriov", f"a [sriov] table is required{got}")
-    for key, value in sriov.items():
-        if key in _SRIOV_KEYS:
-            kwargs[_SRIOV_KEYS[key]] = value
-        elif key == "first_vf_offset":
-            kwargs["first_vf_offset_ari"], kwargs["first_vf_offset_non_ari"] = \
-                _mode_pair("sriov.first_vf_offset", value)
-        elif key == "vf_stride":
-            kwargs["vf_stride_ari"], kwargs["vf_stride_non_ari"] = \
-                _mode_pair("sriov.vf_stride", value)
-        elif key == "vf_bar":
-            kwargs["vf_bars"] = _parse_bars("sriov.vf_bar", value)
-        elif key == "vf_pm":
-            kwargs["vf_pm"] = _parse_pm("sriov.vf_pm", value)
-        elif key == "vf_msix":
-            kwargs["vf_msix"] = _parse_msix("sriov.vf_msix", value)
-        elif key == "vf_capability":
-            kwargs["vf_user_caps"] = _parse_user_caps("sriov.vf_capability", value)
-        else:
-            raise ParamError(f"sriov.{key}", "unknown key")
+    _sriov_kwargs(sriov, "sriov", kwargs)
     try:
         params = EndpointParams(**kwargs)
     except ParamError as exc:
@@ -1051,8 +1306,11 @@ def load_params(path, *, notes=None):
 
 # -- Reachability ---------------------------------------------------------------------------
 
-def first_unreachable_vf(params, *, ari=False):
-    """The first VF (1-based number) that a Downstream Port could not reach, or ``None``.
+def first_unreachable_vf(params, *, ari=False, pf=0):
+    """The first VF (1-based number) of a PF that a Downstream Port could not reach, or ``None``.
+
+    ``params`` is a :class:`PfParams`, or an :class:`EndpointParams` and ``pf`` the PF index
+    (default 0, the only PF of a single-PF device).
 
     With ARI Capable Hierarchy clear (``ari=False``: the non-ARI First VF Offset and VF Stride
     apply) a Downstream Port without ARI Forwarding passes configuration requests for its
@@ -1062,6 +1320,12 @@ def first_unreachable_vf(params, *, ari=False):
     (``ari=True``) every function number on the bus is reachable, so the answer is ``None``.
     The simulation's root port does not model this: it reaches such VFs all the same.
     """
+    if isinstance(params, EndpointParams):
+        params = params.pfs[pf]
+    elif not isinstance(params, PfParams):
+        raise TypeError(f"params: must be a PfParams or an EndpointParams, not {params!r}")
+    elif pf != 0:
+        raise ValueError(f"pf={pf}: a PfParams is one PF; pass the device to pick another")
     if ari:
         return None
     bus = params.pf_rid >> 8
