@@ -9,10 +9,12 @@ import pytest
 from sriov_ep.caps import pf_chain, vf_chain
 from sriov_ep.caps.chain import Kind, PlacementError, Structure, place
 from sriov_ep.params import (
+    AcsParams,
     Bar,
     EndpointParams,
     MsixParams,
     ParamError,
+    PfParams,
     PmParams,
     UserCap,
     params_from_dict,
@@ -139,3 +141,48 @@ def test_toml_tables():
     doc["pf"]["msix"] = {"vectors": 4, "tabel": {}}
     with pytest.raises(ParamError, match=r"pf.msix.tabel: unknown key"):
         params_from_dict(doc)
+
+
+# -- Chains of one PF of a device (docs/multi-pf.md §3) --------------------------------------------
+
+def two_pfs(**changes):
+    """PFs at 01:00.0 and 01:00.1, 4 VFs each at functions 2..9 (ARI) or 02:00.0.. (non-ARI)."""
+    return EndpointParams(pfs=(
+        PfParams(pf_rid=0x100, total_vfs=4, first_vf_offset_ari=2,
+                 first_vf_offset_non_ari=0x100, **changes),
+        PfParams(pf_rid=0x101, total_vfs=4, first_vf_offset_ari=5,
+                 first_vf_offset_non_ari=0x103, **changes)))
+
+
+def test_single_pf_forms_agree():
+    p = igb_like()
+    for chain in (pf_chain, vf_chain):
+        one, indexed, lone = chain(p), chain(p, 0), chain(p.pfs[0])
+        assert offsets(one) == offsets(indexed) == offsets(lone)
+        assert [e.regmap for e in one] == [e.regmap for e in indexed] == [e.regmap for e in lone]
+
+
+def test_acs_is_listed_after_sriov_and_before_user_caps():
+    p = two_pfs(user_caps=(UserCap("dsn", "extended", 12, cap_id=3),))
+    for k in range(2):
+        assert offsets(pf_chain(p, k))[3:] == [
+            ("ari", 0x100, 0x140), ("sriov", 0x140, 0x180), ("acs", 0x180, 0x188),
+            ("dsn", 0x188, 0)]
+        assert offsets(vf_chain(p, k)) == [("header", 0x00, 0), ("pcie", 0x40, 0),
+                                           ("ari", 0x100, 0)]
+
+
+def test_chain_of_a_pf_index_is_checked():
+    p = two_pfs()
+    with pytest.raises(IndexError, match="PFs 0..1"):
+        pf_chain(p, 2)
+    with pytest.raises(TypeError, match="2 PFs"):
+        vf_chain(p)
+    with pytest.raises(TypeError, match="EndpointParams"):
+        pf_chain(p.pfs[1], 1)
+
+
+def test_params_refuse_acs_overlap_naming_the_field():
+    with pytest.raises(ParamError, match=r"pf.acs.offset: acs capability: 0x160..0x167 overlaps "
+                                         r"sriov"):
+        PfParams(acs=AcsParams(offset=0x160))

@@ -140,7 +140,7 @@ class Bench:
         self.ctx.set(self.dut.reset, 1)
         await self.ctx.tick()
         self.ctx.set(self.dut.reset, 0)
-        self.model.reset()
+        self.model.reset(keep_ari=True)
         await self.settle()
         self.check_state()
 
@@ -304,6 +304,7 @@ def test_write_masks_igb():
     async def body(b):
         for dword in range(16):
             await b.pulse_reset()
+            await b.write_dword(2, 0x0000_0000, 0xF)    # ARI Capable Hierarchy survives a reset
             await b.write_dword(dword, 0xFFFF_FFFF, 0xF)
             after = await b.dwords()
             assert after[dword] == IGB_AFTER_ONES[dword], f"dword {dword}"
@@ -862,17 +863,19 @@ def test_case25_reset_input():
         await b.w(0x08, 2, 0x0019)
         assert await b.dwords() != IGB_RESET
         await b.pulse_reset()
-        assert await b.dwords() == IGB_RESET
+        # ARI Capable Hierarchy is kept (scope LINK): Control 0x10, the ARI offset/stride.
+        ari_kept = IGB_RESET[:2] + [0x0000_0010] + IGB_RESET[3:5] + [0x0002_0080] + IGB_RESET[6:]
+        assert await b.dwords() == ari_kept
         assert b.state() == {
-            "vf_enable": 0, "vf_mse": 0, "ari_capable_hierarchy": 0, "num_vfs": 0,
-            "first_vf_offset": 0x180, "vf_stride": 2, "system_page_size": 1,
+            "vf_enable": 0, "vf_mse": 0, "ari_capable_hierarchy": 1, "num_vfs": 0,
+            "first_vf_offset": 0x80, "vf_stride": 2, "system_page_size": 1,
             "vf_bars": [(0, 14), (0, 14)],
         }
         # Reset wins over a write in the same cycle.
         b.ctx.set(b.dut.reset, 1)
         await b.port.dut.write_dword(2, 0x0000_0019, 0xF)
         b.ctx.set(b.dut.reset, 0)
-        assert await b.dwords() == IGB_RESET
+        assert await b.dwords() == ari_kept
         # Reset while VFE = 1 lifts the locks: NumVFs and page size writable again.
         await b.w(0x08, 2, 0x0001)
         await b.pulse_reset()
@@ -1153,7 +1156,7 @@ def test_random_generator_reaches_interesting_states():
                     seen["sized"] = True
                 seen["be0"] |= txn[3] == 0
             elif txn[0] == "reset":
-                model.reset()
+                model.reset(keep_ari=True)
             seen["vfe"].add(model.vf_enable)
             seen["ari"].add(model.ari_capable_hierarchy)
             seen["pages"].add(model.system_page_size)

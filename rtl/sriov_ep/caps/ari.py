@@ -12,8 +12,12 @@ RO, HWINIT, RW, RW1C, RSVDP, RSVDZ = (Access.RO, Access.HWINIT, Access.RW, Acces
                                       Access.RSVDP, Access.RSVDZ)
 
 
-def ari_capability_map(next_offset=0):
-    """The ARI Extended Capability (8 bytes): read-only, Next Function Number 0."""
+def ari_capability_map(next_offset=0, next_function=0):
+    """The ARI Extended Capability (8 bytes), read-only.
+
+    ``next_function`` is the Next Function Number: the function number of the device's next PF
+    in ascending order, 0 in the last PF and in every VF (§7.8.7, SR-IOV §3.7.7).
+    """
     return RegisterMap("ari", ARI_CAP_SIZE, [
         Register("header", 0x00, 32, (
             Field("cap_id", 0, 16, RO, ARI_CAP_ID),
@@ -23,7 +27,7 @@ def ari_capability_map(next_offset=0):
         Register("ari_capability", 0x04, 16, (
             Field("mfvc_function_groups", 0, 1, RO, 0),
             Field("acs_function_groups", 1, 1, RO, 0),
-            Field("next_function_number", 8, 8, RO, 0),
+            Field("next_function_number", 8, 8, RO, next_function),
         )),
         Register("ari_control", 0x06, 16, (), desc="no function groups: RO 0"),
     ])

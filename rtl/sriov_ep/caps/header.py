@@ -45,10 +45,12 @@ def _bar_registers(bars, prefix="bar"):
     return regs
 
 
-def type0_header_map(params, cap_pointer):
+def type0_header_map(params, cap_pointer, *, multi_function=False):
     """The PF's Type 0 configuration header (0x00..0x3F); ``cap_pointer`` is the offset of the
-    first legacy capability."""
+    first legacy capability. ``multi_function`` sets Header Type's Multi-Function bit (0x80, a
+    device of several PFs, PCI Express Base §7.5.1.1.9)."""
     p = params
+    header_type = 0x80 if multi_function else 0x00
     return RegisterMap("header", 0x40, [
         Register("vendor_id", 0x00, 16, (Field("vendor_id", 0, 16, RO, p.vendor_id),)),
         Register("device_id", 0x02, 16, (Field("device_id", 0, 16, RO, p.device_id),)),
@@ -78,7 +80,7 @@ def type0_header_map(params, cap_pointer):
         Register("base_class", 0x0b, 8, (Field("base_class", 0, 8, RO, p.class_code >> 16),)),
         Register("cache_line_size", 0x0c, 8, (Field("cache_line_size", 0, 8, RW),)),
         Register("latency_timer", 0x0d, 8, (Field("latency_timer", 0, 8, RO, 0),)),
-        Register("header_type", 0x0e, 8, (Field("header_type", 0, 8, RO, 0x00),)),
+        Register("header_type", 0x0e, 8, (Field("header_type", 0, 8, RO, header_type),)),
         Register("bist", 0x0f, 8, (Field("bist", 0, 8, RO, 0),)),
         *_bar_registers(p.pf_bars),
         Register("cardbus_cis", 0x28, 32, ()),

@@ -5,7 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import as_pf
-from ..regs import Access, Field, Register, RegisterBank, RegisterMap, RegisterPort
+from ..regs import Access, Field, Register, RegisterBank, RegisterMap, RegisterPort, ResetScope
 
 __all__ = ["SRIOV_CAP_ID", "SRIOV_CAP_SIZE", "VfBarState", "sriov_capability_map",
            "SriovCapability"]
@@ -48,10 +48,12 @@ def _vf_bar_registers(params):
     return regs
 
 
-def sriov_capability_map(params, next_offset=0):
+def sriov_capability_map(params, next_offset=0, *, owns_ari=True):
     """The register map of the SR-IOV capability for ``params``; offsets relative to its start.
 
-    ``next_offset`` is the Next Capability Offset of its header (0 ends the list).
+    ``next_offset`` is the Next Capability Offset of its header (0 ends the list). ``owns_ari``:
+    this PF holds the device's ARI Capable Hierarchy bit (RW, kept by a PF FLR or D3hot->D0:
+    only a conventional reset clears it); in the device's other PFs the bit is RsvdP.
     """
     if next_offset % 4 or not (next_offset == 0 or 0x100 <= next_offset <= 0xffc):
         raise ValueError(f"next_offset: must be 0 or a dword-aligned offset in 0x100..0xffc "
@@ -77,7 +79,10 @@ def sriov_capability_map(params, next_offset=0):
             Field("vf_migration_interrupt_enable", 2, 1, Access.RO, 0, desc="no VF Migration"),
             Field("vf_mse", 3, 1, Access.RW, desc="VF Memory Space Enable"),
             Field("ari_capable_hierarchy", 4, 1, Access.RW, custom=True,
-                  desc="writes ignored while VF Enable is 1"),
+                  scope=ResetScope.LINK, desc="writes ignored while VF Enable is 1")
+            if owns_ari else
+            Field("ari_capable_hierarchy", 4, 1, Access.RSVDP,
+                  desc="the device's bit is in its lowest PF; its value applies here too"),
             Field("vf_10bit_tag_requester_enable", 5, 1, Access.RW if tag10 else Access.RO),
             Field("reserved", 6, 10, Access.RSVDP),
         ), desc="SR-IOV Control"),
@@ -146,6 +151,10 @@ class SriovCapability(wiring.Component):
     params : PfParams (or a single-PF EndpointParams)
     next_offset : int
         Next Capability Offset in the header.
+    owns_ari : bool
+        This PF holds the device's ARI Capable Hierarchy bit (the lowest PF; the default, and
+        the only PF of a single-PF device). Otherwise the bit is RsvdP here and ``ari_in``
+        gives the device's value.
 
     Members
     -------
@@ -153,9 +162,20 @@ class SriovCapability(wiring.Component):
         Dword config access, dword index relative to the capability start; reads combinational,
         writes take effect at the clock edge.
     reset : In(1)
-        Synchronous reset of the capability (conventional reset or PF Function Level Reset).
-    vf_enable, vf_mse, ari_capable_hierarchy : Out(1)
+        Synchronous function-level reset of the PF (FLR, or D3hot->D0 with No_Soft_Reset 0):
+        every field returns to its reset value except ARI Capable Hierarchy, which only the
+        domain's reset (the conventional reset) clears.
+    ari_in : In(1)
+        Not owner: the device's ARI Capable Hierarchy, which selects First VF Offset and VF
+        Stride. Unused in the owner.
+    ari_hold : In(1)
+        Owner: writes to ARI Capable Hierarchy are ignored while it is 1 (a device drives the OR
+        of every PF's VF Enable; this PF's own VF Enable holds the bit in any case). Unused in
+        other PFs.
+    vf_enable, vf_mse : Out(1)
         SR-IOV Control bits.
+    ari_capable_hierarchy : Out(1)
+        ARI Capable Hierarchy in effect: the owner's bit, or ``ari_in``.
     num_vfs : Out(16)
         NumVFs; never above TotalVFs.
     first_vf_offset, vf_stride : Out(16)
@@ -168,13 +188,16 @@ class SriovCapability(wiring.Component):
         size only changes while VF Enable is 0, when no VF decodes).
     """
 
-    def __init__(self, params, *, next_offset=0):
+    def __init__(self, params, *, next_offset=0, owns_ari=True):
         params = as_pf(params)
-        self._params = params
-        self.regmap  = sriov_capability_map(params, next_offset)
+        self._params   = params
+        self._owns_ari = bool(owns_ari)
+        self.regmap    = sriov_capability_map(params, next_offset, owns_ari=self._owns_ari)
         super().__init__({
             "cfg":                   In(RegisterPort(4)),
             "reset":                 In(1),
+            "ari_in":                In(1),
+            "ari_hold":              In(1),
             "vf_enable":             Out(1),
             "vf_mse":                Out(1),
             "ari_capable_hierarchy": Out(1),
@@ -188,6 +211,10 @@ class SriovCapability(wiring.Component):
     @property
     def params(self):
         return self._params
+
+    @property
+    def owns_ari(self):
+        return self._owns_ari
 
     def _by_page(self, m, page, value_of, width, name):
         """``value_of(bit)`` for the page size bit set in ``page`` (combinational).
@@ -213,7 +240,7 @@ class SriovCapability(wiring.Component):
         bank = RegisterBank(self.regmap, external=bar_paths)
 
         vf_enable = bank["control.vf_enable"]
-        ari       = bank["control.ari_capable_hierarchy"]
+        ari       = bank["control.ari_capable_hierarchy"] if self._owns_ari else self.ari_in
         num_vfs   = bank["num_vfs.num_vfs"]
         page      = bank["system_page_size.system_page_size"]
 
@@ -256,10 +283,12 @@ class SriovCapability(wiring.Component):
         bank.read(m, self.cfg.addr, self.cfg.r_data)
         bank.write(m, self.cfg.addr, self.cfg.w_en, self.cfg.w_be, self.cfg.w_data)
 
-        # ARI Capable Hierarchy moves every VF's Routing ID: hold it while VFs exist.
-        ari_w, ari_value = bank.write_of("control.ari_capable_hierarchy")
-        with m.If(ari_w & ~vf_enable):
-            m.d.sync += ari.eq(ari_value)
+        # ARI Capable Hierarchy moves every VF's Routing ID: hold it while VFs exist (here or,
+        # through ari_hold, in another PF). Its scope is LINK: bank.reset leaves it alone.
+        if self._owns_ari:
+            ari_w, ari_value = bank.write_of("control.ari_capable_hierarchy")
+            with m.If(ari_w & ~vf_enable & ~self.ari_hold):
+                m.d.sync += ari.eq(ari_value)
 
         # NumVFs is only meaningful while VF Enable is 0, and never above TotalVFs.
         num_w, num_value = bank.write_of("num_vfs.num_vfs")

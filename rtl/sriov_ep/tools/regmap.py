@@ -1,6 +1,9 @@
 """Describing the PF's and the VFs' chains for people: what ``regmap.md`` (:mod:`.build`) and
 ``sriov-ep regmap`` print.
 
+A device of several PFs is described one PF at a time: :func:`structures` and
+:func:`per_vf_fields` take the PF index ``k`` (required then; headings start ``PF k``).
+
 Everything here is read from the chains of :mod:`sriov_ep.caps` (:func:`~sriov_ep.caps.pf_chain`,
 :func:`~sriov_ep.caps.vf_chain`) and their register maps, the same descriptions the RTL is built
 from; nothing about a structure is written out by hand.
@@ -10,10 +13,11 @@ from dataclasses import dataclass
 
 from ..caps import pf_chain, vf_chain
 from ..caps.chain import Kind
+from ..params import EndpointParams
 from ..regs import Access, ResetScope
 
-__all__ = ["FUNCTIONS", "StructureView", "structures", "user_span", "link_text", "field_notes",
-           "format_bits", "format_reset", "per_vf_fields"]
+__all__ = ["FUNCTIONS", "StructureView", "num_pfs", "structures", "user_span", "link_text",
+           "field_notes", "format_bits", "format_reset", "per_vf_fields"]
 
 #: The two chains: key, prefix of a structure's heading, and a name for the function.
 FUNCTIONS = (
@@ -75,14 +79,36 @@ class StructureView:
         return "endpoint"
 
 
-def structures(params, function=None):
+def num_pfs(params):
+    """How many PFs ``params`` describes (1 for a :class:`~sriov_ep.params.PfParams`)."""
+    return params.num_pfs if isinstance(params, EndpointParams) else 1
+
+
+def _pf_index(params, k):
+    """``k`` checked against ``params``; ``None`` (a single PF) is only allowed with one PF."""
+    if k is None and num_pfs(params) > 1:
+        raise ValueError(f"this device has {num_pfs(params)} PFs: pass a PF index "
+                         f"0..{num_pfs(params) - 1}")
+    return k
+
+
+def structures(params, function=None, k=None):
     """:class:`StructureView` of every structure of the PF's chain, then of the VFs' chain (or
-    of one of them: ``function`` ``"pf"`` or ``"vf"``), each in ascending offset order."""
-    chains = {"pf": pf_chain(params), "vf": vf_chain(params)}
+    of one of them: ``function`` ``"pf"`` or ``"vf"``), each in ascending offset order.
+
+    ``k`` is the PF index (required when ``params`` has several PFs). With several PFs the
+    headings name the PF: ``PF 1 ACS Extended Capability``, ``PF 1 VF ARI Extended
+    Capability``.
+    """
+    k = _pf_index(params, k)
+    chains = {"pf": pf_chain(params, k), "vf": vf_chain(params, k)}
+    several = num_pfs(params) > 1
     views = []
     for key, prefix, _name in FUNCTIONS:
         if function not in (None, key):
             continue
+        if several:
+            prefix = f"PF {k}" if key == "pf" else f"PF {k} {prefix}"
         chain = chains[key]
         for entry in chain:
             views.append(StructureView(key, entry, f"{prefix} {entry.title}",
@@ -120,7 +146,7 @@ def field_notes(reg, f, *, first):
     return notes
 
 
-def per_vf_fields(params):
-    """``register.field (structure)`` of every per-VF field of the VF chain."""
-    return [f"{reg.name}.{f.name} ({e.name})" for e in vf_chain(params)
+def per_vf_fields(params, k=None):
+    """``register.field (structure)`` of every per-VF field of the VF chain (of PF ``k``)."""
+    return [f"{reg.name}.{f.name} ({e.name})" for e in vf_chain(params, _pf_index(params, k))
             for reg in e.regmap.registers for f in reg.fields if f.per_vf]
