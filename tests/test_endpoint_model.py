@@ -602,14 +602,14 @@ def test_vf_flr_resets_that_vf_only():
     assert model.events == []
     # W16 0x8000 at 0x48 of VF2: Initiate FLR.
     assert write(model, TYPE0, 0x0182, 0x48, 0x8000, size=2) == ("SC", 0)
-    assert model.events == [("vf_flr", 2)]
+    assert model.events == [("vf_flr", 2, 0)]
     assert model.vf_state(2) == RESET_VF
     assert model.vf_read(2, 0x48 // 4) == 0x0000_0810       # bit 15 reads 0
     assert model.vf_read(2, 0x04 // 4) == 0x0011_0000
     assert model.vf_state(3)["bus_master_enable"] is True
     # W8 0x80 at 0x49 of VF3 (together with a cleared No Snoop: the FLR wins).
     assert write(model, TYPE0, 0x0184, 0x49, 0x80, size=1) == ("SC", 0)
-    assert model.events == [("vf_flr", 2), ("vf_flr", 3)]
+    assert model.events == [("vf_flr", 2, 0), ("vf_flr", 3, 0)]
     assert model.vf_state(3) == RESET_VF
     # Nothing else moved.
     assert model.pf_read(0x168 // 4) == 0x0000_0019
@@ -627,21 +627,21 @@ def test_vf_enable_clear_resets_vf_state():
     assert model.vf_state(1)["bus_master_enable"] is True
     # Clear VF Enable (ARI bit kept, as Linux does).
     pf_write(model, 0x168, 0x0010, size=2)
-    assert model.events == [("vfs_reset",)]
+    assert model.events == [("vfs_reset", 0)]
     assert read(model, TYPE0, 0x0180, 0x04) == ("UR", 0)
     for n in range(1, 9):
         assert model.vf_state(n) == RESET_VF
     assert model.pf_read(0x170 // 4) == 0x0000_0004        # NumVFs keeps its value
     # Clearing it again is no transition.
     pf_write(model, 0x168, 0x0010, size=2)
-    assert model.events == [("vfs_reset",)]
+    assert model.events == [("vfs_reset", 0)]
     # Re-enabled VFs start from reset values.
     pf_write(model, 0x168, 0x0019, size=2)
     assert read(model, TYPE0, 0x0180, 0x04) == ("SC", 0x0011_0000)
     assert read(model, TYPE0, 0x0186, 0x48) == ("SC", 0x0000_0810)
     # A W32 at 0x168 clearing VFE also counts.
     pf_write(model, 0x168, 0x0000_0000)
-    assert model.events == [("vfs_reset",), ("vfs_reset",)]
+    assert model.events == [("vfs_reset", 0), ("vfs_reset", 0)]
 
 
 def test_pf_flr():
@@ -665,7 +665,7 @@ def test_pf_flr():
     assert model.pf_read(0x04 // 4) == 0x0010_0546
     # Initiate FLR with a W16 at 0x48 from bus 1.
     assert pf_write(model, 0x48, 0xA8FF, size=2) == ("SC", 0)
-    assert model.events == [("vfs_reset",)]
+    assert model.events == [("vfs_reset", 0)]
     assert model.pf_read(0x04 // 4) == 0x0010_0000
     assert model.pf_read(0x0C // 4) == 0x0000_0000
     assert model.pf_read(0x10 // 4) == 0x0000_0000
@@ -675,7 +675,7 @@ def test_pf_flr():
     # Extended Synch (Link Control 0x00C3); the rest of Device Control is back to 0x2810.
     assert model.pf_read(0x48 // 4) == 0x0000_28F0
     assert model.pf_read(0x50 // 4) == 0x0012_00C3
-    assert model.pf_read(0x168 // 4) == 0x0000_0000         # Control: VFE, MSE, ARI 0
+    assert model.pf_read(0x168 // 4) == 0x0000_0010         # VFE, MSE 0; ARI kept
     assert model.pf_read(0x170 // 4) == 0x0000_0000         # NumVFs 0
     assert model.pf_read(0x180 // 4) == 0x0000_0001         # System Page Size 4 KiB
     assert model.pf_read(0x184 // 4) == 0x0000_000C         # VF BAR0 type bits only
@@ -685,7 +685,7 @@ def test_pf_flr():
     assert model.captured_bus == 0x01                       # survives the FLR
     # W8 0x80 at 0x49 from bus 2 is an FLR too (and captures bus 2).
     assert pf_write(model, 0x49, 0x80, size=1, rid=0x0200) == ("SC", 0)
-    assert model.events == [("vfs_reset",), ("vfs_reset",)]
+    assert model.events == [("vfs_reset", 0), ("vfs_reset", 0)]
     assert model.captured_bus == 0x02
     # A conventional reset returns the Link settings too.
     model.reset()
@@ -739,7 +739,7 @@ def test_ur_changes_nothing():
     # With VF Enable 0 no VF answers, and a would-be VF FLR does nothing.
     pf_write(model, 0x168, 0x0010, size=2)
     assert model.config(TYPE0, 0x0182, 0x48 // 4, 0b0010, True, 0x0000_8000) == ("UR", 0)
-    assert model.events == [("vfs_reset",)]
+    assert model.events == [("vfs_reset", 0)]
 
 
 def test_byte_enable_zero_read_returns_dword():

@@ -8,7 +8,7 @@ the model shows up here rather than being mirrored.
 import pytest
 
 from sriov_ep.params import Bar, EndpointParams
-from sriov_tb.model import SriovCapabilityModel
+from sriov_tb.model import AriCapableHierarchy, SriovCapabilityModel
 
 # -- Fixtures and access helpers -------------------------------------------------------------
 
@@ -246,6 +246,38 @@ def test_ari_write_ignored_while_vfe():
     write16(model, 0x08, 0x0009)
     assert read32(model, 0x08) == 0x0000_0019
     assert read32(model, 0x14) == 0x0002_0080
+
+
+def test_ari_bit_link_scope():
+    """docs/multi-pf.md §4: a function-level reset keeps ARI Capable Hierarchy."""
+    model = SriovCapabilityModel(igb_params())
+    write16(model, 0x08, 0x0019)
+    model.reset(keep_ari=True)                   # PF FLR / D3hot -> D0
+    assert read32(model, 0x08) == 0x0000_0010
+    assert read32(model, 0x14) == 0x0002_0080
+    model.reset()                                # conventional reset
+    assert read32(model, 0x08) == 0x0000_0000
+    assert read32(model, 0x14) == 0x0002_0180
+
+
+def test_ari_bit_shared_and_rsvdp_outside_owner():
+    """Two PFs' capabilities on one device bit: RW in the owner, RsvdP in the other."""
+    pfs = []
+    ari = AriCapableHierarchy(lambda: any(m.vf_enable for m in pfs))
+    pfs += [SriovCapabilityModel(igb_params(), ari=ari, owns_ari=True),
+            SriovCapabilityModel(igb_params(), ari=ari, owns_ari=False)]
+    owner, other = pfs
+    write16(other, 0x08, 0x0010)                 # RsvdP: ignored
+    assert (read32(other, 0x08), read32(owner, 0x08)) == (0, 0)
+    write16(owner, 0x08, 0x0010)
+    assert (read32(owner, 0x08), read32(other, 0x08)) == (0x0000_0010, 0x0000_0000)
+    assert read32(other, 0x14) == 0x0002_0080    # the other PF's offsets follow it
+    write16(other, 0x08, 0x0001)                 # VF Enable in the other PF holds the bit
+    write16(owner, 0x08, 0x0000)
+    assert read32(owner, 0x08) == 0x0000_0010
+    owner.reset()                                # the device's bit: a PF reset never clears it
+    other.reset()
+    assert ari.value is True
 
 
 # -- NumVFs -----------------------------------------------------------------------------------

@@ -265,11 +265,12 @@ def test_pf_d3hot_to_d0_resets_pf_and_vfs():
     assert read(model, PF, 0x04) == 0x0010_0000
     assert read(model, PF, 0x0C) == 0x0000_0000
     assert read(model, PF, 0x10) == 0x0000_0000
-    assert read(model, PF, 0x168) == 0x0000_0000
+    # ARI Capable Hierarchy (0x10) stays: only a conventional reset clears it (LINK scope).
+    assert read(model, PF, 0x168) == 0x0000_0010
     assert read(model, PF, 0x170) == 0x0000_0000
     assert model.config(TYPE0, VF[2], 0, 0xF, False, 0) == ("UR", 0)
     assert model.captured_bus == 0x01
-    assert model.events[-2:] == [("pm_reset", 0), ("vfs_reset",)]
+    assert model.events[-2:] == [("pm_reset", 0, 0), ("vfs_reset", 0)]
 
 
 def test_pf_d3hot_to_d0_no_soft_reset_keeps_state():
@@ -301,7 +302,7 @@ def test_vf_d3hot_gates_only_that_vf_and_resets_it():
     write(model, VF[2], 0x80, 0, size=2)                # D3hot -> D0: VF 2 reset
     assert read(model, VF[2], 0x80) == 0x0000_0000
     assert read(model, VF[2], 0x04) == 0x0011_0000      # Bus Master Enable cleared
-    assert model.events[-1] == ("pm_reset", 2)
+    assert model.events[-1] == ("pm_reset", 2, 0)
     assert read(model, PF, 0x168) == 0x0000_0019        # the PF and the other VFs untouched
     assert model.decode_memory(VF_BAR0 + APERTURE + 4) == (True, 2, 0, 4)
 
@@ -382,26 +383,26 @@ def test_pf_msix_delivery():
     # Enable: the unmasked pending vectors go, lowest first; the masked one stays pending.
     set_msix(model, PF, 0x84, enable=True)
     assert read(model, PF, 0x84) == 0x8009_0011
-    assert model.messages == [(0, 0xFEE0_0000, 0x4021), (0, 0xFEE0_2000, 0x4023)]
+    assert model.messages == [(0, 0xFEE0_0000, 0x4021, 0), (0, 0xFEE0_2000, 0x4023, 0)]
     assert mem_read(model, PF_BAR3 + 0x2000).data == 0b010
     # Unmasking vector 1 sends it.
     mem_write32(model, PF_BAR3 + 0x1C, 0)
-    assert model.messages[-1] == (0, 0x1_FEE0_1000, 0x4022)
+    assert model.messages[-1] == (0, 0x1_FEE0_1000, 0x4022, 0)
     assert mem_read(model, PF_BAR3 + 0x2000).data == 0
     assert model.interrupt(0, 2) == "sent"
-    assert model.messages[-1] == (0, 0xFEE0_2000, 0x4023)
+    assert model.messages[-1] == (0, 0xFEE0_2000, 0x4023, 0)
     assert len(model.messages) == 4
     # Function Mask.
     set_msix(model, PF, 0x84, enable=True, function_mask=True)
     assert read(model, PF, 0x84) == 0xC009_0011
     assert model.interrupt(0, 0) == "pending"
     set_msix(model, PF, 0x84, enable=True)
-    assert model.messages[-1] == (0, 0xFEE0_0000, 0x4021) and len(model.messages) == 5
+    assert model.messages[-1] == (0, 0xFEE0_0000, 0x4021, 0) and len(model.messages) == 5
     # Bus Master Enable off.
     write(model, PF, 0x04, 0x0002, size=2)
     assert model.interrupt(0, 2) == "pending"
     write(model, PF, 0x04, 0x0006, size=2)
-    assert model.messages[-1] == (0, 0xFEE0_2000, 0x4023) and len(model.messages) == 6
+    assert model.messages[-1] == (0, 0xFEE0_2000, 0x4023, 0) and len(model.messages) == 6
     # Masked vector, then Enable off: both pending; the mask clear alone sends nothing.
     mem_write32(model, PF_BAR3 + 0x0C, 1)
     assert model.interrupt(0, 0) == "pending"
@@ -428,7 +429,7 @@ def test_pf_msix_d3hot_holds_messages_until_d0():
     assert model.interrupt(0, 3) == "pending"
     assert model.messages == []
     write(model, PF, 0x80, 0, size=2)                   # No_Soft_Reset: state kept, delivered
-    assert model.messages == [(0, 0xFEE0_3000, 0x55)]
+    assert model.messages == [(0, 0xFEE0_3000, 0x55, 0)]
     assert mem_read(model, PF_BAR3 + 0x2000).data == 0
 
 
@@ -460,17 +461,17 @@ def test_vf_msix_delivery_and_isolation():
     assert read(model, VF[2], 0x84) == 0x0002_0011      # per VF
     assert model.interrupt(1, 0) == "sent"
     assert model.interrupt(2, 0) == "pending"
-    assert model.messages == [(1, 0xFEE0_0000, 0x101)]
+    assert model.messages == [(1, 0xFEE0_0000, 0x101, 0)]
     assert mem_read(model, VF_BAR3 + APERTURE + 0x2000).data == 0b1
     assert mem_read(model, VF_BAR3 + 0x2000).data == 0
     set_msix(model, VF[2], 0x84, enable=True)
-    assert model.messages[-1] == (2, 0xFEE0_0000, 0x102)
+    assert model.messages[-1] == (2, 0xFEE0_0000, 0x102, 0)
     # A VF's Bus Master Enable gates it, the PF's does not.
     write(model, VF[1], 0x04, 0x0000, size=2)
     assert model.interrupt(1, 0) == "pending"
     assert model.interrupt(2, 0) == "sent"
     write(model, VF[1], 0x04, 0x0004, size=2)
-    assert model.messages[-1] == (1, 0xFEE0_0000, 0x101) and len(model.messages) == 4
+    assert model.messages[-1] == (1, 0xFEE0_0000, 0x101, 0) and len(model.messages) == 4
     # No such VF, vector beyond the Table Size.
     assert model.interrupt(5, 0) == "dropped"
     assert model.interrupt(1, 3) == "dropped"
@@ -514,7 +515,7 @@ def test_vf_flr_resets_msix_but_keeps_table_size():
     set_msix(model, VF[3], 0x84, enable=True, function_mask=True)
     assert model.interrupt(3, 4) == "pending"
     write(model, VF[3], 0x48, 0x8000, size=2)           # VF FLR
-    assert model.events[-1] == ("vf_flr", 3)
+    assert model.events[-1] == ("vf_flr", 3, 0)
     assert read(model, VF[3], 0x84) == 0x0004_0011      # Table Size 5 kept, Enable/Mask 0
     assert read(model, VF[3], 0x04) == 0x0011_0000
     assert mem_read(model, table + 0x40).data == 0x0000_0000_FEE0_4000

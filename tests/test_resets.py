@@ -8,7 +8,6 @@ against literal values from it (PCIe Base §6.6.2: Max_Payload_Size and the Link
 survive an FLR, not a conventional reset).
 """
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -95,7 +94,7 @@ def example(name):
     No_Soft_Reset, so that a VF D3hot -> D0 reset is covered too."""
     if name == "igb-82576+vf-pm":
         params = load_params(EXAMPLES / "igb-82576.toml")
-        return dataclasses.replace(params, vf_pm=PmParams(no_soft_reset=False))
+        return params.replace(vf_pm=PmParams(no_soft_reset=False))
     return load_params(EXAMPLES / f"{name}.toml")
 
 
@@ -174,7 +173,7 @@ def reset_cases(name):
 
             # -- Everything, against the model ----------------------------------------------------
             await cfg.read_chain(pf, pf_chain(params))
-            live = ctx.get(dut.vf_enable)
+            live = ctx.get(dut.pfs[0].vf_enable)
             for rid in (vfs[:2] if live else []):
                 await cfg.read_chain(rid, vf_chain(params))
 
@@ -262,8 +261,8 @@ def test_requests_during_the_clear_at_65535_vfs():
             mem = MemoryDriver(ctx, dut)
             for addr in (0, 0x4000, 0xFFFF_FFFF_FFFF_F000):
                 assert not (await mem.decode(addr, False)).claimed
-            assert ctx.get(dut.vf_reset_busy)
-            await ctx.tick().until(~dut.vf_reset_busy)
+            assert ctx.get(dut.pfs[0].vf_reset_busy)
+            await ctx.tick().until(~dut.pfs[0].vf_reset_busy)
             # Right after it: everything as the model says, and the writes above were lost.
             assert ctx.get(dut.bus) == 0
             for offset in (0x00, 0x04, 0x08, 0x40, 0x48):
@@ -316,7 +315,8 @@ def test_link_scope_fields_are_the_tables():
     Express Capability table), in every example's PF chain, and none in the VF chain."""
     kept_by_table = {"device_control.max_payload_size", "link_control.aspm_control",
                      "link_control.read_completion_boundary",
-                     "link_control.common_clock_configuration", "link_control.extended_synch"}
+                     "link_control.common_clock_configuration", "link_control.extended_synch",
+                     "control.ari_capable_hierarchy"}
     for name in NAMES:
         params = example(name)
         for chain, expected in ((pf_chain(params), kept_by_table), (vf_chain(params), set())):

@@ -1,16 +1,18 @@
 """Independent reference models: the SR-IOV Extended Capability and the whole endpoint.
 
 :class:`SriovCapabilityModel` models the SR-IOV Extended Capability (ID 0x0010);
-:class:`EndpointModel` models the whole endpoint (routing, the PF's configuration space, the VFs'
-configuration spaces, memory-request decoding by the PF and VF BARs, the Power Management and
-MSI-X capabilities of the PF and the VFs with the MSI-X tables/PBAs and interrupt delivery, and
-the user configuration windows) and delegates the PF's SR-IOV capability to a
-:class:`SriovCapabilityModel`.
+:class:`EndpointModel` models the whole endpoint, a device of one or more PFs: routing of config
+requests over every PF and its VFs, the captured bus and the ARI Capable Hierarchy bit the PFs
+share, and memory-request decoding over every PF's BARs and VF BARs. Each PF is a
+:class:`PfModel` (its configuration space and its VFs', the Power Management, MSI-X and ACS
+capabilities with the MSI-X tables/PBAs and interrupt delivery, the user configuration windows)
+and delegates its SR-IOV capability to a :class:`SriovCapabilityModel`.
 
 Capability placement (PF and VF chains) is re-implemented here from the documented rule (see
 :func:`place_structures`), not taken from ``sriov_ep.caps``. PM follows PCI PM 1.2 / PCIe Base
-§7.5.2 and MSI-X PCIe Base §7.7.2 as digested in ``../shared/reference/device-spec.md`` §1, §2, §7,
-with the project's choices spelled out in :class:`EndpointModel`'s docstring.
+§7.5.2, MSI-X PCIe Base §7.7.2 as digested in ``../shared/reference/device-spec.md`` §1, §2,
+§7, ACS PCIe Base §7.7.11, and several PFs ``docs/multi-pf.md`` §2-§4 and §9, with the
+project's choices spelled out in :class:`PfModel`'s and :class:`EndpointModel`'s docstrings.
 
 Written from ``../shared/reference/sriov-spec.md`` (register map, VF BAR rules, corner cases),
 ``docs/sriov-capability-behaviour.md`` and ``docs/endpoint-behaviour.md`` (the project's choices
@@ -31,8 +33,8 @@ SR-IOV capability register map (byte offsets relative to the capability start;
 
 from dataclasses import dataclass
 
-__all__ = ["SriovCapabilityModel", "EndpointModel", "MemoryResult", "PlacedStructure",
-           "place_structures"]
+__all__ = ["AriCapableHierarchy", "SriovCapabilityModel", "EndpointModel", "PfModel",
+           "MemoryResult", "PlacedStructure", "place_structures"]
 
 
 # -- Literal numbers from the spec ---------------------------------------------------------------
@@ -89,6 +91,18 @@ def _merge(old, data, bit_mask):
     return (old & ~bit_mask) | (data & bit_mask)
 
 
+class AriCapableHierarchy:
+    """The ARI Capable Hierarchy bit of a device: one bit every PF's offsets follow.
+
+    ``held`` is a callable telling whether writes are ignored now (VF Enable set in some PF).
+    Only a conventional reset clears ``value``.
+    """
+
+    def __init__(self, held):
+        self.value = False
+        self.held  = held
+
+
 class SriovCapabilityModel:
     """Pure-Python model of one PF's SR-IOV Extended Capability (0x40 bytes).
 
@@ -100,6 +114,12 @@ class SriovCapabilityModel:
         Capabilities flags and the VF BARs.
     next_offset : int
         Next Capability Offset placed in header bits 31:20 (0 ends the list).
+    ari : AriCapableHierarchy or None
+        The device's ARI Capable Hierarchy bit when the capability is one PF of a device;
+        ``None`` (standalone): the capability holds the bit and its own VF Enable holds it.
+    owns_ari : bool
+        Control bit 4 is RW here (the device's lowest PF); otherwise it is RsvdP: reads 0,
+        writes ignored, while First VF Offset / VF Stride still follow the device's bit.
 
     Attributes
     ----------
@@ -108,7 +128,7 @@ class SriovCapabilityModel:
     vf_mse : bool
         Control bit 3, VF Memory Space Enable.
     ari_capable_hierarchy : bool
-        Control bit 4, ARI Capable Hierarchy.
+        ARI Capable Hierarchy (Control bit 4 in the owner PF), read-only: the device's bit.
     vf_10bit_tag_requester_enable : bool
         Control bit 5, VF 10-Bit Tag Requester Enable (stays 0 unless supported).
     vf_migration_status : bool
@@ -123,26 +143,36 @@ class SriovCapabilityModel:
         address bits (64 bits wide for a 64-bit BAR, type bits excluded).
     """
 
-    def __init__(self, params, next_offset=0):
+    def __init__(self, params, next_offset=0, *, ari=None, owns_ari=True):
         if not isinstance(next_offset, int) or not 0 <= next_offset <= 0xFFF \
                 or next_offset % 4:
             raise ValueError(f"next_offset must be a dword-aligned offset 0..0xffc "
                              f"(got {next_offset!r})")
         self.params      = params
         self.next_offset = next_offset
+        # Standalone, the capability holds the ARI bit itself and only its own VF Enable holds
+        # it; inside a device the bit is the device's (shared by every PF).
+        self._own_ari = ari is None
+        self._ari = AriCapableHierarchy(lambda: self.vf_enable) if ari is None else ari
+        self.owns_ari = bool(owns_ari)
         self.reset()
 
     # -- Reset ---------------------------------------------------------------------------------
 
-    def reset(self):
-        """Return every register to its reset value (conventional reset or PF FLR).
+    def reset(self, keep_ari=False):
+        """Return every register to its reset value.
 
         Behaviour doc item 11: Control 0, Status 0, NumVFs 0, System Page Size 1, VF BAR address
         bits 0. Everything else in the capability is read-only and has no state.
+
+        ARI Capable Hierarchy has LINK scope (docs/multi-pf.md §4): only a conventional reset
+        clears it. A standalone capability clears it unless ``keep_ari`` (a PF FLR or D3hot -> D0
+        reset); inside a device the bit is the device's, and this never touches it.
         """
+        if self._own_ari and not keep_ari:
+            self._ari.value = False
         self.vf_enable                     = False
         self.vf_mse                        = False
-        self.ari_capable_hierarchy         = False
         self.vf_10bit_tag_requester_enable = False
         self.vf_migration_status           = False
         self.num_vfs                       = 0
@@ -150,6 +180,14 @@ class SriovCapabilityModel:
         self.vf_bar_address = {bar.index: 0 for bar in self.params.vf_bars}
 
     # -- Derived state the decoders use ----------------------------------------------------------
+
+    @property
+    def ari_capable_hierarchy(self):
+        """The ARI Capable Hierarchy value this PF's offsets follow (the device's bit).
+
+        Control bit 4 reads it only in the owner PF; the other PFs read 0 there (RsvdP).
+        """
+        return self._ari.value
 
     @property
     def first_vf_offset(self):
@@ -241,7 +279,7 @@ class SriovCapabilityModel:
             value |= CTRL_VF_ENABLE
         if self.vf_mse:
             value |= CTRL_VF_MSE
-        if self.ari_capable_hierarchy:
+        if self.owns_ari and self.ari_capable_hierarchy:
             value |= CTRL_ARI_CAPABLE_HIERARCHY
         if self.vf_10bit_tag_requester_enable:
             value |= CTRL_VF_10BIT_TAG_REQ_ENABLE
@@ -348,16 +386,17 @@ class SriovCapabilityModel:
         # Control, bytes 0x08-0x09 (bits 15:0 of the dword).
         old_control = self._read_control()
         new_control = _merge(old_control, data & 0xFFFF, bit_mask & 0xFFFF)
-        # Sampled before anything changes: the ARI rule looks at VF Enable *before* the write.
-        vf_enable_before = self.vf_enable
+        # Sampled before anything changes: the ARI rule looks at VF Enable *before* the write,
+        # in every PF of the device (the bit moves every PF's VFs).
+        ari_held = self._ari.held()
 
         # VF Enable and VF MSE are RW at any time; both in one write works (Linux does that).
         self.vf_enable = bool(new_control & CTRL_VF_ENABLE)
         self.vf_mse    = bool(new_control & CTRL_VF_MSE)
-        # ARI Capable Hierarchy: ignored while VF Enable was 1, so First VF Offset / VF Stride
-        # cannot change under enabled VFs.
-        if not vf_enable_before:
-            self.ari_capable_hierarchy = bool(new_control & CTRL_ARI_CAPABLE_HIERARCHY)
+        # ARI Capable Hierarchy: RW in the owner PF only (RsvdP elsewhere); ignored while VF
+        # Enable was 1 in any PF, so First VF Offset / VF Stride cannot change under enabled VFs.
+        if self.owns_ari and not ari_held:
+            self._ari.value = bool(new_control & CTRL_ARI_CAPABLE_HIERARCHY)
         # VF 10-Bit Tag Requester Enable: RW only when the Capabilities bit says it is supported.
         if self.params.vf_10bit_tag_requester_supported:
             self.vf_10bit_tag_requester_enable = bool(new_control & CTRL_VF_10BIT_TAG_REQ_ENABLE)
@@ -540,6 +579,14 @@ MSIX_ENTRY_BYTES = 16
 #: Vector Control bit 0: Mask.
 MSIX_VECTOR_MASK = 1 << 0
 
+#: Header Type value with the Multi-Function bit (bit 7): every PF of a device with several PFs.
+HEADER_TYPE_MULTI_FUNCTION = 0x80
+
+# -- Access Control Services capability (PCIe Base §7.7.11), 8 bytes: no Egress Control Vector --
+ACS_CAP_ID      = 0x000D
+ACS_CAP_VERSION = 1
+ACS_CAP_SIZE    = 0x08
+
 #: Size of the PCI Express capability and of the ARI capability, in bytes.
 PCIE_CAP_SIZE = 0x3C
 ARI_CAP_SIZE  = 0x08
@@ -635,7 +682,18 @@ def _pf_structures(p):
                              cap_id=ARI_CAP_ID))
     s.append(PlacedStructure("sriov", "extended", p.sriov_cap_offset, SRIOV_CAP_SIZE,
                              cap_id=SRIOV_CAP_ID))
+    acs = _acs_of(p)
+    if acs is not None:
+        # Listed after SR-IOV: placed right after it unless its offset is fixed.
+        s.append(PlacedStructure("acs", "extended", acs.offset, ACS_CAP_SIZE,
+                                 cap_id=ACS_CAP_ID))
     return s + _user_structures(p.user_caps)
+
+
+def _acs_of(p):
+    """The PF's ACS parameters (an object with ``capability`` and ``offset``), or ``None``."""
+    acs = getattr(p, "acs", None)
+    return acs if hasattr(acs, "capability") else None
 
 
 def _vf_structures(p):
@@ -657,9 +715,9 @@ class MemoryResult:
 
     ``claimed``: a BAR of a function claimed it for the user's logic (it goes out on the memory
     port). ``internal``: the endpoint served it itself (MSI-X table or PBA); then ``claimed`` is
-    0. ``is_vf``/``vf``/``bar``/``offset`` describe the decode (``vf`` 0 for the PF; all 0 when
-    nothing decodes). ``data``: for an internal read, the aligned QWORD containing ``offset``
-    (byte i at bits 8i+7:8i); 0 otherwise.
+    0. ``is_vf``/``vf``/``bar``/``offset`` describe the decode (``vf`` 0 for the PF, n for VF n
+    of PF ``pf``; all 0 when nothing decodes). ``data``: for an internal read, the aligned QWORD
+    containing ``offset`` (byte i at bits 8i+7:8i); 0 otherwise. ``pf``: the PF index.
     """
     claimed:  bool
     internal: bool
@@ -668,6 +726,7 @@ class MemoryResult:
     bar:      int
     offset:   int
     data:     int = 0
+    pf:       int = 0
 
 
 class _MsixControl:
@@ -684,19 +743,22 @@ class _MsixControl:
         self.pending       = 0
 
 
-class EndpointModel:
-    """Pure-Python model of the whole endpoint: one PF with its SR-IOV VFs.
+class PfModel:
+    """Pure-Python model of one PF of the device and its SR-IOV VFs.
 
-    Implements ``docs/endpoint-behaviour.md``: routing of configuration requests (§1),
-    completions (§2), the PF's configuration space (§3), the VFs' (§4) and the decoding of memory
-    requests by the PF BARs and VF BARs (§5). The PF's SR-IOV capability is a
-    :class:`SriovCapabilityModel`. On top of that (device-spec.md §1, §2, §7 and the project's
-    rules): the capability chains with PM / MSI-X / user capabilities placed by
-    :func:`place_structures`; the PM capability (PowerState per function; a function not in D0
-    decodes no memory and sends no MSI-X; D3hot -> D0 without No_Soft_Reset resets the function:
-    the PF as a PF FLR, a VF as a VF FLR); the MSI-X capability, tables and PBAs (served by the
-    endpoint through :meth:`memory`) and delivery (:meth:`interrupt`, :attr:`messages`); the
-    per-VF Table Size (:meth:`set_vf_msix_count`); the user configuration windows (:attr:`user`).
+    Implements ``docs/endpoint-behaviour.md`` for one PF: the PF's configuration space (§3), its
+    VFs' (§4), their completions (§2) and the decoding of memory requests by the PF BARs and VF
+    BARs (§5). The PF's SR-IOV capability is a :class:`SriovCapabilityModel`. On top of that
+    (device-spec.md §1, §2, §7 and the project's rules): the capability chains with PM / MSI-X /
+    ACS / user capabilities placed by :func:`place_structures`; the PM capability (PowerState per
+    function; a function not in D0 decodes no memory and sends no MSI-X; D3hot -> D0 without
+    No_Soft_Reset resets the function: the PF as a PF FLR, a VF as a VF FLR); the MSI-X
+    capability, tables and PBAs and delivery; the per-VF Table Size; the user configuration
+    windows; the ACS capability (docs/multi-pf.md §3).
+
+    What the PFs share is the device's (:class:`EndpointModel`): the captured bus, the ARI
+    Capable Hierarchy bit, the user handler, :attr:`events` and :attr:`messages`. Every reset of
+    this PF (PF FLR, D3hot -> D0, VF Enable clearing) touches this PF and its VFs only.
 
     Project choices the brief leaves open, made here:
 
@@ -709,35 +771,27 @@ class EndpointModel:
       ignores them.
     * A user window write whose remaining byte enables are 0 does not call the handler (for
       legacy dword 0 the bytes 0-1 enables are cleared first); the data is passed unchanged.
-    * Events: a PF D3hot -> D0 reset appends ``("pm_reset", 0)`` and then ``("vfs_reset",)``; a
-      VF one appends ``("pm_reset", n)``.
 
     Parameters
     ----------
-    params : sriov_ep.params.EndpointParams
-        Endpoint parameters.
-    user : object or None
-        Handler of the user configuration windows: ``read(function, window, dword) -> int`` and
-        ``write(function, window, dword, be, data)`` (function 0 = PF, n = VF n; window = index in
-        ``user_caps`` / ``vf_user_caps``; dword = dword index within the window). ``None``: reads
-        0, writes dropped (the endpoint's timeout behaviour). May be set later as :attr:`user`.
+    device : EndpointModel
+        The device this PF belongs to.
+    index : int
+        The PF index k (0..P-1, ascending function number).
 
     Attributes
     ----------
-    params : sriov_ep.params.EndpointParams
+    index : int
+    params : sriov_ep.params.PfParams
     sriov : SriovCapabilityModel
         The PF's SR-IOV capability. Its Next Capability Offset follows the PF chain.
     pf_chain, vf_chain : list of PlacedStructure
         The PF's and every VF's structures, placed and linked, ascending by offset.
-    captured_bus : int
-        Bus number captured from Type 0 config writes the PF claims (0 after conventional reset).
-    events : list of tuple
-        ``("vf_flr", n)`` after an FLR of VF n; ``("vfs_reset",)`` whenever all VFs are reset by
-        VF Enable going from 1 to 0, by a PF FLR or by a PF D3hot -> D0 reset; ``("pm_reset", f)``
-        after a D3hot -> D0 reset of function f (0 = PF). Never cleared by the model.
-    messages : list of tuple
-        MSI-X messages sent, in order: ``(function, address, data)`` with function 0 = PF, n = VF
-        n and ``address = upper << 32 | lower``. Never cleared by the model.
+    pf_fn : int
+        The PF's function number (Routing ID bits 7:0).
+    next_function : int
+        Next Function Number of the PF's ARI capability: the next PF's function number, 0 in the
+        last PF.
     command, cache_line_size, interrupt_line, device_control, link_control : int
         The PF's RW header and PCI Express Capability fields (only their RW bits).
     status_rw1c, device_status_rw1c : int
@@ -748,34 +802,60 @@ class EndpointModel:
         64-bit BAR, type bits excluded).
     pm_power_state : int
         The PF's PowerState (0 = D0 .. 3 = D3hot); stays 0 without a PF PM capability.
+    acs_control : int
+        ACS Control (0 without an ACS capability); only bits set in ACS Capability are RW.
     """
 
-    def __init__(self, params, user=None):
+    def __init__(self, device, index):
+        params = device.params.pfs[index]
+        self.device = device
+        self.index  = index
         self.params = params
-        self.user   = user
         self.pf_fn  = params.pf_rid & 0xFF
+        pfs = device.params.pfs
+        self.next_function = pfs[index + 1].pf_rid & 0xFF if index + 1 < len(pfs) else 0
+        self.multi_function = len(pfs) > 1
+        self.acs = _acs_of(params)
         self.pf_chain = place_structures(_pf_structures(params))
         self.vf_chain = place_structures(_vf_structures(params))
         self._pf_by_name = {s.name: s for s in self.pf_chain}
         self._vf_by_name = {s.name: s for s in self.vf_chain}
         self.ari_next_offset = self._pf_by_name["ari"].next_offset
         self.sriov  = SriovCapabilityModel(params,
-                                           next_offset=self._pf_by_name["sriov"].next_offset)
-        # dword -> structure, for the structures this class serves by structure (PM, MSI-X, user
-        # windows); the header, PCIe, ARI and SR-IOV dwords are served by literal offsets below.
+                                           next_offset=self._pf_by_name["sriov"].next_offset,
+                                           ari=device.ari, owns_ari=index == 0)
+        # dword -> structure, for the structures this class serves by structure (PM, MSI-X, ACS,
+        # user windows); the header, PCIe, ARI and SR-IOV dwords are served by literal offsets.
         self._pf_windows = self._window_map(self.pf_chain)
         self._vf_windows = self._window_map(self.vf_chain)
         # MSI-X Message Address low / upper / Data per function and vector: never reset.
         self._msix_table = {}
-        self.events   = []
-        self.messages = []
+        self.device_control = PF_DEVCTL_RESET
+        self.link_control = 0
         self.reset()
+
+    # What the PFs share lives in the device.
+    @property
+    def captured_bus(self):
+        return self.device.captured_bus
+
+    @property
+    def events(self):
+        return self.device.events
+
+    @property
+    def messages(self):
+        return self.device.messages
+
+    @property
+    def user(self):
+        return self.device.user
 
     @staticmethod
     def _window_map(chain):
         windows = {}
         for s in chain:
-            if s.name in ("pm", "msix") or s.user is not None:
+            if s.name in ("pm", "msix", "acs") or s.user is not None:
                 for reg in range(s.offset // 4, s.end // 4):
                     windows[reg] = s
         return windows
@@ -788,20 +868,20 @@ class EndpointModel:
     # -- Resets ----------------------------------------------------------------------------------
 
     def reset(self):
-        """Apply a conventional reset: everything, including the captured bus, to reset values.
+        """Apply a conventional reset to this PF and its VFs (the device's shared state, the
+        captured bus and the ARI bit, is the device's to reset).
 
-        MSI-X Message Address/Data keep their values (no reset clears them). Appends nothing to
-        :attr:`events` / :attr:`messages` and clears neither.
+        MSI-X Message Address/Data keep their values (no reset clears them).
         """
-        self.captured_bus = 0
         self.device_control = PF_DEVCTL_RESET
         self.link_control = 0
         self._reset_pf()
 
     def _reset_pf(self):
         # A function-level reset of the PF (FLR, D3hot -> D0): every RW/RW1C field of the PF
-        # (header, PCIe, PM, MSI-X control, SR-IOV capability) and every VF's state, except the
-        # Link settings (Max_Payload_Size, Link Control) and the captured bus, which it keeps.
+        # (header, PCIe, PM, MSI-X control, ACS, SR-IOV capability) and every VF's state, except
+        # the Link settings (Max_Payload_Size, Link Control); the captured bus and the ARI bit
+        # are the device's and stay. Other PFs and their VFs are not touched.
         self.command            = 0
         self.status_rw1c        = 0
         self.cache_line_size    = 0
@@ -812,6 +892,7 @@ class EndpointModel:
         self.device_status_rw1c = 0
         self.link_control       &= PF_LNKCTL_KEPT_BY_FLR
         self.pm_power_state     = D0
+        self.acs_control        = 0
         self._pf_msix = _MsixControl(self.params.msix.max_vectors) \
             if self.params.msix is not None else None
         self.sriov.reset()
@@ -832,6 +913,10 @@ class EndpointModel:
         self._vf_power.pop(n, None)
         self._vf_msix.pop(n, None)
 
+    def _event(self, *event):
+        # Every event names the PF as its last element.
+        self.device.events.append((*event, self.index))
+
     # -- Routing (§1) ----------------------------------------------------------------------------
 
     @property
@@ -849,27 +934,20 @@ class EndpointModel:
         rid = self.pf_rid + self.sriov.first_vf_offset + (n - 1) * self.sriov.vf_stride
         return rid if rid <= 0xFFFF else None
 
-    def decode(self, type1, rid):
-        """Find the function a config request with target ``rid`` reaches. No side effects.
-
-        Parameters
-        ----------
-        type1 : bool
-            Type 1 (True) or Type 0 (False) configuration request.
-        rid : int
-            Target Routing ID: bus in bits 15:8, device/function in bits 7:0.
+    def claim(self, type1, rid):
+        """Whether this PF or one of its VFs takes a config request to ``rid``. No side effects.
 
         Returns
         -------
-        tuple
-            ``("PF", 0)``, ``("VF", n)`` with ``n`` 1-based, or ``(None, 0)`` (no function: UR).
+        tuple or None
+            ``("PF", 0)``, ``("VF", n)`` with ``n`` 1-based, or ``None``.
         """
         self._check_rid(rid)
         if type1:
-            # A Type 1 request never reaches the PF; one for the PF's own bus reaches nothing
+            # A Type 1 request never reaches the PF; one for the device's own bus reaches nothing
             # (a Downstream Port turns requests for its secondary bus into Type 0).
             if rid >> 8 == self.captured_bus:
-                return (None, 0)
+                return None
             target = rid
         else:
             # The bus field of a Type 0 request is not compared: the captured bus stands in.
@@ -878,65 +956,33 @@ class EndpointModel:
             target = self.captured_bus << 8 | (rid & 0xFF)
 
         if not self.sriov.vf_enable:
-            return (None, 0)
+            return None
         offset = self.sriov.first_vf_offset
         stride = self.sriov.vf_stride
         d = target - (self.pf_rid + offset)       # Python ints: no wrap-around
         if d < 0:
-            return (None, 0)
+            return None
         if stride == 0:
             # Only possible with TotalVFs = 1: only d == 0 is VF 1.
             if d != 0:
-                return (None, 0)
+                return None
             n = 1
         else:
             if d % stride != 0:
-                return (None, 0)
+                return None
             n = d // stride + 1
         if n > self.sriov.num_vfs:
-            return (None, 0)
+            return None
         return ("VF", n)
 
-    # -- Config requests (§1, §2) ----------------------------------------------------------------
-
-    def config(self, type1, rid, reg, be, write, data):
-        """Process one configuration request and return its completion.
-
-        Parameters
-        ----------
-        type1 : bool
-            Type 1 (True) or Type 0 (False).
-        rid : int
-            Target Routing ID.
-        reg : int
-            Dword register number 0..1023 (byte offset // 4).
-        be : int
-            4-bit byte enables; bit i enables byte i (bits 8i+7:8i of ``data``).
-        write : bool
-            Write (True) or read (False).
-        data : int
-            32-bit write data (ignored for reads).
-
-        Returns
-        -------
-        tuple
-            ``(status, data32)``: status ``"SC"`` or ``"UR"``; a successful read returns the
-            dword, a write or a UR returns 0.
-        """
-        self._check_reg(reg)
-        self._check_be(be)
-        self._check_data(data)
-        # Routing uses the state before the request (in particular the old captured bus).
-        kind, n = self.decode(type1, rid)
-        if kind is None:
-            # Nothing reached: UR, nothing changes, no bus capture.
-            return ("UR", 0)
+    def _config(self, kind, n, rid, reg, be, write, data):
+        # A request routed to this PF (kind "PF") or to its VF n.
         if kind == "PF":
             if not write:
                 return ("SC", self.pf_read(reg))
-            # Only Type 0 requests reach the PF, so every PF write is a Type 0 write the PF
-            # claims: capture the bus number (even with byte enables 0).
-            self.captured_bus = rid >> 8
+            # Only Type 0 requests reach a PF, so every PF write is a Type 0 write a PF claims:
+            # the device captures the bus number (even with byte enables 0).
+            self.device.captured_bus = rid >> 8
             self._pf_write(reg, be, data)
             # The hardware re-checks the pending vectors after every config write.
             self._deliver_pending(0)
@@ -1006,7 +1052,7 @@ class EndpointModel:
         p = self.params
         offset = reg * 4
 
-        # PM, MSI-X and user windows (wherever the chain placed them).
+        # PM, MSI-X, ACS and user windows (wherever the chain placed them).
         window = self._pf_windows.get(reg)
         if window is not None:
             return self._window_read(0, window, reg)
@@ -1020,8 +1066,10 @@ class EndpointModel:
         if offset == HDR_CLASS:
             return p.revision_id | p.class_code << 8
         if offset == HDR_CACHE_LINE:
-            # Latency Timer 0, Header Type 0x00, BIST 0.
-            return self.cache_line_size
+            # Latency Timer 0, BIST 0; Header Type 0x00, or 0x80 (Multi-Function) in every PF of
+            # a device with several PFs (PCIe Base §7.5.1.1.9).
+            header_type = HEADER_TYPE_MULTI_FUNCTION if self.multi_function else 0
+            return self.cache_line_size | header_type << 16
         if HDR_BAR0 <= offset <= HDR_BAR5:
             return self._read_pf_bar((offset - HDR_BAR0) // 4)
         if offset in (HDR_CARDBUS_CIS, HDR_EXPANSION_ROM, HDR_RESERVED_38):
@@ -1057,7 +1105,9 @@ class EndpointModel:
         if offset == p.ari_cap_offset:
             return ARI_CAP_ID | ARI_CAP_VERSION << 16 | self.ari_next_offset << 20
         if offset == p.ari_cap_offset + 4:
-            return 0    # ARI Capability (NFN 0, no function groups) and ARI Control (RO 0)
+            # ARI Capability: Next Function Number in bits 15:8, no function groups; ARI
+            # Control RO 0.
+            return self.next_function << 8
         if self._in_sriov(offset):
             return self.sriov.read((offset - p.sriov_cap_offset) // 4)
         return 0
@@ -1088,10 +1138,10 @@ class EndpointModel:
             self.device_control = (self.device_control & ~rw) | (data & rw)
             self.device_status_rw1c &= ~(written >> 16) & 0xFFFF
             if written & DEVCTL_INITIATE_FLR:
-                # The write completes SC; then the whole PF and every VF are reset. The captured
-                # bus survives.
+                # The write completes SC; then the whole PF and its VFs are reset. The captured
+                # bus and the ARI bit (the device's) survive; other PFs are not touched.
                 self._reset_pf()
-                self.events.append(("vfs_reset",))
+                self._event("vfs_reset")
         elif offset == PCIE_LNKCTL_LNKSTA:
             rw = bit_mask & PF_LNKCTL_RW
             self.link_control = (self.link_control & ~rw) | (data & rw)
@@ -1100,7 +1150,7 @@ class EndpointModel:
             self.sriov.write((offset - p.sriov_cap_offset) // 4, data, be)
             if vf_enable_before and not self.sriov.vf_enable:
                 self._reset_all_vfs()
-                self.events.append(("vfs_reset",))
+                self._event("vfs_reset")
         # Everything else (RO registers, the ARI capability, unimplemented dwords): ignored.
 
     # -- VF configuration space (§4) -------------------------------------------------------------
@@ -1191,29 +1241,48 @@ class EndpointModel:
                     # VF FLR: the write completes SC, then this VF (only) is reset (its MSI-X
                     # Table Size and table address/data are kept).
                     self._reset_vf(n)
-                    self.events.append(("vf_flr", n))
+                    self._event("vf_flr", n)
                     return
         # Every other VF register is read-only: the write is ignored.
         self._set_vf_state(n, state)
 
-    # -- Structures served by structure: PM, MSI-X, user windows ---------------------------------
+    # -- Structures served by structure: PM, MSI-X, ACS, user windows ----------------------------
 
     def _window_read(self, function, window, reg):
         dword = reg - window.offset // 4
+        if window.user is not None:
+            return self._user_read(function, window, dword)
         if window.name == "pm":
             return self._pm_read(function, window, dword)
         if window.name == "msix":
             return self._msix_cap_read(function, window, dword)
-        return self._user_read(function, window, dword)
+        return self._acs_read(window, dword)
 
     def _window_write(self, function, window, reg, be, data):
         dword = reg - window.offset // 4
-        if window.name == "pm":
+        if window.user is not None:
+            self._user_write(function, window, dword, be, data)
+        elif window.name == "pm":
             self._pm_write(function, dword, be, data)
         elif window.name == "msix":
             self._msix_cap_write(function, dword, be, data)
         else:
-            self._user_write(function, window, dword, be, data)
+            self._acs_write(dword, be, data)
+
+    # -- Access Control Services (PCIe Base §7.7.11; the PF only) ---------------------------------
+
+    def _acs_read(self, window, dword):
+        if dword == 0:
+            return ACS_CAP_ID | ACS_CAP_VERSION << 16 | window.next_offset << 20
+        # ACS Capability (bits 15:0) and ACS Control (bits 31:16).
+        return self.acs.capability | self.acs_control << 16
+
+    def _acs_write(self, dword, be, data):
+        if dword != 1:
+            return      # the header is read-only
+        # ACS Control: bit i is RW where ACS Capability bit i is set, RO 0 elsewhere.
+        rw = self.acs.capability & (_byte_mask_to_bit_mask(be) >> 16)
+        self.acs_control = (self.acs_control & ~rw) | (data >> 16 & rw)
 
     # -- Power Management -----------------------------------------------------------------------
 
@@ -1263,11 +1332,11 @@ class EndpointModel:
             # D3hot -> D0 without No_Soft_Reset: the function is reset once the write completes.
             if function == 0:
                 self._reset_pf()
-                self.events.append(("pm_reset", 0))
-                self.events.append(("vfs_reset",))
+                self._event("pm_reset", 0)
+                self._event("vfs_reset")
             else:
                 self._reset_vf(function)
-                self.events.append(("pm_reset", function))
+                self._event("pm_reset", function)
 
     # -- MSI-X: capability ----------------------------------------------------------------------
 
@@ -1340,7 +1409,7 @@ class EndpointModel:
 
     def _send(self, function, vector):
         lo, hi, data = self._msix_table.get(function, {}).get(vector, (0, 0, 0))
-        self.messages.append((function, hi << 32 | lo, data))
+        self.device.messages.append((function, hi << 32 | lo, data, self.index))
 
     def _deliver_pending(self, function):
         """Send every pending, unmasked vector of ``function`` (lowest first) if deliverable."""
@@ -1485,38 +1554,12 @@ class EndpointModel:
         return (self._msix_control(function).pending & visible) >> (64 * q) \
             & 0xFFFF_FFFF_FFFF_FFFF
 
-    def memory(self, addr, write, data=0, be=0xFF):
-        """Process one memory request: decode it, and serve MSI-X table/PBA accesses.
-
-        Parameters
-        ----------
-        addr : int
-            64-bit byte address; the request is decoded by it (its first byte).
-        write : bool
-            Write (True) or read (False).
-        data : int
-            For a write: the aligned QWORD's new bytes (byte i at bits 8i+7:8i), 64 bits.
-        be : int
-            8 byte enables of the aligned QWORD containing ``addr`` (0x0F low dword, 0xF0 high
-            dword, 0xFF QWORD). Used for table writes; reads return the whole QWORD.
-
-        Returns
-        -------
-        MemoryResult
-            ``claimed`` for the user's logic, or ``internal`` for the MSI-X table or PBA of the
-            decoded function (then a read's ``data`` is the aligned QWORD), or neither (UR).
-        """
-        self._check_address(addr)
-        if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data < 1 << 64:
-            raise ValueError(f"data must be a 64-bit unsigned integer (got {data!r})")
-        if isinstance(be, bool) or not isinstance(be, int) or not 0 <= be <= 0xFF:
-            raise ValueError(f"be must be 8 byte enables, 0..0xff (got {be!r})")
-        claimed, function, bar, offset = self.decode_memory(addr)
-        if not claimed:
-            return MemoryResult(False, False, False, 0, 0, 0, 0)
+    def _memory(self, function, bar, offset, write, data, be):
+        """Serve a memory request this PF's ``function`` claimed (see
+        :meth:`EndpointModel.memory`)."""
         where = self._msix_internal(function, bar, offset)
         if where is None:
-            return MemoryResult(True, False, function != 0, function, bar, offset, 0)
+            return MemoryResult(True, False, function != 0, function, bar, offset, 0, self.index)
         msix = self._msix_params(function)
         value = 0
         if where == "table":
@@ -1528,7 +1571,7 @@ class EndpointModel:
         elif not write:
             value = self._pba_qword_read(function, (offset - msix.pba_offset) & ~0b111)
         # (PBA writes are ignored: it is read-only.)
-        return MemoryResult(False, True, function != 0, function, bar, offset, value)
+        return MemoryResult(False, True, function != 0, function, bar, offset, value, self.index)
 
     # -- User configuration windows -------------------------------------------------------------
 
@@ -1538,7 +1581,7 @@ class EndpointModel:
             return cap.cap_id | cap.version << 16 | window.next_offset << 20
         value = 0
         if self.user is not None:
-            value = self.user.read(function, window.window, dword) & 0xFFFF_FFFF
+            value = self.device._user_read(self.index, function, window.window, dword) & 0xFFFF_FFFF
         if cap.kind == "legacy" and dword == 0:
             return (value & 0xFFFF_0000) | cap.cap_id | window.next_offset << 8
         return value
@@ -1551,16 +1594,16 @@ class EndpointModel:
             if cap.kind == "legacy":
                 be &= 0b1100        # bytes 0-1 (ID, next) are the endpoint's
         if be and self.user is not None:
-            self.user.write(function, window.window, dword, be, data)
+            self.device._user_write(self.index, function, window.window, dword, be, data)
 
     # -- Memory requests (§5) --------------------------------------------------------------------
 
     def decode_memory(self, addr):
-        """Find the function and BAR a memory request to byte address ``addr`` reaches.
+        """Find the function of this PF and BAR a memory request to byte address ``addr`` reaches.
 
         The access's size does not matter: the request is decoded by its first byte. No side
         effects. A function whose PowerState is not D0 claims nothing. MSI-X table/PBA ranges are
-        reported like any other BAR offset here; :meth:`memory` serves them.
+        reported like any other BAR offset here; :meth:`EndpointModel.memory` serves them.
 
         Parameters
         ----------
@@ -1655,3 +1698,326 @@ class EndpointModel:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.params.total_vfs:
             raise ValueError(f"VF number must be 1..TotalVFs ({self.params.total_vfs}) "
                              f"(got {n!r})")
+
+
+class EndpointModel:
+    """Pure-Python model of the whole endpoint: a device of one or more PFs, each with its VFs.
+
+    Implements ``docs/endpoint-behaviour.md`` and, for several PFs, ``docs/multi-pf.md`` (§2-§4,
+    §9, §11): routing of configuration requests (§1) over every PF and its VFs, and the decoding
+    of memory requests over every PF's BARs and VF BARs, lowest PF first. Each PF is a
+    :class:`PfModel`; the device holds what the PFs share:
+
+    * the captured bus, taken from Type 0 config writes that reach any PF;
+    * ARI Capable Hierarchy, one bit for the device: RW through PF 0's SR-IOV capability only
+      (RsvdP in the others), ignored while VF Enable is set in any PF, followed by every PF's
+      First VF Offset / VF Stride, and cleared by a conventional reset only (LINK scope: a PF FLR
+      or D3hot -> D0 keeps it, for one PF too);
+    * :attr:`events`, :attr:`messages` and the user handler.
+
+    :meth:`route` asks every PF whether it or one of its VFs takes a Routing ID and raises if two
+    do: an independent check of the parameters' rule that no two functions share a Routing ID.
+    Every reset of PF k (FLR, D3hot -> D0, VF Enable clearing) resets PF k and its VFs only.
+
+    With one PF the single-PF API is unchanged: :meth:`decode`, :meth:`decode_memory`,
+    :attr:`pf_rid`, and every :class:`PfModel` attribute (``sriov``, ``command``, ...) reads
+    through to PF 0. With several, those raise :class:`AttributeError` naming the per-PF form;
+    the per-PF methods take ``pf=k`` (default 0).
+
+    Parameters
+    ----------
+    params : sriov_ep.params.EndpointParams
+        Device parameters.
+    user : object or None
+        Handler of the user configuration windows: ``read(function, window, dword) -> int`` and
+        ``write(function, window, dword, be, data)`` (function 0 = PF, n = VF n; window = index in
+        that PF's ``user_caps`` / ``vf_user_caps``; dword = dword index within the window); with
+        several PFs both are called with the keyword ``pf=k`` as well. ``None``: reads 0, writes
+        dropped (the endpoint's timeout behaviour). May be set later as :attr:`user`.
+
+    Attributes
+    ----------
+    params : sriov_ep.params.EndpointParams
+    pfs : list of PfModel
+        The PFs, by PF index.
+    ari : AriCapableHierarchy
+        The device's ARI Capable Hierarchy bit (``ari.value``).
+    captured_bus : int
+        Bus number captured from Type 0 config writes a PF claims (0 after conventional reset).
+    events : list of tuple
+        The PF index k is the last element of every event: ``("vf_flr", n, k)`` after an FLR of
+        VF n of PF k; ``("vfs_reset", k)`` whenever all of PF k's VFs are reset by its VF Enable
+        going from 1 to 0, by its FLR or by its D3hot -> D0 reset; ``("pm_reset", f, k)`` after a
+        D3hot -> D0 reset of function f (0 = the PF) of PF k (a PF's is followed by its
+        ``("vfs_reset", k)``). Never cleared by the model.
+    messages : list of tuple
+        MSI-X messages sent, in order: ``(function, address, data, k)`` with function 0 = PF k,
+        n = its VF n, ``address = upper << 32 | lower``. Never cleared by the model.
+    """
+
+    def __init__(self, params, user=None):
+        self.params   = params
+        self.user     = user
+        self.events   = []
+        self.messages = []
+        self.captured_bus = 0
+        self.ari = AriCapableHierarchy(
+            lambda: any(pf.sriov.vf_enable for pf in self.__dict__.get("pfs", ())))
+        self.pfs = []
+        for k in range(len(params.pfs)):
+            self.pfs.append(PfModel(self, k))
+        self.reset()
+
+    @property
+    def num_pfs(self):
+        return len(self.pfs)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: a PfModel attribute read on the device.
+        if name.startswith("__") or name == "pfs":
+            raise AttributeError(name)
+        pfs = self.__dict__.get("pfs", ())
+        if len(pfs) == 1:
+            return getattr(pfs[0], name)
+        if hasattr(PfModel, name) or (pfs and name in pfs[0].__dict__):
+            raise AttributeError(f"{name!r} is per PF and this device has {len(pfs)} PFs: use "
+                                 f"model.pfs[k].{name}")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        # With one PF, a PfModel field set on the device is set on PF 0 (``status_rw1c`` ...).
+        pfs = self.__dict__.get("pfs", ())
+        if len(pfs) == 1 and name not in self.__dict__ and name in pfs[0].__dict__:
+            setattr(pfs[0], name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def _single(self, name, instead):
+        if len(self.pfs) != 1:
+            raise AttributeError(f"{name} is for a single-PF device and this one has "
+                                 f"{len(self.pfs)} PFs: use {instead}")
+        return self.pfs[0]
+
+    def pf(self, k):
+        """PF ``k``'s model."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.pfs):
+            raise ValueError(f"pf must be a PF index 0..{len(self.pfs) - 1} (got {k!r})")
+        return self.pfs[k]
+
+    # -- Resets ----------------------------------------------------------------------------------
+
+    def reset(self):
+        """Apply a conventional reset: every PF and VF, the captured bus and the ARI bit.
+
+        MSI-X Message Address/Data keep their values (no reset clears them). Appends nothing to
+        :attr:`events` / :attr:`messages` and clears neither.
+        """
+        self.captured_bus = 0
+        self.ari.value = False
+        for pf in self.pfs:
+            pf.reset()
+
+    @property
+    def ari_capable_hierarchy(self):
+        """The device's ARI Capable Hierarchy bit."""
+        return self.ari.value
+
+    # -- Routing (§1) ----------------------------------------------------------------------------
+
+    def route(self, type1, rid):
+        """Find the function a config request with target ``rid`` reaches. No side effects.
+
+        Parameters
+        ----------
+        type1 : bool
+            Type 1 (True) or Type 0 (False) configuration request.
+        rid : int
+            Target Routing ID: bus in bits 15:8, device/function in bits 7:0.
+
+        Returns
+        -------
+        tuple
+            ``("PF", k, 0)`` for PF k, ``("VF", k, n)`` for VF n (1-based) of PF k, or
+            ``(None, 0, 0)`` (no function: UR).
+
+        Raises
+        ------
+        AssertionError
+            Two PFs (or a PF and another PF's VF) take the same Routing ID: the parameters' rule
+            that keeps functions apart has failed.
+        """
+        PfModel._check_rid(rid)
+        claims = []
+        for pf in self.pfs:
+            hit = pf.claim(type1, rid)
+            if hit is not None:
+                claims.append((hit[0], pf.index, hit[1]))
+        if len(claims) > 1:
+            raise AssertionError(f"Routing ID {rid:#06x} (Type {int(bool(type1))}) is taken by "
+                                 f"several functions: {claims}")
+        return claims[0] if claims else (None, 0, 0)
+
+    def decode(self, type1, rid):
+        """Single-PF form of :meth:`route`: ``("PF", 0)``, ``("VF", n)`` or ``(None, 0)``."""
+        self._single("decode", "route(type1, rid)")
+        kind, _, n = self.route(type1, rid)
+        return (kind, n)
+
+    @property
+    def pf_rid(self):
+        """The PF's current Routing ID (single PF; else ``pfs[k].pf_rid``)."""
+        return self._single("pf_rid", "model.pfs[k].pf_rid").pf_rid
+
+    def vf_rid(self, n, pf=0):
+        """Routing ID VF ``n`` of PF ``pf`` has with the current offset and stride, or ``None``
+        if it does not fit in 16 bits."""
+        return self.pf(pf).vf_rid(n)
+
+    # -- Config requests (§1, §2) ----------------------------------------------------------------
+
+    def config(self, type1, rid, reg, be, write, data):
+        """Process one configuration request and return its completion.
+
+        Parameters
+        ----------
+        type1 : bool
+            Type 1 (True) or Type 0 (False).
+        rid : int
+            Target Routing ID.
+        reg : int
+            Dword register number 0..1023 (byte offset // 4).
+        be : int
+            4-bit byte enables; bit i enables byte i (bits 8i+7:8i of ``data``).
+        write : bool
+            Write (True) or read (False).
+        data : int
+            32-bit write data (ignored for reads).
+
+        Returns
+        -------
+        tuple
+            ``(status, data32)``: status ``"SC"`` or ``"UR"``; a successful read returns the
+            dword, a write or a UR returns 0.
+        """
+        PfModel._check_reg(reg)
+        PfModel._check_be(be)
+        PfModel._check_data(data)
+        # Routing uses the state before the request (in particular the old captured bus).
+        kind, k, n = self.route(type1, rid)
+        if kind is None:
+            # Nothing reached: UR, nothing changes, no bus capture.
+            return ("UR", 0)
+        return self.pfs[k]._config(kind, n, rid, reg, be, write, data)
+
+    def pf_read(self, reg, pf=0):
+        """Read dword register ``reg`` of PF ``pf``'s configuration space (no routing)."""
+        return self.pf(pf).pf_read(reg)
+
+    def vf_read(self, n, reg, pf=0):
+        """Read dword register ``reg`` of VF ``n`` of PF ``pf`` (no routing)."""
+        return self.pf(pf).vf_read(n, reg)
+
+    def vf_state(self, n, pf=0):
+        """The RW state of VF ``n`` of PF ``pf`` (see :meth:`PfModel.vf_state`)."""
+        return self.pf(pf).vf_state(n)
+
+    def power_state(self, function, pf=0):
+        """PowerState of ``function`` (0 = the PF, n = VF n) of PF ``pf``."""
+        return self.pf(pf).power_state(function)
+
+    def msix_table_size(self, function, pf=0):
+        """Current vector count of ``function``'s MSI-X table in PF ``pf``."""
+        return self.pf(pf).msix_table_size(function)
+
+    def function_state(self, function, pf=0):
+        """PM / MSI-X snapshot of ``function`` of PF ``pf`` (see :meth:`PfModel.function_state`)."""
+        return self.pf(pf).function_state(function)
+
+    # -- Interrupts ------------------------------------------------------------------------------
+
+    def interrupt(self, function, vector, pf=0):
+        """Request MSI-X vector ``vector`` of ``function`` (0 = the PF, n = VF n) of PF ``pf``.
+
+        Returns ``"dropped"``, ``"sent"`` (a message was appended to :attr:`messages`) or
+        ``"pending"``; see :meth:`PfModel.interrupt`.
+        """
+        return self.pf(pf).interrupt(function, vector)
+
+    def set_vf_msix_count(self, vf, count, pf=0):
+        """Set VF ``vf`` of PF ``pf``'s MSI-X Table Size (see :meth:`PfModel.set_vf_msix_count`)."""
+        return self.pf(pf).set_vf_msix_count(vf, count)
+
+    # -- Memory requests (§5) --------------------------------------------------------------------
+
+    def route_memory(self, addr):
+        """Find the PF, function and BAR a memory request to byte address ``addr`` reaches.
+
+        Every PF's BARs and VF BARs, lowest PF first (within a PF: PF BARs, then VF BARs, in
+        parameter order); the first match wins (only BARs software programmed to overlap can
+        match twice). No side effects.
+
+        Returns
+        -------
+        tuple
+            ``(claimed, k, function, bar, offset)``: ``k`` the PF index, ``function`` 0 for the
+            PF and ``n`` for its VF n; ``(False, 0, 0, 0, 0)`` when nothing claims the address.
+        """
+        PfModel._check_address(addr)
+        for pf in self.pfs:
+            claimed, function, bar, offset = pf.decode_memory(addr)
+            if claimed:
+                return (True, pf.index, function, bar, offset)
+        return (False, 0, 0, 0, 0)
+
+    def decode_memory(self, addr):
+        """Single-PF form of :meth:`route_memory`: ``(claimed, function, bar, offset)``."""
+        return self._single("decode_memory", "route_memory(addr)").decode_memory(addr)
+
+    def memory(self, addr, write, data=0, be=0xFF):
+        """Process one memory request: decode it, and serve MSI-X table/PBA accesses.
+
+        Parameters
+        ----------
+        addr : int
+            64-bit byte address; the request is decoded by it (its first byte).
+        write : bool
+            Write (True) or read (False).
+        data : int
+            For a write: the aligned QWORD's new bytes (byte i at bits 8i+7:8i), 64 bits.
+        be : int
+            8 byte enables of the aligned QWORD containing ``addr`` (0x0F low dword, 0xF0 high
+            dword, 0xFF QWORD). Used for table writes; reads return the whole QWORD.
+
+        Returns
+        -------
+        MemoryResult
+            ``claimed`` for the user's logic, or ``internal`` for the MSI-X table or PBA of the
+            decoded function (then a read's ``data`` is the aligned QWORD), or neither (UR);
+            ``pf`` names the PF.
+        """
+        PfModel._check_address(addr)
+        if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data < 1 << 64:
+            raise ValueError(f"data must be a 64-bit unsigned integer (got {data!r})")
+        if isinstance(be, bool) or not isinstance(be, int) or not 0 <= be <= 0xFF:
+            raise ValueError(f"be must be 8 byte enables, 0..0xff (got {be!r})")
+        claimed, k, function, bar, offset = self.route_memory(addr)
+        if not claimed:
+            return MemoryResult(False, False, False, 0, 0, 0, 0)
+        return self.pfs[k]._memory(function, bar, offset, write, data, be)
+
+    # -- User configuration windows --------------------------------------------------------------
+
+    def _user_read(self, k, function, window, dword):
+        if self.user is None:
+            return 0
+        if len(self.pfs) == 1:
+            return self.user.read(function, window, dword)
+        return self.user.read(function, window, dword, pf=k)
+
+    def _user_write(self, k, function, window, dword, be, data):
+        if self.user is None:
+            return
+        if len(self.pfs) == 1:
+            self.user.write(function, window, dword, be, data)
+        else:
+            self.user.write(function, window, dword, be, data, pf=k)
