@@ -21,6 +21,7 @@ from sriov_ep.interrupts import (
     TABLE_LATENCY,
     MsixEngine,
     MsixEntry,
+    MsixPf,
     MsixState,
 )
 from sriov_tb.sim import simulate
@@ -474,6 +475,20 @@ def test_interface():
     assert set(interrupts.__all__) >= {"MsixEngine", "IrqRequest", "MsixMessage", "MsixControl",
                                        "TableSizeUpdate", "FunctionReset", "TableRequest",
                                        "TableResponse", "MsixEntry", "MsixState"}
+
+
+def test_single_pf_latencies_and_pfs_form():
+    """The latencies of one PF are today's, and ``pfs=`` with one PF builds the same netlist
+    as the flat sizes (no multi-PF stage)."""
+    assert (MSG_LATENCY, TABLE_LATENCY) == (6, 7)
+    flat = MsixEngine(total_vfs=5, pf_vectors=4, vf_vectors=3, vf_default_vectors=2)
+    one = MsixEngine(pfs=[MsixPf(5, 4, 3, 2)])
+    assert (one.msg_latency, one.table_latency, one.num_pfs) == (6, 7, 1)
+    assert one.signature == flat.signature
+
+    def netlist(dut):
+        return [line for line in rtlil.convert(dut).splitlines() if "attribute \\src" not in line]
+    assert netlist(one) == netlist(flat)
 
 
 @pytest.mark.parametrize("total_vfs, bits", [(8, 2839), (256, 78479), (65535, 19988574)])
