@@ -1,16 +1,21 @@
 """Memory address decoding: PF BARs and VF BARs (SR-IOV §2.1.1.1, §3.3.14)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..caps.sriov import VfBarState
-from ..params import as_pf
+from ..params import EndpointParams, as_pf
 
-__all__ = ["MemRequest", "MemDecode", "PfBarState", "VfBarDecoder"]
+__all__ = ["MemRequest", "MemDecode", "MsixHit", "PfBarState", "VfBarDecoder",
+           "DeviceBarDecoder"]
 
 #: Base address of a PF BAR as programmed (type bits cleared).
 PfBarState = data.StructLayout({"base": 64})
+
+#: Whether a claimed decode result falls in the MSI-X table or PBA of its function (from that
+#: function's MSI-X capability), and the offset into the table or PBA.
+MsixHit = data.StructLayout({"table": 1, "pba": 1, "offset": 16})
 
 
 def MemRequest(tag_width=8):
@@ -25,17 +30,26 @@ def MemDecode(params, tag_width=8):
     """Layout of a decode result.
 
     ``claimed``: a function's BAR holds the address. ``is_vf``/``vf``: which function (``vf`` is
-    the 1-based VF number, 0 for the PF). ``bar``: BAR index (the low slot of a 64-bit BAR).
+    the 1-based VF number, 0 for the PF). With ``params`` a device of several PFs, ``pf`` (after
+    ``internal``) is the PF index of the function, ``vf`` a VF number within that PF (as wide as
+    the largest TotalVFs). ``bar``: BAR index (the low slot of a 64-bit BAR).
     ``offset``: the address minus the start of that function's aperture. ``addr``, ``write``,
     ``tag`` and ``be`` are the request's. ``internal``: the endpoint answered the request itself
     (an MSI-X table or PBA access; ``claimed`` is then 0 and the user's logic only completes
     it); ``data`` is then, for a read, the QWORD read, and otherwise the request's write data.
     """
+    pfs = {}
+    if isinstance(params, EndpointParams) and params.num_pfs > 1:
+        pfs = {"pf": max(1, (params.num_pfs - 1).bit_length())}
+        total_vfs = max(pf.total_vfs for pf in params.pfs)
+    else:
+        total_vfs = as_pf(params).total_vfs
     return data.StructLayout({
         "claimed": 1,
         "internal": 1,
+        **pfs,
         "is_vf":   1,
-        "vf":      range(params.total_vfs + 1),
+        "vf":      range(total_vfs + 1),
         "bar":     3,
         "offset":  64,
         "addr":    64,
@@ -44,6 +58,10 @@ def MemDecode(params, tag_width=8):
         "data":    64,
         "be":      8,
     })
+
+
+#: The fields of a decode result that the decoder computes (the others are the request's).
+_DECODED = ("claimed", "internal", "is_vf", "vf", "bar", "offset")
 
 
 def _aperture_log2s(params, bar):
@@ -91,9 +109,25 @@ class VfBarDecoder(wiring.Component):
         PF Command Memory Space Enable.
     pf_bars : In(ArrayLayout(PfBarState, len(params.pf_bars)))
         PF BAR bases, in the order of ``params.pf_bars``.
+
+    With ``core=True`` the decoder is one PF's core of :class:`DeviceBarDecoder`, which holds the
+    request's pipeline registers once for all PFs: ``req`` and ``res`` are replaced by
+
+    advance : In(1)
+        The pipeline moves at the next clock edge.
+    addr : In(64)
+        The address of the request entering the pipeline.
+    addr_s1 : In(64)
+        (``latency`` 2 only) that address registered once by the device.
+    result : Out(StructLayout)
+        ``claimed``, ``internal``, ``is_vf``, ``vf``, ``bar`` and ``offset`` of
+        :func:`MemDecode`, registered: ``latency`` advancing edges after ``addr``.
+    msix : Out(MsixHit)
+        Whether ``result`` is a claim in this PF's MSI-X table or PBA, or its VFs' (from this
+        PF's ``msix`` and ``vf_msix``), and the offset in it: combinational from ``result``.
     """
 
-    def __init__(self, params, *, latency=1, tag_width=8):
+    def __init__(self, params, *, latency=1, tag_width=8, core=False):
         params = as_pf(params)
         if latency not in (1, 2):
             raise ValueError(f"latency: must be 1 or 2 (got {latency!r})")
@@ -101,9 +135,19 @@ class VfBarDecoder(wiring.Component):
             raise ValueError(f"tag_width: must be an integer in 0..64 (got {tag_width!r})")
         self._params  = params
         self._latency = latency
+        self._core    = core
+        if core:
+            layout = data.Layout.cast(MemDecode(params, tag_width))
+            ports = {"advance": In(1), "addr": In(64),
+                     **({"addr_s1": In(64)} if latency == 2 else {}),
+                     "result": Out(data.StructLayout({name: layout[name].shape
+                                                      for name in _DECODED})),
+                     "msix": Out(MsixHit)}
+        else:
+            ports = {"req": In(stream.Signature(MemRequest(tag_width))),
+                     "res": Out(stream.Signature(MemDecode(params, tag_width)))}
         super().__init__({
-            "req":       In(stream.Signature(MemRequest(tag_width))),
-            "res":       Out(stream.Signature(MemDecode(params, tag_width))),
+            **ports,
             "vf_enable": In(1),
             "vf_mse":    In(1),
             "num_vfs":   In(16),
@@ -150,15 +194,19 @@ class VfBarDecoder(wiring.Component):
         for n in range(len(p.pf_bars)):
             m.d.sync += pf_base[n].eq(self.pf_bars[n].base)
 
-        # The whole pipeline moves when its last stage is empty or being emptied.
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.res.valid | self.res.ready),
-                     self.req.ready.eq(advance)]
+        if self._core:          # the device holds the request's registers
+            advance, addr = self.advance, self.addr
+        else:
+            # The whole pipeline moves when its last stage is empty or being emptied.
+            advance = Signal()
+            m.d.comb += [advance.eq(~self.res.valid | self.res.ready),
+                         self.req.ready.eq(advance)]
+            addr = self.req.payload.addr
 
         # -- Stage 1: compare with every BAR's range, subtract the VF BAR bases ---------------
-        addr = self.req.payload.addr
-        s1_valid = Signal()
-        s1_req   = Signal.like(self.req.payload)
+        if not self._core:
+            s1_valid = Signal()
+            s1_req   = Signal.like(self.req.payload)
         s1_rel   = [Signal(64, name=f"s1_vf{bar.index}_rel") for bar in p.vf_bars]
         s1_vf    = [Signal(name=f"s1_vf{bar.index}_in") for bar in p.vf_bars]
         s1_pf    = [Signal(name=f"s1_pf{bar.index}_hit") for bar in p.pf_bars]
@@ -175,23 +223,32 @@ class VfBarDecoder(wiring.Component):
 
         if self._latency == 2:
             with m.If(advance):
-                m.d.sync += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
+                if not self._core:
+                    m.d.sync += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
                 m.d.sync += s1_comb
         else:
-            m.d.comb += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
+            if not self._core:
+                m.d.comb += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
             m.d.comb += s1_comb
+        if self._core:
+            s1_addr = self.addr_s1 if self._latency == 2 else self.addr
+        else:
+            s1_addr = s1_req.addr
 
         # -- Stage 2: VF number and offset from the difference; pick the hit -----------------
         # ``result`` holds the decode; the request's own fields go from stage 1 straight into
         # the result register (copied through ``result``, they would become always blocks that
         # read nothing when user logic ties ``req`` off: Verilator ALWNEVER).
-        decoded = ("claimed", "internal", "is_vf", "vf", "bar", "offset")
-        layout = data.Layout.cast(self.res.payload.shape())
-        result = Signal(data.StructLayout({name: layout[name].shape for name in decoded}))
+        decoded = _DECODED
+        if self._core:
+            result = Signal.like(self.result)
+        else:
+            layout = data.Layout.cast(self.res.payload.shape())
+            result = Signal(data.StructLayout({name: layout[name].shape for name in decoded}))
         hits = []
         for n, bar in enumerate(p.pf_bars):
             offset = Signal(64, name=f"pf{bar.index}_offset")
-            m.d.comb += offset.eq(s1_req.addr[:bar.size_log2])
+            m.d.comb += offset.eq(s1_addr[:bar.size_log2])
             hits.append((s1_pf[n], 0, 0, bar.index, offset))
         for n, bar in enumerate(p.vf_bars):
             number = Signal(vf_width, name=f"vf{bar.index}_number")
@@ -213,9 +270,185 @@ class VfBarDecoder(wiring.Component):
                              result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(number),
                              result.bar.eq(bar_index), result.offset.eq(offset)]
 
+        if self._core:
+            with m.If(advance):
+                m.d.sync += self.result.eq(result)
+            self._msix_hit(m, self.result)
+            return m
         with m.If(advance):
             m.d.sync += [self.res.valid.eq(s1_valid),
                          *(self.res.payload[name].eq(result[name]) for name in decoded),
                          *(self.res.payload[name].eq(s1_req[name])
                            for name in ("addr", "write", "tag", "data", "be"))]
+        return m
+
+    def _msix_hit(self, m, r):
+        """Drive ``self.msix`` from the registered result ``r``."""
+        p = self._params
+
+        def region(mx, is_vf):
+            """(table hit, PBA hit, offset inside) of ``r`` in MSI-X structure ``mx``."""
+            if mx is None:
+                return Const(0, 1), Const(0, 1), Const(0, 16)
+            fn = r.is_vf if is_vf else ~r.is_vf
+
+            def inside(start, size):
+                hit = r.offset < start + size
+                if start:   # ``offset >= 0`` always holds (Verilator: UNSIGNED)
+                    hit &= r.offset >= start
+                return hit
+
+            in_table = fn & (r.bar == mx.table_bar) & inside(mx.table_offset, mx.table_bytes)
+            in_pba = fn & (r.bar == mx.pba_bar) & inside(mx.pba_offset, mx.pba_bytes)
+            offset = Mux(in_table, r.offset - mx.table_offset, r.offset - mx.pba_offset)
+            return in_table, in_pba, offset[:16]
+
+        pf_t, pf_p, pf_o = region(p.msix, False)
+        vf_t, vf_p, vf_o = region(p.vf_msix, True)
+        m.d.comb += [self.msix.table.eq(r.claimed & (pf_t | vf_t)),
+                     self.msix.pba.eq(r.claimed & (pf_p | vf_p)),
+                     self.msix.offset.eq(Mux(r.is_vf, vf_o, pf_o))]
+
+
+class DeviceBarDecoder(wiring.Component):
+    """Decide which PF, or which VF of which PF, and which BAR a memory request reaches, in a
+    device of several PFs (``docs/multi-pf.md`` §7).
+
+    One :class:`VfBarDecoder` core per PF (built with ``core=True``) decodes the request against
+    that PF's BARs and its VFs' BARs, from that PF's own state inputs; the request's fields
+    (``addr``, ``write``, ``tag``, ``data``, ``be``) are registered once for all cores. A
+    registered merge keeps the claim of the lowest PF index: PFs claim the same address only
+    when software programs overlapping BARs (within a PF, the core's own order stands: PF BARs,
+    then parameter order). So a PF FLR, D3hot-to-D0 reset or VF Enable clearing of PF k, which
+    change only PF k's inputs, changes only the decode of PF k and its VFs.
+
+    Parameters
+    ----------
+    params : EndpointParams
+        The device.
+    latency : int
+        Each core's latency (1 or 2, see :class:`VfBarDecoder`); the merge adds one.
+    tag_width : int
+        Width of the request tag carried to the result.
+
+    Members
+    -------
+    req : In(stream.Signature(MemRequest(tag_width)))
+        Memory requests.
+    res : Out(stream.Signature(MemDecode(params, tag_width)))
+        One result per request, in order, :attr:`latency` (``latency + 1``) cycles after
+        acceptance when ``res.ready`` is high; ``pf`` names the PF, ``vf`` is 1-based within
+        it. ``req.ready`` is low while a result is held back.
+    msix : Out(MsixHit)
+        With ``res``: whether the result is a claim in the MSI-X table or PBA of the function
+        (PF ``pf``'s ``msix`` or ``vf_msix``), and the offset in it.
+    vf_enable, vf_mse, pf_mse : In(P)
+        Bit k: PF k's VF Enable, VF MSE, and Command Memory Space Enable.
+    num_vfs : In(ArrayLayout(16, P))
+        PF k's NumVFs.
+    vf_bars : In(ArrayLayout(ArrayLayout(VfBarState, V), P))
+        PF k's VF BARs in the order of ``params.pfs[k].vf_bars`` (V: the most VF BARs of any
+        PF; the entries past PF k's own are not used).
+    pf_bars : In(ArrayLayout(ArrayLayout(PfBarState, B), P))
+        PF k's BAR bases in the order of ``params.pfs[k].pf_bars`` (B likewise).
+
+    The state inputs act as in :class:`VfBarDecoder`, each on its own PF's core.
+    """
+
+    def __init__(self, params, *, latency=1, tag_width=8):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        if params.num_pfs < 2:
+            raise ValueError("DeviceBarDecoder: a device of one PF decodes with VfBarDecoder")
+        if latency not in (1, 2):
+            raise ValueError(f"latency: must be 1 or 2 (got {latency!r})")
+        if not isinstance(tag_width, int) or not 0 <= tag_width <= 64:
+            raise ValueError(f"tag_width: must be an integer in 0..64 (got {tag_width!r})")
+        self._params    = params
+        self._latency   = latency
+        self._tag_width = tag_width
+        pfs = params.num_pfs
+        vf_bars = max(len(pf.vf_bars) for pf in params.pfs)
+        pf_bars = max(len(pf.pf_bars) for pf in params.pfs)
+        super().__init__({
+            "req":       In(stream.Signature(MemRequest(tag_width))),
+            "res":       Out(stream.Signature(MemDecode(params, tag_width))),
+            "msix":      Out(MsixHit),
+            "vf_enable": In(pfs),
+            "vf_mse":    In(pfs),
+            "num_vfs":   In(data.ArrayLayout(16, pfs)),
+            "vf_bars":   In(data.ArrayLayout(data.ArrayLayout(VfBarState, vf_bars), pfs)),
+            "pf_mse":    In(pfs),
+            "pf_bars":   In(data.ArrayLayout(data.ArrayLayout(PfBarState, pf_bars), pfs)),
+        })
+
+    @property
+    def latency(self):
+        """Cycles from accepting a request to its result: the cores' latency plus the merge."""
+        return self._latency + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        latency = self._latency
+        cores = [VfBarDecoder(pf, latency=latency, tag_width=self._tag_width, core=True)
+                 for pf in self._params.pfs]
+
+        # The whole pipeline moves when its last stage is empty or being emptied.
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.res.valid | self.res.ready),
+                     self.req.ready.eq(advance)]
+
+        # -- The request's fields, registered once for every core ------------------------------
+        fields = ("addr", "write", "tag", "data", "be")
+        s1_valid, s1_req = self.req.valid, self.req.payload
+        if latency == 2:
+            s1_valid, s1_req = Signal(), Signal.like(self.req.payload, name="s1_req")
+            with m.If(advance):
+                m.d.sync += [s1_valid.eq(self.req.valid), s1_req.eq(self.req.payload)]
+        s2_valid, s2_req = Signal(), Signal.like(self.req.payload, name="s2_req")
+        with m.If(advance):
+            m.d.sync += [s2_valid.eq(s1_valid),
+                         *(s2_req[name].eq(s1_req[name]) for name in fields)]
+
+        # -- One core per PF -------------------------------------------------------------------
+        for k, core in enumerate(cores):
+            m.submodules[f"pf{k}"] = core
+            p = self._params.pfs[k]
+            m.d.comb += [core.advance.eq(advance), core.addr.eq(self.req.payload.addr),
+                         core.vf_enable.eq(self.vf_enable[k]), core.vf_mse.eq(self.vf_mse[k]),
+                         core.num_vfs.eq(self.num_vfs[k]), core.pf_mse.eq(self.pf_mse[k])]
+            if latency == 2:
+                m.d.comb += core.addr_s1.eq(s1_req.addr)
+            m.d.comb += [core.vf_bars[n].eq(self.vf_bars[k][n]) for n in range(len(p.vf_bars))]
+            m.d.comb += [core.pf_bars[n].eq(self.pf_bars[k][n]) for n in range(len(p.pf_bars))]
+
+        # -- Merge: the lowest PF that claims --------------------------------------------------
+        res = self.res.payload
+        claimed = internal = is_vf = vf = bar = offset = pf = 0
+        table = pba = msix_offset = 0
+        before = Const(0, 1)            # a lower PF claims
+        for k, core in enumerate(cores):
+            r = core.result
+            sel = Signal(name=f"pf{k}_selected")
+            m.d.comb += sel.eq(r.claimed & ~before)
+            before = before | r.claimed
+            claimed = claimed | r.claimed
+            internal = internal | (sel & r.internal)
+            is_vf = is_vf | (sel & r.is_vf)
+            vf = vf | Mux(sel, r.vf, 0)
+            bar = bar | Mux(sel, r.bar, 0)
+            offset = offset | Mux(sel, r.offset, 0)
+            if k:
+                pf = pf | Mux(sel, k, 0)
+            table = table | (sel & core.msix.table)
+            pba = pba | (sel & core.msix.pba)
+            msix_offset = msix_offset | Mux(sel, core.msix.offset, 0)
+        with m.If(advance):
+            m.d.sync += [self.res.valid.eq(s2_valid),
+                         res.claimed.eq(claimed), res.internal.eq(internal), res.pf.eq(pf),
+                         res.is_vf.eq(is_vf), res.vf.eq(vf), res.bar.eq(bar),
+                         res.offset.eq(offset),
+                         *(res[name].eq(s2_req[name]) for name in fields),
+                         self.msix.table.eq(table), self.msix.pba.eq(pba),
+                         self.msix.offset.eq(msix_offset)]
         return m

@@ -1,12 +1,13 @@
 """Routing-ID decoding: which function of the endpoint a configuration request reaches."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import enum, wiring
+from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..params import as_pf
+from ..params import EndpointParams, as_pf
 
-__all__ = ["Target", "RoutingIdDecoder", "exact_divider", "needs_divider"]
+__all__ = ["Target", "RoutingIdDecoder", "DeviceRoutingDecoder", "exact_divider",
+           "needs_divider"]
 
 
 class Target(enum.Enum, shape=2):
@@ -34,8 +35,11 @@ def exact_divider(stride, width):
 
 
 def needs_divider(params):
-    """Whether a VF Stride of ``params`` is neither 0 nor a power of two, so that decoding takes
-    a multiplier (and :class:`SriovEndpoint` a decode stage more for it)."""
+    """Whether a VF Stride of ``params`` (of any of its PFs, for a device) is neither 0 nor a
+    power of two, so that decoding takes a multiplier (and :class:`SriovEndpoint` a decode stage
+    more for it)."""
+    if isinstance(params, EndpointParams):
+        return any(needs_divider(pf) for pf in params.pfs)
     return any(stride & (stride - 1) for stride in (params.vf_stride_ari, params.vf_stride_non_ari))
 
 
@@ -61,6 +65,9 @@ class RoutingIdDecoder(wiring.Component):
         rates; ``vf_enable`` and ``num_vfs`` still act at once). 3: the division's
         multiplication is registered too: two cycles later (for a VF Stride that is not a power
         of two, see :func:`needs_divider`).
+    external_bus : bool
+        Take the captured bus number as an input (``bus`` is then ``In(8)`` and there is no
+        ``capture``): a core of :class:`DeviceRoutingDecoder`, whose PFs share one bus register.
 
     Members
     -------
@@ -70,9 +77,9 @@ class RoutingIdDecoder(wiring.Component):
         Target Routing ID of the request.
     capture : In(1)
         Store ``rid[15:8]`` as the captured bus number at the next clock edge (assert for Type 0
-        configuration writes that reach the PF).
+        configuration writes that reach the PF). Absent with ``external_bus``.
     bus : Out(8)
-        Captured bus number (0 after reset).
+        Captured bus number (0 after reset). ``In(8)`` with ``external_bus``.
     ari : In(1)
         ARI Capable Hierarchy: selects the ARI or non-ARI First VF Offset and VF Stride.
     vf_enable : In(1)
@@ -88,17 +95,18 @@ class RoutingIdDecoder(wiring.Component):
         otherwise. It comes without the adder and the multiplexer that ``vf`` passes through.
     """
 
-    def __init__(self, params, *, stages=1):
+    def __init__(self, params, *, stages=1, external_bus=False):
         params = as_pf(params)
         if stages not in (1, 2, 3):
             raise ValueError(f"stages: must be 1, 2 or 3 (got {stages!r})")
         self._params = params
         self._stages = stages
+        self._external_bus = external_bus
+        bus = {"bus": In(8)} if external_bus else {"capture": In(1), "bus": Out(8)}
         super().__init__({
             "type1":     In(1),
             "rid":       In(16),
-            "capture":   In(1),
-            "bus":       Out(8),
+            **bus,
             "ari":       In(1),
             "vf_enable": In(1),
             "num_vfs":   In(16),
@@ -130,8 +138,9 @@ class RoutingIdDecoder(wiring.Component):
         m = Module()
 
         pf_fn = p.pf_rid & 0xff
-        with m.If(self.capture):
-            m.d.sync += self.bus.eq(self.rid[8:16])
+        if not self._external_bus:
+            with m.If(self.capture):
+                m.d.sync += self.bus.eq(self.rid[8:16])
 
         # Type 0 requests are for our own bus: their bus field is not compared.
         target_rid = Signal(16)
@@ -183,4 +192,118 @@ class RoutingIdDecoder(wiring.Component):
             m.d.comb += [self.target.eq(Target.VF), self.vf.eq(q + 1)]
         with m.Else():
             m.d.comb += self.target.eq(Target.NONE)
+        return m
+
+
+class DeviceRoutingDecoder(wiring.Component):
+    """Decide whether a configuration request reaches one of a device's PFs, one of its VFs, or
+    nothing (``docs/multi-pf.md`` §5).
+
+    One :class:`RoutingIdDecoder` core per PF decodes in parallel, all from one captured bus
+    number (the PFs share it, PCIe Base §2.2.6.2). Core k also adds ``params.vf_base(k)`` to its
+    VF's index, giving the VF's entry in the device's per-VF memories. A registered AND-OR merge
+    combines the cores: no two functions of the device share a Routing ID (checked by
+    :class:`EndpointParams`), so at most one core claims a request and no priority is needed.
+    Logic grows with the number of PFs, nothing with the number of VFs.
+
+    Latency: every core has ``stages`` stages and the merge is registered, so ``target``,
+    ``pf``, ``vf`` and ``vf_index`` follow ``type1``, ``rid``, ``ari`` and the captured bus
+    ``stages`` clock edges later (2, or 3 when some PF's VF Stride is not a power of two: one
+    edge more than :class:`RoutingIdDecoder` in :class:`SriovEndpoint`), and ``vf_enable`` and
+    ``num_vfs`` one clock edge later.
+
+    Parameters
+    ----------
+    params : EndpointParams
+        The device (any number of PFs; with one, :class:`RoutingIdDecoder` alone decodes the same
+        an edge earlier).
+    stages : int or None
+        Stages of each core (see :class:`RoutingIdDecoder`); by default 3 if any PF needs the
+        divider (:func:`needs_divider`), else 2.
+
+    Members
+    -------
+    type1 : In(1)
+        The request is Type 1.
+    rid : In(16)
+        Target Routing ID of the request.
+    capture : In(1)
+        Store ``rid[15:8]`` as the captured bus number at the next clock edge (assert for Type 0
+        configuration writes that reach any PF).
+    bus : Out(8)
+        Captured bus number (0 after reset), shared by every PF.
+    ari : In(1)
+        ARI Capable Hierarchy (one bit for the device): selects every PF's ARI or non-ARI First
+        VF Offset and VF Stride.
+    vf_enable : In(P)
+        Bit k: PF k's VF Enable.
+    num_vfs : In(ArrayLayout(16, P))
+        PF k's NumVFs at index k.
+    target : Out(Target)
+        What the request reaches.
+    pf : Out(max(1, ceil(log2(P))))
+        PF index of the PF reached, or of the PF whose VF is reached; 0 when ``target`` is NONE.
+    vf : Out(range(max TotalVFs + 1))
+        VF number (1-based, within PF ``pf``) when ``target`` is ``VF``, else 0.
+    vf_index : Out(range(max(2, sum of TotalVFs)))
+        ``params.vf_base(pf) + vf - 1`` when ``target`` is ``VF`` (the VF's entry in the device's
+        per-VF memories), else 0.
+    """
+
+    def __init__(self, params, *, stages=None):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        if stages is None:
+            stages = 3 if needs_divider(params) else 2
+        if stages not in (1, 2, 3):
+            raise ValueError(f"stages: must be 1, 2 or 3 (got {stages!r})")
+        self._params = params
+        self._stages = stages
+        pfs = params.num_pfs
+        super().__init__({
+            "type1":     In(1),
+            "rid":       In(16),
+            "capture":   In(1),
+            "bus":       Out(8),
+            "ari":       In(1),
+            "vf_enable": In(pfs),
+            "num_vfs":   In(data.ArrayLayout(16, pfs)),
+            "target":    Out(Target),
+            "pf":        Out(max(1, (pfs - 1).bit_length())),
+            "vf":        Out(range(max(pf.total_vfs for pf in params.pfs) + 1)),
+            "vf_index":  Out(range(max(2, params.vf_entries))),
+        })
+
+    @property
+    def latency(self):
+        """Clock edges from ``type1``/``rid`` to the decode."""
+        return self._stages
+
+    def elaborate(self, platform):
+        p = self._params
+        m = Module()
+
+        with m.If(self.capture):
+            m.d.sync += self.bus.eq(self.rid[8:16])
+
+        target, pf, vf, vf_index = 0, 0, 0, 0
+        for k, pf_params in enumerate(p.pfs):
+            core = RoutingIdDecoder(pf_params, stages=self._stages, external_bus=True)
+            m.submodules[f"pf{k}"] = core
+            m.d.comb += [core.type1.eq(self.type1), core.rid.eq(self.rid),
+                         core.bus.eq(self.bus), core.ari.eq(self.ari),
+                         core.vf_enable.eq(self.vf_enable[k]),
+                         core.num_vfs.eq(self.num_vfs[k])]
+            # The global index, added beside the core's NumVFs comparison.
+            index = Signal.like(self.vf_index, name=f"pf{k}_vf_index")
+            m.d.comb += index.eq(core.vf_index + p.vf_base(k))
+            code = core.target.as_value()
+            target |= code
+            if k:
+                pf |= Mux(code.any(), k, 0)
+            vf |= core.vf
+            vf_index |= Mux(core.target == Target.VF, index, 0)
+        # At most one core claims (no two functions share a Routing ID): OR the results.
+        m.d.sync += [self.target.eq(target), self.pf.eq(pf), self.vf.eq(vf),
+                     self.vf_index.eq(vf_index)]
         return m
