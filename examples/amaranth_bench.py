@@ -121,7 +121,7 @@ class RegisterFileDevice(wiring.Component):
         vf_clear_fn = Signal(range(functions))
         sweep = Signal(init=1)
         sweep_fn = Signal(range(functions))
-        with m.If(ep.pf_flr):
+        with m.If(ep.pfs[0].flr):
             m.d.sync += pf_clear.eq(1)
         with m.Elif(pf_clear):
             m.d.sync += pf_clear.eq(0)
@@ -129,7 +129,7 @@ class RegisterFileDevice(wiring.Component):
             m.d.sync += [vf_clear.eq(1), vf_clear_fn.eq(ep.vf_flr.vf)]
         with m.Elif(vf_clear & ~pf_clear):
             m.d.sync += vf_clear.eq(0)
-        with m.If(ep.vfs_reset & (~sweep | (sweep_fn > 1))):
+        with m.If(ep.pfs[0].vfs_reset & (~sweep | (sweep_fn > 1))):
             m.d.sync += [sweep.eq(1), sweep_fn.eq(1)]
         with m.Elif(sweep & ~pf_clear & ~vf_clear):
             m.d.sync += sweep_fn.eq(sweep_fn + 1)

@@ -182,7 +182,8 @@ class UserCapsDevice(wiring.Component):
         m.submodules.user = user = self.user
         wiring.connect(m, ep.ucfg_req, user.ucfg_req)
         wiring.connect(m, user.ucfg_res, ep.ucfg_res)
-        m.d.comb += [user.vf_flr.eq(ep.vf_flr), user.vfs_reset.eq(ep.vfs_reset)]
+        m.d.comb += [user.vf_flr.valid.eq(ep.vf_flr.valid), user.vf_flr.vf.eq(ep.vf_flr.vf),
+                     user.vfs_reset.eq(ep.pfs[0].vfs_reset)]
         for name, member in self.signature.members.items():
             outer, inner = getattr(self, name), getattr(ep, name)
             if member.is_signature:

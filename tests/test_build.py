@@ -85,7 +85,6 @@ EXPECTED_PORTS = [
     ("output", "cfg_req__ready",         1),
     ("input",  "cfg_req__valid",         1),
     ("input",  "clk",                    1),
-    ("output", "first_vf_offset",        16),
     ("input",  "irq__payload",           None),
     ("output", "irq__ready",             1),
     ("input",  "irq__valid",             1),
@@ -99,12 +98,9 @@ EXPECTED_PORTS = [
     ("output", "msg__payload",           None),
     ("input",  "msg__ready",             1),
     ("output", "msg__valid",             1),
-    ("output", "num_vfs",                16),
-    ("output", "pf_bars",                384),
-    ("output", "pf_bus_master_enable",   1),
-    ("output", "pf_flr",                 1),
-    ("output", "pf_memory_space_enable", 1),
-    ("output", "pf_power_state",         2),
+    # per PF: MSE, BME, PowerState 2, flr, VF Enable, VF MSE, NumVFs 16, First VF Offset 16,
+    # VF Stride 16, vfs_reset, vf_reset_busy, 6 PF BAR bases of 64, 6 VF BARs of 64 + 6
+    ("output", "pfs",                    861),
     ("input",  "rst",                    1),
     ("output", "ucfg_req__payload",      None),
     ("input",  "ucfg_req__ready",        1),
@@ -112,38 +108,32 @@ EXPECTED_PORTS = [
     ("input",  "ucfg_res__payload",      36),     # data 32 + tag 4
     ("output", "ucfg_res__ready",        1),
     ("input",  "ucfg_res__valid",        1),
-    ("output", "vf_bars",                420),
     ("output", "vf_bme",                 1),
     ("input",  "vf_bme_query",           None),
-    ("output", "vf_enable",              1),
     ("output", "vf_flr",                 None),
-    ("output", "vf_mse",                 1),
     ("input",  "vf_msix_size__payload",  None),
     ("output", "vf_msix_size__ready",    1),
     ("input",  "vf_msix_size__valid",    1),
     ("output", "vf_msix_size_done",      2),      # valid + ok
-    ("output", "vf_reset_busy",          1),
-    ("output", "vf_stride",              16),
-    ("output", "vfs_reset",              1),
 ]
 
-#: Configuration-dependent widths (pf_bars and vf_bars are fixed: one entry per BAR slot, 64 and
-#: 70 bits). With W the bits of a function number 0..TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12):
-#: vf_bme_query W; vf_flr valid + W; irq__payload W + vector 11; msg__payload W + addr 64 +
-#: data 32; vf_msix_size__payload W + count 12; mem_res__payload claimed, internal, is_vf, W,
-#: bar 3, offset 64, addr 64, write, tag 8, data 64, be 8 = 215 + W; ucfg_req__payload W +
-#: window + offset 10 + reg 10 + write + be 4 + data 32 + tag 4 = 61 + W + window, the window
-#: number at least 1 bit (the examples have at most two user windows per function; FULL has
-#: three PF windows: 2 bits).
+#: Configuration-dependent widths (the BARs in pfs are fixed: one entry per BAR slot, 64 and 70
+#: bits). With W the bits of a function number 0..TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12):
+#: vf_bme_query pf + W; vf_flr valid + pf + W (pf: one bit with one PF); irq__payload W + vector
+#: 11; msg__payload W + addr 64 + data 32; vf_msix_size__payload W + count 12; mem_res__payload
+#: claimed, internal, is_vf, W, bar 3, offset 64, addr 64, write, tag 8, data 64, be 8 = 215 + W;
+#: ucfg_req__payload W + window + offset 10 + reg 10 + write + be 4 + data 32 + tag 4 = 61 + W +
+#: window, the window number at least 1 bit (the examples have at most two user windows per
+#: function; FULL has three PF windows: 2 bits).
 EXAMPLE_WIDTHS = {
-    "igb-82576": {"mem_res__payload": 219, "vf_bme_query": 4, "vf_flr": 5, "irq__payload": 15,
+    "igb-82576": {"mem_res__payload": 219, "vf_bme_query": 5, "vf_flr": 6, "irq__payload": 15,
                   "msg__payload": 100, "vf_msix_size__payload": 16, "ucfg_req__payload": 66},
-    "nvme":      {"mem_res__payload": 222, "vf_bme_query": 7, "vf_flr": 8, "irq__payload": 18,
+    "nvme":      {"mem_res__payload": 222, "vf_bme_query": 8, "vf_flr": 9, "irq__payload": 18,
                   "msg__payload": 103, "vf_msix_size__payload": 19, "ucfg_req__payload": 69},
-    "many-vfs":  {"mem_res__payload": 227, "vf_bme_query": 12, "vf_flr": 13,
+    "many-vfs":  {"mem_res__payload": 227, "vf_bme_query": 13, "vf_flr": 14,
                   "irq__payload": 23, "msg__payload": 108, "vf_msix_size__payload": 24,
                   "ucfg_req__payload": 74},
-    "full":      {"mem_res__payload": 219, "vf_bme_query": 4, "vf_flr": 5, "irq__payload": 15,
+    "full":      {"mem_res__payload": 219, "vf_bme_query": 5, "vf_flr": 6, "irq__payload": 15,
                   "msg__payload": 100, "vf_msix_size__payload": 16, "ucfg_req__payload": 67},
 }
 
@@ -629,7 +619,7 @@ def test_port_list_same_across_configurations(builds):
         assert shape == first, name
     _, max_ports = module_ports(builds["max-vfs"]["verilog"].read_text())
     widths = {n: w for _, n, w in max_ports}
-    assert widths["vf_bme_query"] == 16 and widths["vf_flr"] == 17      # 65535 needs 16 bits
+    assert widths["vf_bme_query"] == 17 and widths["vf_flr"] == 18      # 65535 needs 16 bits
 
 
 # -- Lint ------------------------------------------------------------------------------------------

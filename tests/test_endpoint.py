@@ -121,9 +121,9 @@ class RawPort:
         self.retry_rrs = True
 
     async def tick(self, *extra):
-        d = self.dut
-        got = await self.ctx.tick().sample(d.vf_flr.valid, d.vf_flr.vf, d.vfs_reset,
-                                           d.vf_reset_busy, d.pf_flr, d.cfg_req.ready, *extra)
+        d, pf0 = self.dut, self.dut.pfs[0]
+        got = await self.ctx.tick().sample(d.vf_flr.valid, d.vf_flr.vf, pf0.vfs_reset,
+                                           pf0.vf_reset_busy, pf0.flr, d.cfg_req.ready, *extra)
         self.cycle += 1
         self.samples.append(Sample(self.cycle, *got[2:8]))
         return got[8:]
@@ -296,14 +296,16 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         # VF BARs: 8 x 16 KiB each from the 64-bit window at 0x1_0000_0000.
         assert host.sriov.bar_addresses == {0: 0x1_0000_0000, 3: 0x1_0002_0000}
         assert b.get(dut.ari_capable_hierarchy) == ari
-        assert (b.get(dut.vf_enable), b.get(dut.num_vfs), b.get(dut.bus)) == (0, 0, 0x01)
-        assert b.get(dut.pf_memory_space_enable) == 1
-        assert b.get(dut.pf_bus_master_enable) == 1
+        pf0 = dut.pfs[0]
+        assert (b.get(pf0.vf_enable), b.get(pf0.num_vfs), b.get(dut.bus)) == (0, 0, 0x01)
+        assert b.get(dut.pfs[0].memory_space_enable) == 1
+        assert b.get(dut.pfs[0].bus_master_enable) == 1
 
         rids = await host.enable(4)
         assert rids == vfs[:4]
-        assert (b.get(dut.vf_enable), b.get(dut.vf_mse), b.get(dut.num_vfs)) == (1, 1, 4)
-        assert (b.get(dut.first_vf_offset), b.get(dut.vf_stride)) == (offset, 2)
+        pf0 = dut.pfs[0]
+        assert (b.get(pf0.vf_enable), b.get(pf0.vf_mse), b.get(pf0.num_vfs)) == (1, 1, 4)
+        assert (b.get(dut.pfs[0].first_vf_offset), b.get(dut.pfs[0].vf_stride)) == (offset, 2)
         assert await b.pf_read(IGB_CTRL) == (0x19 if ari else 0x09)
         for rid in rids:
             vf = await host.walk_vf(rid)
@@ -329,7 +331,8 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         assert await b.space(rids[0]).read16(0x04) == 0x0004
         assert await b.space(rids[1]).read16(0x48) == 0x0000
         await host.disable()
-        assert (b.get(dut.vf_enable), b.get(dut.vf_mse), b.get(dut.num_vfs)) == (0, 0, 0)
+        pf0 = dut.pfs[0]
+        assert (b.get(pf0.vf_enable), b.get(pf0.vf_mse), b.get(pf0.num_vfs)) == (0, 0, 0)
         assert b.get(dut.ari_capable_hierarchy) == ari       # ARI bit kept by sriov_disable
         for rid in rids:
             assert (await b.read(TYPE0 if ari else TYPE1, rid, 0x00)).status == "UR"
@@ -337,14 +340,14 @@ def test_linux_igb_enumerate_enable_walk_disable_reenable(ari):
         # Re-enable all 8: every VF at its reset state (case 24).
         rids = await host.enable(8)
         assert rids == vfs
-        assert b.get(dut.num_vfs) == 8
+        assert b.get(dut.pfs[0].num_vfs) == 8
         for rid in rids:
             await host.walk_vf(rid)
             assert await b.space(rid).read32(0x04) == 0x0011_0000
             assert await b.space(rid).read16(0x48) == VF_DEVCTL_RESET
         assert (await b.read(TYPE0 if ari else TYPE1, vfs[7] + 2, 0x00)).status == "UR"
         await host.disable()
-        assert b.get(dut.vf_enable) == 0
+        assert b.get(dut.pfs[0].vf_enable) == 0
 
     run(params, body, name=f"linux_igb_{ari}", ari=ari)
 
@@ -378,7 +381,7 @@ def test_linux_many_vfs_enable_all(ari):
             rids = await host.enable(4000)
             assert rids == expected
             assert (expected[0], expected[-1]) == ((0x8101, 0x90A0) if ari else (0x8200, 0x919F))
-            assert (b.get(dut.vf_enable), b.get(dut.num_vfs)) == (1, 4000)
+            assert (b.get(dut.pfs[0].vf_enable), b.get(dut.pfs[0].num_vfs)) == (1, 4000)
             assert all(vf.caps == {0x10: 0x40} for vf in host.vfs)
             for n in MANY_SAMPLE:
                 rid = many_vf_rid(n, ari)
@@ -393,7 +396,7 @@ def test_linux_many_vfs_enable_all(ari):
             else:
                 assert await b.space(many_vf_rid(4000, ari)).read16(0x04) == 0x0000
             await host.disable()
-            assert b.get(dut.vf_enable) == 0
+            assert b.get(dut.pfs[0].vf_enable) == 0
             for n in (1, 256, 4000):
                 rid = many_vf_rid(n, ari)
                 assert (await b.read(TYPE0 if rid >> 8 == 0x81 else TYPE1, rid, 0)).status \
@@ -606,7 +609,7 @@ def test_backpressure_raw_channels():
                     ready = bench_rng.random() < 0.5      # ready without valid means nothing
                 ctx.set(d.cfg_cpl.ready, ready)
                 _, _, req_ready, cpl_valid, payload, busy = await ctx.tick().sample(
-                    d.cfg_req.ready, d.cfg_cpl.valid, d.cfg_cpl.payload, d.vf_reset_busy)
+                    d.cfg_req.ready, d.cfg_cpl.valid, d.cfg_cpl.payload, d.pfs[0].vf_reset_busy)
                 cycle += 1
                 assert cycle < 100_000
                 if busy:
@@ -688,7 +691,7 @@ def test_vf_flr_event_pulse():
             cycle, length, sample = pulses[0]
             assert (length, sample.flr_vf) == (1, n)
             assert flr_write["accepted"] < cycle <= flr_write["taken"]
-            assert b.model.events[-1] == ("vf_flr", n)
+            assert b.model.events[-1] == ("vf_flr", n, 0)
         assert len([p for p in raw.pulses("flr_valid") if p[0] > start]) == 3
 
         quiet = raw.cycle
@@ -754,7 +757,7 @@ def test_vfs_reset_pulse_and_sweep():
         assert pf_read["accepted"] < end
         assert pf_write["accepted"] >= end and pf_write["waited"] >= 60
         assert {r["status"] for r in raw.requests[n_req:]} == {"SC", "UR"}
-        assert b.model.events[-1] == ("vfs_reset",)
+        assert b.model.events[-1] == ("vfs_reset", 0)
 
         # Clearing an already clear VF Enable does nothing.
         quiet = raw.cycle
@@ -798,7 +801,7 @@ def test_vf_bme_lookup():
     assert VF_BME_LATENCY == 3
 
     async def lookup(ctx, dut, query):
-        ctx.set(dut.vf_bme_query, query)
+        ctx.set(dut.vf_bme_query.vf, query)
         await ctx.tick().repeat(3)
         return ctx.get(dut.vf_bme)
 
@@ -816,7 +819,7 @@ def test_vf_bme_lookup():
         queries = (1, 2, 3, 2, 1, 4, 3, 0, 0, 0)
         outputs = []
         for query in queries:
-            ctx.set(dut.vf_bme_query, query)
+            ctx.set(dut.vf_bme_query.vf, query)
             await ctx.tick()
             outputs.append(ctx.get(dut.vf_bme))
         assert outputs[2:] == [expected[q] for q in queries[:-2]]
@@ -845,14 +848,14 @@ def test_vf_flr_resets_only_that_vf():
             await b.space(rid).write16(0x48, devctl[n])
         pf_cmd = await b.space(IGB_PF).read16(0x04)
         await b.host.flr(vfs[1])
-        assert b.model.events[-1] == ("vf_flr", 2)
+        assert b.model.events[-1] == ("vf_flr", 2, 0)
         assert await b.space(vfs[1]).read16(0x04) == 0x0000
         assert await b.space(vfs[1]).read16(0x48) == VF_DEVCTL_RESET
         for n in (1, 3, 4):
             assert await b.space(vfs[n - 1]).read16(0x04) == 0x0004
             assert await b.space(vfs[n - 1]).read16(0x48) == devctl[n]
         assert await b.space(IGB_PF).read16(0x04) == pf_cmd
-        assert b.get(b.dut.vf_enable) == 1 and b.get(b.dut.num_vfs) == 4
+        assert b.get(b.dut.pfs[0].vf_enable) == 1 and b.get(b.dut.pfs[0].num_vfs) == 4
 
     run(igb(), body, name="vf_flr_one_vf")
 
@@ -876,7 +879,7 @@ def test_case24_clearing_vf_enable_resets_vfs_keeps_numvfs():
             await b.space(rid).write16(0x48, 0x0000)
         await b.pf_write(IGB_CTRL, 2, 0x10)           # VFE and MSE off, ARI kept
         assert await b.space(IGB_PF).read16(IGB_NUMVFS) == 4
-        assert b.get(b.dut.num_vfs) == 4
+        assert b.get(b.dut.pfs[0].num_vfs) == 4
         for rid in IGB_VF_ARI[:4]:
             assert (await b.read(TYPE0, rid, 0x04)).status == "UR"
         await b.pf_write(IGB_CTRL, 2, 0x19)
@@ -897,9 +900,10 @@ async def _enable_with_state(b):
 
 def test_case25_pf_flr_resets_sriov_capability():
     """§8 case 25: Initiate FLR on the PF (W16 Device Control with bit 15): the write completes
-    SC, then the whole SR-IOV capability is back at reset (Control 0, NumVFs 0, System Page Size
-    1, VF BARs type bits only), the PF header and Device Control too, and the VFs are gone. The
-    captured bus number survives."""
+    SC, then the SR-IOV capability is back at reset (VF Enable and VF MSE 0, NumVFs 0, System
+    Page Size 1, VF BARs type bits only), the PF header and Device Control too, and the VFs are
+    gone. The captured bus number survives, and so does ARI Capable Hierarchy: it belongs to the
+    whole device and only a conventional reset clears it (docs/resets.md)."""
     async def body(b):
         await _enable_with_state(b)
         assert await b.pf_read(IGB_CTRL) == 0x0000_0019
@@ -908,15 +912,15 @@ def test_case25_pf_flr_resets_sriov_capability():
         assert await b.write(TYPE0, IGB_PF, 0x48, 2, PF_DEVCTL_RESET | INITIATE_FLR) == \
             Completion("SC", 0, 7)
         assert b.raw.pulses("pf_flr")[-1][1] == 1
-        assert ("vfs_reset",) in b.model.events
+        assert ("vfs_reset", 0) in b.model.events
         # SR-IOV capability (sriov-spec.md §1 reset column, endpoint-behaviour.md §3).
         expected = {
             0x160: 0x0001_0010,     # ID 0x0010, version 1, next 0 (ARI at 0x100 points here)
             0x164: 0x0000_0000,
-            0x168: 0x0000_0000,     # Control and Status
+            0x168: 0x0000_0010,     # Control and Status: ARI Capable Hierarchy kept
             0x16C: 0x0008_0008,     # InitialVFs, TotalVFs
             0x170: 0x0000_0000,     # NumVFs 0, FDL 0
-            0x174: 0x0002_0180,     # ARI Capable Hierarchy 0 again: the non-ARI pair
+            0x174: 0x0002_0080,     # ARI Capable Hierarchy still 1: the ARI pair
             0x178: 0x10CA_0000,
             0x17C: 0x0000_0553,
             0x180: 0x0000_0001,
@@ -926,14 +930,16 @@ def test_case25_pf_flr_resets_sriov_capability():
         for offset, value in expected.items():
             assert await b.pf_read(offset) == value, hex(offset)
         dut = b.dut
-        assert (b.get(dut.vf_enable), b.get(dut.vf_mse), b.get(dut.ari_capable_hierarchy),
-                b.get(dut.num_vfs)) == (0, 0, 0, 0)
+        pf0 = dut.pfs[0]
+        assert (b.get(pf0.vf_enable), b.get(pf0.vf_mse), b.get(dut.ari_capable_hierarchy),
+                b.get(pf0.num_vfs)) == (0, 0, 1, 0)
         # PF header and PCIe capability at reset too; the captured bus survives.
         assert await b.pf_read(0x04) == 0x0010_0000
         assert await b.pf_read(0x10) == 0x0000_0000
         assert await b.pf_read(0x48) == PF_DEVCTL_RESET
         assert b.get(dut.bus) == 0x01
-        assert (b.get(dut.pf_memory_space_enable), b.get(dut.pf_bus_master_enable)) == (0, 0)
+        pf0 = dut.pfs[0]
+        assert (b.get(pf0.memory_space_enable), b.get(pf0.bus_master_enable)) == (0, 0)
         # The VFs are gone, in both places they could be.
         for rid in IGB_VF_ARI[:4]:
             assert (await b.read(TYPE0, rid, 0x00)).status == "UR"
@@ -1058,22 +1064,23 @@ def test_case28_pf_memory_space_enable_does_not_disable_vfs():
         dut = b.dut
         await b.host.enumerate()
         await b.pf_write(0x04, 2, 0x0000)                  # PF MSE and BME off
-        assert b.get(dut.pf_memory_space_enable) == 0
+        assert b.get(dut.pfs[0].memory_space_enable) == 0
         rids = await b.host.enable(4)
         assert rids == IGB_VF_ARI[:4]
-        assert (b.get(dut.vf_enable), b.get(dut.vf_mse)) == (1, 1)
-        bars = b.get(dut.vf_bars.as_value())
+        assert (b.get(dut.pfs[0].vf_enable), b.get(dut.pfs[0].vf_mse)) == (1, 1)
+        bars = b.get(dut.pfs[0].vf_bars.as_value())
         await b.pf_write(0x04, 2, 0x0006)
         await b.pf_write(0x04, 2, 0x0000)
         for rid in rids:
             await b.host.walk_vf(rid)
         await b.space(rids[0]).write16(0x04, 0x0004)
         assert await b.space(rids[0]).read16(0x04) == 0x0004
-        assert (b.get(dut.vf_enable), b.get(dut.vf_mse), b.get(dut.num_vfs)) == (1, 1, 4)
-        assert b.get(dut.vf_bars.as_value()) == bars
+        pf0 = dut.pfs[0]
+        assert (b.get(pf0.vf_enable), b.get(pf0.vf_mse), b.get(pf0.num_vfs)) == (1, 1, 4)
+        assert b.get(dut.pfs[0].vf_bars.as_value()) == bars
         assert await b.pf_read(IGB_CTRL) == 0x19
         assert [await b.pf_read(off) for off in (0x184, 0x188)] == [0x0000_000C, 0x0000_0001]
-        assert b.get(dut.pf_memory_space_enable) == 0
+        assert b.get(dut.pfs[0].memory_space_enable) == 0
 
     run(igb(), body, name="case28")
 
@@ -1098,7 +1105,7 @@ def test_case29_vf_command_memory_bit_ignored():
         assert await vf.read16(0x04) == 0x0000
         assert await b.space(IGB_VF_ARI[1]).read16(0x04) == 0x0000
         assert await b.space(IGB_PF).read16(0x04) == pf_cmd
-        assert (b.get(dut.vf_mse), b.get(dut.pf_memory_space_enable)) == (1, 1)
+        assert (b.get(dut.pfs[0].vf_mse), b.get(dut.pfs[0].memory_space_enable)) == (1, 1)
 
     run(igb(), body, name="case29")
 
@@ -1157,21 +1164,21 @@ def test_endpoint_65535_vfs_elaborates_and_simulates():
             await cfg(TYPE0, 0x0000, 0x04, 0b0011, True, 0x0006)
             await cfg(TYPE0, 0x0000, cap + 0x10, 0b0011, True, 65535)
             await cfg(TYPE0, 0x0000, cap + 0x08, 0b0011, True, 0x0019)
-            assert ctx.get(dut.num_vfs) == 65535 and ctx.get(dut.vf_enable) == 1
+            assert ctx.get(dut.pfs[0].num_vfs) == 65535 and ctx.get(dut.pfs[0].vf_enable) == 1
             assert await cfg(TYPE0, 0x0001, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 7)
             assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("SC", 0xFFFF_FFFF, 7)
             assert (await cfg(TYPE1, 0x8000, 0x100, 0xF)).data == 0x0001_000E     # VF 32768 ARI
             await cfg(TYPE1, 0xFFFF, 0x04, 0b0011, True, 0x0004)                  # BME of 65535
             assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0x4
             assert (await cfg(TYPE1, 0xFFFE, 0x04, 0b0011)).data & 0x4 == 0
-            ctx.set(dut.vf_bme_query, 65535)
+            ctx.set(dut.vf_bme_query.vf, 65535)
             await ctx.tick().repeat(3)
             assert ctx.get(dut.vf_bme) == 1
             await cfg(TYPE1, 0xFFFF, 0x48, 0b0010, True, 0x8000)                  # VF FLR
             assert (await cfg(TYPE1, 0xFFFF, 0x04, 0b0011)).data & 0x4 == 0
             await cfg(TYPE0, 0x0000, cap + 0x08, 0b0011, True, 0x0010)            # VFE off
             assert await cfg(TYPE1, 0xFFFF, 0x00, 0xF) == Completion("UR", 0, 7)
-            assert model.events == [("vf_flr", 65535), ("vfs_reset",)]
+            assert model.events == [("vf_flr", 65535, 0), ("vfs_reset", 0)]
 
         return testbench
 

@@ -92,15 +92,19 @@ def readme_members():
             m = re.fullmatch(r"(?:\w+\.)*(\w+)(?:\[(\d+):(\d+)\])?", token)
             if m:
                 row_fields[m[1]] = int(m[2]) - int(m[3]) + 1 if m[2] else None
-        # Fields in parentheses after an array member: `vf_bars[0..5]` (`base[63:0]`, ...)
-        for array, inner in re.findall(r"`(\w+)\[0\.\.\d+\]`\s*\(([^)]*)\)", ports):
+        # Fields in parentheses after an array member: `vf_bars[0..5]` (`base[63:0]`, ...), or
+        # after an array inside one: `pfs[0..P-1].bars[0..5]` (`base[63:0]`)
+        for array, sub, inner in re.findall(
+                r"`(\w+)\[0\.\.[\w-]+\](?:\.(\w+)\[0\.\.\d+\])?`\s*\(([^)]*)\)", ports):
             fields = {}
             for name, hi, lo in re.findall(r"`(\w+)(?:\[(\d+):(\d+)\])?`", inner):
                 fields[name] = int(hi) - int(lo) + 1 if hi else None
-            members[array] = ("array", fields)
+            outer = members.get(array, ("array", {}))[1]
+            members[array] = ("array", {**outer, sub: ("array", fields)} if sub else
+                              {**outer, **fields})
         ports = re.sub(r"\([^)]*\)", "", ports)
         for token in re.findall(r"`([^`]+)`", ports):
-            m = re.fullmatch(r"(\w+)(?:\[(\d+):(\d+)\]|\[0\.\.\d+\])?(?:\.(\S+))?", token)
+            m = re.fullmatch(r"(\w+)(?:\[(\d+):(\d+)\]|\[0\.\.[\w-]+\])?(?:\.(\S+))?", token)
             assert m, token
             member, hi, lo, rest = m[1], m[2], m[3], m[4]
             if member in members and members[member][0] == "array":
@@ -134,8 +138,13 @@ def resolve(name, members):
             found.append((member, None, name[len(member) + 1:]))
         elif kind == "array":
             m = re.fullmatch(rf"{_singular(member)}(\d+)_(\w+)", name)
-            if m and m[2] in fields:
+            if m and not isinstance(fields.get(m[2], ()), tuple):
                 found.append((member, int(m[1]), m[2]))
+            for sub, (_kind, sub_fields) in [(k, v) for k, v in fields.items()
+                                             if isinstance(v, tuple)] if m else []:
+                inner = re.fullmatch(rf"{_singular(sub)}(\d+)_(\w+)", m[2])
+                if inner and inner[2] in sub_fields:
+                    found.append((member, int(m[1]), (sub, int(inner[1]), inner[2])))
         elif kind in ("stream", "struct") and name.startswith(member + "_") and \
                 name[len(member) + 1:] in fields:
             found.append((member, None, name[len(member) + 1:]))
@@ -196,7 +205,10 @@ def amaranth_fields(ep, members, names):
         view = ports[port][1]
         if index is not None:
             view = view[index]
-        if field is not None and not (kind == "stream" and field in ("valid", "ready")):
+        if isinstance(field, tuple):            # an array inside an array's element
+            for part in field:
+                view = view[part] if isinstance(part, int) else getattr(view, part)
+        elif field is not None and not (kind == "stream" and field in ("valid", "ready")):
             view = getattr(view, field)
         leaves[name] = port, Value.cast(view)
 
@@ -236,8 +248,9 @@ def test_readme_table_parsed():
     members = readme_members()
     assert members["cfg_req"] == ("stream", {"type1": None, "rid": 16, "reg": 10, "be": 4,
                                              "write": None, "data": 32})
-    assert members["vf_bars"] == ("array", {"base": 64, "aperture_log2": 6})
-    assert members["vf_flr"] == ("struct", {"valid": None, "vf": None})
+    assert members["pfs"][1]["vf_bars"] == ("array", {"base": 64, "aperture_log2": 6})
+    assert members["pfs"][1]["num_vfs"] == 16
+    assert members["vf_flr"] == ("struct", {"valid": None, "pf": None, "vf": None})
     assert members["bus"] == ("scalar", {None: 8})
 
 
@@ -505,6 +518,7 @@ module top (
     wire [63:0] unused_vf_bar1, unused_vf_bar2, unused_vf_bar3, unused_vf_bar4, unused_vf_bar5;
     wire        unused_vf_flr_valid, unused_vfs_reset, unused_vf_reset_busy, unused_vf_bme;
     wire [SRIOV_EP_VF_FLR_VF_WIDTH-1:0] unused_vf_flr_vf;
+    wire [SRIOV_EP_VF_FLR_PF_WIDTH-1:0] unused_vf_flr_pf;
 
     sriov_ep ep (
         .clk(clk), .rst(rst),
@@ -525,9 +539,9 @@ module top (
         .mem_res_addr(unused_mem_res_addr), .mem_res_write(unused_mem_res_write),
         .mem_res_tag(unused_mem_res_tag), .mem_res_data(unused_mem_res_data),
         .mem_res_be(unused_mem_res_be),
-        .pf_bar0_base(unused_pf_bar0), .pf_bar1_base(unused_pf_bar1),
-        .pf_bar2_base(unused_pf_bar2), .pf_bar3_base(unused_pf_bar3),
-        .pf_bar4_base(unused_pf_bar4), .pf_bar5_base(unused_pf_bar5),
+        .pf0_bar0_base(unused_pf_bar0), .pf0_bar1_base(unused_pf_bar1),
+        .pf0_bar2_base(unused_pf_bar2), .pf0_bar3_base(unused_pf_bar3),
+        .pf0_bar4_base(unused_pf_bar4), .pf0_bar5_base(unused_pf_bar5),
         // user-owned config space: never answered (the endpoint times requests out)
         .ucfg_req_valid(unused_ucfg_req_valid), .ucfg_req_ready(1'b1),
         .ucfg_req_function(unused_ucfg_req_function), .ucfg_req_window(unused_ucfg_req_window),
@@ -547,21 +561,23 @@ module top (
         .vf_msix_size_done_valid(unused_size_done_valid),
         .vf_msix_size_done_ok(unused_size_done_ok),
         // state
-        .bus(unused_bus), .pf_memory_space_enable(unused_pf_mse),
-        .pf_bus_master_enable(unused_pf_bme), .pf_power_state(unused_pf_power_state),
-        .pf_flr(unused_pf_flr), .vf_enable(vf_enable), .vf_mse(unused_vf_mse),
-        .ari_capable_hierarchy(unused_ari), .num_vfs(num_vfs),
-        .first_vf_offset(unused_first_vf_offset), .vf_stride(unused_vf_stride),
-        .vf_bar0_base(vf_bar0_base), .vf_bar0_aperture_log2(unused_vf_bar0_ap),
-        .vf_bar1_base(unused_vf_bar1), .vf_bar1_aperture_log2(unused_vf_bar1_ap),
-        .vf_bar2_base(unused_vf_bar2), .vf_bar2_aperture_log2(unused_vf_bar2_ap),
-        .vf_bar3_base(unused_vf_bar3), .vf_bar3_aperture_log2(unused_vf_bar3_ap),
-        .vf_bar4_base(unused_vf_bar4), .vf_bar4_aperture_log2(unused_vf_bar4_ap),
-        .vf_bar5_base(unused_vf_bar5), .vf_bar5_aperture_log2(unused_vf_bar5_ap),
-        .vf_flr_valid(unused_vf_flr_valid), .vf_flr_vf(unused_vf_flr_vf),
-        .vfs_reset(unused_vfs_reset), .vf_reset_busy(unused_vf_reset_busy),
+        .bus(unused_bus), .pf0_memory_space_enable(unused_pf_mse),
+        .pf0_bus_master_enable(unused_pf_bme), .pf0_power_state(unused_pf_power_state),
+        .pf0_flr(unused_pf_flr), .pf0_vf_enable(vf_enable), .pf0_vf_mse(unused_vf_mse),
+        .ari_capable_hierarchy(unused_ari), .pf0_num_vfs(num_vfs),
+        .pf0_first_vf_offset(unused_first_vf_offset), .pf0_vf_stride(unused_vf_stride),
+        .pf0_vf_bar0_base(vf_bar0_base), .pf0_vf_bar0_aperture_log2(unused_vf_bar0_ap),
+        .pf0_vf_bar1_base(unused_vf_bar1), .pf0_vf_bar1_aperture_log2(unused_vf_bar1_ap),
+        .pf0_vf_bar2_base(unused_vf_bar2), .pf0_vf_bar2_aperture_log2(unused_vf_bar2_ap),
+        .pf0_vf_bar3_base(unused_vf_bar3), .pf0_vf_bar3_aperture_log2(unused_vf_bar3_ap),
+        .pf0_vf_bar4_base(unused_vf_bar4), .pf0_vf_bar4_aperture_log2(unused_vf_bar4_ap),
+        .pf0_vf_bar5_base(unused_vf_bar5), .pf0_vf_bar5_aperture_log2(unused_vf_bar5_ap),
+        .vf_flr_valid(unused_vf_flr_valid), .vf_flr_pf(unused_vf_flr_pf),
+        .vf_flr_vf(unused_vf_flr_vf),
+        .pf0_vfs_reset(unused_vfs_reset), .pf0_vf_reset_busy(unused_vf_reset_busy),
         // Bus Master Enable lookup: tied off
-        .vf_bme_query({SRIOV_EP_VF_BME_QUERY_WIDTH{1'b0}}), .vf_bme(unused_vf_bme)
+        .vf_bme_query_pf({SRIOV_EP_VF_BME_QUERY_PF_WIDTH{1'b0}}),
+        .vf_bme_query_vf({SRIOV_EP_VF_BME_QUERY_VF_WIDTH{1'b0}}), .vf_bme(unused_vf_bme)
     );
 endmodule
 """

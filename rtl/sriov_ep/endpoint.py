@@ -14,26 +14,49 @@ from amaranth.lib.wiring import In, Out
 from .caps import pf_chain, vf_chain
 from .caps.pm import D0, D3HOT
 from .caps.sriov import SriovCapability, VfBarState
-from .decode.bar import MemDecode, MemRequest, PfBarState, VfBarDecoder
-from .decode.routing import RoutingIdDecoder, Target, needs_divider
+from .decode.bar import DeviceBarDecoder, MemDecode, MemRequest, PfBarState, VfBarDecoder
+from .decode.routing import DeviceRoutingDecoder, RoutingIdDecoder, Target, needs_divider
 from .interrupts import MsixEngine
 from .params import EndpointParams
 from .regs import RegisterBank
-from .vf_state import VfStateMemory, vf_state_fields, vf_state_layout
+from .vf_state import VfStateMemory, vf_state_fields, vf_state_layout, vf_state_ranges
 
 __all__ = ["CompletionStatus", "ConfigRequest", "Completion", "SriovEndpoint",
            "UserConfigRequest", "UserConfigResponse", "InterruptRequest", "MsixMessage",
-           "CONFIG_LATENCY", "VF_BME_LATENCY", "config_latency"]
+           "CONFIG_LATENCY", "VF_BME_LATENCY", "config_latency", "PfPorts",
+           "pf_index_width"]
 
 #: Clock edges from the one that accepts a config request to the one that transfers its
 #: completion (with ``cfg_cpl.ready`` high): decode (2), read the VF state (3), execute,
 #: complete. One more (see :attr:`SriovEndpoint.config_latency`) when a VF Stride is not a power
-#: of two: the Routing-ID decoder's multiplication gets a stage of its own.
+#: of two: the Routing-ID decoder's multiplication gets a stage of its own. One more with several
+#: PFs: the merge of the per-PF decoder cores (``MERGE``).
 CONFIG_LATENCY = 7
 
 def config_latency(params):
     """:attr:`SriovEndpoint.config_latency` of an endpoint with ``params``."""
-    return CONFIG_LATENCY + (1 if needs_divider(params) else 0)
+    multi = params.num_pfs > 1 if isinstance(params, EndpointParams) else False
+    return CONFIG_LATENCY + (1 if needs_divider(params) else 0) + (1 if multi else 0)
+
+
+def _pfs_of(params):
+    """The PfParams of ``params`` (a device, or a lone PF)."""
+    if isinstance(params, EndpointParams):
+        return params.pfs
+    return (params,)
+
+
+def _max_vfs(params):
+    """The largest TotalVFs of any PF: the range of a VF number within its PF."""
+    return max(pf.total_vfs for pf in _pfs_of(params))
+
+
+def _pf_field(params):
+    """``{"pf": width}`` for a device of several PFs, ``{}`` for one PF (port shapes of one PF
+    stay as they were)."""
+    if isinstance(params, EndpointParams) and params.num_pfs > 1:
+        return {"pf": pf_index_width(params)}
+    return {}
 
 
 #: Clock edges from ``vf_bme_query`` to ``vf_bme``: the memory index is registered, the memory
@@ -102,9 +125,11 @@ def UserConfigRequest(params):
     """
     # At least one bit: a 0-bit field is written to Verilog as a `[-1:0]` vector
     # (Verilator -Wall: ASCRANGE); with fewer than two windows it reads 0.
-    windows = max(2, len(params.user_caps), len(params.vf_user_caps))
+    pfs = _pfs_of(params)
+    windows = max(2, *(len(pf.user_caps) for pf in pfs), *(len(pf.vf_user_caps) for pf in pfs))
     return data.StructLayout({
-        "function": range(params.total_vfs + 1),
+        **_pf_field(params),
+        "function": range(_max_vfs(params) + 1),
         "window":   range(windows),
         "offset":   10,
         "reg":      10,
@@ -122,13 +147,48 @@ UserConfigResponse = data.StructLayout({"data": 32, "tag": 4})
 
 def InterruptRequest(params):
     """Layout of an interrupt request: ``function`` (0 = PF, n = VF n) and MSI-X ``vector``."""
-    return data.StructLayout({"function": range(params.total_vfs + 1), "vector": 11})
+    return data.StructLayout({**_pf_field(params), "function": range(_max_vfs(params) + 1),
+                              "vector": 11})
 
 
 def MsixMessage(params):
     """Layout of an MSI-X message to send: a posted write of ``data`` to ``addr`` (bits 1:0
     zero) with the Requester ID of ``function`` (0 = PF, n = VF n)."""
-    return data.StructLayout({"function": range(params.total_vfs + 1), "addr": 64, "data": 32})
+    return data.StructLayout({**_pf_field(params), "function": range(_max_vfs(params) + 1),
+                              "addr": 64, "data": 32})
+
+
+def pf_index_width(params):
+    """Bits of a PF index in ports and events: at least one (it reads 0 with one PF)."""
+    return max(1, (params.num_pfs - 1).bit_length())
+
+
+#: What the endpoint tells user logic about one PF (port ``pfs[k]``).
+PfPorts = data.StructLayout({
+    #: PF Command bits.
+    "memory_space_enable": 1,
+    "bus_master_enable":   1,
+    #: PF PowerState (0 = D0, 3 = D3hot).
+    "power_state":         2,
+    #: One-cycle pulse when a PF reset starts: a Function Level Reset, or D3hot to D0 with
+    #: No_Soft_Reset 0.
+    "flr":                 1,
+    #: SR-IOV Control bits, NumVFs, and the current First VF Offset and VF Stride.
+    "vf_enable":           1,
+    "vf_mse":              1,
+    "num_vfs":             16,
+    "first_vf_offset":     16,
+    "vf_stride":           16,
+    #: One-cycle pulse when the state of every VF of this PF is reset (VF Enable cleared,
+    #: PF reset, reset); ``vf_reset_busy`` while it is being cleared.
+    "vfs_reset":           1,
+    "vf_reset_busy":       1,
+    #: PF BAR base addresses by slot (0 for slots without a BAR and for the upper slot of a
+    #: 64-bit BAR).
+    "bars":                data.ArrayLayout(PfBarState, 6),
+    #: Base and aperture of each VF BAR by slot (0 where there is none).
+    "vf_bars":             data.ArrayLayout(VfBarState, 6),
+})
 
 
 def _or_terms(terms, width):
@@ -170,6 +230,13 @@ class SriovEndpoint(wiring.Component):
     Per-VF state lives in a memory of TotalVFs entries, so the flip-flop count does not grow
     with TotalVFs. Behaviour is specified in ``docs/endpoint-behaviour.md``.
 
+    Several PFs (``docs/multi-pf.md``): each PF has its own register banks and SR-IOV
+    capability, the VFs of every PF share one set of VF banks (the PFs' VF chains must be equal
+    for now) and one VF state memory (PF k's VF n at entry ``vf_base(k) + n - 1``). A reset of
+    PF k clears PF k's entries only; meanwhile PF k answers RRS and every other PF and its VFs
+    are served. ``ucfg_req``, ``irq``, ``msg`` and ``vf_msix_size`` then carry ``pf`` too.
+    MSI-X with several PFs is not implemented yet (``NotImplementedError``).
+
     Parameters
     ----------
     params : EndpointParams
@@ -189,9 +256,6 @@ class SriovEndpoint(wiring.Component):
         ``internal`` with the read data when the endpoint served an MSI-X table or PBA access.
         A function not in D0 claims nothing. Unclaimed requests are for the user logic to
         complete with UR.
-    pf_bars : Out(ArrayLayout(PfBarState, 6))
-        PF BAR base addresses, indexed by BAR slot (0 for slots without a BAR and for the upper
-        slot of a 64-bit BAR).
     cfg_req : In(stream.Signature(ConfigRequest))
         Configuration requests.
     cfg_cpl : Out(stream.Signature(Completion))
@@ -216,31 +280,18 @@ class SriovEndpoint(wiring.Component):
         One-cycle pulse when a ``vf_msix_size`` request has been handled; ``ok`` if taken.
     bus : Out(8)
         Captured bus number.
-    pf_memory_space_enable, pf_bus_master_enable : Out(1)
-        PF Command register bits.
-    pf_power_state : Out(2)
-        PF PowerState (0 = D0, 3 = D3hot).
-    pf_flr : Out(1)
-        One-cycle pulse when a PF reset starts: a Function Level Reset, or D3hot to D0 with
-        No_Soft_Reset 0.
-    vf_enable, vf_mse, ari_capable_hierarchy : Out(1)
-        SR-IOV Control bits.
-    num_vfs : Out(16)
-        NumVFs.
-    first_vf_offset, vf_stride : Out(16)
-        Current First VF Offset and VF Stride.
-    vf_bars : Out(ArrayLayout(VfBarState, 6))
-        Base and aperture of each VF BAR, indexed by BAR slot (0 where there is none).
-    vf_flr : Out(StructLayout({"valid": 1, "vf": range(TotalVFs + 1)}))
+    ari_capable_hierarchy : Out(1)
+        ARI Capable Hierarchy.
+    pfs : Out(ArrayLayout(PfPorts, P))
+        Per PF (P = ``params.num_pfs``, in ``params.pfs`` order): Command bits, PowerState,
+        reset pulse, SR-IOV Control bits, NumVFs, First VF Offset and VF Stride, its VFs'
+        reset pulse and clear-busy, PF and VF BARs by slot (see :data:`PfPorts`).
+    vf_flr : Out(StructLayout({"valid": 1, "pf": ..., "vf": range(TotalVFs + 1)}))
         A VF reset event (VF FLR, or a VF's D3hot to D0 with No_Soft_Reset 0): ``valid`` for
-        one cycle, ``vf`` the VF number (1-based). Events come at most once per config request,
-        so user logic needs no backpressure.
-    vfs_reset : Out(1)
-        One-cycle pulse when every VF's state is reset (VF Enable cleared, PF reset, reset).
-    vf_reset_busy : Out(1)
-        The VF state is being cleared.
-    vf_bme_query : In(range(TotalVFs + 1))
-        VF number whose Bus Master Enable to look up.
+        one cycle, ``vf`` the VF number (1-based) within PF ``pf``. Events come at most once per
+        config request, so user logic needs no backpressure.
+    vf_bme_query : In(StructLayout({"pf": ..., "vf": range(TotalVFs + 1)}))
+        VF (of PF ``pf``) whose Bus Master Enable to look up.
     vf_bme : Out(1)
         Bus Master Enable of VF ``vf_bme_query`` three cycles earlier; 0 unless that VF exists.
     """
@@ -249,7 +300,68 @@ class SriovEndpoint(wiring.Component):
         if not isinstance(params, EndpointParams):
             raise TypeError(f"params: must be an EndpointParams, not {params!r}")
         self._params = params
-        vf_range = range(params.total_vfs + 1)
+        vf_range = range(_max_vfs(params) + 1)
+        pf_width = pf_index_width(params)
+        if params.num_pfs > 1:
+            self._init_multi(params, mem_latency, tag_width)
+        else:
+            self._init_single(params, mem_latency, tag_width)
+        super().__init__({
+            "mem_req":                In(stream.Signature(MemRequest(tag_width))),
+            "mem_res":                Out(stream.Signature(MemDecode(params, tag_width))),
+            "cfg_req":                In(stream.Signature(ConfigRequest)),
+            "cfg_cpl":                Out(stream.Signature(Completion)),
+            "ucfg_req":               Out(stream.Signature(UserConfigRequest(params))),
+            "ucfg_res":               In(stream.Signature(UserConfigResponse)),
+            "irq":                    In(stream.Signature(InterruptRequest(params))),
+            "msg":                    Out(stream.Signature(MsixMessage(params))),
+            "irq_dropped":            Out(1),
+            "vf_msix_size":           In(stream.Signature(data.StructLayout({
+                                          **_pf_field(params), "vf": vf_range, "count": 12}))),
+            "vf_msix_size_done":      Out(data.StructLayout({"valid": 1, "ok": 1})),
+            "bus":                    Out(8),
+            "ari_capable_hierarchy":  Out(1),
+            "pfs":                    Out(data.ArrayLayout(PfPorts, params.num_pfs)),
+            "vf_flr":                 Out(data.StructLayout({"valid": 1, "pf": pf_width,
+                                                             "vf": vf_range})),
+            "vf_bme_query":           In(data.StructLayout({"pf": pf_width, "vf": vf_range})),
+            "vf_bme":                 Out(1),
+        })
+
+    def _init_multi(self, params, mem_latency, tag_width):
+        """Submodules of a device of several PFs (``docs/multi-pf.md`` §3-§6)."""
+        pfs = params.pfs
+        if any(pf.msix is not None or pf.vf_msix is not None for pf in pfs):
+            raise NotImplementedError(
+                "SriovEndpoint: MSI-X with several PFs is not implemented yet "
+                "(docs/multi-pf.md §8); remove msix and vf_msix from every PF")
+        self.pf_chains = [pf_chain(params, k) for k in range(len(pfs))]
+        vf_chains = [vf_chain(params, k) for k in range(len(pfs))]
+
+        def shape(chain):
+            return [(e.name, e.offset, e.owner, e.regmap) for e in chain]
+
+        for k, chain in enumerate(vf_chains[1:], 1):
+            if shape(chain) != shape(vf_chains[0]):
+                raise NotImplementedError(
+                    f"SriovEndpoint: the VFs of PF {k} ({pfs[k].pf_rid:#06x}) have another "
+                    f"configuration space than those of PF 0; PFs whose VF chains differ "
+                    f"(VF PM, MSI-X, user capabilities, IDs) are not implemented yet")
+        self.pf_chain = self.pf_chains[0]
+        self.vf_chain = vf_chains[0]
+        self.sriovs = []
+        for k, chain in enumerate(self.pf_chains):
+            entry = next(e for e in chain if e.owner == "sriov")
+            self.sriovs.append(SriovCapability(pfs[k], next_offset=entry.placed.next_offset,
+                                               owns_ari=(k == 0)))
+        self.sriov = self.sriovs[0]
+        self._decode_stages = 3 if needs_divider(params) else 2
+        self.decoder = DeviceRoutingDecoder(params, stages=self._decode_stages)
+        self.bar_decoder = DeviceBarDecoder(params, latency=mem_latency, tag_width=tag_width)
+        self.state_layout = vf_state_layout(params)
+        self.msix = None
+
+    def _init_single(self, params, mem_latency, tag_width):
         self.pf_chain = pf_chain(params)
         self.vf_chain = vf_chain(params)
         sriov_entry = next(e for e in self.pf_chain if e.owner == "sriov")
@@ -265,38 +377,6 @@ class SriovEndpoint(wiring.Component):
                 pf_vectors=params.msix.vectors if params.msix is not None else 0,
                 vf_vectors=params.vf_msix.max_vectors if params.vf_msix is not None else 0,
                 vf_default_vectors=params.vf_msix.vectors if params.vf_msix is not None else 0)
-        super().__init__({
-            "mem_req":                In(stream.Signature(MemRequest(tag_width))),
-            "mem_res":                Out(stream.Signature(MemDecode(params, tag_width))),
-            "pf_bars":                Out(data.ArrayLayout(PfBarState, 6)),
-            "cfg_req":                In(stream.Signature(ConfigRequest)),
-            "cfg_cpl":                Out(stream.Signature(Completion)),
-            "ucfg_req":               Out(stream.Signature(UserConfigRequest(params))),
-            "ucfg_res":               In(stream.Signature(UserConfigResponse)),
-            "irq":                    In(stream.Signature(InterruptRequest(params))),
-            "msg":                    Out(stream.Signature(MsixMessage(params))),
-            "irq_dropped":            Out(1),
-            "vf_msix_size":           In(stream.Signature(data.StructLayout({
-                                          "vf": vf_range, "count": 12}))),
-            "vf_msix_size_done":      Out(data.StructLayout({"valid": 1, "ok": 1})),
-            "bus":                    Out(8),
-            "pf_memory_space_enable": Out(1),
-            "pf_bus_master_enable":   Out(1),
-            "pf_power_state":         Out(2),
-            "pf_flr":                 Out(1),
-            "vf_enable":              Out(1),
-            "vf_mse":                 Out(1),
-            "ari_capable_hierarchy":  Out(1),
-            "num_vfs":                Out(16),
-            "first_vf_offset":        Out(16),
-            "vf_stride":              Out(16),
-            "vf_bars":                Out(data.ArrayLayout(VfBarState, 6)),
-            "vf_flr":                 Out(data.StructLayout({"valid": 1, "vf": vf_range})),
-            "vfs_reset":              Out(1),
-            "vf_reset_busy":          Out(1),
-            "vf_bme_query":           In(vf_range),
-            "vf_bme":                 Out(1),
-        })
 
     @property
     def params(self):
@@ -305,7 +385,8 @@ class SriovEndpoint(wiring.Component):
     @property
     def config_latency(self):
         """Clock edges from accepting a config request to transferring its completion:
-        :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two. More for a
+        :data:`CONFIG_LATENCY` (7), or 8 when a VF Stride is not a power of two; one more with
+        several PFs (the merge of the PFs' decoder cores). More for a
         write to a function with MSI-X while the MSI-X engine is busy, and for user-owned
         configuration space."""
         return config_latency(self._params)
@@ -327,7 +408,10 @@ class SriovEndpoint(wiring.Component):
         return self.mem_decode_latency + (3 if slow else 0)
 
     def elaborate(self, platform):
+        if self._params.num_pfs > 1:
+            return self._elaborate_multi(platform)
         p = self._params
+        ports = self.pfs[0]
         m = Module()
         m.submodules.sriov   = sriov   = self.sriov
         m.submodules.decoder = decoder = self.decoder
@@ -399,7 +483,7 @@ class SriovEndpoint(wiring.Component):
         vfe_fell = Signal()
         m.d.comb += vfe_fell.eq(vfe_prev & ~sriov.vf_enable)
         m.d.sync += start_sweep.eq(pf_reset | vfe_fell)
-        m.d.comb += self.vfs_reset.eq(start_sweep)
+        m.d.comb += ports.vfs_reset.eq(start_sweep)
         # (The MSI-X engine's own sweep needs no wait here: the engine finishes it before it
         # takes the next control update, which the request's completion waits for.)
         busy = sweep | start_sweep | vfe_fell
@@ -804,9 +888,9 @@ class SriovEndpoint(wiring.Component):
             lo = header.read_dword(4 + bar.index)
             hi = header.read_dword(5 + bar.index) if bar.is_64bit else Const(0, 32)
             m.d.comb += [pf_bars[n].base.eq(Cat(Const(0, 4), lo[4:], hi)),
-                         self.pf_bars[bar.index].eq(pf_bars[n])]
+                         ports.bars[bar.index].eq(pf_bars[n])]
         for n, bar in enumerate(p.vf_bars):
-            m.d.comb += self.vf_bars[bar.index].eq(sriov.vf_bars[n])
+            m.d.comb += ports.vf_bars[bar.index].eq(sriov.vf_bars[n])
         wiring.connect(m, wiring.flipped(self.mem_req), bar_decoder.req)
         m.d.comb += [
             bar_decoder.vf_enable.eq(sriov.vf_enable),
@@ -839,8 +923,8 @@ class SriovEndpoint(wiring.Component):
         bme_idx = Signal(range(depth))
         bme_ok = [Signal(name=f"bme_ok{n}") for n in range(3)]
         m.d.sync += [
-            bme_idx.eq(self.vf_bme_query - 1),
-            bme_ok[0].eq(sriov.vf_enable & _vf_exists(self.vf_bme_query, sriov.num_vfs) &
+            bme_idx.eq(self.vf_bme_query.vf - 1),
+            bme_ok[0].eq(sriov.vf_enable & _vf_exists(self.vf_bme_query.vf, sriov.num_vfs) &
                          ~sweep),
             bme_ok[1].eq(bme_ok[0]),
             bme_ok[2].eq(bme_ok[1]),
@@ -850,19 +934,475 @@ class SriovEndpoint(wiring.Component):
 
         m.d.comb += [
             self.bus.eq(decoder.bus),
-            self.pf_memory_space_enable.eq(header["command.memory_space_enable"]),
-            self.pf_bus_master_enable.eq(header["command.bus_master_enable"]),
-            self.pf_power_state.eq(pf_power),
-            self.pf_flr.eq(pf_reset),
-            self.vf_enable.eq(sriov.vf_enable),
-            self.vf_mse.eq(sriov.vf_mse),
             self.ari_capable_hierarchy.eq(sriov.ari_capable_hierarchy),
-            self.num_vfs.eq(sriov.num_vfs),
-            self.first_vf_offset.eq(sriov.first_vf_offset),
-            self.vf_stride.eq(sriov.vf_stride),
-            self.vf_reset_busy.eq(sweep),
+            ports.memory_space_enable.eq(header["command.memory_space_enable"]),
+            ports.bus_master_enable.eq(header["command.bus_master_enable"]),
+            ports.power_state.eq(pf_power),
+            ports.flr.eq(pf_reset),
+            ports.vf_enable.eq(sriov.vf_enable),
+            ports.vf_mse.eq(sriov.vf_mse),
+            ports.num_vfs.eq(sriov.num_vfs),
+            ports.first_vf_offset.eq(sriov.first_vf_offset),
+            ports.vf_stride.eq(sriov.vf_stride),
+            ports.vf_reset_busy.eq(sweep),
         ]
         return m
+
+    def _elaborate_multi(self, platform):
+        """Several PFs (``docs/multi-pf.md`` §3-§6, §9): per-PF banks and SR-IOV capabilities,
+        one set of VF banks, the device decoder and its ``MERGE`` stage, one VF state memory
+        that clears each PF's range itself. No MSI-X (refused by the constructor)."""
+        p = self._params
+        P = p.num_pfs
+        m = Module()
+        sriovs = self.sriovs
+        for k, s in enumerate(sriovs):
+            m.submodules[f"sriov{k}"] = s
+        m.submodules.decoder = decoder = self.decoder
+        m.submodules.bar_decoder = bar_decoder = self.bar_decoder
+
+        # -- The chains: PF banks per PF, one set of VF banks (the VF chains are equal) -------
+        pf_banks = [{e.name: RegisterBank(e.regmap, name=f"pf{k}_{e.name}")
+                     for e in chain if e.owner == "bank"}
+                    for k, chain in enumerate(self.pf_chains)]
+        vf_banks = {e.name: RegisterBank(e.regmap, name=f"vf_{e.name}")
+                    for e in self.vf_chain if e.owner == "bank"}
+        headers = [banks["header"] for banks in pf_banks]
+
+        # -- Per-VF state: one memory of every PF's VFs, PF k's at vf_base(k) ----------------
+        layout = self.state_layout
+        state_fields = vf_state_fields(p)
+        key_of = {(e.name, f"{reg.name}.{f.name}"): key for key, e, reg, f in state_fields}
+        bme_key = key_of[("header", "command.bus_master_enable")]
+        queries = {"bme": (bme_key,)}
+        ps_key = key_of.get(("pm", "pmcsr.power_state"))
+        if ps_key is not None:
+            queries["pm"] = (ps_key,)
+        depth = p.vf_entries
+        m.submodules.vf_state = vf_mem = VfStateMemory(depth, layout, queries,
+                                                       pf_ranges=vf_state_ranges(p))
+        vf_rw = vf_mem.rw
+
+        req    = Signal(ConfigRequest)
+        target = Signal(Target)
+        tpf    = Signal.like(decoder.pf)        # the PF reached, or whose VF is reached
+        sel    = Signal(P)                      # one-hot of tpf (0 when nothing is reached)
+        mem_addr = Signal(range(depth))         # the addressed VF's entry (global index)
+        vf     = Signal.like(decoder.vf)        # its VF number within PF tpf
+        cpl    = Signal(Completion)
+        state  = Signal(layout)
+        exec_  = Signal()
+        load2  = Signal()
+        hold   = Signal()   # the request uses the memory's port (a flip-flop, see VfStateMemory)
+        retry  = Signal()
+
+        # -- Resets and clears per PF --------------------------------------------------------
+        vf_enables = Signal(P)
+        m.d.comb += vf_enables.eq(Cat(s.vf_enable for s in sriovs))
+        pf_reset = Signal(P)
+        vfe_prev = Signal(P)
+        vfe_fell = Signal(P)
+        start_sweep = Signal(P)
+        clearing = Signal(P, init=(1 << P) - 1)     # PF k answers RRS (after a reset of PF k)
+        m.d.sync += vfe_prev.eq(vf_enables & ~pf_reset)     # a PF reset: one clear, not two
+        m.d.comb += vfe_fell.eq(vfe_prev & ~vf_enables)
+        m.d.sync += start_sweep.eq(pf_reset | vfe_fell)
+        m.d.comb += vf_mem.clear.eq(start_sweep)
+        for k in range(P):
+            with m.If(pf_reset[k]):
+                m.d.sync += clearing[k].eq(1)
+            with m.Elif(vf_mem.done[k]):
+                m.d.sync += clearing[k].eq(0)
+        # A clear after VF Enable clearing holds config writes back (any target).
+        write_wait = Signal()
+        m.d.comb += write_wait.eq((vf_mem.busy & ~clearing).any())
+
+        # -- Where the request goes ----------------------------------------------------------
+        reg = req.reg
+        windows = {}
+
+        def window(offset, dwords):
+            if (offset, dwords) not in windows:
+                windows[offset, dwords] = _window(m, reg, offset // 4, dwords,
+                                                  f"w{offset:03x}_{dwords}")
+            return windows[offset, dwords]
+
+        def at_execute(cond, name):
+            strobe = Signal(name=name)
+            m.d.sync += strobe.eq(load2 & cond)
+            return strobe
+
+        pf_wr = req.write & (target == Target.PF)
+        vf_wr = req.write & (target == Target.VF)
+        m.d.sync += exec_.eq(load2)
+        m.d.comb += decoder.capture.eq(at_execute(pf_wr & ~req.type1, "capture_we"))
+        vf_exec_wr = at_execute(vf_wr, "vf_exec_wr")
+
+        # User windows.
+        windows_n = max(2, *(len(pf.user_caps) for pf in p.pfs),
+                        *(len(pf.vf_user_caps) for pf in p.pfs))
+        user_hit = Signal()
+        user_window = Signal(range(windows_n))
+        user_offset = Signal(10)
+        user_mask = Signal(32)
+
+        def user_terms(entries, is_target):
+            for e in entries:
+                if e.owner != "user":
+                    continue
+                hit, addr = window(e.offset, e.placed.dwords)
+                first = addr == 0
+                if e.user.kind == "extended":
+                    to_user = hit & ~first
+                    mask = Const(0, 32)
+                elif e.user.kind == "legacy":
+                    to_user = hit
+                    mask = Mux(first, 0x0000_ffff, 0)
+                else:
+                    to_user = hit
+                    mask = Const(0, 32)
+                with m.If(is_target & to_user):
+                    m.d.comb += [user_hit.eq(1), user_window.eq(e.user_index),
+                                 user_offset.eq(addr), user_mask.eq(mask)]
+
+        for k, chain in enumerate(self.pf_chains):
+            user_terms(chain, (target == Target.PF) & sel[k])
+        user_terms(self.vf_chain, target == Target.VF)
+        to_user = Signal()
+        to_user_window = Signal.like(user_window)
+        to_user_offset = Signal(10)
+        to_user_mask = Signal(32)
+        with m.If(load2):
+            m.d.sync += [to_user.eq(user_hit), to_user_window.eq(user_window),
+                         to_user_offset.eq(user_offset), to_user_mask.eq(user_mask)]
+        user_be = req.be & ~Cat(to_user_mask[0], to_user_mask[8], to_user_mask[16],
+                                to_user_mask[24])
+
+        def serve(entries, banks, write_cond, prefix, sriov=None):
+            terms = []
+            for e in entries:
+                hit, addr = window(e.offset, e.placed.dwords)
+                if e.owner == "bank":
+                    bank = banks[e.name]
+                    rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
+                    bank.read(m, addr, rdata)
+                    we = at_execute(write_cond & hit, f"{prefix}_{e.name}_we")
+                    bank.write(m, addr, we, req.be, req.data)
+                    terms.append(hit.replicate(32) & rdata)
+                elif e.owner == "sriov":
+                    we = at_execute(write_cond & hit, f"{prefix}_sriov_we")
+                    m.d.comb += [sriov.cfg.addr.eq(addr), sriov.cfg.w_en.eq(we),
+                                 sriov.cfg.w_be.eq(req.be), sriov.cfg.w_data.eq(req.data)]
+                    terms.append(hit.replicate(32) & sriov.cfg.r_data)
+                else:   # user: the endpoint answers the header only
+                    bank = banks.setdefault(e.name, RegisterBank(e.regmap, name=f"{prefix}_"
+                                                                                f"{e.name}"))
+                    rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
+                    bank.read(m, addr, rdata)
+                    terms.append(hit.replicate(32) & rdata)
+            return _or_terms(terms, 32)
+
+        # -- PF configuration spaces: PF tpf's read data -------------------------------------
+        pf_terms = []
+        pf_power = []
+        pf_d0 = []
+        for k, chain in enumerate(self.pf_chains):
+            data_k = Signal(32, name=f"pf{k}_data")
+            m.d.comb += data_k.eq(serve(chain, pf_banks[k], pf_wr & sel[k], f"pf{k}",
+                                        sriovs[k]))
+            pf_terms.append(sel[k].replicate(32) & data_k)
+            banks = pf_banks[k]
+            # PF k's resets: Initiate FLR, or D3hot -> D0 with No_Soft_Reset 0.
+            flr_w, flr_value = banks["pcie"].write_of("device_control.initiate_flr")
+            soft = Const(0, 1)
+            power, d0 = Const(D0, 2), Const(1, 1)
+            if "pm" in banks:
+                power = banks["pm"]["pmcsr.power_state"]
+                d0 = power == D0
+                ps_w, ps_value = banks["pm"].write_of("pmcsr.power_state")
+                if not p.pfs[k].pm.no_soft_reset:
+                    soft = ps_w & (power == D3HOT) & (ps_value == D0)
+            pf_power.append(power)
+            pf_d0.append(d0)
+            m.d.comb += pf_reset[k].eq((flr_w & flr_value) | soft)
+            for bank in banks.values():
+                bank.reset(m, pf_reset[k])
+            m.d.comb += sriovs[k].reset.eq(pf_reset[k])
+        pf_data = Signal(32)
+        m.d.comb += pf_data.eq(_or_terms(pf_terms, 32))
+
+        # ARI Capable Hierarchy: PF 0's bit, held while any PF has VF Enable set (§4).
+        ari = sriovs[0].ari_capable_hierarchy
+        m.d.comb += sriovs[0].ari_hold.eq(vf_enables.any())
+        for s in sriovs[1:]:
+            m.d.comb += s.ari_in.eq(ari)
+
+        # -- VF configuration space (as with one PF) ------------------------------------------
+        for key, e, r, f in state_fields:
+            if f.access.stored or f.per_vf:
+                vf_banks[e.name].drive(f"{r.name}.{f.name}",
+                                       getattr(state, key) ^ Const(f.reset, f.width))
+        vf_data = Signal(32)
+        m.d.comb += vf_data.eq(serve(self.vf_chain, vf_banks, vf_wr, "vf"))
+        new_state = Signal(layout)
+        m.d.comb += new_state.eq(state)
+        for key, e, r, f in state_fields:
+            if not f.access.stored:
+                continue
+            w, value = vf_banks[e.name].write_of(f"{r.name}.{f.name}")
+            with m.If(w):
+                m.d.comb += getattr(new_state, key).eq(value ^ Const(f.reset, f.width))
+        vflr_w, vflr_value = vf_banks["pcie"].write_of("device_control.initiate_flr")
+        vf_reset = Signal()
+        vf_soft_reset = Const(0, 1)
+        vf_pm = p.pfs[0].vf_pm      # (equal in every PF: the VF chains are equal)
+        if ps_key is not None:
+            vps_w, vps_value = vf_banks["pm"].write_of("pmcsr.power_state")
+            vf_power = getattr(state, ps_key)
+            if not vf_pm.no_soft_reset:
+                vf_soft_reset = vps_w & (vf_power == D3HOT) & (vps_value == D0)
+        m.d.comb += vf_reset.eq((vflr_w & vflr_value) | vf_soft_reset)
+        with m.If(vf_reset):
+            m.d.comb += new_state.eq(0)
+
+        write_back = Signal()
+        new_state_r = Signal(layout)
+        m.d.sync += write_back.eq(vf_exec_wr)
+        with m.If(exec_):
+            m.d.sync += new_state_r.eq(new_state)
+        m.d.comb += [vf_rw.addr.eq(mem_addr), vf_rw.w_data.eq(new_state_r),
+                     vf_rw.w_en.eq(write_back), vf_rw.hold.eq(hold)]
+        m.d.sync += [self.vf_flr.valid.eq(vf_reset & vf_exec_wr), self.vf_flr.vf.eq(vf),
+                     self.vf_flr.pf.eq(tpf)]
+
+        # -- Completion ----------------------------------------------------------------------
+        with m.If(exec_):
+            with m.Switch(target):
+                with m.Case(Target.PF):
+                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(pf_data)]
+                with m.Case(Target.VF):
+                    m.d.sync += [cpl.status.eq(CompletionStatus.SC), cpl.data.eq(vf_data)]
+                with m.Default():
+                    m.d.sync += [cpl.status.eq(CompletionStatus.UR), cpl.data.eq(0)]
+            with m.If(req.write):
+                m.d.sync += cpl.data.eq(0)
+
+        user_tag = Signal(4)
+        timeout = Signal(range(p.user_cfg_timeout + 1))
+        m.d.comb += [
+            self.ucfg_req.payload.pf.eq(tpf),
+            self.ucfg_req.payload.function.eq(Mux(target == Target.VF, vf, 0)),
+            self.ucfg_req.payload.window.eq(to_user_window),
+            self.ucfg_req.payload.offset.eq(to_user_offset),
+            self.ucfg_req.payload.reg.eq(req.reg),
+            self.ucfg_req.payload.write.eq(req.write),
+            self.ucfg_req.payload.be.eq(Mux(req.write, user_be, req.be)),
+            self.ucfg_req.payload.data.eq(req.data),
+            self.ucfg_req.payload.tag.eq(user_tag),
+        ]
+
+        # -- Request sequencing --------------------------------------------------------------
+        with m.If(write_back):      # the request's last use of the memory's port
+            m.d.sync += hold.eq(0)
+        with m.FSM(name="cfg"):
+            with m.State("IDLE"):
+                take = ~start_sweep.any() & ~vfe_fell.any() & \
+                    (~write_wait | ~self.cfg_req.payload.write)
+                m.d.comb += self.cfg_req.ready.eq(take)
+                with m.If(self.cfg_req.valid & take):
+                    m.d.sync += req.eq(self.cfg_req.payload)
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.next = "DIVIDE" if self._decode_stages == 3 else "DECODE2"
+            if self._decode_stages == 3:
+                with m.State("DIVIDE"):
+                    m.next = "DECODE2"
+            with m.State("DECODE2"):        # the cores' results, registered by the merge
+                m.next = "MERGE"
+            with m.State("MERGE"):
+                # RRS: the request reaches PF k while PF k's VFs are cleared after its reset.
+                pf_clearing = (clearing >> decoder.pf)[0]
+                m.d.sync += [target.eq(decoder.target), tpf.eq(decoder.pf),
+                             sel.eq(Mux(decoder.target == Target.NONE, 0,
+                                        Const(1, P) << decoder.pf)),
+                             vf.eq(decoder.vf), mem_addr.eq(decoder.vf_index),
+                             retry.eq((decoder.target == Target.PF) & pf_clearing),
+                             hold.eq(decoder.target == Target.VF)]
+                m.next = "FETCH"
+            with m.State("FETCH"):
+                m.next = "LOAD"
+            with m.State("LOAD"):
+                m.next = "LOAD2"
+            with m.State("LOAD2"):
+                m.d.comb += load2.eq(~retry)
+                m.d.sync += state.eq(vf_rw.r_data)
+                m.next = "EXECUTE"
+            with m.State("EXECUTE"):
+                m.d.sync += hold.eq(vf_exec_wr)     # kept for the write-back only
+                with m.If(retry):
+                    m.d.sync += [cpl.status.eq(CompletionStatus.RRS), cpl.data.eq(0)]
+                    m.next = "COMPLETE"
+                with m.Elif(user_hit & ((target == Target.PF) | (target == Target.VF))):
+                    m.d.sync += timeout.eq(p.user_cfg_timeout)
+                    m.next = "USER_REQ"
+                with m.Else():
+                    m.next = "COMPLETE"
+            with m.State("USER_REQ"):
+                with m.If((req.write & ~user_be.any()) | (~req.write & ~to_user)):
+                    m.next = "COMPLETE"
+                with m.Else():
+                    m.d.comb += self.ucfg_req.valid.eq(1)
+                    m.d.sync += timeout.eq(timeout - 1)
+                    with m.If(self.ucfg_req.ready):
+                        m.next = "USER_WAIT"
+                    with m.Elif(timeout == 0):
+                        m.next = "USER_DONE"
+            with m.State("USER_WAIT"):
+                m.d.comb += self.ucfg_res.ready.eq(1)
+                m.d.sync += timeout.eq(timeout - 1)
+                with m.If(self.ucfg_res.valid & (self.ucfg_res.payload.tag == user_tag)):
+                    with m.If(~req.write):
+                        m.d.sync += cpl.data.eq((cpl.data & to_user_mask) |
+                                                (self.ucfg_res.payload.data & ~to_user_mask))
+                    m.next = "USER_DONE"
+                with m.Elif(timeout == 0):
+                    m.next = "USER_DONE"
+            with m.State("USER_DONE"):
+                m.d.sync += user_tag.eq(user_tag + 1)
+                m.next = "COMPLETE"
+            with m.State("COMPLETE"):
+                m.d.comb += self.cfg_cpl.valid.eq(1)
+                with m.If(self.cfg_cpl.ready):
+                    m.next = "IDLE"
+        m.d.comb += self.cfg_cpl.payload.eq(cpl)
+
+        m.d.comb += [decoder.type1.eq(req.type1), decoder.rid.eq(req.rid), decoder.ari.eq(ari),
+                     decoder.vf_enable.eq(vf_enables)]
+        m.d.comb += [decoder.num_vfs[k].eq(s.num_vfs) for k, s in enumerate(sriovs)]
+
+        # No MSI-X: every interrupt request is dropped, every Table Size request refused.
+        m.d.comb += [self.irq.ready.eq(1), self.irq_dropped.eq(self.irq.valid),
+                     self.vf_msix_size.ready.eq(1)]
+        m.d.sync += [self.vf_msix_size_done.valid.eq(self.vf_msix_size.valid),
+                     self.vf_msix_size_done.ok.eq(0)]
+
+        # -- Memory requests: the device's BAR decoder, then the router ----------------------
+        wiring.connect(m, wiring.flipped(self.mem_req), bar_decoder.req)
+        for k, pf in enumerate(p.pfs):
+            ports, s, header = self.pfs[k], sriovs[k], headers[k]
+            for n, bar in enumerate(pf.pf_bars):
+                lo = header.read_dword(4 + bar.index)
+                hi = header.read_dword(5 + bar.index) if bar.is_64bit else Const(0, 32)
+                base = Cat(Const(0, 4), lo[4:], hi)
+                m.d.comb += [bar_decoder.pf_bars[k][n].base.eq(base),
+                             ports.bars[bar.index].base.eq(base)]
+            for n, bar in enumerate(pf.vf_bars):
+                m.d.comb += [ports.vf_bars[bar.index].eq(s.vf_bars[n]),
+                             bar_decoder.vf_bars[k][n].eq(s.vf_bars[n])]
+            m.d.comb += [
+                bar_decoder.vf_enable[k].eq(s.vf_enable),
+                bar_decoder.vf_mse[k].eq(s.vf_mse),
+                bar_decoder.num_vfs[k].eq(s.num_vfs),
+                bar_decoder.pf_mse[k].eq(header["command.memory_space_enable"] & pf_d0[k]),
+            ]
+        # VFs out of D0, counted per PF as their PowerState changes (each count zeroed by its
+        # PF's clear): while there are none, no memory request looks a PowerState up.
+        vfs_low_power = Signal()
+        if ps_key is not None:
+            was_low = getattr(state, ps_key).any()
+            now_low = getattr(new_state, ps_key).any()
+            lows = []
+            for k, pf in enumerate(p.pfs):
+                count = Signal(range(pf.total_vfs + 1), name=f"pf{k}_low_count")
+                with m.If(start_sweep[k]):
+                    m.d.sync += count.eq(0)
+                with m.Elif(exec_ & vf_exec_wr & sel[k] & ~was_low & now_low):
+                    m.d.sync += count.eq(count + 1)
+                with m.Elif(exec_ & vf_exec_wr & sel[k] & was_low & ~now_low):
+                    m.d.sync += count.eq(count - 1)
+                lows.append(count != 0)
+            m.d.sync += vfs_low_power.eq(_or_terms(lows, 1))
+        self._route_memory_multi(m, bar_decoder.res, vf_mem, ps_key is not None, vfs_low_power)
+
+        # -- vf_bme: the query's global index registered first --------------------------------
+        q = self.vf_bme_query
+        bme_rd = vf_mem.bme
+        bme_idx = Signal(range(depth))
+        bme_ok = [Signal(name=f"bme_ok{n}") for n in range(3)]
+        with m.Switch(q.pf):
+            for k, s in enumerate(sriovs):
+                with m.Case(k):
+                    m.d.sync += [
+                        bme_idx.eq(p.vf_base(k) + q.vf - 1),
+                        bme_ok[0].eq(s.vf_enable & _vf_exists(q.vf, s.num_vfs) &
+                                     ~vf_mem.busy[k]),
+                    ]
+            with m.Default():
+                m.d.sync += bme_ok[0].eq(0)
+        m.d.sync += [bme_ok[1].eq(bme_ok[0]), bme_ok[2].eq(bme_ok[1])]
+        m.d.comb += [bme_rd.addr.eq(bme_idx), self.vf_bme.eq(bme_ok[2] & bme_rd.data)]
+
+        # -- User-facing state ---------------------------------------------------------------
+        m.d.comb += [self.bus.eq(decoder.bus), self.ari_capable_hierarchy.eq(ari)]
+        for k, s in enumerate(sriovs):
+            ports, header = self.pfs[k], headers[k]
+            m.d.comb += [
+                ports.memory_space_enable.eq(header["command.memory_space_enable"]),
+                ports.bus_master_enable.eq(header["command.bus_master_enable"]),
+                ports.power_state.eq(pf_power[k]),
+                ports.flr.eq(pf_reset[k]),
+                ports.vf_enable.eq(s.vf_enable),
+                ports.vf_mse.eq(s.vf_mse),
+                ports.num_vfs.eq(s.num_vfs),
+                ports.first_vf_offset.eq(s.first_vf_offset),
+                ports.vf_stride.eq(s.vf_stride),
+                ports.vfs_reset.eq(start_sweep[k]),
+                ports.vf_reset_busy.eq(vf_mem.busy[k]),
+            ]
+        return m
+
+    def _route_memory_multi(self, m, decoded, vf_mem, vf_pm, vfs_low_power):
+        """After the device's BAR decoder (no MSI-X): a register stage passes each result on,
+        dropping the claim of a VF out of D0 (read from the VF state memory by the VF's global
+        index, computed in the stage, while some VF is out of D0). PFs out of D0 claim nothing
+        already (their decoder core's Memory Space Enable is gated)."""
+        p = self._params
+        d = decoded.payload
+        r = Signal.like(d)
+        r_valid = Signal()
+        need_query = Signal()
+        out = self.mem_res
+        m.d.comb += out.payload.eq(r)
+        r_index = Signal(range(p.vf_entries))
+        base = Signal(range(p.vf_entries))
+        with m.Switch(d.pf):
+            for k in range(p.num_pfs):
+                with m.Case(k):
+                    m.d.comb += base.eq(p.vf_base(k))
+        m.d.comb += [out.valid.eq(r_valid & ~need_query),
+                     decoded.ready.eq(~r_valid | (out.ready & ~need_query))]
+        with m.If(decoded.ready):
+            m.d.sync += [r.eq(d), r_index.eq(base + d.vf - 1),
+                         need_query.eq(d.claimed & d.is_vf & vfs_low_power if vf_pm else 0)]
+        with m.If(decoded.valid & decoded.ready):
+            m.d.sync += r_valid.eq(1)
+        with m.Elif(out.valid & out.ready):
+            m.d.sync += r_valid.eq(0)
+        if not vf_pm:
+            return
+        q = vf_mem.pm
+        m.d.comb += q.addr.eq(r_index)
+        with m.FSM(name="mem"):
+            with m.State("PASS"):
+                with m.If(r_valid & need_query):
+                    m.next = "QUERY"
+            with m.State("QUERY"):
+                m.next = "QUERY2"
+            with m.State("QUERY2"):
+                m.d.sync += need_query.eq(0)
+                with m.If(q.data.any()):
+                    m.d.sync += r.claimed.eq(0)
+                m.next = "PASS"
 
     def _route_memory(self, m, decoded, vf_mem, vf_pm, vfs_low_power):
         """After the BAR decoder: drop the claims of functions not in D0, and serve MSI-X table

@@ -77,15 +77,15 @@ ENDPOINT_VIEW = [
         ("decoder.vf", "vf (1-based)", "dec"),
     ]),
     ("sriov_state", [
-        ("vf_enable", "VF Enable", "bin"),
-        ("vf_mse", "VF MSE", "bin"),
+        ("pfs[0].vf_enable", "VF Enable", "bin"),
+        ("pfs[0].vf_mse", "VF MSE", "bin"),
         ("ari_capable_hierarchy", "ARI Capable Hierarchy", "bin"),
-        ("num_vfs", "NumVFs", "dec"),
-        ("first_vf_offset", "First VF Offset", "hex"),
-        ("vf_stride", "VF Stride", "hex"),
-        ("vf_reset_busy", "VF state sweep", "bin"),
-        ("pf_memory_space_enable", "PF MSE", "bin"),
-        ("pf_power_state", "PF PowerState", "dec"),
+        ("pfs[0].num_vfs", "NumVFs", "dec"),
+        ("pfs[0].first_vf_offset", "First VF Offset", "hex"),
+        ("pfs[0].vf_stride", "VF Stride", "hex"),
+        ("pfs[0].vf_reset_busy", "VF state sweep", "bin"),
+        ("pfs[0].memory_space_enable", "PF MSE", "bin"),
+        ("pfs[0].power_state", "PF PowerState", "dec"),
     ]),
     ("memory_path", [
         ("mem_req.valid", "req valid", "bin"),
@@ -106,10 +106,10 @@ ENDPOINT_VIEW = [
         ("mem_res.payload.data", "data", "hex"),
     ]),
     ("events", [
-        ("pf_flr", "PF reset", "bin"),
+        ("pfs[0].flr", "PF reset", "bin"),
         ("vf_flr.valid", "VF reset", "bin"),
         ("vf_flr.vf", "VF reset: vf", "dec"),
-        ("vfs_reset", "all VFs reset", "bin"),
+        ("pfs[0].vfs_reset", "all VFs reset", "bin"),
         ("irq.valid", "irq valid", "bin"),
         ("irq.ready", "irq ready", "bin"),
         ("irq.payload.function", "irq function", "dec"),
@@ -187,11 +187,15 @@ class WaveSetup:
         obj = self.dut
         parts = path.split(".")
         for i, part in enumerate(parts):
-            obj = getattr(obj, part, None)
+            name, bracket, index = part.partition("[")
+            obj = getattr(obj, name, None)
             if obj is None:
                 return None
-            if isinstance(obj, data.View) and i < len(parts) - 1:
-                return ".".join(parts[:i + 1]), Value.cast(obj), ".".join(parts[i + 1:])
+            if isinstance(obj, data.View) and (bracket or i < len(parts) - 1):
+                # A field inside a port's layout: ``pfs[0].vf_enable`` is ``pfs`` + that.
+                rest = ".".join(parts[i + 1:])
+                inner = bracket + index + ("." + rest if rest and bracket else rest)
+                return ".".join(parts[:i] + [name]), Value.cast(obj), inner
         try:
             value = Value.cast(obj)
         except TypeError:
@@ -219,7 +223,7 @@ class WaveSetup:
         if not fld:
             return known[0]
         scope, _, ref = known[0].rpartition(".")
-        return f"{scope}.\\{ref}.{fld}"
+        return f"{scope}.\\{ref}{'' if fld.startswith('[') else '.'}{fld}"
 
     def groups(self, header, names):
         """:func:`sriov_tb.waves.write_gtkw` groups."""
