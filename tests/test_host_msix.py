@@ -121,7 +121,7 @@ def test_pf_msix_setup_and_interrupts():
                                   (0xFEE0_0000, 0, 0x28, 0), (0xFEE0_1000, 0, 0x29, 0)]
     assert seen["msix_pba"] == 0
     assert results == ["sent"] * 10
-    assert model.messages == [(0, *message(0x20 + v)) for v in range(10)]
+    assert model.messages == [(0, *message(0x20 + v), 0) for v in range(10)]
     assert host.msix_vector_of(0, 0xFEE0_1000, 0x25) == (PF, 5)
 
 
@@ -335,7 +335,7 @@ def test_suspend_resume_returns_every_function_to_its_state():
     assert unclaimed == [False] * 3
     assert interrupt_d3 == "pending"            # no messages in D3hot
     # The PF's D3hot -> D0 (No_Soft_Reset 0) reset it and every VF: resume had work to do.
-    assert ("pm_reset", 0) in model.events
+    assert ("pm_reset", 0, 0) in model.events
     assert host.warnings == []
     for rid in rids:
         assert after[rid] == before[rid], format_bdf(rid)
@@ -384,7 +384,7 @@ def test_resume_order_follows_linux():
     assert set(rids[:first_vf]) == {PF}
     assert max(i for i, r in enumerate(rids) if r == VF1_RID) < rids.index(vf_rid(2))
     assert set(rids[rids.index(vf_rid(2)):]) == {vf_rid(2)}
-    assert ("pm_reset", 0) in model.events
+    assert ("pm_reset", 0, 0) in model.events
 
 
 def test_suspend_order_vfs_then_pf():

@@ -20,7 +20,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from sriov_ep.params import ParamError, first_unreachable_vf, format_bdf, load_params
+from sriov_ep.params import ParamError, first_unreachable_vf, format_bdf, load_params, parse_bdf
 
 __all__ = ["main"]
 
@@ -93,6 +93,32 @@ def _c_int(text, lo, hi):
 def _num_vfs(text):
     """``--enable N``: a NumVFs value (16 bits)."""
     return _c_int(text, 0, 0xFFFF)
+
+
+def _num_vfs_per_pf(text):
+    """``--enable N`` (every PF) or ``--enable N,N,...`` (one NumVFs per PF, PF 0 first): a
+    tuple of NumVFs values."""
+    if "," not in text:
+        return (_num_vfs(text),)
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item (expected one NumVFs "
+                                         f"per PF, e.g. 8,4)")
+    return tuple(_num_vfs(item) for item in items)
+
+
+def _enable_counts(args, params):
+    """NumVFs for each PF from ``--enable`` (default: each PF's InitialVFs)."""
+    pfs = params.pfs
+    if args.enable is None:
+        return [pf.initial_vfs for pf in pfs]
+    if len(args.enable) == 1:
+        return [args.enable[0]] * len(pfs)
+    if len(args.enable) != len(pfs):
+        raise CliError(f"--enable {','.join(str(n) for n in args.enable)}: {len(args.enable)} "
+                       f"values for {len(pfs)} PF{'s' if len(pfs) > 1 else ''} (give one for "
+                       f"every PF, or one for all)")
+    return list(args.enable)
 
 
 def _sizes(text):
@@ -286,24 +312,59 @@ def _load_config(path):
     return params
 
 
+def _pf_choice(args, params):
+    """PF indexes ``--pf`` picks (a BDF or a PF index), or all of them."""
+    if args.pf is None:
+        return list(range(params.num_pfs))
+    text = args.pf.strip()
+    names = ", ".join(f"{k} = {format_bdf(pf.pf_rid)}" for k, pf in enumerate(params.pfs))
+    if re.fullmatch(r"[0-9]+", text):
+        k = int(text)
+        if k < params.num_pfs:
+            return [k]
+    else:
+        try:
+            k = params.pf_index(parse_bdf(text))
+        except ValueError:
+            k = None
+        if k is not None:
+            return [k]
+    raise CliError(f"--pf {text}: not a PF of {args.config} (its PFs: {names})")
+
+
 def cmd_regmap(args):
     """Every structure of the PF's chain, then of the VFs' chain (or those ``--function`` and
-    ``--structure`` pick), each as a heading and one row per field."""
-    from sriov_ep.tools.regmap import field_notes, format_bits, format_reset, structures
+    ``--structure`` pick), each as a heading and one row per field; with several PFs, each
+    PF's section in turn (or the one ``--pf`` picks)."""
     params = _load_config(args.config)
-    views = [v for v in structures(params, args.function)
+    chosen = _pf_choice(args, params)
+    if params.num_pfs == 1:
+        return _regmap_pf(args, params, None)
+    for i, k in enumerate(chosen):
+        if i:
+            print()
+        _regmap_pf(args, params, k)
+    return 0
+
+
+def _regmap_pf(args, params, k):
+    """The register map of PF ``k`` (None: the only PF)."""
+    from sriov_ep.tools.regmap import field_notes, format_bits, format_reset, structures
+    pf = params.pfs[k or 0]
+    views = [v for v in structures(params, args.function, k)
              if args.structure is None or v.entry.name == args.structure]
     if not views:
-        names = sorted({v.entry.name for v in structures(params, args.function)})
+        names = sorted({v.entry.name for v in structures(params, args.function, k)})
         which = f"the {args.function.upper()} chain" if args.function else "either chain"
         raise CliError(f"{args.config}: no structure {args.structure!r} in {which} "
                        f"(it has {', '.join(names)})")
-    print(f"# Register map of {args.config}: PF {format_bdf(params.pf_rid)}, TotalVFs "
-          f"{params.total_vfs}")
+    which = f" (PF {k} of {params.num_pfs})" if k is not None else ""
+    print(f"# Register map of {args.config}: PF {format_bdf(pf.pf_rid)}{which}, TotalVFs "
+          f"{pf.total_vfs}")
     for key in ("pf", "vf"):
         if args.function in (None, key):
             print(f"# {key.upper()} chain: " + ", ".join(f"{v.entry.name} 0x{v.first:03x}"
-                                                         for v in structures(params, key)))
+                                                         for v in structures(params, key, k)))
     for view in views:
         served = f", served by user logic (window {view.entry.user_index})" \
             if view.span is not None else ""
@@ -331,10 +392,33 @@ def cmd_regmap(args):
 
 def _load_ops(args, params):
     from .runner import builtin_scenario
-    from .script import load_script
+    from .script import check_pf_targets, load_script
     if getattr(args, "script", None):
-        return load_script(args.script), args.script
+        ops = load_script(args.script)
+        if params.num_pfs > 1:
+            check_pf_targets(ops, [pf.pf_rid for pf in params.pfs], args.script)
+        return ops, args.script
     return builtin_scenario(params), "<built-in scenario>"
+
+
+def _refuse_ari_only(args, params):
+    """``--no-ari`` on a device with PFs above function 7: Linux would never find them."""
+    if not args.no_ari or not params.ari_only:
+        return
+    high = [format_bdf(pf.pf_rid) for pf in params.pfs if pf.pf_rid & 0xff > 7]
+    raise CliError(f"{args.config}: --no-ari: PF{'s' if len(high) > 1 else ''} "
+                   f"{', '.join(high)} {'are' if len(high) > 1 else 'is'} above function 7, "
+                   f"which only an ARI hierarchy reaches (without ARI Forwarding Linux scans "
+                   f"functions 0-7 of device 0 only); leave out --no-ari")
+
+
+def _run(args, params, ops, **options):
+    """The backend's run; a device the RTL cannot build yet is one line of error."""
+    try:
+        return _runner(args.backend)(params, ops, **options)
+    except NotImplementedError as exc:
+        raise CliError(f"{args.config}: {_one_line(exc) or 'not supported by the RTL yet'}") \
+            from None
 
 
 BACKENDS = ("amaranth", "verilator")
@@ -394,15 +478,21 @@ def _prepare_vcd(text):
 
 
 def _warn_unreachable(args, params):
-    """With --no-ari: warn about the first VF a non-ARI Downstream Port could not reach."""
-    unreachable = first_unreachable_vf(params, ari=not args.no_ari)
-    if unreachable is not None:
-        rid = params.vf_rid(unreachable, ari=False)
-        print(f"sriov-ep: warning: {args.config}: with --no-ari, VF {unreachable} "
+    """With --no-ari: warn about the first VF of each PF a non-ARI Downstream Port could not
+    reach."""
+    several = params.num_pfs > 1
+    for k, pf in enumerate(params.pfs):
+        unreachable = first_unreachable_vf(params, ari=not args.no_ari, pf=k)
+        if unreachable is None:
+            continue
+        rid = pf.vf_rid(unreachable, ari=False)
+        of = f" of PF {format_bdf(pf.pf_rid)}" if several else ""
+        field = f"pf[{k}].sriov" if several else "sriov"
+        print(f"sriov-ep: warning: {args.config}: with --no-ari, VF {unreachable}{of} "
               f"({format_bdf(rid)}) is device {(rid >> 3) & 0x1f} on the PF's bus; a Downstream "
               f"Port without ARI Forwarding passes config requests to device 0 only, so a real "
               f"host could not reach it (the simulated root port does); see "
-              f"sriov.first_vf_offset.non_ari and sriov.vf_stride.non_ari", file=sys.stderr)
+              f"{field}.first_vf_offset.non_ari and {field}.vf_stride.non_ari", file=sys.stderr)
 
 
 def cmd_sim(args):
@@ -410,12 +500,14 @@ def cmd_sim(args):
     if args.vcd is not None:
         _check_vcd(args)
     params = _load_config(args.config)
+    _refuse_ari_only(args, params)
     _warn_unreachable(args, params)
     ops, filename = _load_ops(args, params)
     if args.vcd is not None:
         _prepare_vcd(args.vcd)
     progress = _RunProgress(_progress_wanted(args), starting=_starting(args.backend),
-                            walks=None if args.script else params.initial_vfs)
+                            walks=None if args.script
+                            else sum(pf.initial_vfs for pf in params.pfs))
     options = dict(filename=filename, emit=progress.write,
                    json=args.json, ari=not args.no_ari, page_size=args.page_size)
     if progress.enabled:
@@ -432,7 +524,7 @@ def cmd_sim(args):
         options.update(wave_from=args.wave_from, wave_to=args.wave_to)
     waves = None
     try:
-        result = _runner(args.backend)(params, ops, **options)
+        result = _run(args, params, ops, **options)
     except ToolMissing as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:
@@ -496,21 +588,33 @@ def cmd_lspci(args):
 
     from .runner import Op, format_dump
     params = _load_config(args.config)
+    _refuse_ari_only(args, params)
     _warn_unreachable(args, params)
+    counts = _enable_counts(args, params)
     if args.script:
         ops, filename = _load_ops(args, params)
         dumps = None
-    else:
-        n = params.initial_vfs if args.enable is None else args.enable
+    elif params.num_pfs == 1:
+        n = counts[0]
         ops = [Op("enable", 0, f"enable {n}", rid=params.pf_rid, count=n)]
         filename = "<lspci>"
         dumps = 1 + min(n, params.initial_vfs)
+    else:
+        ops = [Op("enable", 0, f"enable {format_bdf(pf.pf_rid)} {n}", rid=pf.pf_rid, count=n)
+               for pf, n in zip(params.pfs, counts, strict=True) if n]
+        filename = "<lspci>"
+        dumps = params.num_pfs + sum(min(n, pf.initial_vfs)
+                                     for pf, n in zip(params.pfs, counts, strict=True))
     progress = _RunProgress(_progress_wanted(args), starting=_starting(args.backend),
                             dumps=dumps)
     written = []
+    names = function_names(params, ari=not args.no_ari) if params.num_pfs > 1 else None
 
     def write_dump(rid, image):
-        what = "SR-IOV PF" if not written else f"SR-IOV VF {len(written)}"
+        if names is not None:
+            what = names.get(rid, "SR-IOV function")
+        else:
+            what = "SR-IOV PF" if not written else f"SR-IOV VF {len(written)}"
         progress.write(format_dump(rid, image, f"{what} (sriov-ep, {args.config})"), flush=True)
         written.append(rid)
         progress.dumped(rid)
@@ -519,7 +623,7 @@ def cmd_lspci(args):
     if progress.enabled:
         options["on_transaction"] = progress.transaction
     try:
-        result = _runner(args.backend)(params, ops, **options)
+        result = _run(args, params, ops, **options)
     except ToolMissing as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -528,6 +632,19 @@ def cmd_lspci(args):
         if rid not in written:
             write_dump(rid, image)
     return 0
+
+
+def function_names(params, *, ari):
+    """What ``lspci`` calls each function a device of several PFs can have: Routing ID ->
+    ``SR-IOV PF 01:00.1`` or ``SR-IOV VF 2 of 01:00.1`` (every VF up to TotalVFs, in the ARI
+    or non-ARI layout)."""
+    names = {}
+    for pf in params.pfs:
+        bdf = format_bdf(pf.pf_rid)
+        names[pf.pf_rid] = f"SR-IOV PF {bdf}"
+        for n in range(1, pf.total_vfs + 1):
+            names[pf.vf_rid(n, ari=ari)] = f"SR-IOV VF {n} of {bdf}"
+    return names
 
 
 def _bench_sizes(args):
@@ -696,6 +813,9 @@ def build_parser():
     p.add_argument("config", help="endpoint configuration (TOML)")
     p.add_argument("--function", choices=["pf", "vf"],
                    help="only the PF's chain or only the VFs' (default: both)")
+    p.add_argument("--pf", metavar="BDF|K",
+                   help="with several PFs: only this PF's chains, by BDF or PF index (default: "
+                        "each PF in turn)")
     p.add_argument("--structure", metavar="NAME",
                    help="only this structure (header, pcie, pm, msix, ari, sriov or a user "
                         "capability's name)")
@@ -743,8 +863,9 @@ def build_parser():
                                      "format `lspci -F` reads")
     p.add_argument("config", help="endpoint configuration (TOML)")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--enable", type=_num_vfs, metavar="N",
-                      help="VFs to enable, 0..65535 (default InitialVFs)")
+    what.add_argument("--enable", type=_num_vfs_per_pf, metavar="N[,N...]",
+                      help="VFs to enable, 0..65535, on every PF, or one value per PF "
+                           "(default InitialVFs)")
     what.add_argument("--script", metavar="FILE",
                       help="run this script instead of enabling (it enables what it needs)")
     p.add_argument("--no-ari", action="store_true", help="as for sim")

@@ -9,10 +9,12 @@ Layers, bottom up:
 * :class:`RootPort` turns accesses to a BDF into Type 0 (the endpoint's bus) or Type 1 (buses
   beyond it) requests, records a transcript, and hands out per-function :class:`ConfigSpace`
   objects for 1/2/4-byte accesses;
-* :class:`LinuxHost` enumerates the PF as Linux does, assigns BARs, and drives
-  :class:`LinuxSriovDriver` (enable, disable, restore) and the VF walk; it also sets up MSI-X
-  (msix_capability_init), and suspends and resumes every function (pci_save_state, D3hot,
-  pci_power_up, pci_restore_state).
+* :class:`LinuxHost` enumerates the device as Linux's pci_scan_slot does (one PF, or several:
+  the ARI Next Function Number chain or functions 1..7 of a multi-function device), assigns
+  BARs, enables ACS, and drives one :class:`LinuxSriovDriver` per PF (enable, disable, restore)
+  and the VF walk; it also sets up MSI-X (msix_capability_init), suspends and resumes every
+  function (pci_save_state, D3hot, pci_power_up, pci_restore_state), and tells the IOMMU
+  groups Linux would form (pci_device_group).
 
 Besides the config port, two more drivers (each with a model-backed implementation here, and a
 checked one comparing a design with the model):
@@ -22,13 +24,14 @@ checked one comparing a design with the model):
   ``addr`` (``data``/``be``: byte ``i`` at bits ``8i+7:8i`` / bit ``i``; a DWORD access uses
   ``be`` 0x0F or 0xF0), returning a result with ``claimed`` (for the user's logic),
   ``internal`` (answered by the endpoint: an MSI-X table or PBA access), ``is_vf``, ``vf``,
-  ``bar``, ``offset`` and ``data`` (an internal read's QWORD): :class:`ModelMemoryPort`,
-  :class:`MemoryPort`;
-* an *interrupt port*: ``async interrupt(function, vector)`` -> ``"sent"``, ``"pending"`` or
-  ``"dropped"``; ``messages()`` -> the ``(function, address, data)`` MSI-X messages delivered
-  since the last call (an interrupt, or a config or table write that unmasked a pending vector);
-  ``async vf_msix_count(vf, count)`` -> bool: :class:`ModelInterruptPort`,
-  :class:`InterruptPort`. Function 0 is the PF, n is VF n.
+  ``bar``, ``offset``, ``data`` (an internal read's QWORD) and ``pf`` (the PF index):
+  :class:`ModelMemoryPort`, :class:`MemoryPort`;
+* an *interrupt port*: ``async interrupt(function, vector, pf=0)`` -> ``"sent"``,
+  ``"pending"`` or ``"dropped"``; ``messages()`` -> the ``(function, address, data)`` MSI-X
+  messages delivered since the last call (an interrupt, or a config or table write that
+  unmasked a pending vector), ``(function, address, data, pf)`` on a device of several PFs;
+  ``async vf_msix_count(vf, count, pf=0)`` -> bool: :class:`ModelInterruptPort`,
+  :class:`InterruptPort`. Function 0 is the PF, n is VF n (of PF ``pf``: a PF index, 0..P-1).
 """
 
 from dataclasses import dataclass, field
@@ -47,8 +50,8 @@ __all__ = ["Completion", "stream_transaction", "EndpointDriver", "ModelEndpointP
            "MsixVector", "MsixFunction", "SavedState", "InterruptDriver", "SettledDriver",
            "MSG_QUIET", "access_result", "UserRegisters", "user_config_responder",
            "user_config_call",
-           "Transaction", "LinuxHost", "HostError", "status_name", "RRS_RETRY_LIMIT",
-           "reissue_on_rrs"]
+           "Transaction", "LinuxHost", "PfState", "HostError", "status_name",
+           "RRS_RETRY_LIMIT", "reissue_on_rrs"]
 
 
 @dataclass(frozen=True)
@@ -218,15 +221,23 @@ class _FunctionPort:
 
 @dataclass(frozen=True)
 class MemDecodeResult:
-    """Which function and BAR a memory request reached (``function`` 0 is the PF)."""
+    """Which function and BAR a memory request reached (``function`` 0 is the PF, n its VF n;
+    ``pf`` the PF index)."""
     claimed:  bool
     function: int
     bar:      int
     offset:   int
     cycles:   int | None = None
+    pf:       int = 0
 
     def key(self):
         return (self.claimed, self.function, self.bar, self.offset)
+
+
+def _model_decode(model, addr):
+    """The model's decode of ``addr`` as a :class:`MemDecodeResult` (any number of PFs)."""
+    claimed, k, function, bar, offset = model.route_memory(addr)
+    return MemDecodeResult(claimed, function, bar, offset, pf=k)
 
 
 def decode_result(res, addr, write, tag, cycles):
@@ -240,7 +251,8 @@ def decode_result(res, addr, write, tag, cycles):
         raise Mismatch(f"decode of {addr:#x} claims VF 0")
     if not claimed:
         return MemDecodeResult(False, 0, 0, 0, cycles)
-    return MemDecodeResult(True, res.vf if res.is_vf else 0, res.bar, res.offset, cycles)
+    return MemDecodeResult(True, res.vf if res.is_vf else 0, res.bar, res.offset, cycles,
+                           int(getattr(res, "pf", 0)))
 
 
 class MemoryDriver:
@@ -286,7 +298,8 @@ def access_result(res, write, cycles):
         raise Mismatch(f"memory request at {res.addr:#x} both claimed and internal")
     data = int(res.data) if res.internal and not write else 0
     return MemAccessResult(bool(res.claimed), bool(res.internal), bool(res.is_vf), int(res.vf),
-                           int(res.bar), int(res.offset), data, cycles)
+                           int(res.bar), int(res.offset), data, cycles,
+                           int(getattr(res, "pf", 0)))
 
 
 class MemoryPort:
@@ -299,9 +312,9 @@ class MemoryPort:
 
     async def decode(self, addr, write):
         got = await self.dut.decode(addr, write)
-        expected = MemDecodeResult(*self.model.decode_memory(addr))
+        expected = _model_decode(self.model, addr)
         self.compared += 1
-        if got.key() != expected.key():
+        if (got.key(), got.pf) != (expected.key(), expected.pf):
             raise Mismatch(f"memory {'write' if write else 'read'} at {addr:#018x}: design "
                            f"{_describe(got)}, model {_describe(expected)}")
         return got
@@ -317,7 +330,7 @@ class MemoryPort:
         got = await self.dut.access(addr, write, data, be)
         expected = MemAccessResult.of(self.model.memory(addr, bool(write), data, be))
         self.compared += 1
-        if got.key(write=write) != expected.key(write=write):
+        if (got.key(write=write), got.pf) != (expected.key(write=write), expected.pf):
             raise Mismatch(f"memory {'write' if write else 'read'} at {addr:#018x} be {be:#04x}"
                            f": design {_describe_access(got)}, model "
                            f"{_describe_access(expected)}")
@@ -330,7 +343,8 @@ class MemAccessResult:
 
     ``claimed``: a BAR claimed it for the user's logic. ``internal``: the endpoint answered it
     itself (MSI-X table or PBA); then ``claimed`` is False. ``vf`` is 0 for the PF. ``data``: an
-    internal read's aligned QWORD (byte ``i`` at bits ``8i+7:8i``), else 0.
+    internal read's aligned QWORD (byte ``i`` at bits ``8i+7:8i``), else 0. ``pf``: the PF
+    index (compared separately from :meth:`key`).
     """
     claimed:  bool
     internal: bool
@@ -340,13 +354,16 @@ class MemAccessResult:
     offset:   int
     data:     int = 0
     cycles:   int | None = None
+    #: The PF index (0 with one PF).
+    pf:       int = 0
 
     @classmethod
     def of(cls, res, cycles=None):
         """From anything with the result's field names as attributes (a model result, a
         ``mem_res`` payload)."""
         return cls(bool(res.claimed), bool(res.internal), bool(res.is_vf), int(res.vf),
-                   int(res.bar), int(res.offset), int(res.data), cycles)
+                   int(res.bar), int(res.offset), int(res.data), cycles,
+                   int(getattr(res, "pf", 0)))
 
     @property
     def answered(self):
@@ -374,7 +391,7 @@ class ModelMemoryPort:
         self.model = model
 
     async def decode(self, addr, write):
-        return MemDecodeResult(*self.model.decode_memory(addr))
+        return _model_decode(self.model, addr)
 
     async def access(self, addr, write, data=0, be=0xFF):
         return MemAccessResult.of(self.model.memory(addr, bool(write), data, be))
@@ -389,16 +406,19 @@ class ModelInterruptPort:
         self.model = model
         self._seen = len(model.messages)
 
-    async def interrupt(self, function, vector):
-        return self.model.interrupt(function, vector)
+    async def interrupt(self, function, vector, pf=0):
+        return self.model.interrupt(function, vector, pf=pf)
 
     def messages(self):
-        new = [tuple(m) for m in self.model.messages[self._seen:]]
+        """New messages: ``(function, address, data)``, with the PF index as a fourth element
+        when the device has several PFs."""
+        width = 3 if len(self.model.pfs) == 1 else 4
+        new = [tuple(m[:width]) for m in self.model.messages[self._seen:]]
         self._seen += len(new)
         return new
 
-    async def vf_msix_count(self, vf, count):
-        return bool(self.model.set_vf_msix_count(vf, count))
+    async def vf_msix_count(self, vf, count, pf=0):
+        return bool(self.model.set_vf_msix_count(vf, count, pf=pf))
 
 
 class InterruptPort:
@@ -410,12 +430,13 @@ class InterruptPort:
         self.model    = model
         self.compared = 0
 
-    async def interrupt(self, function, vector):
-        got = await self.dut.interrupt(function, vector)
-        expected = await self.model.interrupt(function, vector)
+    async def interrupt(self, function, vector, pf=0):
+        got = await self.dut.interrupt(function, vector, **_pf_keyword(pf))
+        expected = await self.model.interrupt(function, vector, pf=pf)
         self.compared += 1
         if got != expected:
-            raise Mismatch(f"interrupt function {function} vector {vector}: design {got}, "
+            of = f" of PF {pf}" if pf else ""
+            raise Mismatch(f"interrupt function {function}{of} vector {vector}: design {got}, "
                            f"model {expected}")
         return got
 
@@ -426,15 +447,21 @@ class InterruptPort:
                            f"{_messages(expected)}")
         return got
 
-    async def vf_msix_count(self, vf, count):
-        got = await self.dut.vf_msix_count(vf, count)
-        expected = await self.model.vf_msix_count(vf, count)
+    async def vf_msix_count(self, vf, count, pf=0):
+        got = await self.dut.vf_msix_count(vf, count, **_pf_keyword(pf))
+        expected = await self.model.vf_msix_count(vf, count, pf=pf)
         self.compared += 1
         if got != expected:
-            raise Mismatch(f"VF {vf} MSI-X Table Size {count}: design "
+            of = f" of PF {pf}" if pf else ""
+            raise Mismatch(f"VF {vf}{of} MSI-X Table Size {count}: design "
                            f"{'accepted' if got else 'refused'}, model "
                            f"{'accepted' if expected else 'refused'}")
         return got
+
+
+def _pf_keyword(pf):
+    """``pf=`` for a driver call: left out for PF 0, so drivers without it still work."""
+    return {"pf": pf} if pf else {}
 
 
 #: Clock cycles without an MSI-X message after which the MSI-X engine is taken to be quiet (the
@@ -464,8 +491,9 @@ class InterruptDriver:
     ``await interrupt(function, vector)``: ``"dropped"`` if ``irq_dropped`` pulsed, ``"sent"`` if
     a message from ``function`` came, else ``"pending"``, decided ``quiet`` cycles after the
     last message (or after acceptance). ``messages()``: every ``(function, address, data)``
-    taken since the last call. ``await vf_msix_count(vf, count)``: whether the design took the
-    Table Size (``vf_msix_size_done.ok``).
+    taken since the last call (``(function, address, data, pf)`` when the design has several
+    PFs). ``await vf_msix_count(vf, count)``: whether the design took the Table Size
+    (``vf_msix_size_done.ok``). Both calls take ``pf=k`` when the ports carry a ``pf`` field.
     """
 
     def __init__(self, ctx, dut, *, quiet=MSG_QUIET, timeout=100_000):
@@ -479,6 +507,8 @@ class InterruptDriver:
         self._vec_width = len(dut.irq.payload.vector)
         self._vf_width  = len(dut.vf_msix_size.payload.vf)
         self._cnt_width = len(dut.vf_msix_size.payload.count)
+        self._multi = len(getattr(dut, "pfs", ())) > 1
+        self._pf_width = len(dut.irq.payload.pf) if hasattr(dut.irq.payload, "pf") else 0
 
     async def _tick(self, *signals):
         """One clock edge with ``msg.ready`` high: logs a message taken at it; returns
@@ -489,6 +519,8 @@ class InterruptDriver:
         message = None
         if valid:
             message = (int(payload.function), int(payload.addr), int(payload.data))
+            if self._multi:
+                message += (int(payload.pf),)
             self._log.append(message)
         return (message, dropped, *values)
 
@@ -509,18 +541,26 @@ class InterruptDriver:
         await self._until_quiet()
         self.ctx.set(self.dut.msg.ready, 0)
 
-    async def interrupt(self, function, vector):
-        if not (_fits(function, self._fn_width) and _fits(vector, self._vec_width)):
+    def _pf_fits(self, pf):
+        return pf == 0 or (self._pf_width and _fits(pf, self._pf_width))
+
+    async def interrupt(self, function, vector, pf=0):
+        if not (_fits(function, self._fn_width) and _fits(vector, self._vec_width)
+                and self._pf_fits(pf)):
             return "dropped"            # not expressible on the port: no such function/vector
         irq, ctx = self.dut.irq, self.ctx
         ctx.set(self.dut.msg.ready, 1)
-        ctx.set(irq.payload, {"function": function, "vector": vector})
+        payload = {"function": function, "vector": vector}
+        if self._pf_width:
+            payload["pf"] = pf
+        ctx.set(irq.payload, payload)
         ctx.set(irq.valid, 1)
         outcome = {"dropped": False, "sent": False}
 
         def note(message, dropped):
             outcome["dropped"] |= bool(dropped)
-            if message is not None and message[0] == function:
+            if message is not None and message[0] == function \
+                    and (not self._multi or message[3] == pf):
                 outcome["sent"] = True
 
         waited = 0
@@ -544,12 +584,16 @@ class InterruptDriver:
         self._seen = len(self._log)
         return list(new)
 
-    async def vf_msix_count(self, vf, count):
-        if not (_fits(vf, self._vf_width) and _fits(count, self._cnt_width)):
+    async def vf_msix_count(self, vf, count, pf=0):
+        if not (_fits(vf, self._vf_width) and _fits(count, self._cnt_width)
+                and self._pf_fits(pf)):
             return False                # not expressible on the port: refused
         port, ctx = self.dut.vf_msix_size, self.ctx
         done = self.dut.vf_msix_size_done
-        ctx.set(port.payload, {"vf": vf, "count": count})
+        payload = {"vf": vf, "count": count}
+        if hasattr(port.payload, "pf"):
+            payload["pf"] = pf
+        ctx.set(port.payload, payload)
         ctx.set(port.valid, 1)
         accepted = False
         waited = 0
@@ -660,38 +704,46 @@ def user_config_call(handler, p):
 
 
 def _messages(messages):
-    return "[" + ", ".join(f"(function {f}, {a:#x}, {d:#x})" for f, a, d in messages) + "]" \
-        if messages else "none"
+    def one(m):
+        of = f" of PF {m[3]}" if len(m) > 3 else ""
+        return f"(function {m[0]}{of}, {m[1]:#x}, {m[2]:#x})"
+    return "[" + ", ".join(one(m) for m in messages) + "]" if messages else "none"
+
+
+def _who(function, pf):
+    who = f"VF{function}" if function else "PF"
+    return f"{who} of PF {pf}" if pf else who
 
 
 def _describe(result):
     if not result.claimed:
         return "not claimed"
-    who = f"VF{result.function}" if result.function else "PF"
-    return f"{who} BAR{result.bar} + {result.offset:#x}"
+    return f"{_who(result.function, result.pf)} BAR{result.bar} + {result.offset:#x}"
 
 
 def _describe_access(result):
     if not result.answered:
         return "not claimed"
-    who = f"VF{result.function}" if result.function else "PF"
+    who = _who(result.function, result.pf)
     what = f"internal, data {result.data:#018x}" if result.internal else "claimed"
     return f"{who} BAR{result.bar} + {result.offset:#x} ({what})"
 
 
 class BarMemories:
-    """The user logic of a testbench: a sparse byte memory behind every (function, BAR)."""
+    """The user logic of a testbench: a sparse byte memory behind every (PF, function, BAR)
+    (``pf`` the PF index, ``function`` 0 the PF, n its VF n): :attr:`mem` maps ``(pf,
+    function, bar)`` to ``{offset: byte}``."""
 
     def __init__(self):
         self.mem = {}
 
-    def write(self, function, bar, offset, size, value):
-        store = self.mem.setdefault((function, bar), {})
+    def write(self, function, bar, offset, size, value, pf=0):
+        store = self.mem.setdefault((pf, function, bar), {})
         for i in range(size):
             store[offset + i] = (value >> (8 * i)) & 0xff
 
-    def read(self, function, bar, offset, size):
-        store = self.mem.get((function, bar), {})
+    def read(self, function, bar, offset, size, pf=0):
+        store = self.mem.get((pf, function, bar), {})
         return sum(store.get(offset + i, 0) << (8 * i) for i in range(size))
 
 
@@ -710,17 +762,26 @@ class MemTransaction:
     step:     str = ""
     #: Answered by the endpoint itself (an MSI-X table or PBA access), not the user's logic.
     internal: bool = False
+    #: The PF index of the function (0 with one PF, and when unclaimed).
+    pf:       int = 0
+    #: The PF's BDF, set only on a device of several PFs: texts then name the PF.
+    pf_bdf:   str | None = None
 
     def as_dict(self):
-        return {"op": self.op, "addr": self.addr, "size": self.size, "status": self.status,
-                "value": self.value, "cycles": self.cycles, "function": self.function,
-                "bar": self.bar, "offset": self.offset, "step": self.step,
-                "internal": self.internal}
+        record = {"op": self.op, "addr": self.addr, "size": self.size, "status": self.status,
+                  "value": self.value, "cycles": self.cycles, "function": self.function,
+                  "bar": self.bar, "offset": self.offset, "step": self.step,
+                  "internal": self.internal}
+        if self.pf_bdf is not None:
+            record["pf"] = self.pf_bdf
+        return record
 
     def __str__(self):
         where = "-"
         if self.function is not None:
             who = f"VF{self.function}" if self.function else "PF"
+            if self.pf_bdf is not None:
+                who += f" of {self.pf_bdf}" if self.function else f" {self.pf_bdf}"
             where = f"{who} BAR{self.bar}+{self.offset:#x}" + (" MSI-X" if self.internal else "")
         return (f"{self.op} {self.addr:#018x} {self.size} {self.status} "
                 f"0x{self.value:0{2 * self.size}x} {where}"
@@ -728,10 +789,14 @@ class MemTransaction:
                 + (f"  [{self.step}]" if self.step else ""))
 
 
-def _function_label(bdf, function):
+def _function_label(bdf, function, pf_bdf=None):
+    """``01:10.2 (VF 2)``; on a device of several PFs (``pf_bdf`` set) ``01:10.2 (VF 2 of
+    01:00.1)``."""
     if function is None:
         return bdf
-    return f"{bdf} ({'PF' if function == 0 else f'VF {function}'})"
+    if function == 0:
+        return f"{bdf} (PF)"
+    return f"{bdf} (VF {function}" + (f" of {pf_bdf})" if pf_bdf is not None else ")")
 
 
 def _message_text(addr, data, requester):
@@ -750,6 +815,9 @@ class MsiMessage:
     op:        str = "msg"
     #: The vector whose message the host programmed as addr/data, if it knows one.
     vector:    int | None = None
+    #: The PF index, and the PF's BDF on a device of several PFs (else None).
+    pf:        int = 0
+    pf_bdf:    str | None = None
 
     @property
     def requester(self):
@@ -757,13 +825,16 @@ class MsiMessage:
         return self.bdf
 
     def as_dict(self):
-        return {"op": self.op, "bdf": self.bdf, "function": self.function,
-                "vector": self.vector, "addr": self.addr, "data": self.data,
-                "requester": self.requester, "step": self.step}
+        record = {"op": self.op, "bdf": self.bdf, "function": self.function,
+                  "vector": self.vector, "addr": self.addr, "data": self.data,
+                  "requester": self.requester, "step": self.step}
+        if self.pf_bdf is not None:
+            record["pf"] = self.pf_bdf
+        return record
 
     def __str__(self):
         vector = f" vector {self.vector}" if self.vector is not None else ""
-        return (f"msg {_function_label(self.bdf, self.function)}{vector}: "
+        return (f"msg {_function_label(self.bdf, self.function, self.pf_bdf)}{vector}: "
                 f"{_message_text(self.addr, self.data, self.requester)}"
                 + (f"  [{self.step}]" if self.step else ""))
 
@@ -782,10 +853,15 @@ class MsixTransaction:
     data:      int | None = None
     step:      str = ""
     op:        str = "msix"
+    #: The PF index, and the PF's BDF on a device of several PFs (else None).
+    pf:        int = 0
+    pf_bdf:    str | None = None
 
     def as_dict(self):
         record = {"op": self.op, "bdf": self.bdf, "function": self.function,
                   "status": self.result, "step": self.step}
+        if self.pf_bdf is not None:
+            record["pf"] = self.pf_bdf
         if self.op == "msix_count":
             record["count"] = self.vector
         else:
@@ -795,7 +871,7 @@ class MsixTransaction:
         return record
 
     def __str__(self):
-        who = _function_label(self.bdf, self.function)
+        who = _function_label(self.bdf, self.function, self.pf_bdf)
         if self.op == "msix_count":
             text = f"msix_count {who} {self.vector}: {self.result}"
         elif self.result == "sent":
@@ -814,8 +890,9 @@ class RootPort:
 
     ``mem`` (a memory port) and ``irq`` (an interrupt port) are optional. With ``irq`` set, the
     MSI-X messages delivered because of a transaction are drained after recording it and
-    recorded right after it, as :class:`MsiMessage` entries; ``function_rid`` and
-    ``message_vector`` (set by :class:`LinuxHost`) name their functions and vectors.
+    recorded right after it, as :class:`MsiMessage` entries; ``function_rid``,
+    ``message_vector`` and ``pf_bdf`` (set by :class:`LinuxHost`) name their functions, vectors
+    and, on a device of several PFs, PFs.
     """
 
     def __init__(self, port, *, secondary_bus, on_transaction=None, mem=None, irq=None):
@@ -826,6 +903,8 @@ class RootPort:
         self.irq = irq
         self.function_rid = None
         self.message_vector = None
+        #: PF index -> the PF's BDF, or None with one PF (labels then do not name the PF).
+        self.pf_bdf = None
         self.transcript = []
         self.step = ""
         self._last = None
@@ -846,19 +925,25 @@ class RootPort:
         if self.irq is not None and not isinstance(txn, MsiMessage):
             self.record_messages(self.irq.messages())
 
-    def bdf_of_function(self, function):
-        """How the host names function ``function`` (0 PF, n VF n), or "?"."""
-        rid = self.function_rid(function) if self.function_rid is not None else None
+    def bdf_of_function(self, function, pf=0):
+        """How the host names function ``function`` (0 PF, n VF n) of PF ``pf``, or "?"."""
+        rid = None
+        if self.function_rid is not None:
+            rid = self.function_rid(function, pf) if pf else self.function_rid(function)
         return format_bdf(rid) if rid is not None else "?"
 
     def record_messages(self, messages):
-        """Record delivered ``(function, address, data)`` messages as :class:`MsiMessage`."""
-        for function, addr, data in messages:
+        """Record delivered ``(function, address, data[, pf])`` messages as
+        :class:`MsiMessage`."""
+        for function, addr, data, *rest in messages:
+            pf = rest[0] if rest else 0
             vector = None
             if self.message_vector is not None:
-                vector = self.message_vector(function, addr, data)
-            self.record(MsiMessage(function, self.bdf_of_function(function), addr, data,
-                                   self.step, vector=vector))
+                vector = (self.message_vector(function, addr, data, pf) if pf
+                          else self.message_vector(function, addr, data))
+            pf_bdf = self.pf_bdf(pf) if self.pf_bdf is not None else None
+            self.record(MsiMessage(function, self.bdf_of_function(function, pf), addr, data,
+                                   self.step, vector=vector, pf=pf, pf_bdf=pf_bdf))
 
 
 class _RecordingSpace(ConfigSpace):
@@ -896,6 +981,16 @@ PCI_COMMAND_MASTER = 0x04
 PCI_CAP_ID_EXP     = 0x10
 PCI_EXT_CAP_ID_ARI = 0x000e
 PCI_EXT_CAP_ID_SRIOV = 0x0010
+PCI_EXT_CAP_ID_ACS = 0x000d
+PCI_ARI_CAP        = 0x04           # ARI Capability register; Next Function Number in 15:8
+# ACS (PCI_ACS_*): Capability and Control registers, and their bits.
+PCI_ACS_CAP        = 0x04
+PCI_ACS_CTRL       = 0x06
+PCI_ACS_SV, PCI_ACS_TB, PCI_ACS_RR, PCI_ACS_CR, PCI_ACS_UF = 0x01, 0x02, 0x04, 0x08, 0x10
+#: What pci_std_enable_acs enables when implemented (Translation Blocking only for external
+#: or untrusted devices), and REQ_ACS_FLAGS of drivers/iommu/iommu.c.
+PCI_ACS_STD_ENABLE = PCI_ACS_SV | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF
+PCI_ACS_REQ        = PCI_ACS_SV | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF
 PCI_EXP_DEVCAP     = 0x04
 PCI_EXP_DEVCAP_FLR = 1 << 28
 PCI_EXP_DEVCTL     = 0x08
@@ -992,14 +1087,49 @@ class SavedState:
     pcie:   dict
 
 
+@dataclass
+class PfState:
+    """What the host keeps of one PF it enumerated (struct pci_dev of a PF and its
+    struct pci_sriov)."""
+    index:    int                       # scan order k (ascending function number)
+    rid:      int
+    info:     FunctionInfo
+    sriov:    LinuxSriovDriver | None = None
+    #: The VFs created by the last enable (FunctionInfo each).
+    vfs:      list = field(default_factory=list)
+    #: Header Type's Multi-Function bit (dev->multifunction; Linux also sets it on every
+    #: function above 0 that the scan finds).
+    multi_function: bool = False
+    #: ACS Capability and the ACS Control value written (pci_enable_acs), when it has ACS.
+    acs_cap:  int | None = None
+    acs_ctrl: int | None = None
+
+    @property
+    def bdf(self):
+        return format_bdf(self.rid)
+
+
 class LinuxHost:
     """Enumerate, enable, walk and reset an SR-IOV endpoint as Linux does.
+
+    Enumeration follows pci_scan_slot from ``pf_rid`` (function 0 of a multi-function device):
+    with ARI (the root port has ARI Forwarding and the function has an ARI capability) it
+    follows the Next Function Number chain, without it probes functions 1..7 when the
+    Multi-Function bit of Header Type is set; a function that answers UR, or reads Vendor ID
+    0xFFFF (a VF), is skipped. Each PF found is set up (BAR sizing, capability walk), runs
+    sriov_init (only the first sets ARI Capable Hierarchy) and pci_enable_acs; then every PF's
+    VF BARs are assigned. A single-function device (Multi-Function bit clear) is scanned no
+    further: Linux would read its Next Function Number 0 and stop; the model skips that read.
+
+    ``pfs`` lists the PFs found (:class:`PfState`); ``pf``, ``sriov`` are PF 0's, ``vfs`` every
+    PF's enabled VFs (PF order). Per-PF calls take the PF's Routing ID (``pf=rid``), or PF 0's
+    when left out.
 
     Parameters
     ----------
     root : RootPort
     pf_rid : int
-        Where the PF is.
+        Where the PF is (function 0 of a multi-function device).
     ari : bool
         The root port has ARI Forwarding (Linux then sets ARI Capable Hierarchy).
     mmio32, mmio64 : int
@@ -1014,9 +1144,12 @@ class LinuxHost:
         self.page_size = page_size
         self._next32 = mmio32
         self._next64 = mmio64
-        self.pf     = None
-        self.sriov  = None
-        self.vfs    = []
+        #: The PFs enumeration found, in scan order (:class:`PfState`).
+        self.pfs    = []
+        #: The bus is ARI-enabled (pci_configure_ari succeeded on function 0).
+        self.ari_enabled = False
+        #: Last bus reserved below the root port for the VFs (pci_iov_bus_range over every PF).
+        self.subordinate_bus = None
         #: Memory port for MMIO (``access``); default: the root port's ``mem``.
         self.mem    = mem
         #: Interrupt port (``vf_msix_count``); default: the root port's ``irq``.
@@ -1034,6 +1167,41 @@ class LinuxHost:
         self._pcie_flags = {}
         root.function_rid = self.function_rid
         root.message_vector = self._message_vector
+        root.pf_bdf = self.pf_bdf
+
+    # PF 0's state under the single-PF names.
+    @property
+    def pf(self):
+        """PF 0's :class:`FunctionInfo` (None before enumeration)."""
+        return self.pfs[0].info if self.pfs else None
+
+    @property
+    def sriov(self):
+        """PF 0's :class:`LinuxSriovDriver` (None before enumeration)."""
+        return self.pfs[0].sriov if self.pfs else None
+
+    @property
+    def vfs(self):
+        """Every PF's enabled VFs (:class:`FunctionInfo`), PF by PF."""
+        return [vf for state in self.pfs for vf in state.vfs]
+
+    def pf_bdf(self, k):
+        """PF ``k``'s BDF on a device of several PFs; None with one (labels name no PF)."""
+        if len(self.pfs) < 2 or not 0 <= k < len(self.pfs):
+            return None
+        return self.pfs[k].bdf
+
+    def pf_state(self, pf=None):
+        """The :class:`PfState` of the PF at Routing ID ``pf`` (default: PF 0)."""
+        if pf is None:
+            if not self.pfs:
+                raise HostError("no PF enumerated yet")
+            return self.pfs[0]
+        for state in self.pfs:
+            if state.rid == pf:
+                return state
+        found = ", ".join(s.bdf for s in self.pfs) or "none yet"
+        raise HostError(f"{format_bdf(pf)} is not a PF (PFs: {found})")
 
     def _alloc(self, size, is_64bit, align=None):
         """Bump allocation from the 32- or 64-bit window, aligned to ``align`` (default
@@ -1069,20 +1237,22 @@ class LinuxHost:
                 ptr = (header >> 20) & 0xffc
         return True
 
-    async def enumerate(self):
+    async def _setup_function(self, rid, *, required):
         """pci_scan_device + pci_setup_device + BAR sizing and assignment + pci_enable_device
-        + sriov_init for the PF."""
-        self.root.step = "enumerate"
-        space = self.root.function(self.pf_rid)
-        info = FunctionInfo(self.pf_rid)
+        on one function. Returns ``(info, header_type)``, or None when nothing is there (Vendor
+        ID dword all ones, 0, or a half of it 0xFFFF, as pci_bus_read_dev_vendor_id)."""
+        space = self.root.function(rid)
+        info = FunctionInfo(rid)
         ident = await space.read32(0x00)
-        if ident in (0xffff_ffff, 0) or ident & 0xffff == 0xffff:
-            raise HostError(f"no function at {format_bdf(self.pf_rid)} (read {ident:#010x})")
+        if ident in (0xffff_ffff, 0) or ident & 0xffff == 0xffff or ident >> 16 == 0xffff:
+            if required:
+                raise HostError(f"no function at {format_bdf(rid)} (read {ident:#010x})")
+            return None
         info.vendor, info.device = ident & 0xffff, ident >> 16
         await space.read32(0x08)
         header_type = await space.read8(0x0e)
         if header_type & 0x7f != 0:
-            raise HostError(f"{format_bdf(self.pf_rid)}: header type {header_type:#x} is not 0")
+            raise HostError(f"{format_bdf(rid)}: header type {header_type:#x} is not 0")
         # Linux turns decoding off around BAR sizing.
         cmd = await space.read16(PCI_COMMAND)
         await space.write16(PCI_COMMAND, cmd & ~(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)
@@ -1111,37 +1281,122 @@ class LinuxHost:
             slot += 2 if is_64 else 1
         await self._walk_caps(space, info)
         await space.write16(PCI_COMMAND, cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)
-        self.pf = info
+        return info, header_type
 
+    async def _add_pf(self, rid, info, header_type):
+        """pci_init_capabilities of a PF: sriov_init, then pci_enable_acs."""
+        state = PfState(len(self.pfs), rid, info, multi_function=bool(header_type & 0x80))
         cap = info.ext_caps.get(PCI_EXT_CAP_ID_SRIOV)
         if cap is None:
-            raise HostError(f"{format_bdf(self.pf_rid)} has no SR-IOV capability")
+            raise HostError(f"{format_bdf(rid)} has no SR-IOV capability")
+        space = self.root.function(rid)
         self.root.step = "sriov_init"
-        self.sriov = LinuxSriovDriver(space, cap, pf_rid=self.pf_rid, ari=self.ari,
-                                      page_size=self.page_size)
-        await self.sriov.init()
-        # Resource assignment: room for TotalVFs VFs per VF BAR.
-        addresses = {}
-        for bar in self.sriov.info.bars:
-            addresses[bar.index] = self._alloc(bar.size * self.sriov.info.total_vfs,
-                                               bar.is_64bit and bar.prefetchable,
-                                               align=bar.size)
-        self.root.step = "assign VF BARs"
-        await self.sriov.assign_bars(addresses)
-        self.root.step = ""
-        return info
+        # sriov_init sets ARI Capable Hierarchy only when no PF is on the bus yet.
+        state.sriov = LinuxSriovDriver(space, cap, pf_rid=rid,
+                                       ari=self.ari_enabled and not self.pfs,
+                                       page_size=self.page_size)
+        await state.sriov.init()
+        acs = info.ext_caps.get(PCI_EXT_CAP_ID_ACS)
+        if acs is not None:             # pci_acs_init -> pci_enable_acs -> pci_std_enable_acs
+            self.root.step = "enable ACS"
+            state.acs_cap = await space.read16(acs + PCI_ACS_CAP)
+            ctrl = await space.read16(acs + PCI_ACS_CTRL)
+            state.acs_ctrl = ctrl | (state.acs_cap & PCI_ACS_STD_ENABLE)
+            await space.write16(acs + PCI_ACS_CTRL, state.acs_ctrl)
+        self.pfs.append(state)
+        return state
 
-    async def enable(self, nr):
-        """``echo nr > sriov_numvfs``: sriov_enable, then the first accesses to each VF."""
-        if self.sriov is None:
+    async def enumerate(self):
+        """pci_scan_slot from ``pf_rid``: each PF set up (BARs, capabilities), sriov_init and
+        ACS enabled, in scan order; then every PF's VF BARs assigned (room for TotalVFs VFs
+        each). Returns PF 0's :class:`FunctionInfo`."""
+        self.root.step = "enumerate"
+        self.pfs = []
+        info, header_type = await self._setup_function(self.pf_rid, required=True)
+        ari_cap = info.ext_caps.get(PCI_EXT_CAP_ID_ARI)
+        # pci_configure_ari (function 0 only): ARI Forwarding and an ARI capability.
+        self.ari_enabled = self.ari and ari_cap is not None
+        await self._add_pf(self.pf_rid, info, header_type)
+        if header_type & 0x80:          # a multi-function device: go on scanning
+            bus_devfn = self.pf_rid
+            if self.ari_enabled:
+                current, cap = self.pf_rid & 0xff, ari_cap
+                while True:             # next_ari_fn
+                    self.root.step = "enumerate"
+                    space = self.root.function(bus_devfn & 0xff00 | current)
+                    nfn = await space.read16(cap + PCI_ARI_CAP) >> 8
+                    if nfn <= current:
+                        break
+                    rid = bus_devfn & 0xff00 | nfn
+                    found = await self._setup_function(rid, required=False)
+                    if found is None:
+                        break
+                    await self._add_pf(rid, *found)
+                    cap = found[0].ext_caps.get(PCI_EXT_CAP_ID_ARI)
+                    if cap is None:
+                        break
+                    current = nfn
+            else:
+                for fn in range((self.pf_rid & 7) + 1, 8):
+                    self.root.step = "enumerate"
+                    rid = self.pf_rid & 0xfff8 | fn
+                    found = await self._setup_function(rid, required=False)
+                    if found is not None:
+                        await self._add_pf(rid, *found)
+        if len(self.pfs) > 1:
+            # pci_iov_bus_range: the bridge keeps every PF's VF buses; Function Dependency
+            # Link may name any PF on the bus.
+            self.subordinate_bus = max([self.pf_rid >> 8]
+                                       + [s.sriov.info.max_vf_buses for s in self.pfs])
+            links = {s.rid & 0xff for s in self.pfs}
+            for state in self.pfs:
+                state.sriov.bus_limit = self.subordinate_bus
+                state.sriov.pf_functions = links
+        for state in self.pfs:
+            # Resource assignment: room for TotalVFs VFs per VF BAR.
+            sriov = state.sriov
+            addresses = {}
+            for bar in sriov.info.bars:
+                addresses[bar.index] = self._alloc(bar.size * sriov.info.total_vfs,
+                                                   bar.is_64bit and bar.prefetchable,
+                                                   align=bar.size)
+            self.root.step = "assign VF BARs"
+            await sriov.assign_bars(addresses)
+        self.root.step = ""
+        return self.pf
+
+    def _step_name(self, what, state):
+        """A step's name, naming the PF on a device of several PFs."""
+        return f"{what} {state.bdf}" if len(self.pfs) > 1 else what
+
+    async def enable(self, nr, pf=None):
+        """``echo nr > sriov_numvfs`` on PF ``pf`` (its Routing ID; default PF 0):
+        sriov_enable, then the first accesses to each VF. Returns the VFs' Routing IDs."""
+        if not self.pfs:
             await self.enumerate()
-        self.root.step = f"enable {nr}"
-        rids = await self.sriov.enable(nr)
-        self.vfs = []
+        state = self.pf_state(pf)
+        self.root.step = self._step_name(f"enable {nr}", state)
+        rids = await state.sriov.enable(nr)
+        state.vfs = []
         for vf_id, rid in enumerate(rids):
-            self.vfs.append(await self.setup_vf(rid, first=vf_id == 0))
+            state.vfs.append(await self.setup_vf(rid, first=vf_id == 0))
         self.root.step = ""
         return rids
+
+    async def set_numvfs(self, rid, nr):
+        """What a write of ``nr`` to the sriov_numvfs file of the function at ``rid`` does:
+        0 disables, another value enables (EBUSY while VFs are enabled). Raises
+        :class:`HostError` when ``rid`` is not a PF."""
+        if not self.pfs:
+            await self.enumerate()
+        state = self.pf_state(rid)
+        if nr == 0:
+            await self.disable(rid)
+        elif state.sriov.enabled:
+            raise HostError(f"{state.bdf}: VFs are already enabled (Linux answers EBUSY); "
+                            f"disable first")
+        else:
+            await self.enable(nr, pf=rid)
 
     async def setup_vf(self, rid, *, first=False):
         """pci_iov_add_virtfn + pci_setup_device on a VF: ID dword, class, header type,
@@ -1176,14 +1431,18 @@ class LinuxHost:
         self.root.step = ""
         return info
 
-    async def disable(self):
-        self.root.step = "disable"
-        await self.sriov.disable()
-        self.vfs = []
+    async def disable(self, pf=None):
+        """sriov_disable on PF ``pf`` (its Routing ID; default PF 0)."""
+        state = self.pf_state(pf)
+        self.root.step = self._step_name("disable", state)
+        await state.sriov.disable()
+        state.vfs = []
         self.root.step = ""
 
     async def flr(self, rid):
-        """pcie_flr: set Initiate FLR in Device Control (read-modify-write)."""
+        """pcie_flr: set Initiate FLR in Device Control (read-modify-write). On a PF, as
+        pci_reset_function: Command saved before, BARs, Command and the SR-IOV state (that
+        PF's) restored after."""
         self.root.step = f"flr {format_bdf(rid)}"
         space = self.root.function(rid)
         caps = FunctionInfo(rid)
@@ -1195,76 +1454,126 @@ class LinuxHost:
         devcap = await space.read32(pcie + PCI_EXP_DEVCAP)
         if not devcap & PCI_EXP_DEVCAP_FLR:
             raise HostError(f"{format_bdf(rid)} is not FLR capable")
-        is_pf = rid == self.pf_rid
+        state = next((s for s in self.pfs if s.rid == rid), None)
+        is_pf = state is not None or (not self.pfs and rid == self.pf_rid)
         if is_pf:       # pci_reset_function saves the state it will restore
             saved_cmd = await space.read16(PCI_COMMAND)
         devctl = await space.read16(pcie + PCI_EXP_DEVCTL)
         await space.write16(pcie + PCI_EXP_DEVCTL, devctl | PCI_EXP_DEVCTL_BCR_FLR)
-        if is_pf and self.pf is not None:
+        if state is not None:
             self.root.step = f"restore {format_bdf(rid)}"
-            for slot, (base, _size) in self.pf.bars.items():
+            for slot, (base, _size) in state.info.bars.items():
                 orig = await space.read32(0x10 + 4 * slot)
                 await space.write32(0x10 + 4 * slot, (base & 0xffff_fff0) | (orig & 0xf))
                 if (orig & 0x7) == 0x4:
                     await space.write32(0x14 + 4 * slot, base >> 32)
             await space.write16(PCI_COMMAND, saved_cmd)
-            if self.sriov is not None:
-                await self.sriov.restore()
+            if state.sriov is not None:
+                await state.sriov.restore()
         self.root.step = ""
 
     # -- Functions, BARs, MMIO ---------------------------------------------------------------------
 
-    def function_rid(self, function):
-        """Routing ID of function ``function`` (0 PF, n VF n) as the host sees it, or None when
-        VF n is not enabled."""
+    def function_rid(self, function, pf=0):
+        """Routing ID of function ``function`` (0 the PF, n its VF n) of PF ``pf`` (a PF index)
+        as the host sees it, or None when VF n is not enabled."""
+        if not self.pfs:
+            return self.pf_rid if function == 0 and pf == 0 else None
+        if not 0 <= pf < len(self.pfs):
+            return None
+        state = self.pfs[pf]
         if function == 0:
-            return self.pf_rid
-        if self.sriov is None or self.sriov.info is None or not self.sriov.enabled:
+            return state.rid
+        sriov = state.sriov
+        if sriov is None or sriov.info is None or not sriov.enabled:
             return None
-        if not 1 <= function <= self.sriov.info.num_vfs:
+        if not 1 <= function <= sriov.info.num_vfs:
             return None
-        return self.sriov.vf_rid(function - 1)
+        return sriov.vf_rid(function - 1)
+
+    def pf_function_of(self, rid):
+        """``(pf, function)`` of Routing ID ``rid``: the PF index and 0 for the PF itself or n
+        for its VF n; None if it is neither a PF nor an enabled VF."""
+        if not self.pfs:
+            return (0, 0) if rid == self.pf_rid else None
+        for state in self.pfs:
+            if rid == state.rid:
+                return state.index, 0
+        for state in self.pfs:
+            sriov = state.sriov
+            if sriov is None or sriov.info is None or not sriov.enabled:
+                continue
+            info = sriov.info
+            delta = (rid - state.rid - info.offset) & 0xffff
+            if info.stride:
+                n, rest = divmod(delta, info.stride)
+            else:
+                n, rest = 0, delta
+            if not rest and n < info.num_vfs:
+                return state.index, n + 1
+        return None
 
     def function_of(self, rid):
-        """Function number (0 PF, n VF n) of Routing ID ``rid``, or None if it is neither the PF
-        nor an enabled VF."""
-        if rid == self.pf_rid:
-            return 0
-        if self.sriov is None or self.sriov.info is None or not self.sriov.enabled:
-            return None
-        info = self.sriov.info
-        delta = (rid - self.pf_rid - info.offset) & 0xffff
-        if info.stride:
-            n, rest = divmod(delta, info.stride)
-        else:
-            n, rest = 0, delta
-        if rest or n >= info.num_vfs:
-            return None
-        return n + 1
+        """Function number (0 a PF, n VF n of its PF) of Routing ID ``rid``, or None if it is
+        neither a PF nor an enabled VF. :meth:`pf_function_of` also names the PF."""
+        found = self.pf_function_of(rid)
+        return None if found is None else found[1]
 
     def info_of(self, rid):
-        """The :class:`FunctionInfo` enumeration made for ``rid`` (PF or a created VF)."""
-        if self.pf is not None and rid == self.pf_rid:
-            return self.pf
-        for vf in self.vfs:
-            if vf.rid == rid:
-                return vf
+        """The :class:`FunctionInfo` enumeration made for ``rid`` (a PF or a created VF)."""
+        for state in self.pfs:
+            if rid == state.rid:
+                return state.info
+        for state in self.pfs:
+            for vf in state.vfs:
+                if vf.rid == rid:
+                    return vf
         raise HostError(f"{format_bdf(rid)} is not a function the host enumerated")
 
     def bar_address(self, rid, bir):
         """Host address of BAR ``bir`` of function ``rid`` (pci_resource_start): a PF BAR, or
         for VF n the VF BAR's base + (n-1) * its per-VF size (pci_iov_resource)."""
-        function = self.function_of(rid)
+        found = self.pf_function_of(rid)
+        if found is None:
+            raise HostError(f"{format_bdf(rid)} is not a PF or an enabled VF")
+        pf, function = found
+        state = self.pfs[pf] if self.pfs else None
         if function == 0:
-            if self.pf is None or bir not in self.pf.bars:
+            if state is None or bir not in state.info.bars:
                 raise HostError(f"{format_bdf(rid)} has no BAR{bir}")
-            return self.pf.bars[bir][0]
-        if function is None:
-            raise HostError(f"{format_bdf(rid)} is not the PF or an enabled VF")
-        for bar in self.sriov.info.bars:
-            if bar.index == bir and bir in self.sriov.bar_addresses:
-                return self.sriov.bar_addresses[bir] + (function - 1) * bar.size
+            return state.info.bars[bir][0]
+        for bar in state.sriov.info.bars:
+            if bar.index == bir and bir in state.sriov.bar_addresses:
+                return state.sriov.bar_addresses[bir] + (function - 1) * bar.size
         raise HostError(f"{format_bdf(rid)} has no VF BAR{bir}")
+
+    def iommu_groups(self):
+        """The IOMMU groups Linux's pci_device_group forms for the functions enumerated (PFs
+        and enabled VFs), as sorted lists of Routing IDs, ordered by their first member.
+
+        The root port is taken to have ACS (the walk up the hierarchy stops at it), and no
+        function has a DMA alias. A VF is then alone (pci_acs_enabled is true for a VF). A PF
+        is alone unless it is multi-function and pci_acs_enabled fails: it has no ACS
+        capability, or ACS Control lacks a bit of Source Validation, Request Redirect,
+        Completion Redirect, Upstream Forwarding that ACS Capability has
+        (pci_acs_flags_enabled counts the bits a capability lacks as enabled, so Capability 0
+        passes). Such PFs share one group per slot (bus, device number:
+        get_pci_function_alias_group)."""
+        groups, shared = [], {}
+        for state in self.pfs:
+            isolated = not state.multi_function or (
+                state.acs_cap is not None
+                and (state.acs_ctrl & state.acs_cap & PCI_ACS_REQ) == state.acs_cap & PCI_ACS_REQ)
+            if isolated:
+                groups.append([state.rid])
+            else:
+                slot = state.rid >> 3
+                if slot not in shared:
+                    shared[slot] = []
+                    groups.append(shared[slot])
+                shared[slot].append(state.rid)
+            groups.extend([vf.rid] for vf in state.vfs)
+        return sorted((sorted(g) for g in groups), key=lambda g: g[0])
 
     def _memory(self):
         port = self.mem if self.mem is not None else self.root.mem
@@ -1279,7 +1588,7 @@ class LinuxHost:
         transcript; returns the :class:`MemTransaction`. See :func:`memory_transaction`."""
         txn = await memory_transaction(self._memory(), op, addr, size, value,
                                        memories=getattr(self.root, "memories", None),
-                                       step=self.root.step)
+                                       step=self.root.step, pf_bdf=self.pf_bdf)
         self.root.record(txn)
         return txn
 
@@ -1403,10 +1712,11 @@ class LinuxHost:
             await self.writel(vec.ctrl, entry + PCI_MSIX_ENTRY_VECTOR_CTRL)
         self.root.step = previous
 
-    def msix_vector_of(self, function, addr, data):
+    def msix_vector_of(self, function, addr, data, pf=0):
         """The (Routing ID, vector index) whose message Linux programmed as ``addr``/``data`` in
-        ``function``, or None: how the host's interrupt handler dispatches a message."""
-        rid = self.function_rid(function)
+        ``function`` of PF ``pf`` (index), or None: how the host's interrupt handler
+        dispatches a message."""
+        rid = self.function_rid(function, pf)
         state = self.msix.get(rid)
         if state is None:
             return None
@@ -1415,8 +1725,8 @@ class LinuxHost:
                 return rid, vec.index
         return None
 
-    def _message_vector(self, function, addr, data):
-        found = self.msix_vector_of(function, addr, data)
+    def _message_vector(self, function, addr, data, pf=0):
+        found = self.msix_vector_of(function, addr, data, pf)
         return found[1] if found is not None else None
 
     async def _restore_msix_state(self, rid):
@@ -1532,34 +1842,36 @@ class LinuxHost:
             for index in range(last, first - 1, -1):
                 await self._restore_config_dword(space, index, saved.config[index], retry)
         await self._restore_msix_state(rid)
-        if rid == self.pf_rid and self.sriov is not None:
-            await self.sriov.restore()
+        state = next((s for s in self.pfs if s.rid == rid), None)
+        if state is not None and state.sriov is not None:
+            await state.sriov.restore()
         del self.saved[rid]
 
     async def suspend(self):
-        """System suspend (pci_pm_suspend_noirq), devices in reverse order of their addition:
-        the VFs from the last to the first, then the PF; for each pci_save_state, then
+        """System suspend (pci_pm_suspend_noirq), devices in reverse order of their addition
+        (the PFs in scan order, then the VFs PF by PF): the VFs from the last to the first,
+        then the PFs from the last to the first; for each pci_save_state, then
         pci_prepare_to_sleep (D3hot, when it has a PM capability)."""
         if self.pf is None:
             raise HostError("nothing to suspend: the PF was never enumerated")
         if self.suspended:
             raise HostError("already suspended")
         previous = self._step("suspend")
-        for rid in [vf.rid for vf in reversed(self.vfs)] + [self.pf_rid]:
+        for rid in [vf.rid for vf in reversed(self.vfs)] + [s.rid for s in reversed(self.pfs)]:
             await self.save_state(rid)
             await self.set_low_power_state(rid, PCI_D3HOT)
         self.suspended = True
         self.root.step = previous
 
     async def resume(self):
-        """System resume (pci_pm_resume_noirq -> pci_pm_default_resume_early), the PF first,
+        """System resume (pci_pm_resume_noirq -> pci_pm_default_resume_early), the PFs first,
         then each VF: pci_power_up, pci_update_current_state, pci_restore_state (for the PF
         this re-enables the VFs through sriov_restore_state when the D3hot -> D0 transition
         reset it). pci_pme_restore does nothing without PME support."""
         if not self.suspended:
             raise HostError("not suspended")
         previous = self._step("resume")
-        for rid in [self.pf_rid] + [vf.rid for vf in self.vfs]:
+        for rid in [s.rid for s in self.pfs] + [vf.rid for vf in self.vfs]:
             await self.power_up(rid)
             await self.restore_state(rid)
         self.suspended = False
@@ -1602,7 +1914,8 @@ class LinuxHost:
         return state
 
 
-async def memory_transaction(port, op, addr, size, value=0, *, memories=None, step=""):
+async def memory_transaction(port, op, addr, size, value=0, *, memories=None, step="",
+                             pf_bdf=None):
     """One memory read (``op`` "memrd") or write ("memwr") of ``size`` bytes at ``addr``
     through ``port.access``: one request per aligned QWORD it touches, with byte enables.
 
@@ -1610,7 +1923,8 @@ async def memory_transaction(port, op, addr, size, value=0, *, memories=None, st
     what a BAR claims for the user's logic is served by ``memories`` (a :class:`BarMemories`;
     reads 0 without one); unclaimed requests are UR (reads all ones). Raises :class:`HostError`
     when the QWORDs land in different functions, BARs, or both inside and outside the
-    endpoint's structures. Returns the :class:`MemTransaction` (not recorded).
+    endpoint's structures. Returns the :class:`MemTransaction` (not recorded). ``pf_bdf`` (PF
+    index -> BDF, on a device of several PFs) names the PF in its text.
     """
     write = op == "memwr"
     first = None
@@ -1626,10 +1940,12 @@ async def memory_transaction(port, op, addr, size, value=0, *, memories=None, st
         res = await port.access(at, write, part << (8 * lane) if write else 0, be)
         if getattr(res, "cycles", None) is not None:
             cycles = (cycles or 0) + res.cycles
-        where = (res.answered, res.internal, res.function, res.bar)
+        pf = getattr(res, "pf", 0)
+        where = (res.answered, res.internal, pf, res.function, res.bar)
         if first is None:
             first = res
-        elif where != (first.answered, first.internal, first.function, first.bar):
+        elif where != (first.answered, first.internal, getattr(first, "pf", 0),
+                       first.function, first.bar):
             raise HostError(f"{op} of {size} bytes at {addr:#x} runs past the end of the "
                             f"{'MSI-X structure' if first.internal else 'aperture'} it starts in")
         if res.internal:
@@ -1637,10 +1953,10 @@ async def memory_transaction(port, op, addr, size, value=0, *, memories=None, st
         elif res.claimed:
             if write:
                 if memories is not None:
-                    memories.write(res.function, res.bar, res.offset, n, part)
+                    memories.write(res.function, res.bar, res.offset, n, part, pf=pf)
                 got = part
             else:
-                got = (memories.read(res.function, res.bar, res.offset, n)
+                got = (memories.read(res.function, res.bar, res.offset, n, pf=pf)
                        if memories is not None else 0)
         else:
             got = (1 << (8 * n)) - 1
@@ -1650,5 +1966,7 @@ async def memory_transaction(port, op, addr, size, value=0, *, memories=None, st
     if not first.answered:
         return MemTransaction(op, addr, size, "UR", value if write else result, cycles, None,
                               None, None, step)
+    pf = getattr(first, "pf", 0)
     return MemTransaction(op, addr, size, "SC", value if write else result, cycles,
-                          first.function, first.bar, first.offset, step, first.internal)
+                          first.function, first.bar, first.offset, step, first.internal,
+                          pf, pf_bdf(pf) if pf_bdf is not None else None)

@@ -82,12 +82,19 @@ class LinuxSriovDriver:
     pf_rid : int
         The PF's Routing ID (bus << 8 | devfn).
     ari : bool
-        The bus is ARI-enabled (pci_configure_ari found ARI Forwarding in the bridge and an ARI
-        capability in function 0), so sriov_init sets ARI Capable Hierarchy.
+        sriov_init sets ARI Capable Hierarchy: the bus is ARI-enabled (pci_configure_ari found
+        ARI Forwarding in the bridge and an ARI capability in function 0) and no PF on the bus
+        ran sriov_init before this one (a later PF writes 0 there: RsvdP in it).
     page_size : int
         The kernel's PAGE_SIZE.
     bus_limit : int
         The parent bridge's subordinate bus number: VFs above it cannot be enabled.
+
+    Attributes
+    ----------
+    pf_functions : set of int or None
+        Function numbers of the PFs on the bus, which Function Dependency Link may name
+        (sriov_enable: pci_get_slot and is_physfn); None: only this PF's own.
     """
 
     def __init__(self, cfg, cap, *, pf_rid=0x0100, ari=True, page_size=4096, bus_limit=0xff):
@@ -99,6 +106,7 @@ class LinuxSriovDriver:
         self.bus_limit = bus_limit
         self.info      = None
         self.enabled   = 0
+        self.pf_functions = None
         #: Base addresses Linux assigned to the VF BARs, by BAR index.
         self.bar_addresses = {}
 
@@ -216,7 +224,7 @@ class LinuxSriovDriver:
         last_bus = self._vf_bus(info.offset, info.stride, nr - 1)
         if last_bus > self.bus_limit:
             raise SriovError("ENOMEM", f"can't enable {nr} VFs (bus {last_bus:02x} out of range)")
-        if info.link != self.pf_rid & 0xff:
+        if info.link != self.pf_rid & 0xff and info.link not in (self.pf_functions or ()):
             raise SriovError("ENODEV", f"Function Dependency Link {info.link:#x} names another "
                                        f"function")
         await self._set_numvfs(nr)

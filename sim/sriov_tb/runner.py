@@ -54,24 +54,24 @@ class RunResult:
 
 
 def builtin_scenario(params):
-    """Enumerate, enable InitialVFs, walk every VF (as ops without a source file)."""
-    pf = params.pf_rid
-    ops = [Op("enable", 0, f"enable {format_bdf(pf)} {params.initial_vfs}", rid=pf,
-              count=params.initial_vfs),
-           Op("walk", 0, "walk every VF", rid=pf)]
+    """Enumerate, enable InitialVFs on each PF, walk every VF (as ops without a source file)."""
+    ops = [Op("enable", 0, f"enable {format_bdf(pf.pf_rid)} {pf.initial_vfs}", rid=pf.pf_rid,
+              count=pf.initial_vfs) for pf in params.pfs]
+    ops.append(Op("walk", 0, "walk every VF", rid=params.pfs[0].pf_rid))
     return ops
 
 
 def traces_of(dut):
     """Signals grouped for GTKWave: config request, completion, decoder, SR-IOV state."""
     dec = dut.decoder
+    pf0 = dut.pfs[0]
     return {
         "config_request": dut.cfg_req,
         "completion": dut.cfg_cpl,
         "decoder": [dec.type1, dec.rid, dec.bus, dec.ari, dec.target, dec.vf],
-        "sriov_state": [dut.vf_enable, dut.vf_mse, dut.ari_capable_hierarchy, dut.num_vfs,
-                        dut.first_vf_offset, dut.vf_stride, dut.vf_reset_busy],
-        "events": [dut.pf_flr, dut.vf_flr, dut.vfs_reset],
+        "sriov_state": [pf0.vf_enable, pf0.vf_mse, dut.ari_capable_hierarchy, pf0.num_vfs,
+                        pf0.first_vf_offset, pf0.vf_stride, pf0.vf_reset_busy],
+        "events": [pf0.flr, dut.vf_flr, pf0.vfs_reset],
     }
 
 
@@ -133,8 +133,8 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
             else:
                 emit(str(txn))
 
-    root = RootPort(board, secondary_bus=params.pf_rid >> 8, on_transaction=record)
-    host = LinuxHost(root, params.pf_rid, ari=ari, page_size=page_size)
+    root = RootPort(board, secondary_bus=params.bus, on_transaction=record)
+    host = LinuxHost(root, params.pfs[0].pf_rid, ari=ari, page_size=page_size)
     if tracer is not None:
         tracer.label = host.function_of
     root.mem = MemoryPort(mem_driver, model)
@@ -156,7 +156,10 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     current["op"] = Op("dump", 0, "dump")
     rids = list(dump_rids or [])
     if dump_enabled:
-        rids = [params.pf_rid] + [vf.rid for vf in host.vfs]
+        pfs = [state.rid for state in host.pfs] or [pf.pf_rid for pf in params.pfs]
+        rids = pfs + [vf.rid for vf in host.vfs]
+        if len(pfs) > 1:
+            rids.sort()                 # as lspci lists them: by Routing ID
     root.step = "dump"
     for rid in rids:
         space = root.function(rid)
@@ -257,28 +260,26 @@ async def _run_op(idle, host, root, op):
                                   f"{op.value:#0{2 * op.size + 2}x}")
         else:
             await space.write(op.offset, op.size, op.value)
-    elif op.kind == "enable":
-        if op.rid != host.pf_rid:
-            raise _Unexpected(f"{format_bdf(op.rid)} is not the PF ({format_bdf(host.pf_rid)})")
-        if op.count == 0:           # sriov_numvfs = 0 disables
-            if host.sriov is not None:
-                await host.disable()
-        elif host.sriov is not None and host.sriov.enabled:
-            raise _Unexpected("VFs are already enabled (Linux answers EBUSY); disable first")
-        else:
-            await host.enable(op.count)
-    elif op.kind == "disable":
-        if op.rid != host.pf_rid:
-            raise _Unexpected(f"{format_bdf(op.rid)} is not the PF ({format_bdf(host.pf_rid)})")
-        if host.sriov is not None:
-            await host.disable()
+    elif op.kind in ("enable", "disable"):
+        # As a write to the PF's sriov_numvfs file: 0 (or disable) disables.
+        if root.model.num_pfs == 1:     # (one PF: the messages name it)
+            if op.rid != host.pf_rid:
+                raise _Unexpected(f"{format_bdf(op.rid)} is not the PF "
+                                  f"({format_bdf(host.pf_rid)})")
+            if op.kind == "enable" and op.count and host.sriov is not None \
+                    and host.sriov.enabled:
+                raise _Unexpected("VFs are already enabled (Linux answers EBUSY); disable first")
+        try:
+            await host.set_numvfs(op.rid, op.count if op.kind == "enable" else 0)
+        except HostError as exc:
+            raise _Unexpected(str(exc)) from None
     elif op.kind == "flr":
         await host.flr(op.rid)
     elif op.kind == "walk":
         for vf in list(host.vfs):
             await host.walk_vf(vf.rid)
     elif op.kind in ("memrd", "memwr") and getattr(root.mem, "has_access", False):
-        await _run_memory_access(root, op)
+        await _run_memory_access(root, op, host.pf_bdf)
     elif op.kind in ("memrd", "memwr"):
         await _run_memory(root, op)
     elif op.kind in _MSIX_KINDS:
@@ -294,14 +295,15 @@ async def _run_memory(root, op):
     write = op.kind == "memwr"
     res = await root.mem.decode(op.addr, write)
     if res.claimed:
-        last = root.model.decode_memory(op.addr + op.size - 1)
-        if last[:3] != (True, res.function, res.bar):
+        pf = getattr(res, "pf", 0)
+        last = root.model.route_memory(op.addr + op.size - 1)
+        if last[:4] != (True, pf, res.function, res.bar):
             raise _Unexpected("the access runs past the end of the aperture it starts in")
         if write:
-            root.memories.write(res.function, res.bar, res.offset, op.size, op.value)
+            root.memories.write(res.function, res.bar, res.offset, op.size, op.value, pf=pf)
             value = op.value
         else:
-            value = root.memories.read(res.function, res.bar, res.offset, op.size)
+            value = root.memories.read(res.function, res.bar, res.offset, op.size, pf=pf)
         txn = MemTransaction(op.kind, op.addr, op.size, "SC", value, res.cycles, res.function,
                              res.bar, res.offset, root.step)
     else:
@@ -314,14 +316,14 @@ async def _run_memory(root, op):
                           f"{op.value:#0{2 * op.size + 2}x}")
 
 
-async def _run_memory_access(root, op):
+async def _run_memory_access(root, op, pf_bdf=None):
     """A memory op through the memory driver's ``access``: MSI-X table and PBA accesses are
     answered by the endpoint (and may deliver pending messages), the rest by ``root.memories``."""
     write = op.kind == "memwr"
     try:
         txn = await memory_transaction(root.mem, op.kind, op.addr, op.size,
                                        op.value if write else 0, memories=root.memories,
-                                       step=root.step)
+                                       step=root.step, pf_bdf=pf_bdf)
     except HostError as exc:
         raise _Unexpected(str(exc)) from None
     root.record(txn)
@@ -342,32 +344,39 @@ async def _run_msix(host, root, op):
     if op.kind == "resume":
         await host.resume()
         return
-    function = host.function_of(op.rid)
-    if function is None:
-        raise _Unexpected(f"{format_bdf(op.rid)} is neither the PF nor an enabled VF")
+    found = host.pf_function_of(op.rid)
+    if found is None:
+        which = "a PF" if len(host.pfs) > 1 else "the PF"
+        raise _Unexpected(f"{format_bdf(op.rid)} is neither {which} nor an enabled VF")
+    k, function = found
     if op.kind == "msix_enable":
         await host.msix_setup(op.rid, op.count)
         return
     if root.irq is None:
         raise _Unexpected(f"{op.kind} needs an interrupt driver, which this backend does not "
                           f"have yet")
+    pf_bdf = host.pf_bdf(k)
     if op.kind == "msix_count":
         if function == 0:
-            raise _Unexpected(f"{format_bdf(op.rid)} is the PF; msix_count sets a VF's Table "
+            which = "a PF" if len(host.pfs) > 1 else "the PF"
+            raise _Unexpected(f"{format_bdf(op.rid)} is {which}; msix_count sets a VF's Table "
                               f"Size")
-        accepted = await root.irq.vf_msix_count(function, op.count)
+        accepted = await root.irq.vf_msix_count(function, op.count, pf=k)
         root.record(MsixTransaction(function, format_bdf(op.rid), op.count,
                                     "accepted" if accepted else "refused", step=root.step,
-                                    op="msix_count"))
+                                    op="msix_count", pf=k, pf_bdf=pf_bdf))
         return
-    outcome = await root.irq.interrupt(function, op.vector)
+    outcome = await root.irq.interrupt(function, op.vector, pf=k)
     messages = root.irq.messages()
-    own = [i for i, m in enumerate(messages) if m[0] == function]
-    txn = MsixTransaction(function, format_bdf(op.rid), op.vector, outcome, step=root.step)
+    # Messages are (function, addr, data), with the PF index as a fourth element when the
+    # device has several PFs.
+    own = [i for i, m in enumerate(messages) if m[0] == function and m[3:4] in ((), (k,))]
+    txn = MsixTransaction(function, format_bdf(op.rid), op.vector, outcome, step=root.step,
+                          pf=k, pf_bdf=pf_bdf)
     if outcome == "sent":
         if not own:
             raise _Unexpected(f"vector {op.vector} reported sent, but no message came")
-        _, txn.addr, txn.data = messages.pop(own[0])
+        txn.addr, txn.data = messages.pop(own[0])[1:3]
     root.record(txn)
     root.record_messages(messages)
     if op.outcome is not None and outcome != op.outcome:

@@ -6,7 +6,8 @@ Operation names are lowercase::
     cfgrd BDF OFFSET SIZE [== VALUE]   config read of SIZE (1, 2 or 4) bytes at OFFSET (0..0xfff)
     cfgwr BDF OFFSET SIZE VALUE        config write
     enable BDF N                       the Linux enumerate-and-enable sequence, N VFs (0..65535)
-    disable BDF                        the Linux SR-IOV disable sequence
+                                       of the PF at BDF (as its sriov_numvfs file)
+    disable BDF                        the Linux SR-IOV disable sequence of the PF at BDF
     flr BDF                            Function Level Reset of BDF (a PF or a VF)
     idle CYCLES                        let CYCLES clock cycles pass (0..10_000_000)
     memrd ADDR SIZE [== VALUE]         memory read of SIZE (1, 2, 4 or 8) bytes at 64-bit ADDR
@@ -34,7 +35,8 @@ makes is. A VALUE, written or expected, must fit in SIZE bytes. Memory accesses 
 checked for alignment: that is the executor's business.
 
 The parser stops at the first malformed line and raises :class:`ScriptError`, whose message
-names the file, the line and what is wrong with it.
+names the file, the line and what is wrong with it. :func:`check_pf_targets` refuses, the same
+way, an ``enable`` or ``disable`` of a function that is not one of the device's PFs.
 """
 
 import difflib
@@ -43,9 +45,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sriov_ep.params import parse_bdf
+from sriov_ep.params import format_bdf, parse_bdf
 
-__all__ = ["KINDS", "Op", "ScriptError", "parse_script", "load_script"]
+__all__ = ["KINDS", "Op", "ScriptError", "parse_script", "load_script", "check_pf_targets"]
 
 
 #: Operation names, in the order error messages list them.
@@ -450,3 +452,16 @@ def load_script(path: str | os.PathLike) -> list[Op]:
         raise ScriptError(filename, line, f"not UTF-8 text: byte {data[exc.start]:#04x} cannot "
                                           f"be decoded") from None
     return parse_script(text, filename)
+
+
+def check_pf_targets(ops, pf_rids, filename="<script>"):
+    """Refuse an ``enable`` or ``disable`` whose BDF is not one of ``pf_rids`` (the device's
+    PFs): SR-IOV is enabled per PF, as with each PF's sriov_numvfs file. Raises
+    :class:`ScriptError` naming the file and the line."""
+    pf_rids = list(pf_rids)
+    for op in ops:
+        if op.kind in ("enable", "disable") and op.rid not in pf_rids:
+            names = ", ".join(format_bdf(rid) for rid in pf_rids)
+            raise ScriptError(filename, op.line,
+                              f"{op.kind} {format_bdf(op.rid)}: not a PF of this device (its "
+                              f"PFs: {names}); {op.kind} takes a PF's BDF")
