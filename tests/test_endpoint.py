@@ -367,7 +367,9 @@ MANY_SAMPLE = [1, 2, 255, 256, 257, 511, 512, 513, 2048, 3999, 4000]
 @pytest.mark.parametrize("ari", [True, False], ids=["ari", "non_ari"])
 def test_linux_many_vfs_enable_all(ari):
     """many-vfs (4000 VFs over 16 buses): enumerate, enable all 4000 (Linux reads every VF's ID
-    dword and capability list), walk a sample, disable, re-enable all, walk the sample again."""
+    dword and capability list), walk a sample, disable; with ARI, re-enable all and walk the
+    sample again (the second round, which shows a VF's state was cleared by the disable, is the
+    same in both layouts: once is enough for the test time)."""
     params = example("many-vfs")
     expected = [many_vf_rid(n, ari) for n in range(1, 4001)]
     last_bus = 0x90 if ari else 0x91
@@ -377,7 +379,7 @@ def test_linux_many_vfs_enable_all(ari):
         await host.enumerate()
         assert host.sriov.info.max_vf_buses == last_bus
         assert host.sriov.info.offsets_seen[0] == (4000, 1 if ari else 0x100, 1)
-        for round_ in range(2):
+        for round_ in range(2 if ari else 1):
             rids = await host.enable(4000)
             assert rids == expected
             assert (expected[0], expected[-1]) == ((0x8101, 0x90A0) if ari else (0x8200, 0x919F))
