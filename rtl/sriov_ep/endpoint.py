@@ -16,7 +16,7 @@ from .caps.pm import D0, D3HOT
 from .caps.sriov import SriovCapability, VfBarState
 from .decode.bar import DeviceBarDecoder, MemDecode, MemRequest, PfBarState, VfBarDecoder
 from .decode.routing import DeviceRoutingDecoder, RoutingIdDecoder, Target, needs_divider
-from .interrupts import MsixEngine
+from .interrupts import MsixEngine, MsixPf
 from .params import EndpointParams
 from .regs import RegisterBank
 from .vf_state import VfStateMemory, vf_state_fields, vf_state_layout, vf_state_ranges
@@ -234,8 +234,10 @@ class SriovEndpoint(wiring.Component):
     capability, the VFs of every PF share one set of VF banks (the PFs' VF chains must be equal
     for now) and one VF state memory (PF k's VF n at entry ``vf_base(k) + n - 1``). A reset of
     PF k clears PF k's entries only; meanwhile PF k answers RRS and every other PF and its VFs
-    are served. ``ucfg_req``, ``irq``, ``msg`` and ``vf_msix_size`` then carry ``pf`` too.
-    MSI-X with several PFs is not implemented yet (``NotImplementedError``).
+    are served. ``ucfg_req``, ``irq``, ``msg`` and ``vf_msix_size`` then carry ``pf`` too. The
+    MSI-X engine keeps every PF's and VF's tables and state (``docs/multi-pf.md`` §8): a reset
+    of PF k clears PF k's MSI-X state and its VFs', VF Enable clearing on PF k its VFs' only;
+    :attr:`msg_latency` is one cycle longer (the engine's ``irq`` input stage).
 
     Parameters
     ----------
@@ -331,10 +333,6 @@ class SriovEndpoint(wiring.Component):
     def _init_multi(self, params, mem_latency, tag_width):
         """Submodules of a device of several PFs (``docs/multi-pf.md`` §3-§6)."""
         pfs = params.pfs
-        if any(pf.msix is not None or pf.vf_msix is not None for pf in pfs):
-            raise NotImplementedError(
-                "SriovEndpoint: MSI-X with several PFs is not implemented yet "
-                "(docs/multi-pf.md §8); remove msix and vf_msix from every PF")
         self.pf_chains = [pf_chain(params, k) for k in range(len(pfs))]
         vf_chains = [vf_chain(params, k) for k in range(len(pfs))]
 
@@ -360,6 +358,13 @@ class SriovEndpoint(wiring.Component):
         self.bar_decoder = DeviceBarDecoder(params, latency=mem_latency, tag_width=tag_width)
         self.state_layout = vf_state_layout(params)
         self.msix = None
+        if any(pf.msix is not None or pf.vf_msix is not None for pf in pfs):
+            self.msix = MsixEngine(pfs=[
+                MsixPf(pf.total_vfs,
+                       pf.msix.vectors if pf.msix is not None else 0,
+                       pf.vf_msix.max_vectors if pf.vf_msix is not None else 0,
+                       pf.vf_msix.vectors if pf.vf_msix is not None else 0)
+                for pf in pfs])
 
     def _init_single(self, params, mem_latency, tag_width):
         self.pf_chain = pf_chain(params)
@@ -404,8 +409,16 @@ class SriovEndpoint(wiring.Component):
         """:attr:`mem_decode_latency`, plus three for a request a VF's BAR claims while some VF
         is out of D0 (``vf_low_power``; not for MSI-X table and PBA accesses, which wait for
         the engine)."""
-        slow = vf_claimed and vf_low_power and self._params.vf_pm is not None
+        has_vf_pm = any(pf.vf_pm is not None for pf in self._params.pfs)
+        slow = vf_claimed and vf_low_power and has_vf_pm
         return self.mem_decode_latency + (3 if slow else 0)
+
+    @property
+    def msg_latency(self):
+        """Clock edges from accepting an ``irq`` request for a deliverable vector to the
+        earliest that can transfer its message: the MSI-X engine's (6; 7 with several PFs,
+        the engine's ``irq`` input stage). ``None`` without MSI-X."""
+        return self.msix.msg_latency if self.msix is not None else None
 
     def elaborate(self, platform):
         if self._params.num_pfs > 1:
@@ -951,7 +964,7 @@ class SriovEndpoint(wiring.Component):
     def _elaborate_multi(self, platform):
         """Several PFs (``docs/multi-pf.md`` §3-§6, §9): per-PF banks and SR-IOV capabilities,
         one set of VF banks, the device decoder and its ``MERGE`` stage, one VF state memory
-        that clears each PF's range itself. No MSI-X (refused by the constructor)."""
+        that clears each PF's range itself, and the MSI-X engine of every PF (§8)."""
         p = self._params
         P = p.num_pfs
         m = Module()
@@ -960,6 +973,9 @@ class SriovEndpoint(wiring.Component):
             m.submodules[f"sriov{k}"] = s
         m.submodules.decoder = decoder = self.decoder
         m.submodules.bar_decoder = bar_decoder = self.bar_decoder
+        msix = self.msix
+        if msix is not None:
+            m.submodules.msix = msix
 
         # -- The chains: PF banks per PF, one set of VF banks (the VF chains are equal) -------
         pf_banks = [{e.name: RegisterBank(e.regmap, name=f"pf{k}_{e.name}")
@@ -995,6 +1011,9 @@ class SriovEndpoint(wiring.Component):
         load2  = Signal()
         hold   = Signal()   # the request uses the memory's port (a flip-flop, see VfStateMemory)
         retry  = Signal()
+        # A vf_msix_size request rides the pipeline as a config request to that VF.
+        size_op    = Signal()
+        size_count = Signal(12)
 
         # -- Resets and clears per PF --------------------------------------------------------
         vf_enables = Signal(P)
@@ -1036,7 +1055,7 @@ class SriovEndpoint(wiring.Component):
         vf_wr = req.write & (target == Target.VF)
         m.d.sync += exec_.eq(load2)
         m.d.comb += decoder.capture.eq(at_execute(pf_wr & ~req.type1, "capture_we"))
-        vf_exec_wr = at_execute(vf_wr, "vf_exec_wr")
+        vf_exec_wr = at_execute(vf_wr | (size_op & (target == Target.VF)), "vf_exec_wr")
 
         # User windows.
         windows_n = max(2, *(len(pf.user_caps) for pf in p.pfs),
@@ -1073,7 +1092,7 @@ class SriovEndpoint(wiring.Component):
         to_user_offset = Signal(10)
         to_user_mask = Signal(32)
         with m.If(load2):
-            m.d.sync += [to_user.eq(user_hit), to_user_window.eq(user_window),
+            m.d.sync += [to_user.eq(user_hit & ~size_op), to_user_window.eq(user_window),
                          to_user_offset.eq(user_offset), to_user_mask.eq(user_mask)]
         user_be = req.be & ~Cat(to_user_mask[0], to_user_mask[8], to_user_mask[16],
                                 to_user_mask[24])
@@ -1162,14 +1181,30 @@ class SriovEndpoint(wiring.Component):
             if not vf_pm.no_soft_reset:
                 vf_soft_reset = vps_w & (vf_power == D3HOT) & (vps_value == D0)
         m.d.comb += vf_reset.eq((vflr_w & vflr_value) | vf_soft_reset)
+        # A VF reset keeps the VF's MSI-X Table Size (as with one PF).
+        size_key = key_of.get(("msix", "message_control.table_size"))
+        vf_msix = p.pfs[0].vf_msix  # (equal in every PF)
         with m.If(vf_reset):
             m.d.comb += new_state.eq(0)
+            if size_key is not None:
+                m.d.comb += getattr(new_state, size_key).eq(getattr(state, size_key))
+        size_ok = Signal()
+        if size_key is not None:
+            count = Mux(size_count == 0, vf_msix.vectors, size_count)
+            enable_key = key_of[("msix", "message_control.msix_enable")]
+            m.d.comb += size_ok.eq(size_op & (getattr(state, enable_key) == 0) &
+                                   (count >= 1) & (count <= vf_msix.max_vectors) &
+                                   (target == Target.VF))
+            with m.If(size_ok):
+                m.d.comb += getattr(new_state, size_key).eq(
+                    (count - 1)[:11] ^ Const(vf_msix.vectors - 1, 11))
 
         write_back = Signal()
         new_state_r = Signal(layout)
+        size_ok_r = Signal()
         m.d.sync += write_back.eq(vf_exec_wr)
         with m.If(exec_):
-            m.d.sync += new_state_r.eq(new_state)
+            m.d.sync += [new_state_r.eq(new_state), size_ok_r.eq(size_ok)]
         m.d.comb += [vf_rw.addr.eq(mem_addr), vf_rw.w_data.eq(new_state_r),
                      vf_rw.w_en.eq(write_back), vf_rw.hold.eq(hold)]
         m.d.sync += [self.vf_flr.valid.eq(vf_reset & vf_exec_wr), self.vf_flr.vf.eq(vf),
@@ -1201,17 +1236,140 @@ class SriovEndpoint(wiring.Component):
             self.ucfg_req.payload.tag.eq(user_tag),
         ]
 
+        # -- MSI-X: the engine's copy of each function's control state (as with one PF) ------
+        # PF k's resets go to the engine as reset_pf[k] (its entry and its VFs'), VF Enable
+        # clearing as reset_vfs[k]; a VF's reset as reset_fn, then its kept Table Size.
+        fn_number = Mux(target == Target.VF, vf, 0)
+        pf_msix_sel = _or_terms([sel[k] for k, pf in enumerate(p.pfs) if pf.msix is not None], 1)
+        has_msix = Const(0, 1)
+        if msix is not None:
+            bits = [(target == Target.PF) & pf_msix_sel]
+            if vf_msix is not None:
+                bits.append(target == Target.VF)
+            has_msix = _or_terms(bits, 1)
+        ctrl_due = Signal()
+        reset_due = Signal()
+        restore_due = Signal()
+        size_due = Signal()
+        with m.If(exec_):
+            resets = req.write & has_msix & vf_reset & vf_exec_wr
+            pf_resets = (pf_reset & sel).any()
+            m.d.sync += [
+                ctrl_due.eq(req.write & has_msix & ~size_op & ~resets & ~pf_resets),
+                reset_due.eq(resets),
+                restore_due.eq(resets & (target == Target.VF) if size_key is not None else 0),
+                size_due.eq(size_ok),
+            ]
+        engine_due = ctrl_due | reset_due | restore_due | size_due
+        if msix is not None:
+            new_size = (Mux(size_count == 0, vf_msix.vectors if vf_msix else 1, size_count)
+                        - 1)[:11]
+            kept_size = (getattr(state, size_key) ^ (vf_msix.vectors - 1)
+                         if size_key is not None else Const(0, 11))
+            m.d.comb += [
+                msix.ctrl.valid.eq(ctrl_due),
+                msix.reset_fn.valid.eq(reset_due),
+                msix.reset_fn.payload.pf.eq(tpf),
+                msix.reset_fn.payload.function.eq(fn_number),
+                msix.reset_fn.payload.index.eq(mem_addr),
+                msix.table_size.valid.eq(size_due | (restore_due & ~reset_due)),
+                msix.table_size.payload.pf.eq(tpf),
+                msix.table_size.payload.vf.eq(vf),
+                msix.table_size.payload.index.eq(mem_addr),
+                msix.table_size.payload.size.eq(Mux(size_due, new_size, kept_size)),
+            ]
+            with m.If(msix.ctrl.valid & msix.ctrl.ready):
+                m.d.sync += ctrl_due.eq(0)
+            with m.If(msix.reset_fn.valid & msix.reset_fn.ready):
+                m.d.sync += reset_due.eq(0)
+            with m.If(msix.table_size.valid & msix.table_size.ready):
+                m.d.sync += [size_due.eq(0), restore_due.eq(restore_due & reset_due)]
+            # The control state after a write (from registers: the banks, new_state_r).
+            ctrl = msix.ctrl.payload
+            pf_ctrl = [Const(0, 1)] * 4
+            for k, pf in enumerate(p.pfs):
+                if pf.msix is None:
+                    continue
+                mc, hdr = pf_banks[k]["msix"], headers[k]
+                bits = [mc["message_control.msix_enable"], mc["message_control.function_mask"],
+                        hdr["command.bus_master_enable"], pf_d0[k]]
+                pf_ctrl = [c | (sel[k] & b) for c, b in zip(pf_ctrl, bits, strict=True)]
+            vf_ctrl = [Const(0, 1)] * 4
+            if vf_msix is not None:
+                def vf_value(structure, path):
+                    key = key_of[(structure, path)]
+                    f = next(f for k, _e, _r, f in state_fields if k == key)
+                    return getattr(new_state_r, key) ^ Const(f.reset, f.width)
+                vf_ctrl = [vf_value("msix", "message_control.msix_enable"),
+                           vf_value("msix", "message_control.function_mask"),
+                           vf_value("header", "command.bus_master_enable"),
+                           (vf_value("pm", "pmcsr.power_state") == D0) if ps_key is not None
+                           else Const(1, 1)]
+            is_vf = target == Target.VF
+            m.d.comb += [
+                ctrl.pf.eq(tpf),
+                ctrl.function.eq(fn_number),
+                ctrl.index.eq(mem_addr),
+                ctrl.enable.eq(Mux(is_vf, vf_ctrl[0], pf_ctrl[0])),
+                ctrl.function_mask.eq(Mux(is_vf, vf_ctrl[1], pf_ctrl[1])),
+                ctrl.bme.eq(Mux(is_vf, vf_ctrl[2], pf_ctrl[2])),
+                ctrl.d0.eq(Mux(is_vf, vf_ctrl[3], pf_ctrl[3])),
+                self.irq_dropped.eq(msix.irq_dropped),
+            ]
+            # Registered like start_sweep: a cycle after their cause.
+            msix_reset_pf = Signal(P)
+            msix_reset_vfs = Signal(P)
+            m.d.sync += [msix_reset_pf.eq(pf_reset), msix_reset_vfs.eq(vfe_fell)]
+            m.d.comb += [msix.reset_pf.eq(msix_reset_pf), msix.reset_vfs.eq(msix_reset_vfs),
+                         msix.vf_enable.eq(vf_enables)]
+            m.d.comb += [msix.num_vfs[k].eq(s.num_vfs) for k, s in enumerate(sriovs)]
+            irq, msg = self.irq.payload, self.msg.payload
+            m.d.comb += [
+                msix.irq.valid.eq(self.irq.valid), self.irq.ready.eq(msix.irq.ready),
+                msix.irq.payload.pf.eq(irq.pf), msix.irq.payload.function.eq(irq.function),
+                msix.irq.payload.vector.eq(irq.vector),
+                self.msg.valid.eq(msix.msg.valid), msix.msg.ready.eq(self.msg.ready),
+                msg.pf.eq(msix.msg.payload.pf), msg.function.eq(msix.msg.payload.function),
+                msg.addr.eq(msix.msg.payload.addr), msg.data.eq(msix.msg.payload.data),
+            ]
+        else:
+            m.d.sync += [ctrl_due.eq(0), reset_due.eq(0), restore_due.eq(0), size_due.eq(0)]
+            # Without MSI-X every interrupt request is dropped.
+            m.d.comb += [self.irq.ready.eq(1), self.irq_dropped.eq(self.irq.valid)]
+
         # -- Request sequencing --------------------------------------------------------------
         with m.If(write_back):      # the request's last use of the memory's port
             m.d.sync += hold.eq(0)
         with m.FSM(name="cfg"):
             with m.State("IDLE"):
-                take = ~start_sweep.any() & ~vfe_fell.any() & \
-                    (~write_wait | ~self.cfg_req.payload.write)
+                idle = ~start_sweep.any() & ~vfe_fell.any() & ~engine_due
+                take = idle & (~write_wait | ~self.cfg_req.payload.write)
                 m.d.comb += self.cfg_req.ready.eq(take)
+                m.d.comb += self.vf_msix_size.ready.eq(idle & ~self.cfg_req.valid)
                 with m.If(self.cfg_req.valid & take):
-                    m.d.sync += req.eq(self.cfg_req.payload)
+                    m.d.sync += [req.eq(self.cfg_req.payload), size_op.eq(0)]
                     m.next = "DECODE"
+                with m.Elif(self.vf_msix_size.valid & idle):
+                    # The VF's global index from the request; it must exist and its PF's VF
+                    # state must not be being cleared.
+                    size = self.vf_msix_size.payload
+                    exists = Signal()
+                    index = Signal(range(depth))
+                    with m.Switch(size.pf):
+                        for k, s in enumerate(sriovs):
+                            with m.Case(k):
+                                m.d.comb += [
+                                    exists.eq(s.vf_enable & _vf_exists(size.vf, s.num_vfs) &
+                                              ~vf_mem.busy[k]),
+                                    index.eq(p.vf_base(k) + size.vf - 1),
+                                ]
+                    m.d.sync += [req.write.eq(0), size_op.eq(1), retry.eq(0),
+                                 size_count.eq(size.count),
+                                 target.eq(Mux(exists, Target.VF, Target.NONE)),
+                                 tpf.eq(size.pf), vf.eq(size.vf),
+                                 sel.eq(Mux(exists, Const(1, P) << size.pf, 0)),
+                                 mem_addr.eq(index), hold.eq(exists)]
+                    m.next = "FETCH"
             with m.State("DECODE"):
                 m.next = "DIVIDE" if self._decode_stages == 3 else "DECODE2"
             if self._decode_stages == 3:
@@ -1242,7 +1400,8 @@ class SriovEndpoint(wiring.Component):
                 with m.If(retry):
                     m.d.sync += [cpl.status.eq(CompletionStatus.RRS), cpl.data.eq(0)]
                     m.next = "COMPLETE"
-                with m.Elif(user_hit & ((target == Target.PF) | (target == Target.VF))):
+                with m.Elif(user_hit & ~size_op &
+                            ((target == Target.PF) | (target == Target.VF))):
                     m.d.sync += timeout.eq(p.user_cfg_timeout)
                     m.next = "USER_REQ"
                 with m.Else():
@@ -1271,20 +1430,23 @@ class SriovEndpoint(wiring.Component):
                 m.d.sync += user_tag.eq(user_tag + 1)
                 m.next = "COMPLETE"
             with m.State("COMPLETE"):
-                m.d.comb += self.cfg_cpl.valid.eq(1)
-                with m.If(self.cfg_cpl.ready):
-                    m.next = "IDLE"
+                with m.If(size_op):
+                    with m.If(~size_due):
+                        m.d.comb += [self.vf_msix_size_done.valid.eq(1),
+                                     self.vf_msix_size_done.ok.eq(size_ok_r)]
+                        m.next = "IDLE"
+                with m.Else():
+                    ctrl_done = ~ctrl_due
+                    if msix is not None:
+                        ctrl_done = ctrl_done | msix.ctrl.ready
+                    m.d.comb += self.cfg_cpl.valid.eq(ctrl_done)
+                    with m.If(ctrl_done & self.cfg_cpl.ready):
+                        m.next = "IDLE"
         m.d.comb += self.cfg_cpl.payload.eq(cpl)
 
         m.d.comb += [decoder.type1.eq(req.type1), decoder.rid.eq(req.rid), decoder.ari.eq(ari),
                      decoder.vf_enable.eq(vf_enables)]
         m.d.comb += [decoder.num_vfs[k].eq(s.num_vfs) for k, s in enumerate(sriovs)]
-
-        # No MSI-X: every interrupt request is dropped, every Table Size request refused.
-        m.d.comb += [self.irq.ready.eq(1), self.irq_dropped.eq(self.irq.valid),
-                     self.vf_msix_size.ready.eq(1)]
-        m.d.sync += [self.vf_msix_size_done.valid.eq(self.vf_msix_size.valid),
-                     self.vf_msix_size_done.ok.eq(0)]
 
         # -- Memory requests: the device's BAR decoder, then the router ----------------------
         wiring.connect(m, wiring.flipped(self.mem_req), bar_decoder.req)
@@ -1322,7 +1484,7 @@ class SriovEndpoint(wiring.Component):
                     m.d.sync += count.eq(count - 1)
                 lows.append(count != 0)
             m.d.sync += vfs_low_power.eq(_or_terms(lows, 1))
-        self._route_memory_multi(m, bar_decoder.res, vf_mem, ps_key is not None, vfs_low_power)
+        self._route_memory_multi(m, bar_decoder, vf_mem, ps_key is not None, vfs_low_power)
 
         # -- vf_bme: the query's global index registered first --------------------------------
         q = self.vf_bme_query
@@ -1361,16 +1523,24 @@ class SriovEndpoint(wiring.Component):
             ]
         return m
 
-    def _route_memory_multi(self, m, decoded, vf_mem, vf_pm, vfs_low_power):
-        """After the device's BAR decoder (no MSI-X): a register stage passes each result on,
-        dropping the claim of a VF out of D0 (read from the VF state memory by the VF's global
-        index, computed in the stage, while some VF is out of D0). PFs out of D0 claim nothing
-        already (their decoder core's Memory Space Enable is gated)."""
+    def _route_memory_multi(self, m, bar_decoder, vf_mem, vf_pm, vfs_low_power):
+        """After the device's BAR decoder: a register stage passes each result on, dropping the
+        claim of a VF out of D0 (read from the VF state memory by the VF's global index,
+        computed in the stage, while some VF is out of D0), and serving MSI-X table and PBA
+        accesses (the decoder's ``msix`` flags, registered with the result) from the engine by
+        PF, function and global index. PFs out of D0 claim nothing already (their decoder
+        core's Memory Space Enable is gated)."""
         p = self._params
+        msix = self.msix
+        decoded = bar_decoder.res
         d = decoded.payload
+        hit = bar_decoder.msix
         r = Signal.like(d)
         r_valid = Signal()
         need_query = Signal()
+        need_table = Signal()
+        pba_hit = Signal()
+        tbl_offset = Signal(16)
         out = self.mem_res
         m.d.comb += out.payload.eq(r)
         r_index = Signal(range(p.vf_entries))
@@ -1379,30 +1549,64 @@ class SriovEndpoint(wiring.Component):
             for k in range(p.num_pfs):
                 with m.Case(k):
                     m.d.comb += base.eq(p.vf_base(k))
-        m.d.comb += [out.valid.eq(r_valid & ~need_query),
-                     decoded.ready.eq(~r_valid | (out.ready & ~need_query))]
+        slow = need_query | need_table
+        m.d.comb += [out.valid.eq(r_valid & ~slow),
+                     decoded.ready.eq(~r_valid | (out.ready & ~slow))]
         with m.If(decoded.ready):
             m.d.sync += [r.eq(d), r_index.eq(base + d.vf - 1),
                          need_query.eq(d.claimed & d.is_vf & vfs_low_power if vf_pm else 0)]
+            if msix is not None:
+                m.d.sync += [need_table.eq(d.claimed & (hit.table | hit.pba)),
+                             pba_hit.eq(hit.pba), tbl_offset.eq(hit.offset)]
         with m.If(decoded.valid & decoded.ready):
             m.d.sync += r_valid.eq(1)
         with m.Elif(out.valid & out.ready):
             m.d.sync += r_valid.eq(0)
-        if not vf_pm:
+        if not (vf_pm or msix is not None):
             return
-        q = vf_mem.pm
-        m.d.comb += q.addr.eq(r_index)
         with m.FSM(name="mem"):
             with m.State("PASS"):
-                with m.If(r_valid & need_query):
-                    m.next = "QUERY"
-            with m.State("QUERY"):
-                m.next = "QUERY2"
-            with m.State("QUERY2"):
-                m.d.sync += need_query.eq(0)
-                with m.If(q.data.any()):
-                    m.d.sync += r.claimed.eq(0)
-                m.next = "PASS"
+                if vf_pm:
+                    # The memory answers two cycles after the address, from a register.
+                    m.d.comb += vf_mem.pm.addr.eq(r_index)
+                    with m.If(r_valid & need_query):
+                        m.next = "QUERY"
+                if msix is not None:
+                    with m.If(r_valid & need_table & ~need_query):
+                        m.next = "TABLE"
+            if vf_pm:
+                q = vf_mem.pm
+                with m.State("QUERY"):
+                    m.d.comb += q.addr.eq(r_index)
+                    m.next = "QUERY2"
+                with m.State("QUERY2"):
+                    m.d.comb += q.addr.eq(r_index)
+                    m.d.sync += need_query.eq(0)
+                    with m.If(q.data.any()):
+                        # (pf 0 when nothing claims, as from the decoder)
+                        m.d.sync += [r.claimed.eq(0), r.pf.eq(0), need_table.eq(0)]
+                    m.next = "PASS"
+            if msix is not None:
+                with m.State("TABLE"):
+                    t = msix.tbl_req
+                    m.d.comb += [t.valid.eq(1),
+                                 t.payload.pf.eq(r.pf),
+                                 t.payload.function.eq(Mux(r.is_vf, r.vf, 0)),
+                                 t.payload.index.eq(r_index),
+                                 t.payload.pba.eq(pba_hit),
+                                 t.payload.offset.eq(tbl_offset),
+                                 t.payload.write.eq(r.write),
+                                 t.payload.data.eq(r.data),
+                                 t.payload.be.eq(r.be)]
+                    with m.If(t.ready):
+                        m.next = "TABLE_WAIT"
+                with m.State("TABLE_WAIT"):
+                    m.d.comb += msix.tbl_res.ready.eq(1)
+                    with m.If(msix.tbl_res.valid):
+                        m.d.sync += [r.claimed.eq(0), r.internal.eq(1), need_table.eq(0)]
+                        with m.If(~r.write):
+                            m.d.sync += r.data.eq(msix.tbl_res.payload.data)
+                        m.next = "PASS"
 
     def _route_memory(self, m, decoded, vf_mem, vf_pm, vfs_low_power):
         """After the BAR decoder: drop the claims of functions not in D0, and serve MSI-X table
