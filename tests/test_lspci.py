@@ -249,3 +249,93 @@ def test_nvme_pm_and_msix(nvme2):
         assert f"\tCapabilities: [84] MSI-X: Enable- Count={count} Masked-" in block
         assert section(block, r"\[84\] MSI-X") == ["Vector table: BAR=0 offset=00002000",
                                                     "PBA: BAR=0 offset=00003000"]
+
+
+# -- A device of several PFs ---------------------------------------------------------------------
+
+def msix_free_dual(tmp_path_factory):
+    """examples/multi-pf/igb-82576-dual.toml without its MSI-X tables (the endpoint does not
+    build MSI-X with several PFs yet)."""
+    text = (EXAMPLES / "multi-pf" / "igb-82576-dual.toml").read_text()
+    text = re.sub(r"^\[pf\.(sriov\.vf_)?msix\][^\n]*\n(?:[^\[\n][^\n]*\n)*", "", text,
+                  flags=re.MULTILINE)
+    assert "msix]" not in text
+    path = tmp_path_factory.mktemp("dual") / "igb-82576-dual.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dual11(tmp_path_factory):
+    """``sriov-ep lspci`` of the dual-PF 82576 with one VF enabled on each PF: ``(raw dump
+    text, dump file, lspci blocks)``."""
+    config = msix_free_dual(tmp_path_factory)
+    exe = lspci_exe()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["lspci", str(config), "--enable", "1,1"]) == 0
+    path = config.parent / "dump.txt"
+    path.write_text(out.getvalue())
+    done = subprocess.run([exe, "-F", str(path), "-vvv"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Malformed" not in done.stderr
+    blocks = {block.split(" ", 1)[0]: block for block in done.stdout.strip("\n").split("\n\n")}
+    return out.getvalue(), path, blocks
+
+
+def test_dual_dumps_every_pf_and_vf_in_rid_order(dual11):
+    """PFs 01:00.0 and 01:00.1, then VF 1 of each (ARI: 0x0180 + k), as lspci sorts them."""
+    raw, _, blocks = dual11
+    heads = [line.split(" (sriov-ep")[0] for line in raw.splitlines()
+             if re.match(r"[0-9a-f]{2}:[0-9a-f]{2}\.[0-7] ", line)]
+    assert heads == ["01:00.0 SR-IOV PF 01:00.0", "01:00.1 SR-IOV PF 01:00.1",
+                     "01:10.0 SR-IOV VF 1 of 01:00.0", "01:10.1 SR-IOV VF 1 of 01:00.1"]
+    assert list(blocks) == ["01:00.0", "01:00.1", "01:10.0", "01:10.1"]
+    assert "Unknown header type" not in "".join(blocks.values())
+
+
+def test_dual_pfs_acs_and_ari_chain(dual11):
+    """Each PF: an ACS capability at 0x1a0 with Capability 0 (nothing to enable: Control 0);
+    ARI Next Function Number 1 then 0; SR-IOV with one VF. VFs have no ACS."""
+    _, _, blocks = dual11
+    for k, nfn in ((0, 1), (1, 0)):
+        pf = blocks[f"01:00.{k}"]
+        assert pf.splitlines()[0].startswith(f"01:00.{k} Ethernet controller:")
+        assert "\tCapabilities: [1a0 v1] Access Control Services" in pf
+        flags = ("SrcValid- TransBlk- ReqRedir- CmpltRedir- UpstreamFwd- EgressCtrl- "
+                 "DirectTrans-")
+        assert section(pf, r"\[1a0 v1\] Access Control Services") == [
+            f"ACSCap:\t{flags}", f"ACSCtl:\t{flags}"]
+        assert section(pf, r"\[100 v1\] Alternative Routing-ID")[0] == \
+            f"ARICap:\tMFVC- ACS-, Next Function: {nfn}"
+        sriov = section(pf, r"\[160 v1\] Single Root I/O Virtualization")
+        assert ("Initial VFs: 8, Total VFs: 8, Number of VFs: 1, Function Dependency Link: "
+                f"0{k}") in sriov
+        iovctl = line_matching(sriov, r"^IOVCtl:").split()
+        # ARI Capable Hierarchy: PF 0's bit; RsvdP (reads 0) in PF 1.
+        assert "Enable+" in iovctl and f"ARIHierarchy{'+' if k == 0 else '-'}" in iovctl
+    for slot in ("01:10.0", "01:10.1"):
+        assert "Access Control Services" not in blocks[slot]
+        assert "Illegal Vendor ID" in blocks[slot].splitlines()[0]
+
+
+def test_dual_header_type_multi_function(dual11):
+    """pciutils' own reading of the dump (``setpci -A dump``): Header Type 0x80 (type 0,
+    multi-function) in both PFs, 0x00 in the VFs; ACS Capability and Control 0."""
+    _, path, _ = dual11
+    exe = shutil.which("setpci")
+    if exe is None:
+        lspci_exe()                                     # (skips, or fails in CI)
+        pytest.skip("setpci (pciutils) is not installed")
+
+    def setpci(slot, *regs):
+        done = subprocess.run([exe, "-A", "dump", "-O", f"dump.name={path}", "-s", slot,
+                               *regs], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+    for slot in ("01:00.0", "01:00.1"):
+        assert setpci(slot, "HEADER_TYPE.B", "ECAP_ACS+4.W", "ECAP_ACS+6.W") == \
+            ["80", "0000", "0000"]
+    for slot in ("01:10.0", "01:10.1"):
+        assert setpci(slot, "HEADER_TYPE.B") == ["00"]

@@ -74,7 +74,8 @@ RRS_RETRY_LIMIT = 1_000_000
 async def reissue_on_rrs(driver, attempt, rid):
     """What a config driver does with ``attempt()`` (one request on the wire, returning
     ``(payload, cycles)``): reissue it while it completes with Request Retry Status, as a Root
-    Complex does with CRS Software Visibility off, counting in ``driver.rrs_retries``; or
+    Complex does with CRS Software Visibility off, counting in ``driver.rrs_retries`` (and per
+    Routing ID in ``driver.rrs_by_rid``, a dict, if the driver has one); or
     return the RRS completion when ``driver.retry_rrs`` is false."""
     for _ in range(RRS_RETRY_LIMIT):
         payload, cycles = await attempt()
@@ -82,6 +83,9 @@ async def reissue_on_rrs(driver, attempt, rid):
         if status != "RRS" or not driver.retry_rrs:
             return Completion(status, payload.data, cycles)
         driver.rrs_retries += 1
+        by_rid = getattr(driver, "rrs_by_rid", None)
+        if by_rid is not None:
+            by_rid[rid] = by_rid.get(rid, 0) + 1
     raise TimeoutError(f"config request to {format_bdf(rid)}: Request Retry Status "
                        f"{RRS_RETRY_LIMIT} times in a row")
 
@@ -124,7 +128,8 @@ class EndpointDriver:
 
     A completion with Request Retry Status (the PF is clearing its VF state after a reset) is
     reissued at once, as a Root Complex does with CRS Software Visibility off; ``rrs_retries``
-    counts them. With ``retry_rrs=False`` it is returned as status ``"RRS"``.
+    counts them, ``rrs_by_rid`` per Routing ID. With ``retry_rrs=False`` it is returned as
+    status ``"RRS"``.
     """
 
     def __init__(self, ctx, dut, *, timeout=1_000_000, retry_rrs=True):
@@ -133,6 +138,7 @@ class EndpointDriver:
         self.timeout = timeout
         self.retry_rrs = retry_rrs
         self.rrs_retries = 0
+        self.rrs_by_rid = {}
 
     async def config(self, type1, rid, reg, be, write, data):
         def attempt():
@@ -621,6 +627,9 @@ class SettledDriver:
         self._settle = settle
 
     def __getattr__(self, name):
+        if name == "access":        # settled, if the driver has it (else AttributeError)
+            getattr(self._driver, name)
+            return self._access
         return getattr(self._driver, name)
 
     async def config(self, type1, rid, reg, be, write, data):
@@ -632,7 +641,7 @@ class SettledDriver:
     async def decode(self, addr, write):
         return await self._driver.decode(addr, write)
 
-    async def access(self, addr, write, data=0, be=0xFF):
+    async def _access(self, addr, write, data=0, be=0xFF):
         res = await self._driver.access(addr, write, data, be)
         if write:
             await self._settle()

@@ -49,6 +49,8 @@ class RunResult:
     #: Config requests the design completed with Request Retry Status (it was clearing its VF
     #: state after a reset) and the driver reissued, as a Root Complex does.
     rrs_retries: int = 0
+    #: The same per Routing ID (``{rid: retries}``), from the Amaranth backend.
+    rrs_by_rid: dict = field(default_factory=dict)
     #: The waveform written (:class:`sriov_tb.waves.WaveFiles`), if one was asked for.
     waves: object = None
 
@@ -62,17 +64,46 @@ def builtin_scenario(params):
 
 
 def traces_of(dut):
-    """Signals grouped for GTKWave: config request, completion, decoder, SR-IOV state."""
+    """Signals grouped for GTKWave: config request, completion, decoder, SR-IOV state,
+    events. With several PFs the decoder group has ``pf`` and the SR-IOV state and events
+    groups hold every PF's signals, in PF order."""
     dec = dut.decoder
-    pf0 = dut.pfs[0]
+    pfs = [dut.pfs[k] for k in range(len(dut.pfs))]
+    if len(pfs) == 1:
+        pf0 = pfs[0]
+        decoder = [dec.type1, dec.rid, dec.bus, dec.ari, dec.target, dec.vf]
+        state = [pf0.vf_enable, pf0.vf_mse, dut.ari_capable_hierarchy, pf0.num_vfs,
+                 pf0.first_vf_offset, pf0.vf_stride, pf0.vf_reset_busy]
+        events = [pf0.flr, dut.vf_flr, pf0.vfs_reset]
+    else:
+        decoder = [dec.type1, dec.rid, dec.bus, dec.ari, dec.target, dec.pf, dec.vf]
+        state = [dut.ari_capable_hierarchy]
+        events = [dut.vf_flr]
+        for pf in pfs:
+            state += [pf.vf_enable, pf.vf_mse, pf.num_vfs, pf.first_vf_offset, pf.vf_stride,
+                      pf.vf_reset_busy]
+            events += [pf.flr, pf.vfs_reset]
     return {
         "config_request": dut.cfg_req,
         "completion": dut.cfg_cpl,
-        "decoder": [dec.type1, dec.rid, dec.bus, dec.ari, dec.target, dec.vf],
-        "sriov_state": [pf0.vf_enable, pf0.vf_mse, dut.ari_capable_hierarchy, pf0.num_vfs,
-                        pf0.first_vf_offset, pf0.vf_stride, pf0.vf_reset_busy],
-        "events": [pf0.flr, dut.vf_flr, pf0.vfs_reset],
+        "decoder": decoder,
+        "sriov_state": state,
+        "events": events,
     }
+
+
+def _labeller(host, pf_rids):
+    """The wave tracks' name of a Routing ID: its function number, and on a device of several
+    PFs ``(n, PF's BDF)`` for VF n (``VF 2 of 01:00.1``). A PF the host has not enumerated
+    yet (``pf_rids``: the device's) is a PF all the same."""
+    def label(rid):
+        found = host.pf_function_of(rid)
+        if found is None:
+            return 0 if rid in pf_rids else None
+        k, function = found
+        pf_bdf = host.pf_bdf(k)
+        return (function, pf_bdf) if function and pf_bdf is not None else function
+    return label
 
 
 def _transaction_record(txn, op):
@@ -136,7 +167,7 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     root = RootPort(board, secondary_bus=params.bus, on_transaction=record)
     host = LinuxHost(root, params.pfs[0].pf_rid, ari=ari, page_size=page_size)
     if tracer is not None:
-        tracer.label = host.function_of
+        tracer.label = _labeller(host, {pf.pf_rid for pf in params.pfs})
     root.mem = MemoryPort(mem_driver, model)
     root.memories = BarMemories()
     root.model = model
@@ -233,6 +264,7 @@ def run_ops(params, ops, *, filename="<script>", emit=None, json=False, vcd=None
                 raise
             finally:
                 result.rrs_retries = cfg_driver.rrs_retries
+                result.rrs_by_rid = dict(cfg_driver.rrs_by_rid)
         if user is None:
             return testbench
         return testbench, user_config_responder(dut, copy.deepcopy(user))
@@ -281,7 +313,7 @@ async def _run_op(idle, host, root, op):
     elif op.kind in ("memrd", "memwr") and getattr(root.mem, "has_access", False):
         await _run_memory_access(root, op, host.pf_bdf)
     elif op.kind in ("memrd", "memwr"):
-        await _run_memory(root, op)
+        await _run_memory(root, op, host.pf_bdf)
     elif op.kind in _MSIX_KINDS:
         await _run_msix(host, root, op)
     elif op.kind == "idle":
@@ -291,7 +323,9 @@ async def _run_op(idle, host, root, op):
         raise _Unexpected(f"operation {op.kind} is not supported")
 
 
-async def _run_memory(root, op):
+async def _run_memory(root, op, pf_bdf=lambda k: None):
+    """A memory op through the memory driver's ``decode`` only (the data from
+    ``root.memories``); ``pf_bdf`` names the PF on a device of several PFs."""
     write = op.kind == "memwr"
     res = await root.mem.decode(op.addr, write)
     if res.claimed:
@@ -305,7 +339,7 @@ async def _run_memory(root, op):
         else:
             value = root.memories.read(res.function, res.bar, res.offset, op.size, pf=pf)
         txn = MemTransaction(op.kind, op.addr, op.size, "SC", value, res.cycles, res.function,
-                             res.bar, res.offset, root.step)
+                             res.bar, res.offset, root.step, pf=pf, pf_bdf=pf_bdf(pf))
     else:
         value = op.value if write else (1 << (8 * op.size)) - 1
         txn = MemTransaction(op.kind, op.addr, op.size, "UR", value, res.cycles, None, None,

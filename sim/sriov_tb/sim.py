@@ -15,7 +15,8 @@ from amaranth.sim import Simulator
 
 from . import waves as wv
 
-__all__ = ["CLOCK_PERIOD", "WAVES_ENV", "WaveSetup", "simulate", "waves_dir"]
+__all__ = ["CLOCK_PERIOD", "WAVES_ENV", "ENDPOINT_VIEW", "WaveSetup", "endpoint_view",
+           "simulate", "waves_dir"]
 
 #: Simulated clock period in seconds (125 MHz, the ECP5 PCIe Gen2 x1 user clock).
 CLOCK_PERIOD = 8e-9
@@ -123,6 +124,53 @@ ENDPOINT_VIEW = [
     ]),
 ]
 
+
+def endpoint_view(dut):
+    """:data:`ENDPOINT_VIEW` for ``dut``; on a device of several PFs the ``decoder`` group
+    adds the PF index, ``sriov_state`` shows each PF's VF Enable, NumVFs, VF state sweep and
+    PF MSE (labels ``PF k ...``), and ``events`` each PF's resets and the ``pf`` of the
+    per-function ports."""
+    pfs = len(getattr(dut, "pfs", ()))
+    if pfs <= 1:
+        return ENDPOINT_VIEW
+    view = []
+    for group, rows in ENDPOINT_VIEW:
+        if group == "decoder":
+            at = [path for path, _, _ in rows].index("decoder.vf")
+            rows = rows[:at] + [("decoder.pf", "pf (PF index)", "dec")] + rows[at:]
+        elif group == "sriov_state":
+            rows = [("ari_capable_hierarchy", "ARI Capable Hierarchy", "bin")]
+            for k in range(pfs):
+                rows += [(f"pfs[{k}].vf_enable", f"PF {k} VF Enable", "bin"),
+                         (f"pfs[{k}].num_vfs", f"PF {k} NumVFs", "dec"),
+                         (f"pfs[{k}].vf_reset_busy", f"PF {k} VF state sweep", "bin"),
+                         (f"pfs[{k}].memory_space_enable", f"PF {k} MSE", "bin")]
+        elif group == "memory_path":
+            at = [path for path, _, _ in rows].index("mem_res.payload.is_vf")
+            rows = rows[:at] + [("mem_res.payload.pf", "pf", "dec")] + rows[at:]
+        elif group == "events":
+            rows = [(f"pfs[{k}].{name}", f"PF {k} {label}", "bin")
+                    for k in range(pfs)
+                    for name, label in (("flr", "reset"), ("vfs_reset", "all VFs reset"))]
+            rows += [row for path, label, fmt in ENDPOINT_VIEW[-1][1]
+                     if not path.startswith("pfs[")
+                     for row in _with_pf(path, label, fmt)]
+        view.append((group, rows))
+    return view
+
+
+def _with_pf(path, label, fmt):
+    """An events row, preceded by its port's ``pf`` where the port names a function."""
+    rows = []
+    pf = {"vf_flr.vf": ("vf_flr.pf", "VF reset: pf"),
+          "irq.payload.function": ("irq.payload.pf", "irq pf"),
+          "msg.payload.function": ("msg.payload.pf", "msg pf")}.get(path)
+    if pf is not None:
+        rows.append((pf[0], pf[1], "dec"))
+    rows.append((path, label, fmt))
+    return rows
+
+
 #: The streams whose handshakes become the ``tb.cfg``, ``tb.mem`` and ``tb.msix`` tracks.
 ENDPOINT_STREAMS = ("cfg_req", "cfg_cpl", "mem_req", "mem_res", "msg")
 
@@ -146,6 +194,8 @@ class WaveSetup:
         self.traces = traces
         self.window = window
         self.endpoint = _is_endpoint(dut)
+        #: The groups of the save file (:func:`endpoint_view`), for an endpoint.
+        self.view = endpoint_view(dut) if self.endpoint else []
         self.txn = Signal(32, name=wv.TXN_SIGNAL)
         #: The tracer of the latest run (:meth:`tracer`), which knows the failure.
         self.current = None
@@ -164,7 +214,7 @@ class WaveSetup:
         traces = {"bench.txn": self.txn}
         self._keys = {}
         if self.endpoint:
-            paths = [path for _, rows in ENDPOINT_VIEW for path, _, _ in rows]
+            paths = [path for _, rows in self.view for path, _, _ in rows]
             paths += [f"{s}.{m}" for s in ENDPOINT_STREAMS for m in ("valid", "ready", "payload")]
             for path in paths:
                 found = self._split(path)
@@ -229,7 +279,7 @@ class WaveSetup:
         """:func:`sriov_tb.waves.write_gtkw` groups."""
         groups = []
         if self.endpoint:
-            for group, rows in ENDPOINT_VIEW:
+            for group, rows in self.view:
                 items = []
                 for path, label, fmt in rows:
                     name = self._resolve(header, names, path)

@@ -99,10 +99,24 @@ def _bdf(rid):
     return f"{rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7}"
 
 
-def _who(function):
+def _who(function, pf_bdf=None):
+    """``PF``, ``VF 2``; with ``pf_bdf`` (a device of several PFs) ``PF 01:00.1``, ``VF 2 of
+    01:00.1``. ``function`` may be a label ``(function, pf_bdf)``."""
+    if isinstance(function, tuple):
+        function, pf_bdf = function
     if function is None:
         return "(no function)"
-    return "PF" if function == 0 else f"VF {function}"
+    if function == 0:
+        return "PF" if pf_bdf is None else f"PF {pf_bdf}"
+    return f"VF {function}" + (f" of {pf_bdf}" if pf_bdf is not None else "")
+
+
+def _port_who(fields, is_vf, vf):
+    """Who a port's payload names; ``of PF k`` when it has a ``pf`` field (several PFs)."""
+    pf = getattr(fields, "pf", None)
+    if pf is None:
+        return f"VF {vf}" if is_vf else "PF"
+    return f"VF {vf} of PF {pf}" if is_vf else f"PF {pf}"
 
 
 # -- Window bounds ----------------------------------------------------------------------------
@@ -312,7 +326,7 @@ def describe_mem(req, res):
     if req.write:
         text += f" data {req.data:#018x}"
     if res is not None:
-        who = f"VF {res.vf}" if res.is_vf else "PF"
+        who = _port_who(res, res.is_vf, res.vf)
         if res.internal:
             text += f" -> MSI-X {who} BAR{res.bar} +{res.offset:#x}"
             if not req.write:
@@ -325,7 +339,8 @@ def describe_mem(req, res):
 
 
 def describe_msg(req, _res):
-    return f"MSI-X from {_who(req.function)}: MWr {req.addr:#x} data {req.data:#010x}"
+    who = _port_who(req, req.function != 0, req.function)
+    return f"MSI-X from {who}: MWr {req.addr:#x} data {req.data:#010x}"
 
 
 def endpoint_ports(names, layouts):
@@ -944,6 +959,9 @@ class _TracedDriver:
         self._tracer = tracer
 
     def __getattr__(self, name):
+        if name == "access":        # traced, if the driver has it (else AttributeError)
+            getattr(self._driver, name)
+            return self._access
         return getattr(self._driver, name)
 
     async def _call(self, kind, args, coro):
@@ -962,7 +980,7 @@ class _TracedDriver:
     async def decode(self, addr, write):
         return await self._call("decode", (addr, write), self._driver.decode(addr, write))
 
-    async def access(self, addr, write, data=0, be=0xFF):
+    async def _access(self, addr, write, data=0, be=0xFF):
         return await self._call("access", (addr, write, data, be),
                                 self._driver.access(addr, write, data, be))
 
@@ -980,7 +998,11 @@ def _describe_call(kind, args):
 def describe_transaction(txn, label=None):
     """A transaction (:class:`sriov_tb.host.Transaction`, ``MemTransaction``, ...) in the
     user's words: ``CfgRd 01:10.0 VF 1 @0x000 4B -> SC 0x10ca8086``,
-    ``MWr 0x80002000 4B 0x00000001 -> PF BAR3+0x2000 MSI-X SC``."""
+    ``MWr 0x80002000 4B 0x00000001 -> PF BAR3+0x2000 MSI-X SC``.
+
+    ``label(rid)`` names a config transaction's function: None, the function number (0 a PF, n
+    VF n), or ``(n, PF's BDF)`` on a device of several PFs (``VF 2 of 01:00.1``). A memory
+    transaction with ``pf_bdf`` names the PF the same way (``PF 01:00.1 BAR0+0x0``)."""
     op = getattr(txn, "op", "")
     if op in ("cfgrd", "cfgwr"):
         function = label(txn.rid) if label is not None else None
@@ -998,7 +1020,8 @@ def describe_transaction(txn, label=None):
         if txn.function is None:
             where = "not claimed"
         else:
-            where = f"{_who(txn.function)} BAR{txn.bar}+{txn.offset:#x}" \
+            where = f"{_who(txn.function, getattr(txn, 'pf_bdf', None))} " \
+                f"BAR{txn.bar}+{txn.offset:#x}" \
                 + (" MSI-X" if getattr(txn, "internal", False) else "")
         text += f" -> {where} {txn.status}"
         if op == "memrd":
