@@ -32,6 +32,9 @@ from sriov_ep.tools.external import ToolMissing, verilator_command
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_NAMES = sorted(path.stem for path in EXAMPLES.glob("*.toml"))
+#: Devices of several PFs (``examples/multi-pf``), built without MSI-X (refused with several
+#: PFs for now): two PFs of 8 VFs, four of 63.
+MULTI_PF_NAMES = ["igb-82576-dual", "quad-pf"]
 
 #: A configuration at the top of the range: 65535 VFs from PF 00:00.0, offset 1 / stride 1.
 MAX_VFS = EndpointParams(
@@ -138,6 +141,23 @@ EXAMPLE_WIDTHS = {
 }
 
 
+#: The same for the devices of several PFs, with ``pfs`` (861 bits per PF). P PFs have a PF
+#: index of ceil(log2 P) bits (1 for two, 2 for four) in ``mem_res``, ``irq``, ``msg``,
+#: ``vf_msix_size`` and ``ucfg_req`` (one more bit each than with one PF, whose ``pf`` is not
+#: there) and in ``vf_flr`` and ``vf_bme_query`` (there with one PF too, 1 bit). W is the width
+#: of a VF number of the PF with the most VFs: 8 -> 4, 63 -> 6. No user windows: 1 bit.
+MULTI_PF_WIDTHS = {
+    # 2 PFs of 8 VFs: pf 1, W 4
+    "igb-82576-dual": {"mem_res__payload": 220, "vf_bme_query": 5, "vf_flr": 6,
+                       "irq__payload": 16, "msg__payload": 101, "vf_msix_size__payload": 17,
+                       "ucfg_req__payload": 67, "pfs": 2 * 861},
+    # 4 PFs of 63 VFs: pf 2, W 6
+    "quad-pf":        {"mem_res__payload": 223, "vf_bme_query": 8, "vf_flr": 9,
+                       "irq__payload": 19, "msg__payload": 104, "vf_msix_size__payload": 20,
+                       "ucfg_req__payload": 70, "pfs": 4 * 861},
+}
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     """``{name: paths}``: every example (and MAX_VFS, IGB_LIKE and FULL as ``max-vfs``,
@@ -148,7 +168,15 @@ def builds(tmp_path_factory):
                                 tmp_path_factory.mktemp(name), config_name=name)
     for name, params in (("max-vfs", MAX_VFS), ("igb-like", IGB_LIKE), ("full", FULL)):
         out[name] = write_build(params, tmp_path_factory.mktemp(name), config_name=name)
+    for name in MULTI_PF_NAMES:
+        out[name] = write_build(multi_pf_params(name), tmp_path_factory.mktemp(name),
+                                config_name=name)
     return out
+
+
+def multi_pf_params(name):
+    params = load_params(EXAMPLES / "multi-pf" / f"{name}.toml")
+    return params.replace(pfs=tuple(pf.replace(msix=None, vf_msix=None) for pf in params.pfs))
 
 
 def module_ports(verilog):
@@ -205,7 +233,7 @@ def test_out_dir_is_created(tmp_path):
     assert "configuration (unnamed)" in paths["sdc"].read_text()
 
 
-@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+@pytest.mark.parametrize("name", [*EXAMPLE_NAMES, *MULTI_PF_NAMES])
 def test_core_file(builds, name):
     core = builds[name]["core"]
     text = core.read_text()
@@ -555,6 +583,48 @@ def test_regmap_tables_well_formed(builds, name):
     assert sections.index("VF") == sections.count("PF")
 
 
+def test_regmap_multi_pf(builds):
+    """Two PFs: the PF and VF sections of PF 0, then of PF 1, under headings that name the PF;
+    each PF's own SR-IOV values (Function Dependency Link: its function number; ARI Capable
+    Hierarchy RW in PF 0 only) and its entries in the shared VF state memory (8 per PF)."""
+    text = builds["igb-82576-dual"]["regmap"].read_text()
+    assert re.findall(r"^## .*$", text, re.M) == [
+        "## PF 0 (01:00.0): Physical Function", "## PF 0 (01:00.0): Virtual Functions",
+        "## PF 1 (01:00.1): Physical Function", "## PF 1 (01:00.1): Virtual Functions"]
+    assert "PF 0 at 01:00.0 (Routing ID 0x0100, TotalVFs 8), PF 1 at 01:00.1 (Routing ID " \
+        "0x0101, TotalVFs 8)" in text
+    pf_structures = ["Type 0 Configuration Space Header (0x000..0x03f)",
+                     "PCI Express Capability (0x040..0x07b)",
+                     "Power Management Capability (0x07c..0x083)",
+                     "ARI Extended Capability (0x100..0x107)",
+                     "SR-IOV Extended Capability (0x160..0x19f)",
+                     "ACS Extended Capability (0x1a0..0x1a7)"]
+    vf_structures = ["Type 0 Configuration Space Header (0x000..0x03f)",
+                     "PCI Express Capability (0x040..0x07b)",
+                     "ARI Extended Capability (0x100..0x107)"]
+    assert re.findall(r"^### (.*)$", text, re.M) == [
+        *(f"PF 0 {s}" for s in pf_structures), *(f"PF 0 VF {s}" for s in vf_structures),
+        *(f"PF 1 {s}" for s in pf_structures), *(f"PF 1 VF {s}" for s in vf_structures)]
+    for k in (0, 1):
+        sriov = section(text, f"### PF {k} SR-IOV Extended Capability (0x160..0x19f)")
+        assert f"| 0x172 | function_dependency_link | 7:0 | function_dependency_link | RO | " \
+            f"0x0{k} |" in sriov
+        assert "| 0x174 | first_vf_offset | 15:0 | first_vf_offset | RO | 0x0180 |" in sriov
+        access = "RW | 0x0" if k == 0 else "RsvdP | 0"
+        assert f"| 0x168 | control | 4 | ari_capable_hierarchy | {access} |" in sriov
+    assert "PF 0's VF n at entry 0 + n - 1 (entries 0..7)" in text
+    assert "PF 1's VF n at entry 8 + n - 1 (entries 8..15)" in text
+    found = tables(text)
+    assert len(found) == 4 + 2 * (len(pf_structures) + len(vf_structures))
+    for table in found:
+        assert all(len(row) == len(table[0]) for row in table[1:])
+    wrapper = builds["igb-82576-dual"]["wrapper"].read_text()
+    assert "// Configuration igb-82576-dual, 2 PFs, TotalVFs 8+8: field positions depend on " \
+        "it." in wrapper
+    quad = builds["quad-pf"]["wrapper"].read_text()
+    assert "// Configuration quad-pf, 4 PFs, TotalVFs 63+63+63+63: field" in quad
+
+
 def test_regmap_sriov_first(tmp_path):
     """SR-IOV at 0x100 and ARI behind it: the tables follow the offsets, the chain links
     SR-IOV to ARI."""
@@ -606,6 +676,17 @@ def test_port_list_literal(builds):
         expected = [(d, n, widths[n] if w is None else w) for d, n, w in EXPECTED_PORTS]
         assert sorted(ports, key=lambda p: p[1]) == expected, name
         assert sorted(header) == [n for _, n, _ in EXPECTED_PORTS], name
+
+
+def test_port_list_multi_pf(builds):
+    """Devices of several PFs: the same ports (names, directions, header order) as one PF, the
+    widths of :data:`MULTI_PF_WIDTHS`."""
+    _, single = module_ports(builds["igb-82576"]["verilog"].read_text())
+    for name, widths in MULTI_PF_WIDTHS.items():
+        header, ports = module_ports(builds[name]["verilog"].read_text())
+        expected = [(d, n, widths.get(n, w)) for d, n, w in EXPECTED_PORTS]
+        assert sorted(ports, key=lambda p: p[1]) == expected, name
+        assert [(d, n) for d, n, _ in ports] == [(d, n) for d, n, _ in single], name
 
 
 def test_port_list_same_across_configurations(builds):
@@ -669,7 +750,8 @@ def test_waivers_documented():
     assert "-Wno-WIDTH" in lint_args()
 
 
-@pytest.mark.parametrize("name", [*EXAMPLE_NAMES, "max-vfs", "igb-like", "full"])
+@pytest.mark.parametrize("name", [*EXAMPLE_NAMES, "max-vfs", "igb-like", "full",
+                                  *MULTI_PF_NAMES])
 def test_verilator_lint(builds, verilator, name, tmp_path):
     argv, env = verilator
     verilog = builds[name]["verilog"]

@@ -1,6 +1,7 @@
 """The named-port wrapper ``sriov_ep.v`` and the field header ``sriov_ep_fields.vh`` that
-``sriov-ep build`` writes, on two configurations whose field positions differ
-(``examples/igb-82576.toml``, 8 VFs; ``examples/many-vfs.toml``, 4000 VFs).
+``sriov-ep build`` writes, on three configurations whose field positions differ
+(``examples/igb-82576.toml``, 8 VFs; ``examples/many-vfs.toml``, 4000 VFs;
+``examples/multi-pf/igb-82576-dual.toml`` without MSI-X, two PFs of 8 VFs).
 
 What is checked, and against what:
 
@@ -13,9 +14,10 @@ What is checked, and against what:
   Amaranth's simulator setting that field of a ``lib.data`` view over the port's layout, not
   from the generator;
 - the header's ``_LSB``/``_WIDTH`` and enum values against the same Amaranth results;
-- a hand-written top (``HAND_TOP``) that ties off every input it does not use instantiates the
-  wrapper and includes the header; Verilator ``--lint-only -Wall`` with the generated waiver
-  file (which covers ``sriov_ep_top.v`` alone) reports nothing;
+- a hand-written top (``HAND_TOP``, for two PFs with ``HAND_TOP_PF1_*``) that ties off every
+  input it does not use instantiates the wrapper and includes the header; Verilator
+  ``--lint-only -Wall`` with the generated waiver file (which covers ``sriov_ep_top.v`` alone)
+  reports nothing;
 - user logic in Amaranth that ties an input of ``SriovEndpoint`` to 0 adds no lint warning to
   the export (``1'h0 <= num_vfs`` was Verilator's UNSIGNED);
 - the FuseSoC ``lint`` target, when ``fusesoc`` is installed.
@@ -46,7 +48,21 @@ from sriov_ep.tools.wrapper import WrapperError, port_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-CONFIGS = ("igb-82576", "many-vfs")
+CONFIGS = ("igb-82576", "many-vfs", "igb-82576-dual")
+#: Configurations of several PFs, from ``examples/multi-pf``.
+MULTI_PF = ("igb-82576-dual",)
+
+
+def without_msix(params):
+    """``params`` with MSI-X removed from every PF (the endpoint refuses MSI-X with several
+    PFs for now)."""
+    return params.replace(pfs=tuple(pf.replace(msix=None, vf_msix=None) for pf in params.pfs))
+
+
+def load_config(name):
+    if name in MULTI_PF:
+        return without_msix(load_params(EXAMPLES / "multi-pf" / f"{name}.toml"))
+    return load_params(EXAMPLES / f"{name}.toml")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +70,7 @@ def builds(tmp_path_factory):
     """``{name: (params, paths)}`` for :data:`CONFIGS`."""
     out = {}
     for name in CONFIGS:
-        params = load_params(EXAMPLES / f"{name}.toml")
+        params = load_config(name)
         out[name] = params, write_build(params, tmp_path_factory.mktemp(name),
                                         config_name=f"{name}.toml")
     return out
@@ -252,6 +268,10 @@ def test_readme_table_parsed():
     assert members["pfs"][1]["num_vfs"] == 16
     assert members["vf_flr"] == ("struct", {"valid": None, "pf": None, "vf": None})
     assert members["bus"] == ("scalar", {None: 8})
+    # The PF index of a device of several PFs, in every stream that names a function.
+    for member in ("ucfg_req", "irq", "msg", "vf_msix_size", "mem_res"):
+        assert members[member][0] == "stream" and "pf" in members[member][1], member
+    assert members["ucfg_req"][1]["offset"] == 10 and members["vf_msix_size"][1]["count"] == 12
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -313,6 +333,27 @@ def test_positions_shift_with_total_vfs(expected):
     igb, many = expected["igb-82576"][1], expected["many-vfs"][1]
     assert igb["mem_res_vf"][2:] == (4, 0xf << 3) and many["mem_res_vf"][2:] == (12, 0xfff << 3)
     assert igb["mem_res_bar"][3] == 0x7 << 7 and many["mem_res_bar"][3] == 0x7 << 15
+
+
+def test_positions_with_two_pfs(expected):
+    """Two PFs of 8 VFs: a 1-bit ``pf`` after ``claimed`` and ``internal`` moves the rest of
+    the decode up by one; ``pfs`` holds 861 bits per PF (MSE, BME, PowerState 2, flr, VF
+    Enable, VF MSE, NumVFs 16, First VF Offset 16, VF Stride 16, vfs_reset, vf_reset_busy = 57,
+    6 PF BAR bases of 64, 6 VF BARs of 64 + 6), so PF 1's VF BAR 2 aperture is at
+    861 + 57 + 6*64 + 2*70 + 64 = 1506."""
+    ports, dual = expected["igb-82576-dual"]
+    assert dual["mem_res_pf"] == ("mem_res__payload", "output", 1, 1 << 2)
+    assert dual["mem_res_vf"][2:] == (4, 0xf << 4)
+    assert dual["mem_res_bar"][2:] == (3, 0x7 << 8)
+    assert dual["pf1_vf_bar2_aperture_log2"] == ("pfs", "output", 6, 0x3f << 1506)
+    assert dual["pf1_vf_enable"][3] == 1 << (861 + 5)
+    assert dual["pf0_vf_enable"][3] == 1 << 5
+    for member in ("ucfg_req", "irq", "msg", "vf_msix_size", "vf_flr", "vf_bme_query"):
+        assert dual[f"{member}_pf"][2] == 1, member
+    names = {n for _d, n, _w in ports}
+    assert {n for n in names if n.startswith("pf") and n[2].isdigit()} == \
+        {n.replace("pf0_", "pf1_") for n in names if n.startswith("pf0_")} | \
+        {n for n in names if n.startswith("pf0_")}
 
 
 class _Ports(wiring.Component):
@@ -583,6 +624,55 @@ endmodule
 """
 
 
+#: What a top for two PFs adds to :data:`HAND_TOP`, by hand: wires for PF 1's state and the
+#: ``pf`` fields of the streams that name a function, inserted before the instance...
+HAND_TOP_PF1_WIRES = r"""    wire        unused_ucfg_req_pf, unused_msg_pf, unused_mem_res_pf;
+    wire        unused_pf1_mse, unused_pf1_bme, unused_pf1_flr, unused_pf1_vf_enable;
+    wire        unused_pf1_vf_mse, unused_pf1_vfs_reset, unused_pf1_vf_reset_busy;
+    wire [1:0]  unused_pf1_power_state;
+    wire [15:0] unused_pf1_num_vfs, unused_pf1_first_vf_offset, unused_pf1_vf_stride;
+    wire [63:0] unused_pf1_bar0, unused_pf1_bar1, unused_pf1_bar2, unused_pf1_bar3;
+    wire [63:0] unused_pf1_bar4, unused_pf1_bar5;
+    wire [63:0] unused_pf1_vf_bar0, unused_pf1_vf_bar1, unused_pf1_vf_bar2, unused_pf1_vf_bar3;
+    wire [63:0] unused_pf1_vf_bar4, unused_pf1_vf_bar5;
+    wire [5:0]  unused_pf1_vf_bar0_ap, unused_pf1_vf_bar1_ap, unused_pf1_vf_bar2_ap;
+    wire [5:0]  unused_pf1_vf_bar3_ap, unused_pf1_vf_bar4_ap, unused_pf1_vf_bar5_ap;
+
+"""
+#: ... and their connections, inserted before the Bus Master Enable lookup's.
+HAND_TOP_PF1_PORTS = r"""        // two PFs: the streams' PF indices, PF 1's state
+        .ucfg_req_pf(unused_ucfg_req_pf), .msg_pf(unused_msg_pf),
+        .mem_res_pf(unused_mem_res_pf), .irq_pf(1'b0), .vf_msix_size_pf(1'b0),
+        .pf1_memory_space_enable(unused_pf1_mse), .pf1_bus_master_enable(unused_pf1_bme),
+        .pf1_power_state(unused_pf1_power_state), .pf1_flr(unused_pf1_flr),
+        .pf1_vf_enable(unused_pf1_vf_enable), .pf1_vf_mse(unused_pf1_vf_mse),
+        .pf1_num_vfs(unused_pf1_num_vfs), .pf1_first_vf_offset(unused_pf1_first_vf_offset),
+        .pf1_vf_stride(unused_pf1_vf_stride), .pf1_vfs_reset(unused_pf1_vfs_reset),
+        .pf1_vf_reset_busy(unused_pf1_vf_reset_busy),
+        .pf1_bar0_base(unused_pf1_bar0), .pf1_bar1_base(unused_pf1_bar1),
+        .pf1_bar2_base(unused_pf1_bar2), .pf1_bar3_base(unused_pf1_bar3),
+        .pf1_bar4_base(unused_pf1_bar4), .pf1_bar5_base(unused_pf1_bar5),
+        .pf1_vf_bar0_base(unused_pf1_vf_bar0), .pf1_vf_bar0_aperture_log2(unused_pf1_vf_bar0_ap),
+        .pf1_vf_bar1_base(unused_pf1_vf_bar1), .pf1_vf_bar1_aperture_log2(unused_pf1_vf_bar1_ap),
+        .pf1_vf_bar2_base(unused_pf1_vf_bar2), .pf1_vf_bar2_aperture_log2(unused_pf1_vf_bar2_ap),
+        .pf1_vf_bar3_base(unused_pf1_vf_bar3), .pf1_vf_bar3_aperture_log2(unused_pf1_vf_bar3_ap),
+        .pf1_vf_bar4_base(unused_pf1_vf_bar4), .pf1_vf_bar4_aperture_log2(unused_pf1_vf_bar4_ap),
+        .pf1_vf_bar5_base(unused_pf1_vf_bar5), .pf1_vf_bar5_aperture_log2(unused_pf1_vf_bar5_ap),
+"""
+
+
+def hand_top(params):
+    """:data:`HAND_TOP`, with PF 1's ports added for a device of two PFs."""
+    if params.num_pfs == 1:
+        return HAND_TOP
+    assert params.num_pfs == 2
+    instance = "    sriov_ep ep (\n"
+    lookup = "        // Bus Master Enable lookup: tied off\n"
+    assert HAND_TOP.count(instance) == 1 and HAND_TOP.count(lookup) == 1
+    return HAND_TOP.replace(instance, HAND_TOP_PF1_WIRES + instance).replace(
+        lookup, HAND_TOP_PF1_PORTS + lookup)
+
+
 def lint_hand_top(verilator, folder, top=HAND_TOP):
     (folder / "top.v").write_text(top)
     return run_verilator(verilator, ["--lint-only", "-Wall", "--top-module", "top",
@@ -598,7 +688,7 @@ def test_hand_written_top_lints_clean(builds, verilator, config, tmp_path):
     folder = paths["wrapper"].parent
     for name in ("sriov_ep_top.v", "sriov_ep.v", "sriov_ep_fields.vh", "sriov_ep_lint.vlt"):
         shutil.copy(folder / name, tmp_path / name)
-    result = lint_hand_top(verilator, tmp_path)
+    result = lint_hand_top(verilator, tmp_path, hand_top(builds[config][0]))
     assert result.returncode == 0 and not warnings_of(result), "\n".join(warnings_of(result))
 
 

@@ -57,7 +57,9 @@ from sriov_ep.endpoint import (
     MsixMessage,
     UserConfigRequest,
     UserConfigResponse,
+    pf_index_width,
 )
+from sriov_ep.params import EndpointParams
 
 from .host import (
     MSG_QUIET,
@@ -236,6 +238,7 @@ class CocotbConfigDriver:
         self.timeout = timeout
         self.retry_rrs = retry_rrs
         self.rrs_retries = 0
+        self.rrs_by_rid = {}
         self._req = _StreamPorts(dut, "cfg_req")
         self._cpl = _StreamPorts(dut, "cfg_cpl")
         _check_width(self._req.payload, ConfigRequest, "cfg_req__payload")
@@ -252,10 +255,24 @@ class CocotbConfigDriver:
 
 
 class _TotalVfs:
-    """Stands in for :class:`EndpointParams` in :func:`MemDecode`, which only reads total_vfs."""
+    """Stands in for :class:`EndpointParams` of one PF in :func:`MemDecode` and the interrupt
+    layouts, which only read total_vfs."""
 
     def __init__(self, total_vfs):
         self.total_vfs = total_vfs
+
+
+def _num_pfs(params):
+    return params.num_pfs if isinstance(params, EndpointParams) else 1
+
+
+def _size_layout(params):
+    """Layout of ``vf_msix_size``'s payload: ``pf`` (with several PFs), ``vf``, ``count``."""
+    if _num_pfs(params) > 1:
+        max_vfs = max(pf.total_vfs for pf in params.pfs)
+        return data.StructLayout({"pf": pf_index_width(params), "vf": range(max_vfs + 1),
+                                  "count": 12})
+    return data.StructLayout({"vf": range(params.total_vfs + 1), "count": 12})
 
 
 class CocotbMemoryDriver:
@@ -265,7 +282,8 @@ class CocotbMemoryDriver:
     ``await decode(addr, write)`` returns a :class:`sriov_tb.host.MemDecodeResult` whose
     ``cycles`` counts clock edges from the one accepting the request to the one transferring its
     result. The decode result layout needs TotalVFs: give ``params``, or it is found from the
-    width of ``mem_res__payload``.
+    width of ``mem_res__payload`` (for one PF only: a device of several PFs needs ``params``).
+    With several PFs the result's ``pf`` is the claiming function's PF index.
     """
 
     def __init__(self, dut, tag_width=8, *, params=None, clk=None, timeout=100_000):
@@ -315,7 +333,9 @@ class CocotbInterruptDriver:
     same timing (``msg__ready`` high only during a call; :meth:`settle` after every write).
 
     The layouts need TotalVFs: give ``params``, or it is found from the width of
-    ``irq__payload``.
+    ``irq__payload`` (for one PF only: a device of several PFs needs ``params``). With several
+    PFs, :meth:`interrupt` and :meth:`vf_msix_count` take ``pf=k`` and :meth:`messages` gives
+    ``(function, address, data, pf)``, as :class:`sriov_tb.host.InterruptDriver` does.
     """
 
     def __init__(self, dut, *, params=None, clk=None, quiet=MSG_QUIET, timeout=100_000):
@@ -333,7 +353,9 @@ class CocotbInterruptDriver:
             params = _TotalVfs((1 << max(fn_width, 0)) - 1)
         self.irq_layout  = InterruptRequest(params)
         self.msg_layout  = MsixMessage(params)
-        self.size_layout = data.StructLayout({"vf": range(params.total_vfs + 1), "count": 12})
+        self.size_layout = _size_layout(params)
+        self._multi = _num_pfs(params) > 1
+        self._pf_width = pf_index_width(params) if self._multi else 0
         self.done_layout = data.StructLayout({"valid": 1, "ok": 1})
         _check_width(self._irq.payload, self.irq_layout, "irq__payload")
         _check_width(self._msg.payload, self.msg_layout, "msg__payload")
@@ -352,6 +374,8 @@ class CocotbInterruptDriver:
         if valid:
             p = unpack(self.msg_layout, self._msg.payload.value)
             message = (p.function, p.addr, p.data)
+            if self._multi:
+                message += (p.pf,)
         dropped = int(self._dropped.value)
         values = [int(h.value) for h in handles]
         await RisingEdge(self.clk)
@@ -375,17 +399,24 @@ class CocotbInterruptDriver:
         await self._until_quiet()
         self._msg.ready.value = 0
 
-    async def interrupt(self, function, vector):
-        if not (_fits(function, self._fn_width) and _fits(vector, 11)):
+    def _pf_fits(self, pf):
+        return pf == 0 or (self._multi and _fits(pf, self._pf_width))
+
+    async def interrupt(self, function, vector, pf=0):
+        if not (_fits(function, self._fn_width) and _fits(vector, 11) and self._pf_fits(pf)):
             return "dropped"
         self._msg.ready.value = 1
-        self._irq.payload.value = pack(self.irq_layout, {"function": function, "vector": vector})
+        payload = {"function": function, "vector": vector}
+        if self._multi:
+            payload["pf"] = pf
+        self._irq.payload.value = pack(self.irq_layout, payload)
         self._irq.valid.value = 1
         outcome = {"dropped": False, "sent": False}
 
         def note(message, dropped):
             outcome["dropped"] |= bool(dropped)
-            if message is not None and message[0] == function:
+            if message is not None and message[0] == function \
+                    and (not self._multi or message[3] == pf):
                 outcome["sent"] = True
 
         waited = 0
@@ -409,10 +440,13 @@ class CocotbInterruptDriver:
         self._seen = len(self._log)
         return list(new)
 
-    async def vf_msix_count(self, vf, count):
-        if not (_fits(vf, self._vf_width) and _fits(count, 12)):
+    async def vf_msix_count(self, vf, count, pf=0):
+        if not (_fits(vf, self._vf_width) and _fits(count, 12) and self._pf_fits(pf)):
             return False
-        self._size.payload.value = pack(self.size_layout, {"vf": vf, "count": count})
+        payload = {"vf": vf, "count": count}
+        if self._multi:
+            payload["pf"] = pf
+        self._size.payload.value = pack(self.size_layout, payload)
         self._size.valid.value = 1
         accepted = False
         waited = 0
@@ -566,6 +600,7 @@ async def run_job(dut):
     outcome["dumps"] = dict(result.dumps)
     outcome["compared"] = result.compared
     outcome["rrs_retries"] = cfg_driver.rrs_retries
+    outcome["rrs_by_rid"] = dict(cfg_driver.rrs_by_rid)
     failure = tracer.failure
     if failure is None and outcome["failure"] is not None:
         kind, message = outcome["failure"]

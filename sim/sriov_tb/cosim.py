@@ -578,6 +578,7 @@ def _run(tools, folder, run_dir, params, ops, *, emit, json, options, on_transac
     result.dumps.update(outcome["dumps"])
     result.compared = outcome["compared"]
     result.rrs_retries = outcome.get("rrs_retries", 0)
+    result.rrs_by_rid = dict(outcome.get("rrs_by_rid", {}))
     result.waves = files
     return result
 

@@ -20,7 +20,8 @@ and a register map.
 
 ``regmap.md`` walks the PF's and the VFs' capability chains (:func:`sriov_ep.caps.pf_chain`,
 :func:`sriov_ep.caps.vf_chain`): per function a table of its structures (offset, title, next
-pointer, who serves it), then every register and field of each structure. Windows owned by user
+pointer, who serves it), then every register and field of each structure; with several PFs,
+PF 0 and its VFs, then PF 1 and its VFs, and so on. Windows owned by user
 logic show the header the endpoint answers and the byte range served through ``ucfg_req`` /
 ``ucfg_res``; fields held per VF (:attr:`sriov_ep.regs.Field.per_vf`) are marked ``per VF``.
 
@@ -318,9 +319,9 @@ def render_regmap(params, config_name=None):
     structure with every register and field of its register map, from the same descriptions the
     RTL is generated from. Offsets are absolute (from the start of the function's configuration
     space). User-owned windows show the header the endpoint answers and the byte range served by
-    user logic; fields held per VF are marked ``per VF``.
+    user logic; fields held per VF are marked ``per VF``. With several PFs, the PF and its VFs
+    of each PF in turn (PF 0 first), under headings that name the PF.
     """
-    p = params
     name = f", configuration `{_one_line(config_name)}`" if config_name else ""
     parts = [
         f"# Register map of {TOP_NAME}{name}\n",
@@ -329,20 +330,57 @@ def render_regmap(params, config_name=None):
         "within the register. Access kinds as in PCI Express Base §7.4 (RO, HwInit, RW, RW1C, "
         "RsvdP, RsvdZ). Bits no row names are reserved: they read 0 and ignore writes. "
         "Configuration space outside these structures reads 0.\n",
-        f"PF at {format_bdf(p.pf_rid)} (Routing ID 0x{p.pf_rid:04x}) with TotalVFs "
-        f"{p.total_vfs}. Reset values are those after reset (ARI Capable Hierarchy 0).\n",
     ]
+    if params.num_pfs == 1:
+        p = params
+        parts.append(f"PF at {format_bdf(p.pf_rid)} (Routing ID 0x{p.pf_rid:04x}) with TotalVFs "
+                     f"{p.total_vfs}. Reset values are those after reset (ARI Capable Hierarchy "
+                     f"0).\n")
+        parts += _regmap_functions(params, None)
+        return "\n".join(parts)
+    pfs = ", ".join(f"PF {k} at {format_bdf(pf.pf_rid)} (Routing ID 0x{pf.pf_rid:04x}, TotalVFs "
+                    f"{pf.total_vfs})" for k, pf in enumerate(params.pfs))
+    parts.append(f"{params.num_pfs} PFs: {pfs}. Each PF has its own configuration space and "
+                 f"SR-IOV capability; PF k is `pfs[k]` in the ports. Reset values are those "
+                 f"after reset (ARI Capable Hierarchy 0).\n")
+    for k in range(params.num_pfs):
+        parts += _regmap_functions(params, k)
+    return "\n".join(parts)
+
+
+def _regmap_functions(params, k):
+    """Sections of the PF (``k``: its index, ``None`` for the only PF) and of its VFs."""
+    parts = []
     for key, _prefix, title in FUNCTIONS:
-        views = structures(p, key)
-        parts.append(f"## {title}\n")
+        views = structures(params, key, k)
+        if k is None:
+            parts.append(f"## {title}\n")
+        else:
+            parts.append(f"## PF {k} ({format_bdf(params.pfs[k].pf_rid)}): {title}\n")
         if key == "vf":
-            fields = ", ".join(f"`{name}`" for name in per_vf_fields(p))
-            parts.append(f"Every VF has the same layout. Fields marked per VF ({fields}) are "
-                         f"held for each VF in a memory of TotalVFs entries; the PF's settings "
-                         f"govern the rest.\n")
+            fields = ", ".join(f"`{name}`" for name in per_vf_fields(params, k))
+            if k is None:
+                parts.append(f"Every VF has the same layout. Fields marked per VF ({fields}) "
+                             f"are held for each VF in a memory of TotalVFs entries; the PF's "
+                             f"settings govern the rest.\n")
+            else:
+                first = params.vf_base(k)
+                last = first + params.pfs[k].total_vfs - 1
+                parts.append(f"Every VF of PF {k} has the same layout. Fields marked per VF "
+                             f"({fields}) are held for each VF in the VF state memory the PFs "
+                             f"share, PF {k}'s VF n at entry {first} + n - 1 (entries "
+                             f"{first}..{last}); PF {k}'s settings govern the rest.\n")
         parts.append(_chain_table(views))
         parts += [_structure_section(v) for v in views]
-    return "\n".join(parts)
+    return parts
+
+
+def _total_vfs_text(params):
+    """``TotalVFs 8``, or with several PFs ``2 PFs, TotalVFs 8+8``."""
+    if params.num_pfs == 1:
+        return f"TotalVFs {params.total_vfs}"
+    return (f"{params.num_pfs} PFs, TotalVFs "
+            + "+".join(str(pf.total_vfs) for pf in params.pfs))
 
 
 # -- Writing ----------------------------------------------------------------------------------
@@ -396,7 +434,7 @@ def write_build(params, out_dir, *, freq_mhz=None, config_name=None):
     values = _constraint_values(freq, config_name)
     top = SriovEndpoint(params)
     about = (f"Configuration {_one_line(config_name) if config_name else '(unnamed)'}, "
-             f"TotalVFs {params.total_vfs}: field positions depend on it.")
+             f"{_total_vfs_text(params)}: field positions depend on it.")
     texts = {
         "verilog": to_verilog(params, top=top),
         "wrapper": render_wrapper(top, description=about),
