@@ -135,6 +135,15 @@ def _sizes(text):
     return tuple(sizes)
 
 
+def _pf_counts(text):
+    """``--pfs N,N,...``: numbers of PFs (1..16)."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected numbers of PFs separated by commas, e.g. "
+                                         f"1,2,4 (got {text!r})")
+    return tuple(_c_int(item, 1, 16) for item in items)
+
+
 #: The largest System Page Size (bit 31 of the register: 4 KiB << 31 = 8 TiB).
 _MAX_PAGE_SIZE = 1 << 43
 
@@ -656,7 +665,7 @@ def _bench_sizes(args):
 
 #: Options of ``bench`` and the measurements they apply to.
 _BENCH_OPTIONS = {"sizes": ("area", "fmax"), "family": ("area",), "device": ("fmax",),
-                  "mem_latency": ("fmax",)}
+                  "mem_latency": ("fmax",), "pfs": ("area", "fmax")}
 
 
 def cmd_bench(args):
@@ -667,38 +676,53 @@ def cmd_bench(args):
             raise CliError(f"bench {args.what}: {flag} is for bench {' and '.join(whats)} only")
     if args.what == "sim":
         return _bench_sim(args)
-    if args.config and args.sizes:
-        raise CliError(f"bench {args.what}: --config measures that configuration at its own "
-                       f"TotalVFs; leave out --sizes")
+    if args.config and (args.sizes or args.pfs):
+        raise CliError(f"bench {args.what}: --config measures that configuration as it is; "
+                       f"leave out --sizes and --pfs")
     params = _load_config(args.config) if args.config else None
-    sizes = _bench_sizes(args)
-    at = [f"{args.config} (TotalVFs {params.total_vfs})"] if params is not None \
-        else [f"TotalVFs {n}" for n in sizes]
+    sizes = _bench_sizes(args) if args.pfs is None or args.sizes else (256,)
+    counts = args.pfs or (1,)
+    for n in sizes:
+        for k in counts:
+            if n < k:
+                raise CliError(f"bench {args.what}: {n} VFs cannot be shared by {k} PFs "
+                               f"(each PF needs one)")
+    at = [f"{args.config} ({params.num_pfs} PFs, {params.vf_entries} VFs)"] \
+        if params is not None else \
+        [f"{k} PFs, {n} VFs" if k > 1 else f"TotalVFs {n}" for k in counts for n in sizes]
     if args.what == "fmax":
         device = args.device or "LFE5UM-45F"
         mem_latency = args.mem_latency or 2
 
         def line(row):
             spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
-            return (f"{row['component']:<14} {row['device']:<11} {row['total_vfs']:>9} "
-                    f"{row['fmax_mhz']:>9.2f} {spread:>21} {row['luts']:>6} {row['ffs']:>6} "
-                    f"{row['brams']:>6} {row['seconds']:>8}")
-        header = (f"{'component':<14} {'device':<11} {'total_vfs':>9} {'fmax_mhz':>9} "
-                  f"{'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} {'brams':>6} "
-                  f"{'seconds':>8}")
+            return (f"{row['component']:<14} {row['device']:<11} {row['pfs']:>3} "
+                    f"{row['total_vfs']:>9} {row['fmax_mhz']:>9.2f} {spread:>21} "
+                    f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['seconds']:>8}")
+        header = (f"{'component':<14} {'device':<11} {'pfs':>3} {'total_vfs':>9} "
+                  f"{'fmax_mhz':>9} {'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} "
+                  f"{'brams':>6} {'seconds':>8}")
         labels = [f"place and route SriovEndpoint on {device}, {where}" for where in at]
-        rows = fmax_rows(sizes, device=device, mem_latency=mem_latency, params=params)
+        rows = (row for k in counts for row in fmax_rows(
+            sizes, device=device, mem_latency=mem_latency, params=params, pfs=k))
     else:
         family = args.family or "ecp5"
 
+        # With several PFs only the endpoint: the decoders are per PF (their rows at one PF).
+        several = args.pfs is not None or (params is not None and params.num_pfs > 1)
+        components = ("SriovEndpoint",) if several else tuple(COMPONENTS)
+
         def line(row):
-            return (f"{row['component']:<18} {row['family']:<7} {row['total_vfs']:>9} "
-                    f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['seconds']:>8}")
-        header = (f"{'component':<18} {'family':<7} {'total_vfs':>9} {'luts':>6} {'ffs':>6} "
-                  f"{'brams':>6} {'seconds':>8}")
-        labels = [f"synthesize {name} for {family}, {where}" for name in COMPONENTS
-                  for where in at]
-        rows = area_rows(sizes, tuple(COMPONENTS), family, params=params)
+            return (f"{row['component']:<18} {row['family']:<7} {row['pfs']:>3} "
+                    f"{row['total_vfs']:>9} {row['luts']:>6} {row['ffs']:>6} "
+                    f"{row['brams']:>6} {row['seconds']:>8}")
+        header = (f"{'component':<18} {'family':<7} {'pfs':>3} {'total_vfs':>9} {'luts':>6} "
+                  f"{'ffs':>6} {'brams':>6} {'seconds':>8}")
+        labels = [f"synthesize {name} for {family}, {where}" for where in at
+                  for name in components]
+        rows = (row for k in counts for n in sizes for row in area_rows(
+            (n,), components, family, params=params, pfs=k)) if params is None \
+            else area_rows(sizes, components, family, params=params)
     return _print_rows(args, header, rows, line, labels)
 
 
@@ -901,6 +925,10 @@ def build_parser():
                    help="area: FPGA family (default ecp5)")
     p.add_argument("--device", choices=["LFE5UM-45F", "LFE5UM-85F"],
                    help="fmax: ECP5 device (default LFE5UM-45F)")
+    p.add_argument("--pfs", metavar="N,N,...", type=_pf_counts,
+                   help="area/fmax with that many PFs sharing the VFs (bench_params: PFs at "
+                        "functions 0..N-1, their VFs packed after them; default --sizes 256); "
+                        "only the endpoint is measured")
     p.add_argument("--mem-latency", type=int, choices=[1, 2],
                    help="fmax: memory decode latency of the endpoint (default 2)")
     p.set_defaults(func=cmd_bench)
