@@ -11,7 +11,6 @@ survive an FLR, not a conventional reset).
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 
 from sriov_ep.caps import pf_chain, vf_chain
 from sriov_ep.endpoint import SriovEndpoint
@@ -19,7 +18,7 @@ from sriov_ep.params import Bar, EndpointParams, PmParams, load_params
 from sriov_ep.regs import ResetScope
 from sriov_tb.host import EndpointDriver, MemoryDriver, ModelEndpointPort, Scoreboard
 from sriov_tb.model import EndpointModel
-from sriov_tb.sim import simulate
+from sriov_tb.sim import WithReset, simulate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TYPE0 = 0
@@ -36,19 +35,6 @@ VF_DEVCTL_RESET = 0x0810    # Relaxed Ordering 1, No Snoop 1
 KINDS = ["conventional", "pf_flr", "pf_d3hot_d0", "vf_flr", "vf_d3hot_d0", "vf_enable_clear"]
 
 
-class WithReset(Elaboratable):
-    """The endpoint in a ``sync`` domain whose reset the testbench drives (``rst``)."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.rst = Signal()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = cd = ClockDomain()
-        m.d.comb += cd.rst.eq(self.rst)
-        m.submodules.dut = self.dut
-        return m
 
 
 def be_for(offset, size):

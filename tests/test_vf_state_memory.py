@@ -11,12 +11,11 @@ cycle after, or neither, at the same address or another.
 import random
 
 import pytest
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import data
 
 from sriov_ep.params import Bar, EndpointParams, MsixParams, PfParams, PmParams
 from sriov_ep.vf_state import VfStateMemory, vf_state_layout, vf_state_ranges
-from sriov_tb.sim import simulate
+from sriov_tb.sim import WithReset, simulate
 
 #: An entry of four bits: bit 0 read by the ``bme`` query, bits 2:1 by the ``pm`` query.
 LAYOUT = data.StructLayout({"bme": 1, "ps": 2, "other": 1})
@@ -113,19 +112,6 @@ def test_query_must_name_fields_of_the_layout():
 # checked against a dictionary in which a clear zeroes the PF's entries at once.
 
 
-class WithReset(Elaboratable):
-    """The memory in a ``sync`` domain whose reset the testbench drives (``rst``)."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.rst = Signal()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.domains.sync = cd = ClockDomain()
-        m.d.comb += cd.rst.eq(self.rst)
-        m.submodules.dut = self.dut
-        return m
 
 
 def _contiguous(counts):

@@ -9,14 +9,30 @@ import os
 import re
 from pathlib import Path
 
-from amaranth.hdl import Signal, Value
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from . import waves as wv
 
-__all__ = ["CLOCK_PERIOD", "WAVES_ENV", "ENDPOINT_VIEW", "WaveSetup", "endpoint_view",
+__all__ = ["WithReset", "CLOCK_PERIOD", "WAVES_ENV", "ENDPOINT_VIEW", "WaveSetup", "endpoint_view",
            "simulate", "waves_dir"]
+
+
+class WithReset(Elaboratable):
+    """``dut`` in a ``sync`` domain whose reset the testbench drives (``rst``): a conventional
+    reset at any time, not only at the start."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.rst = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = cd = ClockDomain()
+        m.d.comb += cd.rst.eq(self.rst)
+        m.submodules.dut = self.dut
+        return m
 
 #: Simulated clock period in seconds (125 MHz, the ECP5 PCIe Gen2 x1 user clock).
 CLOCK_PERIOD = 8e-9
