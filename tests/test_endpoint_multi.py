@@ -641,6 +641,36 @@ def test_msix_tables_and_interrupts_name_the_pf():
     run_msix(params, body, name="msix_dual")
 
 
+def test_vf_lookups_use_the_named_pfs_num_vfs():
+    """dual with NumVFs 8 on PF 0 and 3 on PF 1: VF 5 exists in PF 0 only. vf_msix_size for
+    VF 5 answers by the NumVFs of the PF it names, not another PF's (the lookup compares VF n
+    with every PF's NumVFs, then selects one PF's bit; selecting PF 0's or PF 1's bit always
+    fails here). vf_bme_query is checked on the same VFs; its selection is caught by
+    test_pf0_reset_isolation (a VF past NumVFs of its own PF has a cleared entry, so only a
+    disabled PF tells a wrong selection there)."""
+    params = dual_msix()
+
+    async def body(b):
+        dut = b.dut
+        await dual_setup(b)
+        await b.write(0x0101, DUAL_SRIOV + 0x08, 2, 0x0000)          # PF 1: VF Enable off
+        while b.get(dut.pfs[1].vf_reset_busy):
+            await b.ctx.tick()
+        await b.write(0x0101, DUAL_SRIOV + 0x10, 2, 3)
+        await b.write(0x0101, DUAL_SRIOV + 0x08, 2, 0x0009)
+        for k, n in ((0, 5), (0, 3), (1, 3)):
+            await b.write(dual_vf_rid(k, n), 0x04, 2, 0x0004)       # the VF's BME
+        for (k, n), exists in {(0, 5): True, (1, 5): False, (1, 3): True, (0, 9): False,
+                               (1, 4): False}.items():
+            b.ctx.set(dut.vf_bme_query, {"pf": k, "vf": n})
+            await b.ctx.tick().repeat(3)
+            assert b.get(dut.vf_bme) == (exists and n in (3, 5)), (k, n)
+            # Refused without the VF (the model says which), accepted with it.
+            assert await b.irq.vf_msix_count(n, 2, pf=k) is exists, (k, n)
+
+    run_msix(params, body, name="lookups_dual")
+
+
 def test_pf0_flr_clears_pf0_msix_only_and_vf_enable_clear_keeps_pf_msix():
     """dual: MSI-X state in both PFs and their VF 3s (enabled, unmasked entries, pending bits).
     PF 0's FLR: PF 0's and its VFs' MSI-X state returns to reset (Message Control 0, every Mask

@@ -1014,6 +1014,9 @@ class SriovEndpoint(wiring.Component):
         # A vf_msix_size request rides the pipeline as a config request to that VF.
         size_op    = Signal()
         size_count = Signal(12)
+        size_pf    = Signal.like(decoder.pf)    # the request's PF, VF (in vf) and index,
+        size_index = Signal(range(depth))       # and VF n < NumVFs of each PF, registered
+        size_in_range = Signal(P)
 
         # -- Resets and clears per PF --------------------------------------------------------
         vf_enables = Signal(P)
@@ -1097,8 +1100,22 @@ class SriovEndpoint(wiring.Component):
         user_be = req.be & ~Cat(to_user_mask[0], to_user_mask[8], to_user_mask[16],
                                 to_user_mask[24])
 
-        def serve(entries, banks, write_cond, prefix, sriov=None):
+        def serve(entries, banks, write_cond, prefix, sriov=None, ahead=None, w=None,
+                  early=False):
+            """The read data of a function's chain; its banks' writes, with byte enables and
+            data ``w`` (default the request's). ``ahead`` (a dict) gets each bank's ``(strobe,
+            addr)`` for ``RegisterBank.write_ahead``: the strobe is high in LOAD2 exactly when
+            the bank's own write strobe is in EXECUTE. ``early``: each structure's read term is
+            registered (every cycle: the value of a cycle before is taken)."""
+            w_be, w_data = w if w is not None else (req.be, req.data)
             terms = []
+
+            def term(value, name):
+                if not early:
+                    return value
+                t = Signal(32, name=f"{prefix}_{name}_term")
+                m.d.sync += t.eq(value)
+                return t
             for e in entries:
                 hit, addr = window(e.offset, e.placed.dwords)
                 if e.owner == "bank":
@@ -1106,19 +1123,21 @@ class SriovEndpoint(wiring.Component):
                     rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
                     bank.read(m, addr, rdata)
                     we = at_execute(write_cond & hit, f"{prefix}_{e.name}_we")
-                    bank.write(m, addr, we, req.be, req.data)
-                    terms.append(hit.replicate(32) & rdata)
+                    bank.write(m, addr, we, w_be, w_data)
+                    if ahead is not None:
+                        ahead[e.name] = (load2 & write_cond & hit, addr)
+                    terms.append(term(hit.replicate(32) & rdata, e.name))
                 elif e.owner == "sriov":
                     we = at_execute(write_cond & hit, f"{prefix}_sriov_we")
                     m.d.comb += [sriov.cfg.addr.eq(addr), sriov.cfg.w_en.eq(we),
-                                 sriov.cfg.w_be.eq(req.be), sriov.cfg.w_data.eq(req.data)]
-                    terms.append(hit.replicate(32) & sriov.cfg.r_data)
+                                 sriov.cfg.w_be.eq(w_be), sriov.cfg.w_data.eq(w_data)]
+                    terms.append(term(hit.replicate(32) & sriov.cfg.r_data, e.name))
                 else:   # user: the endpoint answers the header only
                     bank = banks.setdefault(e.name, RegisterBank(e.regmap, name=f"{prefix}_"
                                                                                 f"{e.name}"))
                     rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
                     bank.read(m, addr, rdata)
-                    terms.append(hit.replicate(32) & rdata)
+                    terms.append(term(hit.replicate(32) & rdata, e.name))
             return _or_terms(terms, 32)
 
         # -- PF configuration spaces: PF tpf's read data -------------------------------------
@@ -1126,24 +1145,43 @@ class SriovEndpoint(wiring.Component):
         pf_power = []
         pf_d0 = []
         for k, chain in enumerate(self.pf_chains):
+            # PF k's read data is registered twice, every cycle: each structure's term, then
+            # their OR, so the value taken in EXECUTE was read in LOAD (the window hits and
+            # addresses are settled long before; writes happen in EXECUTE, and requests do not
+            # overlap): the register read multiplexers, their OR and the PF select are a stage
+            # each.
             data_k = Signal(32, name=f"pf{k}_data")
-            m.d.comb += data_k.eq(serve(chain, pf_banks[k], pf_wr & sel[k], f"pf{k}",
-                                        sriovs[k]))
+            ahead = {}
+            # PF k's writes take a copy of the request's byte enables and data of their own,
+            # gated by sel[k] (so that no two copies merge): one wide fan-out per PF, placed
+            # near it, instead of one across the device. Copied every cycle, it holds the
+            # request's values from LOAD2 on (the request is held from IDLE to completion).
+            w_k = (Signal(4, name=f"pf{k}_w_be"), Signal(32, name=f"pf{k}_w_data"))
+            m.d.sync += [w_k[0].eq(req.be & sel[k].replicate(4)),
+                         w_k[1].eq(req.data & sel[k].replicate(32))]
+            m.d.sync += data_k.eq(serve(chain, pf_banks[k], pf_wr & sel[k], f"pf{k}",
+                                        sriovs[k], ahead, w_k, early=True))
             pf_terms.append(sel[k].replicate(32) & data_k)
             banks = pf_banks[k]
-            # PF k's resets: Initiate FLR, or D3hot -> D0 with No_Soft_Reset 0.
-            flr_w, flr_value = banks["pcie"].write_of("device_control.initiate_flr")
+            # PF k's resets: Initiate FLR, or D3hot -> D0 with No_Soft_Reset 0. The write is
+            # decoded a cycle ahead (LOAD2) and the reset registered, so that it is a flip-flop
+            # in EXECUTE, the cycle of the write, as with one PF: the reset fans out to every
+            # register of PF k, too far for the write decode in front of it.
+            def ahead_of(name, path):
+                strobe, addr = ahead[name]
+                return banks[name].write_ahead(m, path, strobe, addr, req.be, req.data)
+            flr_w, flr_value = ahead_of("pcie", "device_control.initiate_flr")
             soft = Const(0, 1)
             power, d0 = Const(D0, 2), Const(1, 1)
             if "pm" in banks:
                 power = banks["pm"]["pmcsr.power_state"]
                 d0 = power == D0
-                ps_w, ps_value = banks["pm"].write_of("pmcsr.power_state")
+                ps_w, ps_value = ahead_of("pm", "pmcsr.power_state")
                 if not p.pfs[k].pm.no_soft_reset:
                     soft = ps_w & (power == D3HOT) & (ps_value == D0)
             pf_power.append(power)
             pf_d0.append(d0)
-            m.d.comb += pf_reset[k].eq((flr_w & flr_value) | soft)
+            m.d.sync += pf_reset[k].eq((flr_w & flr_value) | soft)
             for bank in banks.values():
                 bank.reset(m, pf_reset[k])
             m.d.comb += sriovs[k].reset.eq(pf_reset[k])
@@ -1350,26 +1388,28 @@ class SriovEndpoint(wiring.Component):
                     m.d.sync += [req.eq(self.cfg_req.payload), size_op.eq(0)]
                     m.next = "DECODE"
                 with m.Elif(self.vf_msix_size.valid & idle):
-                    # The VF's global index from the request; it must exist and its PF's VF
-                    # state must not be being cleared.
+                    # Registered first, for timing: the request, the VF's global index, and
+                    # whether VF n exists by each PF's NumVFs (one comparison per PF, so that
+                    # no PF multiplexer sits in front of a comparator).
                     size = self.vf_msix_size.payload
-                    exists = Signal()
-                    index = Signal(range(depth))
                     with m.Switch(size.pf):
-                        for k, s in enumerate(sriovs):
+                        for k in range(P):
                             with m.Case(k):
-                                m.d.comb += [
-                                    exists.eq(s.vf_enable & _vf_exists(size.vf, s.num_vfs) &
-                                              ~vf_mem.busy[k]),
-                                    index.eq(p.vf_base(k) + size.vf - 1),
-                                ]
-                    m.d.sync += [req.write.eq(0), size_op.eq(1), retry.eq(0),
+                                m.d.sync += size_index.eq(p.vf_base(k) + size.vf - 1)
+                    m.d.sync += [size_pf.eq(size.pf), vf.eq(size.vf),
                                  size_count.eq(size.count),
-                                 target.eq(Mux(exists, Target.VF, Target.NONE)),
-                                 tpf.eq(size.pf), vf.eq(size.vf),
-                                 sel.eq(Mux(exists, Const(1, P) << size.pf, 0)),
-                                 mem_addr.eq(index), hold.eq(exists)]
-                    m.next = "FETCH"
+                                 size_in_range.eq(Cat(_vf_exists(size.vf, s.num_vfs)
+                                                      for s in sriovs))]
+                    m.next = "SIZE"
+            with m.State("SIZE"):
+                # The VF must exist and its PF's VF state must not be being cleared.
+                ok = size_in_range & vf_enables & ~vf_mem.busy
+                exists = ok.bit_select(size_pf, 1)
+                m.d.sync += [req.write.eq(0), size_op.eq(1), retry.eq(0),
+                             target.eq(Mux(exists, Target.VF, Target.NONE)), tpf.eq(size_pf),
+                             sel.eq(Mux(exists, Const(1, P) << size_pf, 0)),
+                             mem_addr.eq(size_index), hold.eq(exists)]
+                m.next = "FETCH"
             with m.State("DECODE"):
                 m.next = "DIVIDE" if self._decode_stages == 3 else "DECODE2"
             if self._decode_stages == 3:
@@ -1487,22 +1527,25 @@ class SriovEndpoint(wiring.Component):
         self._route_memory_multi(m, bar_decoder, vf_mem, ps_key is not None, vfs_low_power)
 
         # -- vf_bme: the query's global index registered first --------------------------------
+        # Whether VF n exists is registered per PF (one comparison each) and selected by PF the
+        # cycle after, for timing; the latency stays VF_BME_LATENCY.
         q = self.vf_bme_query
         bme_rd = vf_mem.bme
         bme_idx = Signal(range(depth))
-        bme_ok = [Signal(name=f"bme_ok{n}") for n in range(3)]
+        bme_pf = Signal.like(q.pf)
+        bme_in_range = Signal(P)
+        bme_ok = [Signal(name=f"bme_ok{n}") for n in range(1, 3)]
         with m.Switch(q.pf):
-            for k, s in enumerate(sriovs):
+            for k in range(P):
                 with m.Case(k):
-                    m.d.sync += [
-                        bme_idx.eq(p.vf_base(k) + q.vf - 1),
-                        bme_ok[0].eq(s.vf_enable & _vf_exists(q.vf, s.num_vfs) &
-                                     ~vf_mem.busy[k]),
-                    ]
-            with m.Default():
-                m.d.sync += bme_ok[0].eq(0)
-        m.d.sync += [bme_ok[1].eq(bme_ok[0]), bme_ok[2].eq(bme_ok[1])]
-        m.d.comb += [bme_rd.addr.eq(bme_idx), self.vf_bme.eq(bme_ok[2] & bme_rd.data)]
+                    m.d.sync += bme_idx.eq(p.vf_base(k) + q.vf - 1)
+        m.d.sync += [
+            bme_pf.eq(q.pf),
+            bme_in_range.eq(Cat(_vf_exists(q.vf, s.num_vfs) for s in sriovs)),
+            bme_ok[0].eq((bme_in_range & vf_enables & ~vf_mem.busy).bit_select(bme_pf, 1)),
+            bme_ok[1].eq(bme_ok[0]),
+        ]
+        m.d.comb += [bme_rd.addr.eq(bme_idx), self.vf_bme.eq(bme_ok[1] & bme_rd.data)]
 
         # -- User-facing state ---------------------------------------------------------------
         m.d.comb += [self.bus.eq(decoder.bus), self.ari_capable_hierarchy.eq(ari)]

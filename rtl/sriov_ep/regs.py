@@ -331,30 +331,47 @@ class RegisterBank:
                 path = f"{reg.name}.{f.name}"
                 if not f.access.stored:
                     continue
-                pos  = reg.shift + f.lsb
-                mask = Cat(*(be[(pos + i) // 8] for i in range(f.width)))
-                new  = data[pos:pos + f.width]
-                old  = self._value(reg, f)
-                hit  = Signal(name=f"{self._name}_{reg.name}_{f.name}_w")
-                m.d.comb += hit.eq(en & (addr == reg.dword) &
-                                   Cat(*(be[b] for b in {(pos + i) // 8
-                                                         for i in range(f.width)})).any())
-                if f.access is Access.RW:
-                    merged = (old & ~mask) | (new & mask)
-                else:
-                    merged = old & ~(new & mask)
-                if f.values is not None:
-                    merged_sig = Signal(f.width, name=f"{self._name}_{reg.name}_{f.name}_new")
-                    m.d.comb += merged_sig.eq(merged)
-                    allowed = Signal(name=f"{self._name}_{reg.name}_{f.name}_allowed")
-                    m.d.comb += allowed.eq(_any_equal(merged_sig, f.values))
-                    hit_all = Signal(name=f"{self._name}_{reg.name}_{f.name}_wv")
-                    m.d.comb += hit_all.eq(hit & allowed)
-                    hit, merged = hit_all, merged_sig
+                old = self._value(reg, f)
+                hit, merged = self._decode_write(m, reg, f, en, addr, be, data, "")
                 self._writes[path] = hit, merged
                 if not f.custom and path in self._storage:
                     with m.If(hit):
                         m.d.sync += old.eq(merged)
+
+    def _decode_write(self, m, reg, f, en, addr, be, data, suffix):
+        """``(strobe, value)`` of a write with strobe ``en`` to field ``f`` of ``reg``: the
+        strobe when the write enables any byte of the field (and, for a field with a list of
+        values, the merged value is one of them), the value after the byte merge."""
+        prefix = f"{self._name}_{reg.name}_{f.name}{suffix}"
+        pos  = reg.shift + f.lsb
+        mask = Cat(*(be[(pos + i) // 8] for i in range(f.width)))
+        new  = data[pos:pos + f.width]
+        old  = self._value(reg, f)
+        hit  = Signal(name=f"{prefix}_w")
+        m.d.comb += hit.eq(en & (addr == reg.dword) &
+                           Cat(*(be[b] for b in {(pos + i) // 8
+                                                 for i in range(f.width)})).any())
+        if f.access is Access.RW:
+            merged = (old & ~mask) | (new & mask)
+        else:
+            merged = old & ~(new & mask)
+        if f.values is not None:
+            merged_sig = Signal(f.width, name=f"{prefix}_new")
+            m.d.comb += merged_sig.eq(merged)
+            allowed = Signal(name=f"{prefix}_allowed")
+            m.d.comb += allowed.eq(_any_equal(merged_sig, f.values))
+            hit_all = Signal(name=f"{prefix}_wv")
+            m.d.comb += hit_all.eq(hit & allowed)
+            hit, merged = hit_all, merged_sig
+        return hit, merged
+
+    def write_ahead(self, m, path, en, addr, be, data):
+        """``(strobe, value)`` as :meth:`write_of` gives them, for a write presented with strobe
+        ``en`` (a cycle before the bank's own write strobe, say, with ``addr``, ``be`` and
+        ``data`` already what they will be): lets a consequence of the write (a reset) be
+        registered and land in the cycle of the write itself. Nothing is written."""
+        reg, f = self._field(path)
+        return self._decode_write(m, reg, f, en, addr, be, data, "_ahead")
 
     def write_of(self, path):
         """``(strobe, value)`` of a write reaching field ``path``: ``strobe`` is high when a write
