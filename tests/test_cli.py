@@ -790,9 +790,10 @@ def test_cache_info_and_clear(capsys, monkeypatch, tmp_path):
 
     code, lines, err = cli(capsys, "cache")
     assert (code, err) == (0, "")
-    assert lines == [f"{root}: 2 Verilator builds, 0.0 MB ($SRIOV_EP_CACHE, else "
-                     f"$XDG_CACHE_HOME/sriov-ep, else ~/.cache/sriov-ep; clear it with sriov-ep "
-                     f"cache --clear)"]
+    where = ("($SRIOV_EP_CACHE, else $XDG_CACHE_HOME/sriov-ep, else ~/.cache/sriov-ep; clear "
+             "it with sriov-ep cache --clear)")
+    assert lines == [f"{root}: 2 Verilator (cocotb) builds, 0.0 MB {where}",
+                     f"{tmp_path / 'native'}: 0 native builds, 0.0 MB {where}"]
     code, lines, err = cli(capsys, "cache", "--info", "--json")
     assert json.loads(lines[0]) == {"folder": str(root), "builds": 2, "bytes": 2 * 1002 + 500}
 
@@ -800,7 +801,8 @@ def test_cache_info_and_clear(capsys, monkeypatch, tmp_path):
         code, lines, err = cli(capsys, "cache", "--clear")
     assert (code, err) == (0, "")
     assert lines == [f"removed 3 folders (0.0 MB) from {root}",
-                     f"left {builds[1]}: a run is using it"]
+                     f"left {builds[1]}: a run is using it",
+                     f"removed 0 folders (0.0 MB) from {tmp_path / 'native'}"]
     assert sorted(p.name for p in root.iterdir()) == sorted([builds[1].name, *others])
 
     code, lines, err = cli(capsys, "cache", "--clear", "--json")
@@ -811,5 +813,6 @@ def test_cache_info_and_clear(capsys, monkeypatch, tmp_path):
         path = root / name
         path.rmdir() if path.is_dir() else path.unlink()
     code, lines, err = cli(capsys, "cache", "--clear")
-    assert lines == [f"removed 0 folders (0.0 MB) from {root}"]
+    assert lines == [f"removed 0 folders (0.0 MB) from {root}",
+                     f"removed 0 folders (0.0 MB) from {tmp_path / 'native'}"]
     assert not root.exists() and tmp_path.is_dir()

