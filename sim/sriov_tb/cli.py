@@ -953,6 +953,9 @@ def build_parser():
                         help="remove every build not in use by a run")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_cache)
+
+    from .formal import add_prove_parser
+    add_prove_parser(sub)
     return parser
 
 
