@@ -1100,22 +1100,13 @@ class SriovEndpoint(wiring.Component):
         user_be = req.be & ~Cat(to_user_mask[0], to_user_mask[8], to_user_mask[16],
                                 to_user_mask[24])
 
-        def serve(entries, banks, write_cond, prefix, sriov=None, ahead=None, w=None,
-                  early=False):
+        def serve(entries, banks, write_cond, prefix, sriov=None, ahead=None, w=None):
             """The read data of a function's chain; its banks' writes, with byte enables and
             data ``w`` (default the request's). ``ahead`` (a dict) gets each bank's ``(strobe,
             addr)`` for ``RegisterBank.write_ahead``: the strobe is high in LOAD2 exactly when
-            the bank's own write strobe is in EXECUTE. ``early``: each structure's read term is
-            registered (every cycle: the value of a cycle before is taken)."""
+            the bank's own write strobe is in EXECUTE."""
             w_be, w_data = w if w is not None else (req.be, req.data)
             terms = []
-
-            def term(value, name):
-                if not early:
-                    return value
-                t = Signal(32, name=f"{prefix}_{name}_term")
-                m.d.sync += t.eq(value)
-                return t
             for e in entries:
                 hit, addr = window(e.offset, e.placed.dwords)
                 if e.owner == "bank":
@@ -1126,18 +1117,18 @@ class SriovEndpoint(wiring.Component):
                     bank.write(m, addr, we, w_be, w_data)
                     if ahead is not None:
                         ahead[e.name] = (load2 & write_cond & hit, addr)
-                    terms.append(term(hit.replicate(32) & rdata, e.name))
+                    terms.append(hit.replicate(32) & rdata)
                 elif e.owner == "sriov":
                     we = at_execute(write_cond & hit, f"{prefix}_sriov_we")
                     m.d.comb += [sriov.cfg.addr.eq(addr), sriov.cfg.w_en.eq(we),
                                  sriov.cfg.w_be.eq(w_be), sriov.cfg.w_data.eq(w_data)]
-                    terms.append(term(hit.replicate(32) & sriov.cfg.r_data, e.name))
+                    terms.append(hit.replicate(32) & sriov.cfg.r_data)
                 else:   # user: the endpoint answers the header only
                     bank = banks.setdefault(e.name, RegisterBank(e.regmap, name=f"{prefix}_"
                                                                                 f"{e.name}"))
                     rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
                     bank.read(m, addr, rdata)
-                    terms.append(term(hit.replicate(32) & rdata, e.name))
+                    terms.append(hit.replicate(32) & rdata)
             return _or_terms(terms, 32)
 
         # -- PF configuration spaces: PF tpf's read data -------------------------------------
@@ -1145,11 +1136,10 @@ class SriovEndpoint(wiring.Component):
         pf_power = []
         pf_d0 = []
         for k, chain in enumerate(self.pf_chains):
-            # PF k's read data is registered twice, every cycle: each structure's term, then
-            # their OR, so the value taken in EXECUTE was read in LOAD (the window hits and
-            # addresses are settled long before; writes happen in EXECUTE, and requests do not
-            # overlap): the register read multiplexers, their OR and the PF select are a stage
-            # each.
+            # PF k's read data is registered every cycle, so the value taken in EXECUTE was
+            # read in LOAD2 (the window hits and addresses are settled long before, writes
+            # happen in EXECUTE and requests do not overlap): the PF select into the completion
+            # is a stage of its own.
             data_k = Signal(32, name=f"pf{k}_data")
             ahead = {}
             # PF k's writes take a copy of the request's byte enables and data of their own,
@@ -1160,7 +1150,7 @@ class SriovEndpoint(wiring.Component):
             m.d.sync += [w_k[0].eq(req.be & sel[k].replicate(4)),
                          w_k[1].eq(req.data & sel[k].replicate(32))]
             m.d.sync += data_k.eq(serve(chain, pf_banks[k], pf_wr & sel[k], f"pf{k}",
-                                        sriovs[k], ahead, w_k, early=True))
+                                        sriovs[k], ahead, w_k))
             pf_terms.append(sel[k].replicate(32) & data_k)
             banks = pf_banks[k]
             # PF k's resets: Initiate FLR, or D3hot -> D0 with No_Soft_Reset 0. The write is

@@ -339,8 +339,9 @@ class BarHarness(Elaboratable):
     a supported page size), and NumVFs and the apertures change only while VF Enable is 0 and
     stay put for the two edges before it is 1 (``SriovCapability`` ignores NumVFs and System
     Page Size writes while VF Enable is 1, and VF Enable rises only on a later configuration
-    write). With ``latency=2`` the apertures also hold while stage 1 holds a request
-    (``hold_aperture``): see docs/formal.md for the defect this leaves out.
+    write). ``hold_aperture`` (default off) would also assume that the apertures hold while
+    stage 1 holds a request: the assumption the proof needed before the decoder carried the
+    aperture from stage 1 to stage 2 (docs/formal.md), kept to show what it used to hide.
 
     Each request is copied at acceptance into a shadow pipeline that advances with the
     decoder's, together with the state of the cycle before (a state change applies to requests
@@ -348,12 +349,12 @@ class BarHarness(Elaboratable):
     computed by the formula ((k-1) * A); that no address is missed is checked against the
     union of VFs 1..NumVFs, [base, base + NumVFs * A) below the BAR's limit."""
 
-    def __init__(self, pf, *, latency=1, part=None, hold_aperture=True):
+    def __init__(self, pf, *, latency=1, part=None, hold_aperture=False):
         self.pf = pf
         self.latency = latency
         self.part = part
-        #: (latency 2) assume the apertures hold while stage 1 holds a request; False shows
-        #: the decoder's defect (docs/formal.md).
+        #: (latency 2) assume the apertures hold while stage 1 holds a request (not needed
+        #: since the decoder's fix; docs/formal.md).
         self.hold_aperture = hold_aperture
 
     def elaborate(self, platform):

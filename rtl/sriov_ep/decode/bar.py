@@ -210,12 +210,16 @@ class VfBarDecoder(wiring.Component):
         s1_rel   = [Signal(64, name=f"s1_vf{bar.index}_rel") for bar in p.vf_bars]
         s1_vf    = [Signal(name=f"s1_vf{bar.index}_in") for bar in p.vf_bars]
         s1_pf    = [Signal(name=f"s1_pf{bar.index}_hit") for bar in p.pf_bars]
+        # The aperture the difference was taken with travels with it: with latency 2 the
+        # snapshot may change (a PF reset, a page size written while the result is held)
+        # between the two stages.
+        s1_ap    = [Signal(6, name=f"s1_vf{bar.index}_ap") for bar in p.vf_bars]
         s1_comb = []
         for n, bar in enumerate(p.vf_bars):
             inside = vf_on & (addr >= base[n]) & (addr < end[n])
             if not bar.is_64bit:            # a 32-bit BAR decodes only below 4 GiB
                 inside &= addr[32:] == 0
-            s1_comb += [s1_rel[n].eq(addr - base[n]), s1_vf[n].eq(inside)]
+            s1_comb += [s1_rel[n].eq(addr - base[n]), s1_vf[n].eq(inside), s1_ap[n].eq(ap[n])]
         for n, bar in enumerate(p.pf_bars):
             top = 64 if bar.is_64bit else 32
             s1_comb.append(s1_pf[n].eq(pf_mse & (addr[bar.size_log2:64] ==
@@ -253,7 +257,7 @@ class VfBarDecoder(wiring.Component):
         for n, bar in enumerate(p.vf_bars):
             number = Signal(vf_width, name=f"vf{bar.index}_number")
             offset = Signal(64, name=f"vf{bar.index}_offset")
-            with m.Switch(ap[n]):
+            with m.Switch(s1_ap[n]):
                 for log2 in _aperture_log2s(p, bar):
                     with m.Case(log2):
                         m.d.comb += [number.eq(s1_rel[n][log2:64] + 1),
