@@ -421,10 +421,21 @@ def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False
     arguments = dict(filename=filename, json=json, ari=ari, page_size=page_size,
                      dump_rids=dump_rids, dump_enabled=dump_enabled, build_dir=build_dir,
                      user=user)
+    run = functools.partial(_run_ops_verilator, params, ops, **arguments)
+    return with_failure_waves(run, emit=emit, on_transaction=on_transaction, on_dump=on_dump,
+                              vcd=vcd, wave_from=wave_from, wave_to=wave_to,
+                              waves_on_failure=waves_on_failure)
+
+
+def with_failure_waves(run, *, emit, on_transaction, on_dump, vcd, wave_from, wave_to,
+                       waves_on_failure):
+    """``run(emit=, on_transaction=, on_dump=, vcd=, wave_from=, wave_to=)``, a compiled
+    backend's run; with ``waves_on_failure`` and no ``vcd``, a :class:`RunFailure` is followed
+    by a second, traced run into ``build/waves/sriov-ep-sim.vcd`` from ``FAILURE_CONTEXT``
+    transactions before the failure, whose waves (or why there are none) go to the failure."""
     try:
-        return _run_ops_verilator(params, ops, emit=emit, on_transaction=on_transaction,
-                                  on_dump=on_dump, vcd=vcd, wave_from=wave_from,
-                                  wave_to=wave_to, **arguments)
+        return run(emit=emit, on_transaction=on_transaction, on_dump=on_dump, vcd=vcd,
+                   wave_from=wave_from, wave_to=wave_to)
     except RunFailure as exc:
         if vcd is not None or not waves_on_failure:
             raise
@@ -433,9 +444,8 @@ def run_ops_verilator(params, ops, *, filename="<script>", emit=None, json=False
         txn = getattr(exc, "transactions_done", None)
         start = WaveBound(txn=txn - FAILURE_CONTEXT) if txn and txn > FAILURE_CONTEXT else None
         try:
-            _run_ops_verilator(params, ops, emit=None, on_transaction=None, on_dump=None,
-                               vcd=waves_dir() / "sriov-ep-sim.vcd", wave_from=start,
-                               wave_to=None, **arguments)
+            run(emit=None, on_transaction=None, on_dump=None,
+                vcd=waves_dir() / "sriov-ep-sim.vcd", wave_from=start, wave_to=None)
         except RunFailure as rerun:
             if getattr(rerun, "waves", None) is not None:
                 exc.waves = rerun.waves

@@ -64,6 +64,7 @@ from .cosim import (
     _tool_environment,
     _write_waves,
     cache_dir,
+    with_failure_waves,
 )
 from .host import (
     MSG_QUIET,
@@ -777,28 +778,10 @@ def run_ops_native(params, ops, *, filename="<script>", emit=None, json=False, a
     arguments = dict(filename=filename, json=json, ari=ari, page_size=page_size,
                      dump_rids=dump_rids, dump_enabled=dump_enabled, build_dir=build_dir,
                      user=user, mutate=mutate)
-    try:
-        return _run_ops_native(params, ops, emit=emit, on_transaction=on_transaction,
-                               on_dump=on_dump, vcd=vcd, wave_from=wave_from, wave_to=wave_to,
-                               **arguments)
-    except RunFailure as exc:
-        if vcd is not None or not waves_on_failure:
-            raise
-        from .sim import FAILURE_CONTEXT, waves_dir
-        from .waves import WaveBound
-        txn = getattr(exc, "transactions_done", None)
-        start = WaveBound(txn=txn - FAILURE_CONTEXT) if txn and txn > FAILURE_CONTEXT else None
-        try:
-            _run_ops_native(params, ops, emit=None, on_transaction=None, on_dump=None,
-                            vcd=waves_dir() / "sriov-ep-sim.vcd", wave_from=start,
-                            wave_to=None, **arguments)
-        except RunFailure as rerun:
-            if getattr(rerun, "waves", None) is not None:
-                exc.waves = rerun.waves
-                exc.add_note(rerun.waves.hint())
-        except Exception as rerun:          # the failure stands; say why there are no waves
-            exc.add_note(f"(writing the waveform of the failing run failed: {rerun})")
-        raise
+    run = functools.partial(_run_ops_native, params, ops, **arguments)
+    return with_failure_waves(run, emit=emit, on_transaction=on_transaction, on_dump=on_dump,
+                              vcd=vcd, wave_from=wave_from, wave_to=wave_to,
+                              waves_on_failure=waves_on_failure)
 
 
 def _run_ops_native(params, ops, *, filename, emit, json, ari, page_size, dump_rids,
