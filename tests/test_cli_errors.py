@@ -268,9 +268,11 @@ def test_bench_sim_default_is_found_from_anywhere(capsys, monkeypatch, tmp_path)
     assert main(["bench", "sim", "--json"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert seen == [(127, "nvme.toml", ("amaranth",)), (127, "nvme.toml", ("verilator",))]
+    assert seen == [(127, "nvme.toml", (backend,))
+                    for backend in ("amaranth", "verilator", "native")]
     assert [json.loads(line)["backend"] for line in out.splitlines()] == ["amaranth",
-                                                                           "verilator"]
+                                                                           "verilator",
+                                                                           "native"]
     monkeypatch.setattr(cli, "BENCH_SIM_CONFIG", tmp_path / "nvme.toml")
     assert main(["bench", "sim"]) == 2
     _one_error_line(capsys.readouterr().err, 2, "give --config TOML")
