@@ -1157,7 +1157,7 @@ class SriovEndpoint(wiring.Component):
             # decoded a cycle ahead (LOAD2) and the reset registered, so that it is a flip-flop
             # in EXECUTE, the cycle of the write, as with one PF: the reset fans out to every
             # register of PF k, too far for the write decode in front of it.
-            def ahead_of(name, path):
+            def ahead_of(name, path, banks=banks, ahead=ahead):
                 strobe, addr = ahead[name]
                 return banks[name].write_ahead(m, path, strobe, addr, req.be, req.data)
             flr_w, flr_value = ahead_of("pcie", "device_control.initiate_flr")
