@@ -1249,11 +1249,12 @@ class LinuxHost:
     async def _setup_function(self, rid, *, required):
         """pci_scan_device + pci_setup_device + BAR sizing and assignment + pci_enable_device
         on one function. Returns ``(info, header_type)``, or None when nothing is there (Vendor
-        ID dword all ones, 0, or a half of it 0xFFFF, as pci_bus_read_dev_vendor_id)."""
+        ID dword all ones, 0, 0x0000FFFF or 0xFFFF0000, as pci_bus_generic_read_dev_vendor_id:
+        a Device ID of 0xFFFF alone is a function)."""
         space = self.root.function(rid)
         info = FunctionInfo(rid)
         ident = await space.read32(0x00)
-        if ident in (0xffff_ffff, 0) or ident & 0xffff == 0xffff or ident >> 16 == 0xffff:
+        if ident in (0xffff_ffff, 0, 0x0000_ffff, 0xffff_0000):
             if required:
                 raise HostError(f"no function at {format_bdf(rid)} (read {ident:#010x})")
             return None

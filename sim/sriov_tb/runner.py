@@ -113,7 +113,10 @@ def _transaction_record(txn, op):
 
 
 def check_ops(ops, filename="<script>"):
-    """Refuse operations no backend can run (raises :class:`ScriptError`)."""
+    """Refuse operations no backend can run (raises :class:`ScriptError`). A stimulus made
+    during the run (``ops`` callable, see :func:`execute`) is its maker's to keep valid."""
+    if callable(ops):
+        return
     for op in ops:
         if op.kind in ("memrd", "memwr") and (op.addr & 0xfff) + op.size > 0x1000:
             raise ScriptError(filename, op.line, f"{op.kind} at {op.addr:#x} of {op.size} "
@@ -141,6 +144,12 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     model's handler of the user configuration windows (the design's user logic is the caller's).
     ``tracer`` (a :class:`sriov_tb.waves.Tracer`) learns which transaction each request belongs
     to and what the host recorded, for the waveform's transaction tracks.
+
+    ``ops`` is a list of :class:`~sriov_tb.script.Op`, or a callable ``ops(host, root)`` that
+    returns an iterable of them, made once the host exists: a stimulus that chooses each
+    operation from the state the operations before it left (``root.model``, the
+    :class:`EndpointModel` every completion is checked against; ``host``, the
+    :class:`sriov_tb.host.LinuxHost`), as :mod:`sriov_tb.regress` does.
     """
     model = EndpointModel(params, user=user)
     if tracer is not None:
@@ -173,7 +182,7 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     root.model = model
     if irq_driver is not None:
         root.irq = InterruptPort(irq_driver, ModelInterruptPort(model))
-    for op in ops:
+    for op in (ops(host, root) if callable(ops) else ops):
         current["op"] = op
         root.step = f"line {op.line}" if op.line else ""
         where = f"{filename}:{op.line}: " if op.line else ""

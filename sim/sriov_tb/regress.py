@@ -1,0 +1,591 @@
+"""Random regressions: seeded config, memory and MSI-X traffic against the reference model.
+
+:func:`run_regression` runs ``count`` random operations on one configuration through the
+script runner (:func:`sriov_tb.runner.execute`), so every config completion, memory decode,
+MSI-X table access, interrupt and message is checked against a fresh
+:class:`~sriov_tb.model.EndpointModel`, exactly as a script's are. The stimulus
+(:class:`RandomStimulus`) is made during the run: each operation is chosen from the state the
+ones before it left in the model (never from the design), so the sequence depends on the
+configuration and the seed alone and a failing seed replays exactly, on any backend, with or
+without waveforms.
+
+What the stimulus does (``docs/regressions.md`` has the weights and the reasons):
+
+* **Set-up**, as Linux would: every PF enables VFs (``enable``: enumeration, BARs, NumVFs, VF
+  Enable, the first reads of each VF), the PF and a few VFs get MSI-X vectors
+  (``msix_enable``). Large PFs enable a random part of their VFs here (Linux reads every VF it
+  enables); the random NumVFs writes below reach the rest.
+* **Config reads** of the PFs, of enabled VFs (first, last, either side of a bus boundary, any),
+  of VFs past NumVFs and of absent functions, Type 0 and Type 1: inside a structure of the
+  function's chain, in the header, or anywhere.
+* **Config writes** to the registers that change behaviour (Command, BARs, Device Control with
+  and without Initiate FLR, PMCSR power states, MSI-X Message Control, SR-IOV Control, NumVFs,
+  System Page Size, VF BARs, ACS Control, user windows) with biased values, and anywhere with
+  any value.
+* **Memory reads and writes** of 1, 2, 4 or 8 bytes: PF BARs, VF apertures (enabled VFs, the
+  first VF past NumVFs, the last of TotalVFs), the MSI-X tables and PBAs, just outside every
+  aperture, and random addresses.
+* **Interrupt requests** (``msix``) from the PF and from VFs Linux knows, any vector.
+* **Restores**: a PF FLR as Linux does it (``flr``: saved state written back) or the PF's
+  programming written again, so most functions stay alive.
+"""
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from sriov_ep.params import format_bdf
+
+from .script import Op
+
+__all__ = ["RandomStimulus", "RegressionResult", "run_regression", "SEEDS"]
+
+#: The fixed seed of each configuration's run in the test suite (``tests/test_regress.py``):
+#: one per configuration so that they differ; printed with every failure.
+SEEDS = {
+    "igb-82576": 0x5EED_1201,
+    "many-vfs": 0x5EED_1202,
+    "nvme": 0x5EED_1203,
+    "user-caps": 0x5EED_1204,
+    "cpm5-16pf": 0x5EED_1205,
+    "igb-82576-dual": 0x5EED_1206,
+    "quad-pf": 0x5EED_1207,
+    "max-vfs": 0x5EED_1208,
+}
+
+#: Operation kinds and their weights in the random part.
+WEIGHTS = {"cfgrd": 40, "cfgwr": 20, "memrd": 16, "memwr": 14, "msix": 6, "restore": 1,
+           "flr": 1}
+
+#: Largest number of VFs one PF enables through Linux in the set-up (each costs Linux's reads).
+SETUP_VFS = 256
+
+#: VFs per PF that get MSI-X vectors in the set-up.
+MSIX_VFS = 3
+
+# Register offsets inside the structures (PCIe Base 7.5.3, 7.5.2, 7.7.2, 9.3.3, 7.7.11).
+_PCI_COMMAND, _CACHE_LINE, _INT_LINE = 0x04, 0x0C, 0x3C
+_DEVCTL, _DEVSTA, _LNKCTL = 0x08, 0x0A, 0x10
+_PMCSR = 0x04
+_MSIX_CTRL = 0x02
+_SRIOV_CTRL, _SRIOV_NUMVFS, _SRIOV_PAGE, _SRIOV_BAR = 0x08, 0x10, 0x20, 0x24
+_ACS_CTRL = 0x06
+_INITIATE_FLR = 0x8000
+_DEVCAP, _DEVCAP_FLR = 0x04, 1 << 28
+
+
+def _weighted(rng, table):
+    kinds, weights = zip(*table.items(), strict=True)
+    return rng.choices(kinds, weights)[0]
+
+
+class _Pf:
+    """What the stimulus knows of PF k that does not change: its structures and parameters."""
+
+    def __init__(self, model, k):
+        self.k = k
+        self.model = model.pfs[k]
+        self.params = self.model.params
+        self.rid = self.params.pf_rid
+        self.pf_caps = {s.name: s for s in self.model.pf_chain}
+        self.vf_caps = {s.name: s for s in self.model.vf_chain}
+        pcie = self.pf_caps.get("pcie")
+        devcap = self.model.pf_read((pcie.offset + _DEVCAP) // 4) if pcie is not None else 0
+        self.flr = bool(devcap & _DEVCAP_FLR)
+        self.pages = [b for b in range(32) if self.params.supported_page_sizes >> b & 1]
+        self.no_pages = [b for b in range(32) if not self.params.supported_page_sizes >> b & 1]
+        self.saved = {}             # register offset -> (size, value): the set-up's programming
+        self.linux_vfs = []         # VF numbers Linux enabled
+        self.msix_functions = []    # functions (0 the PF) that have MSI-X vectors
+
+    @property
+    def sriov(self):
+        return self.model.sriov
+
+    def enabled_vfs(self):
+        """NumVFs while VF Enable is set, else 0."""
+        return self.sriov.num_vfs if self.sriov.vf_enable else 0
+
+
+class RandomStimulus:
+    """The operations of one random run: ``RandomStimulus(params, seed, count)`` is the
+    ``ops`` argument of :func:`sriov_tb.runner.execute` (a callable of the host and root port
+    that yields :class:`~sriov_tb.script.Op`). ``count`` counts the random operations after the
+    set-up (a restore is one, however many writes it makes). :attr:`counts` tells how many of
+    each kind were made, :attr:`setup_ops` how many the set-up took."""
+
+    def __init__(self, params, seed, count, *, setup_vfs=SETUP_VFS):
+        self.params = params
+        self.seed = seed
+        self.count = count
+        self.setup_vfs = setup_vfs
+        self.counts = dict.fromkeys(WEIGHTS, 0)
+        self.setup_ops = 0
+        self.line = 0
+        #: What the run reached (see :meth:`_observe`): outcome counts by kind, and states.
+        self.outcomes = {}
+        self.states = set()
+
+    def __call__(self, host, root):
+        return self._ops(host, root)
+
+    # -- Making operations -----------------------------------------------------------------
+    def _op(self, kind, text, **fields):
+        self.line += 1
+        return Op(kind, self.line, text, **fields)
+
+    def _cfgrd(self, rid, offset, size):
+        return self._op("cfgrd", f"cfgrd {format_bdf(rid)} {offset:#05x} {size}", rid=rid,
+                        offset=offset, size=size)
+
+    def _cfgwr(self, rid, offset, size, value):
+        value &= (1 << 8 * size) - 1
+        return self._op("cfgwr", f"cfgwr {format_bdf(rid)} {offset:#05x} {size} {value:#x}",
+                        rid=rid, offset=offset, size=size, value=value)
+
+    def _ops(self, host, root):
+        rng = random.Random(self.seed)
+        model = root.model
+        pfs = [_Pf(model, k) for k in range(len(self.params.pfs))]
+        yield from self._setup(rng, host, pfs)
+        self.setup_ops = self.line
+        make = {"cfgrd": self._random_read, "cfgwr": self._random_write,
+                "memrd": self._random_memory, "memwr": self._random_memory,
+                "msix": self._random_interrupt, "restore": self._restore, "flr": self._flr}
+        for _ in range(self.count):
+            kind = _weighted(rng, WEIGHTS)
+            self.counts[kind] += 1
+            pf = pfs[rng.randrange(len(pfs))]
+            yield from make[kind](rng, host, pf, kind)
+            self._observe(root, pf)
+
+    def _observe(self, root, pf):
+        """Count the outcomes of the records the root port made since the last call (and drop
+        them: the run's result keeps its own list), and note the states the PF is in."""
+        for txn in root.transcript:
+            key = (txn.op, getattr(txn, "status", None) or getattr(txn, "result", None))
+            self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        root.transcript.clear()
+        sriov = pf.sriov
+        if sriov.vf_enable:
+            self.states.add("vf-enable")
+            if sriov.num_vfs == pf.params.total_vfs:
+                self.states.add("all-vfs")
+        else:
+            self.states.add("vf-disable")
+        self.states.add("ari" if sriov.ari_capable_hierarchy else "no-ari")
+        if pf.model.pm_power_state == 3:
+            self.states.add("pf-d3hot")
+        if len(pf.pages) > 1 and sriov.system_page_size_bytes > 4096:
+            self.states.add("large-page")
+
+    # -- Set-up ------------------------------------------------------------------------------
+    def _setup(self, rng, host, pfs):
+        for pf in pfs:
+            total = pf.params.total_vfs
+            if total <= self.setup_vfs:
+                n = total if rng.random() < 0.6 else rng.randint(1, total)
+            else:
+                n = rng.randint(self.setup_vfs // 2, self.setup_vfs)
+            yield self._op("enable", f"enable {format_bdf(pf.rid)} {n}", rid=pf.rid, count=n)
+            pf.linux_vfs = list(range(1, n + 1))
+        for pf in pfs:
+            functions = []
+            if pf.params.msix is not None:
+                functions.append(0)
+            if pf.params.vf_msix is not None:
+                vfs = pf.linux_vfs
+                functions += sorted({vfs[0], vfs[-1], rng.choice(vfs)})[:MSIX_VFS]
+            for function in functions:
+                rid = host.function_rid(function, pf.k)
+                vectors = (pf.params.msix if function == 0 else pf.params.vf_msix).vectors
+                nvec = rng.randint(1, vectors)
+                yield self._op("msix_enable", f"msix_enable {format_bdf(rid)} {nvec}", rid=rid,
+                               count=nvec)
+            pf.msix_functions = functions
+            self._save(pf)
+
+    def _save(self, pf):
+        """Remember the PF's programming after the set-up, to write it back now and then."""
+        read = pf.model.pf_read
+        saved = {_PCI_COMMAND: (2, read(_PCI_COMMAND // 4) & 0xFFFF)}
+        for bar in pf.params.pf_bars:
+            for slot in (bar.index, bar.index + 1)[:1 + bar.is_64bit]:
+                saved[0x10 + 4 * slot] = (4, read(4 + slot))
+        sriov = pf.params.sriov_cap_offset
+        saved[sriov + _SRIOV_PAGE] = (4, read((sriov + _SRIOV_PAGE) // 4))
+        for bar in pf.params.vf_bars:
+            for slot in (bar.index, bar.index + 1)[:1 + bar.is_64bit]:
+                reg = sriov + _SRIOV_BAR + 4 * slot
+                saved[reg] = (4, read(reg // 4))
+        saved[sriov + _SRIOV_NUMVFS] = (2, pf.sriov.num_vfs)
+        saved[sriov + _SRIOV_CTRL] = (2, read((sriov + _SRIOV_CTRL) // 4) & 0xFFFF)
+        pf.saved = saved
+
+    # -- Targets -------------------------------------------------------------------------------
+    def _vf_number(self, rng, pf):
+        """An enabled VF's number, biased to the first, the last and bus boundaries; 0 when
+        none is enabled."""
+        n = pf.enabled_vfs()
+        if n == 0:
+            return 0
+        r = rng.random()
+        if r < 0.15:
+            return 1
+        if r < 0.30:
+            return n
+        if r < 0.40:                    # the last VF of a bus and the first of the next
+            first = pf.model.vf_rid(1)
+            if first is not None and pf.sriov.vf_stride:
+                boundary = ((first >> 8) + rng.randint(1, 1 + (n * pf.sriov.vf_stride >> 8)))
+                m = ((boundary << 8) - first) // pf.sriov.vf_stride + rng.randint(0, 1)
+                if 1 <= m <= n:
+                    return m
+        return rng.randint(1, n)
+
+    def _function(self, rng, pf, *, absent=0.12):
+        """``(rid, chain)`` of a function to address: the PF, an enabled VF, or (with
+        probability ``absent``) a VF past NumVFs or a Routing ID nothing has."""
+        r = rng.random()
+        if r < absent:
+            pick = rng.random()
+            if pick < 0.5:
+                n = min(pf.sriov.num_vfs + rng.randint(1, 2), pf.params.total_vfs)
+                if rng.random() < 0.3:
+                    n = pf.params.total_vfs
+                rid = pf.model.vf_rid(n)
+                if rid is not None:
+                    return rid, pf.vf_caps
+            return rng.choice([pf.rid ^ 0x0007, pf.rid + 0x0300, rng.getrandbits(16)]), \
+                pf.vf_caps
+        if r < absent + 0.35:
+            return pf.model.pf_rid, pf.pf_caps
+        n = self._vf_number(rng, pf)
+        rid = pf.model.vf_rid(n) if n else None
+        if rid is None:
+            return pf.model.pf_rid, pf.pf_caps
+        return rid, pf.vf_caps
+
+    # -- Config --------------------------------------------------------------------------------
+    def _random_read(self, rng, host, pf, kind):
+        rid, caps = self._function(rng, pf)
+        size = rng.choice((1, 2, 4, 4))
+        where = rng.random()
+        if where < 0.6 and caps:
+            s = rng.choice(list(caps.values()))
+            base, span = s.offset, s.size
+        elif where < 0.85:
+            base, span = 0, 0x40
+        else:
+            base, span = 0, 0x1000
+        offset = base + rng.randrange(span) // size * size
+        yield self._cfgrd(rid, min(offset, 0x1000 - size), size)
+
+    def _random_write(self, rng, host, pf, kind):
+        rid, caps = self._function(rng, pf, absent=0.05)
+        is_pf = caps is pf.pf_caps
+        r = rng.random()
+        if r < 0.12:                    # anywhere, any value
+            size = rng.choice((1, 2, 4))
+            offset = rng.randrange(0x1000) // size * size
+            yield self._cfgwr(rid, offset, size, rng.getrandbits(32))
+            return
+        choices = [self._write_command, self._write_header_byte, self._write_pcie]
+        if "pm" in caps:
+            choices.append(self._write_pm)
+        if "msix" in caps:
+            choices.append(self._write_msix_control)
+        if any(s.user is not None for s in caps.values()):
+            choices.append(self._write_user)
+        if is_pf:
+            choices += [self._write_pf_bar] * bool(pf.params.pf_bars)
+            choices += [self._write_sriov] * 4
+            if "acs" in caps:
+                choices.append(self._write_acs)
+        yield rng.choice(choices)(rng, pf, rid, caps, is_pf)
+
+    def _write_command(self, rng, pf, rid, caps, is_pf):
+        value = rng.getrandbits(16)
+        if rng.random() < 0.9:
+            value |= 0x0006             # Memory Space and Bus Master Enable
+        return self._cfgwr(rid, _PCI_COMMAND, 2, value)
+
+    def _write_header_byte(self, rng, pf, rid, caps, is_pf):
+        return self._cfgwr(rid, rng.choice((_CACHE_LINE, _INT_LINE)), 1, rng.getrandbits(8))
+
+    def _write_pcie(self, rng, pf, rid, caps, is_pf):
+        pcie = caps["pcie"].offset
+        r = rng.random()
+        if r < 0.5:
+            value = rng.getrandbits(16) & ~_INITIATE_FLR
+            if rng.random() < 0.04:
+                value |= _INITIATE_FLR      # an FLR without Linux's restore
+            return self._cfgwr(rid, pcie + _DEVCTL, 2, value)
+        if r < 0.75:
+            return self._cfgwr(rid, pcie + _DEVSTA, 2, rng.getrandbits(16))
+        return self._cfgwr(rid, pcie + _LNKCTL, 2, rng.getrandbits(16))
+
+    def _write_pm(self, rng, pf, rid, caps, is_pf):
+        state = rng.choice((0, 0, 0, 3, 3, 1, 2))
+        value = state | rng.choice((0, 0, 0x0100, 0x8000, rng.getrandbits(16) & ~3))
+        return self._cfgwr(rid, caps["pm"].offset + _PMCSR, 2, value)
+
+    def _write_msix_control(self, rng, pf, rid, caps, is_pf):
+        value = rng.choice((0x8000, 0x8000, 0xC000, 0x4000, 0, rng.getrandbits(16)))
+        return self._cfgwr(rid, caps["msix"].offset + _MSIX_CTRL, 2, value)
+
+    def _write_user(self, rng, pf, rid, caps, is_pf):
+        s = rng.choice([s for s in caps.values() if s.user is not None])
+        size = rng.choice((1, 2, 4))
+        offset = s.offset + rng.randrange(s.size) // size * size
+        return self._cfgwr(rid, offset, size, rng.getrandbits(32))
+
+    def _write_acs(self, rng, pf, rid, caps, is_pf):
+        return self._cfgwr(rid, caps["acs"].offset + _ACS_CTRL, 2, rng.getrandbits(16))
+
+    def _write_pf_bar(self, rng, pf, rid, caps, is_pf):
+        bar = rng.choice(pf.params.pf_bars)
+        slot = bar.index + (bar.is_64bit and rng.random() < 0.3)
+        reg = 0x10 + 4 * slot
+        r = rng.random()
+        if r < 0.4:
+            value = 0xFFFF_FFFF         # sizing
+        elif r < 0.8:
+            value = pf.saved.get(reg, (4, 0))[1]
+        else:
+            value = rng.getrandbits(32)
+        return self._cfgwr(rid, reg, 4, value)
+
+    def _write_sriov(self, rng, pf, rid, caps, is_pf):
+        sriov = pf.params.sriov_cap_offset
+        total = pf.params.total_vfs
+        r = rng.random()
+        if r < 0.35:                    # Control: VF Enable, VF MSE, ARI Capable Hierarchy
+            value = rng.choice((0x19, 0x09, 0x11, 0x01, 0x18, 0x10, 0x08, 0x00,
+                                rng.getrandbits(6), rng.getrandbits(16)))
+            return self._cfgwr(rid, sriov + _SRIOV_CTRL, 2, value)
+        if r < 0.6:                     # NumVFs
+            value = rng.choice((total, total, pf.saved.get(sriov + _SRIOV_NUMVFS, (2, 1))[1],
+                                1, 0, total + 1, rng.randint(0, total), rng.getrandbits(16)))
+            return self._cfgwr(rid, sriov + _SRIOV_NUMVFS, 2, value)
+        if r < 0.75:                    # System Page Size
+            pick = rng.random()
+            if pick < 0.7 or not pf.no_pages:
+                value = 1 << rng.choice(pf.pages)
+            elif pick < 0.85:
+                value = 1 << rng.choice(pf.no_pages)
+            else:
+                value = rng.getrandbits(32)
+            return self._cfgwr(rid, sriov + _SRIOV_PAGE, 4, value)
+        if not pf.params.vf_bars:
+            return self._cfgrd(rid, sriov + _SRIOV_BAR, 4)
+        bar = rng.choice(pf.params.vf_bars)
+        slot = bar.index + (bar.is_64bit and rng.random() < 0.3)
+        reg = sriov + _SRIOV_BAR + 4 * slot
+        pick = rng.random()
+        if pick < 0.3:
+            value = 0xFFFF_FFFF
+        elif pick < 0.8:
+            value = pf.saved.get(reg, (4, 0))[1]
+        else:
+            value = rng.getrandbits(32)
+        return self._cfgwr(rid, reg, 4, value)
+
+    # -- Memory --------------------------------------------------------------------------------
+    def _random_memory(self, rng, host, pf, kind):
+        addr = self._address(rng, pf)
+        size = rng.choice((1, 2, 4, 4, 8, 8))
+        addr = addr // size * size & (1 << 64) - 1
+        if kind == "memrd":
+            yield self._op("memrd", f"memrd {addr:#x} {size}", addr=addr, size=size)
+        else:
+            value = rng.getrandbits(8 * size)
+            yield self._op("memwr", f"memwr {addr:#x} {size} {value:#x}", addr=addr, size=size,
+                           value=value)
+
+    def _address(self, rng, pf):
+        r = rng.random()
+        if r < 0.3 and pf.params.pf_bars:
+            bar = rng.choice(pf.params.pf_bars)
+            base = pf.model.bar_address.get(bar.index, 0)
+            return base + self._offset(rng, bar.size, pf.params.msix, bar.index)
+        if r < 0.85 and pf.params.vf_bars:
+            bar = rng.choice(pf.params.vf_bars)
+            base = pf.sriov.vf_bar_base(bar.index) or 0
+            aperture = pf.sriov.vf_bar_aperture(bar.index)
+            n = self._vf_number(rng, pf) or 1
+            pick = rng.random()
+            if pick < 0.1:
+                n = pf.sriov.num_vfs + 1
+            elif pick < 0.15:
+                n = pf.params.total_vfs
+            return base + (n - 1) * aperture + \
+                self._offset(rng, aperture, pf.params.vf_msix, bar.index)
+        pick = rng.random()
+        if pick < 0.4 and pf.params.vf_bars:        # just outside the VF apertures
+            bar = rng.choice(pf.params.vf_bars)
+            base = pf.sriov.vf_bar_base(bar.index) or 0
+            aperture = pf.sriov.vf_bar_aperture(bar.index)
+            return rng.choice((base - 8, base + pf.sriov.num_vfs * aperture,
+                               base + pf.params.total_vfs * aperture))
+        if pick < 0.6 and pf.params.pf_bars:        # just outside a PF BAR
+            bar = rng.choice(pf.params.pf_bars)
+            base = pf.model.bar_address.get(bar.index, 0)
+            return rng.choice((base - 8, base + bar.size))
+        return rng.getrandbits(rng.choice((32, 64)))
+
+    def _offset(self, rng, size, msix, slot):
+        """An offset inside a BAR of ``size`` bytes, often in the MSI-X table or PBA when they
+        sit in this BAR."""
+        if msix is not None and rng.random() < 0.5:
+            if msix.table_bar == slot and (msix.pba_bar != slot or rng.random() < 0.75):
+                return msix.table_offset + rng.randrange(msix.table_bytes)
+            if msix.pba_bar == slot:
+                return msix.pba_offset + rng.randrange(msix.pba_bytes)
+        return rng.randrange(size)
+
+    # -- Interrupts, restores ------------------------------------------------------------------
+    def _random_interrupt(self, rng, host, pf, kind):
+        if not pf.msix_functions:
+            yield from self._random_read(rng, host, pf, "cfgrd")
+            return
+        function = rng.choice(pf.msix_functions)
+        rid = host.function_rid(function, pf.k)
+        if rid is None:                 # (Linux's view: the PF's VFs were disabled by Linux)
+            rid = host.function_rid(0, pf.k)
+            function = 0
+        msix = pf.params.msix if function == 0 else pf.params.vf_msix
+        vectors = msix.vectors if msix is not None else 1
+        vector = rng.randint(0, vectors) if rng.random() < 0.9 else rng.randrange(2048)
+        if rng.random() < 0.4 and vector < vectors:
+            yield from self._arm(pf, function, msix, vector)
+        yield self._op("msix", f"msix {format_bdf(rid)} {vector}", rid=rid, vector=vector)
+
+    def _arm(self, pf, function, msix, vector):
+        """Make the function able to send ``vector`` as the model sees it now (what random
+        writes undo): D0, Bus Master Enable, MSI-X enabled and unmasked, the vector's Mask
+        clear. Skipped for a VF that is not enabled."""
+        if function:
+            if not 1 <= function <= pf.enabled_vfs():
+                return
+            rid, caps = pf.model.vf_rid(function), pf.vf_caps
+            base = pf.sriov.vf_bar_base(msix.table_bar)
+            base += (function - 1) * pf.sriov.vf_bar_aperture(msix.table_bar)
+        else:
+            rid, caps = pf.model.pf_rid, pf.pf_caps
+            base = pf.model.bar_address.get(msix.table_bar, 0)
+        if rid is None:
+            return
+        if "pm" in caps:
+            yield self._cfgwr(rid, caps["pm"].offset + _PMCSR, 2, 0)
+        yield self._cfgwr(rid, _PCI_COMMAND, 2, 0x0006)
+        yield self._cfgwr(rid, caps["msix"].offset + _MSIX_CTRL, 2, 0x8000)
+        addr = base + msix.table_offset + 16 * vector + 12       # Vector Control
+        yield self._op("memwr", f"memwr {addr:#x} 4 0x0", addr=addr, size=4, value=0)
+
+    def _restore(self, rng, host, pf, kind):
+        """The PF's set-up programming written again: VF Enable cleared first (NumVFs and the
+        VF BARs only change while it is clear), then the saved registers, Control last."""
+        sriov = pf.params.sriov_cap_offset
+        rid = pf.model.pf_rid
+        control = pf.saved[sriov + _SRIOV_CTRL][1]
+        yield self._cfgwr(rid, sriov + _SRIOV_CTRL, 2, control & 0x10)
+        for reg, (size, value) in pf.saved.items():
+            if reg != sriov + _SRIOV_CTRL:
+                yield self._cfgwr(rid, reg, size, value)
+        if "pm" in pf.pf_caps:
+            yield self._cfgwr(rid, pf.pf_caps["pm"].offset + _PMCSR, 2, 0)
+        if 0 in pf.msix_functions:     # MSI-X on, nothing masked: pending vectors go out
+            yield self._cfgwr(rid, pf.pf_caps["msix"].offset + _MSIX_CTRL, 2, 0x8000)
+        yield self._cfgwr(rid, sriov + _SRIOV_CTRL, 2, control)
+
+    def _flr(self, rng, host, pf, kind):
+        """Linux's FLR (``flr``: Initiate FLR, and for a PF its state written back) of the PF
+        or of an enabled VF; a plain read where the function cannot be reset."""
+        if not pf.flr:
+            yield from self._random_read(rng, host, pf, "cfgrd")
+            return
+        n = self._vf_number(rng, pf) if rng.random() < 0.5 else 0
+        rid = pf.model.vf_rid(n) if n else pf.model.pf_rid
+        if rid is None:
+            rid = pf.model.pf_rid
+        yield self._op("flr", f"flr {format_bdf(rid)}", rid=rid)
+
+
+@dataclass
+class RegressionResult:
+    """One random run: what was compared, how long it took, what the stimulus did."""
+    name:        str
+    seed:        int
+    count:       int
+    backend:     str
+    operations:  int = 0
+    compared:    int = 0
+    seconds:     float = 0.0
+    setup_ops:   int = 0
+    counts:      dict = field(default_factory=dict)
+    #: ``{(op, outcome): count}`` of what the records said: ``("cfgrd", "UR")``,
+    #: ``("memwr", "SC")``, ``("msix", "sent")``, ``("msg", None)``...
+    outcomes:    dict = field(default_factory=dict)
+    #: States the stimulus saw a PF in: ``vf-enable``, ``all-vfs``, ``ari``, ``pf-d3hot``...
+    states:      set = field(default_factory=set)
+    #: Config transactions, memory requests, interrupt requests and messages compared.
+    transactions: int = 0
+
+    @property
+    def rate(self):
+        """Operations per second."""
+        return self.operations / self.seconds if self.seconds else 0.0
+
+    def as_dict(self):
+        return {"config": self.name, "seed": self.seed, "count": self.count,
+                "backend": self.backend, "operations": self.operations,
+                "compared": self.compared, "seconds": round(self.seconds, 3),
+                "rate": round(self.rate, 1), "setup_ops": self.setup_ops,
+                "transactions": self.transactions, "counts": dict(self.counts),
+                "outcomes": {f"{op} {outcome}" if outcome else op: n
+                             for (op, outcome), n in sorted(self.outcomes.items(),
+                                                            key=lambda kv: str(kv[0]))},
+                "states": sorted(self.states)}
+
+
+def run_regression(params, *, seed, count, name="config", backend="native", user=None,
+                   build_dir=None, vcd=None, wave_from=None, wave_to=None,
+                   waves_on_failure=False, mutate=None):
+    """Run ``count`` random operations (plus the set-up) on ``params`` with ``seed``, every
+    result checked against the reference model; returns a :class:`RegressionResult`.
+
+    ``backend``: ``"native"`` (the default: the exported Verilog compiled by Verilator),
+    ``"amaranth"`` or ``"cocotb"``. ``user``: the handler of the user configuration windows
+    (default: :class:`sriov_tb.host.UserRegisters` when the configuration has any).
+    Waveform arguments as :func:`sriov_tb.runner.run_ops` takes them (transaction numbers).
+    A failed check raises :class:`sriov_tb.runner.RunFailure`; its message names the seed and
+    the number and text of the operation. ``mutate`` (native backend only, for tests of the
+    checks): ``(n, mask, delay)`` as :func:`sriov_tb.native.run_ops_native` takes it."""
+    stimulus = RandomStimulus(params, seed, count)
+    if user is None and any(pf.user_caps or pf.vf_user_caps for pf in params.pfs):
+        from .host import UserRegisters
+        user = UserRegisters()          # plain read-write registers behind every window
+    filename = f"<{name} seed {seed:#x}>"
+    options = dict(filename=filename, user=user, vcd=vcd, wave_from=wave_from,
+                   wave_to=wave_to, waves_on_failure=waves_on_failure)
+    start = time.perf_counter()
+    if mutate is not None and backend != "native":
+        raise ValueError("mutate is a hook of the native backend only")
+    if backend == "native":
+        from .native import run_ops_native
+        run = run_ops_native(params, stimulus, build_dir=build_dir, mutate=mutate, **options)
+    elif backend == "cocotb":
+        from .cosim import run_ops_verilator
+        run = run_ops_verilator(params, stimulus, build_dir=build_dir, **options)
+    elif backend == "amaranth":
+        from .runner import run_ops
+        run = run_ops(params, stimulus, **options)
+    else:
+        raise ValueError(f"backend must be native, cocotb or amaranth, not {backend!r}")
+    seconds = time.perf_counter() - start
+    return RegressionResult(name, seed, count, backend, operations=stimulus.line,
+                            compared=run.compared, seconds=seconds,
+                            setup_ops=stimulus.setup_ops, counts=dict(stimulus.counts),
+                            outcomes=dict(stimulus.outcomes), states=set(stimulus.states),
+                            transactions=len(run.transactions))

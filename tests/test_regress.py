@@ -1,0 +1,148 @@
+"""Random regressions on the native backend (issue 12, part 2), and Linux's whole SR-IOV life
+cycle at TotalVFs 65535.
+
+* ``test_million_random_operations``: for every example configuration and the 65535-VF one, one
+  million random config, memory and MSI-X operations (:mod:`sriov_tb.regress`), every result
+  checked against the reference model. Marked ``slow`` (CI runs it): about 50 to 80 s of CPU per
+  configuration on the project's machine (``sriov-ep regress`` prints each one's rate).
+* ``test_linux_life_cycle_65535_vfs``: the Linux host model enumerates the PF, runs
+  ``sriov_init`` (65,535 NumVFs writes, descending), enables all 65,535 VFs (Linux's first reads
+  of each), walks every VF's header and capabilities, and disables them; every completion
+  checked against the model. Marked ``slow``.
+* The cheap tests show the checks can fail (a corrupted completion, and a design whose
+  completions differ), that a seed replays exactly, and that the stimulus reaches the states
+  that matter.
+
+A failure names the configuration, the seed and the operation (number and text); rerun one seed
+with ``sriov-ep regress CONFIG --seed SEED --count N --vcd FILE`` (the message says so).
+"""
+
+import pytest
+
+from sriov_ep.params import load_params
+from sriov_tb.cosim import tools_unavailable
+from sriov_tb.formal import EXAMPLES, builtin_configs, example_configs
+from sriov_tb.native import ToolMissing, find_native_toolchain, run_ops_native
+from sriov_tb.regress import SEEDS, run_regression
+from sriov_tb.runner import RunFailure
+from sriov_tb.script import Op
+
+#: Random operations per configuration in the long run.
+MILLION = 1_000_000
+
+
+def _configs():
+    found = {path.stem: path for path in example_configs()}
+    return {**found, "max-vfs": None}
+
+
+def _params(name):
+    if name == "max-vfs":
+        return builtin_configs()["max-vfs"]
+    return load_params(_configs()[name])
+
+
+@pytest.fixture(scope="module")
+def tools():
+    try:
+        return find_native_toolchain()
+    except ToolMissing as exc:
+        tools_unavailable(f"native backend tools not installed: {exc}")
+
+
+def test_every_configuration_has_a_seed():
+    """The long run covers every example and the 65535-VF configuration, each with its own
+    fixed seed."""
+    assert EXAMPLES.is_dir()
+    assert set(_configs()) == set(SEEDS)
+    assert len(set(SEEDS.values())) == len(SEEDS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SEEDS))
+def test_million_random_operations(tools, name):
+    result = run_regression(_params(name), seed=SEEDS[name], count=MILLION, name=name)
+    assert result.counts["cfgrd"] + result.counts["cfgwr"] > MILLION // 2
+    assert result.counts["memrd"] + result.counts["memwr"] > MILLION // 4
+    assert result.compared >= MILLION
+    print(f"{name}: {result.compared} transactions compared in {result.seconds:.1f} s "
+          f"({result.rate:.0f} operations/s), seed {result.seed:#x}")
+
+
+def test_a_corrupted_completion_fails_the_run_naming_seed_and_operation(tools):
+    """The checks can fail: the 500th config completion after reset gets one data bit flipped
+    (the native harness's mutation hook); the run stops there, naming the seed and the
+    operation."""
+    params = _params("nvme")
+    with pytest.raises(RunFailure) as info:
+        run_regression(params, seed=0x5EED, count=5_000, name="nvme", mutate=(500, 1 << 7, 0))
+    message = str(info.value)
+    assert message.startswith("<nvme seed 0x5eed>:")
+    assert "design SC" in message and "model SC" in message
+
+
+def test_late_completion_is_no_failure(tools):
+    """A completion taken late (the harness holds ``cfg_cpl.ready`` low) changes nothing the
+    host sees: the same run passes."""
+    run_regression(_params("igb-82576"), seed=3, count=2_000, name="igb-82576",
+                   mutate=(300, 0, 40))
+
+
+def test_a_seed_replays_exactly(tools):
+    """The stimulus depends on the configuration and the seed only: two runs make the same
+    operations with the same outcomes, another seed makes others."""
+    params = _params("igb-82576-dual")
+    first = run_regression(params, seed=11, count=3_000, name="dual")
+    again = run_regression(params, seed=11, count=3_000, name="dual")
+    other = run_regression(params, seed=12, count=3_000, name="dual")
+    assert (first.operations, first.outcomes) == (again.operations, again.outcomes)
+    assert first.outcomes != other.outcomes
+
+
+def test_same_operations_on_the_amaranth_simulator(tools):
+    """The stimulus is backend-independent: a short run of one seed passes on the Amaranth
+    simulator with exactly the outcomes the native backend had."""
+    params = _params("igb-82576")
+    native = run_regression(params, seed=21, count=300, name="igb")
+    amaranth = run_regression(params, seed=21, count=300, name="igb", backend="amaranth")
+    assert native.outcomes == amaranth.outcomes
+    assert native.operations == amaranth.operations
+
+
+@pytest.mark.parametrize("name", ["nvme", "quad-pf", "user-caps"])
+def test_stimulus_reaches_the_states_that_matter(tools, name):
+    """20,000 operations reach: VF Enable on and off, all TotalVFs enabled, ARI on and off
+    (where the offsets differ), a PF in D3hot, a larger System Page Size; config URs and
+    memory UR, claimed and endpoint-served requests; interrupts sent and pending."""
+    result = run_regression(_params(name), seed=SEEDS[name], count=20_000, name=name)
+    for state in ("vf-enable", "vf-disable", "all-vfs", "ari", "pf-d3hot", "large-page"):
+        assert state in result.states, state
+    for outcome in (("cfgrd", "SC"), ("cfgrd", "UR"), ("cfgwr", "SC"), ("cfgwr", "UR"),
+                    ("memrd", "SC"), ("memrd", "UR"), ("memwr", "SC"), ("memwr", "UR")):
+        assert result.outcomes.get(outcome, 0) > 20, outcome
+    if name != "user-caps":             # (no MSI-X there)
+        assert result.outcomes.get(("msix", "sent"), 0) > 10
+        assert result.outcomes.get(("msix", "pending"), 0) > 10
+
+
+@pytest.mark.slow
+def test_linux_life_cycle_65535_vfs(tools):
+    """Linux's whole life cycle at TotalVFs 65535 on the native backend: enumerate,
+    ``sriov_init`` (NumVFs written 65535, 65534, ..., 1, offset and stride read after each,
+    then 0), enable every VF (each VF's first reads), walk every VF's header, capability list
+    and PCI Express capability, disable. Every completion is checked against the model."""
+    params = _params("max-vfs")
+    ops = [Op("enable", 1, "enable 00:00.0 65535", rid=0x0000, count=65535),
+           Op("walk", 2, "walk"),
+           Op("disable", 3, "disable 00:00.0", rid=0x0000)]
+    result = run_ops_native(params, ops)
+    writes = [t for t in result.transactions if t.op == "cfgwr" and t.offset == 0x150]
+    numvfs = [t.value for t in writes]
+    # sriov_init's descending NumVFs writes, then sriov_enable's and sriov_disable's.
+    assert numvfs[:65535] == list(range(65535, 0, -1))
+    assert numvfs[65535:] == [0, 65535, 0]
+    vf_ids = [t for t in result.transactions
+              if t.op == "cfgrd" and t.offset == 0 and t.size == 4 and t.rid != 0]
+    assert len({t.rid for t in vf_ids}) == 65535
+    assert all(t.status == "SC" for t in vf_ids)
+    assert result.compared == len(result.transactions)
