@@ -107,6 +107,17 @@ BAD = [
     ("bench-config-missing", ["bench", "sim", "--config", "{missing}"], 2, "(file): cannot read"),
     ("cache-info-and-clear", ["cache", "--info", "--clear"], 2,
      "argument --clear: not allowed with argument --info"),
+    ("regress-missing", ["regress", "{missing}"], 2,
+     "no such file (and no built-in configuration of that name: max-vfs)"),
+    ("regress-not-utf8", ["regress", "{latin1}"], 2, "(file): not UTF-8 text"),
+    ("regress-count", ["regress", IGB, "--count", "0"], 2,
+     "argument --count: 0: at least 1 operation"),
+    ("regress-seed", ["regress", IGB, "--seed", "0x5eedz"], 2,
+     "argument --seed: '0x5eedz' is not a number"),
+    ("regress-vcd-two", ["regress", IGB, "max-vfs", "--vcd", "w.vcd"], 2,
+     "--vcd: name one configuration"),
+    ("regress-window-no-vcd", ["regress", IGB, "--wave-from", "10"], 2,
+     "--wave-from/--wave-to need --vcd"),
 ]
 
 

@@ -956,6 +956,8 @@ def build_parser():
 
     from .formal import add_prove_parser
     add_prove_parser(sub)
+    from .regress import add_regress_parser
+    add_regress_parser(sub)
     return parser
 
 

@@ -30,15 +30,18 @@ What the stimulus does (``docs/regressions.md`` has the weights and the reasons)
   programming written again, so most functions stay alive.
 """
 
+import bisect
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sriov_ep.params import format_bdf
 
 from .script import Op
 
-__all__ = ["RandomStimulus", "RegressionResult", "run_regression", "SEEDS"]
+__all__ = ["RandomStimulus", "RegressionResult", "run_regression", "SEEDS", "DEFAULT_COUNT",
+           "add_regress_parser"]
 
 #: The fixed seed of each configuration's run in the test suite (``tests/test_regress.py``):
 #: one per configuration so that they differ; printed with every failure.
@@ -53,12 +56,27 @@ SEEDS = {
     "max-vfs": 0x5EED_1208,
 }
 
+#: Random operations per configuration: ``sriov-ep regress``'s default and the test suite's.
+#: They make about 1.15 million transactions (a restore, an FLR or an armed interrupt is
+#: several), so more than a million after the set-up's.
+DEFAULT_COUNT = 800_000
+
 #: Operation kinds and their weights in the random part.
 WEIGHTS = {"cfgrd": 40, "cfgwr": 20, "memrd": 16, "memwr": 14, "msix": 6, "restore": 1,
            "flr": 1}
 
 #: Largest number of VFs one PF enables through Linux in the set-up (each costs Linux's reads).
 SETUP_VFS = 256
+
+#: Clock cycles of VF state clearing the stimulus may cause per random operation, on average.
+#: A PF reset (FLR, D3hot -> D0) or VF Enable clearing makes the PF clear one VF state entry
+#: every other cycle (its requests answered with Request Retry Status meanwhile): 510 cycles
+#: with 255 VFs, 131,070 with 65,535. Left free, random restores, FLRs and Control writes do
+#: that every 40 operations or so, which is nothing with 255 VFs and most of the run's time
+#: with 65,535. Above the budget such an operation becomes a harmless one (a read of the same
+#: register, or a write that keeps VF Enable), so large PFs still get a reset every few thousand
+#: operations.
+CLEAR_BUDGET = 40
 
 #: VFs per PF that get MSI-X vectors in the set-up.
 MSIX_VFS = 3
@@ -74,9 +92,20 @@ _INITIATE_FLR = 0x8000
 _DEVCAP, _DEVCAP_FLR = 0x04, 1 << 28
 
 
-def _weighted(rng, table):
-    kinds, weights = zip(*table.items(), strict=True)
-    return rng.choices(kinds, weights)[0]
+class _Weighted:
+    """Draw a key of ``table`` with probability proportional to its value (one ``random()``
+    and a bisection: ``Random.choices`` costs several times more)."""
+
+    def __init__(self, table):
+        self.keys = list(table)
+        total, self.bounds = 0, []
+        for weight in table.values():
+            total += weight
+            self.bounds.append(total)
+        self.total = total
+
+    def draw(self, rng):
+        return self.keys[bisect.bisect_right(self.bounds, rng.random() * self.total)]
 
 
 class _Pf:
@@ -120,11 +149,20 @@ class RandomStimulus:
         self.count = count
         self.setup_vfs = setup_vfs
         self.counts = dict.fromkeys(WEIGHTS, 0)
+        #: Operations that would have made a PF clear its VF state, made harmless instead
+        #: (:data:`CLEAR_BUDGET`), and those let through.
+        self.clears_refused = 0
+        self.clears = 0
+        self.budget = 0
+        self.budget_cap = 4 * max(2 * pf.total_vfs for pf in params.pfs)
         self.setup_ops = 0
+        self.setup_records = 0
         self.line = 0
         #: What the run reached (see :meth:`_observe`): outcome counts by kind, and states.
         self.outcomes = {}
         self.states = set()
+        #: Called after each random operation, or None.
+        self.on_operation = None
 
     def __call__(self, host, root):
         return self._ops(host, root)
@@ -149,15 +187,21 @@ class RandomStimulus:
         pfs = [_Pf(model, k) for k in range(len(self.params.pfs))]
         yield from self._setup(rng, host, pfs)
         self.setup_ops = self.line
+        self.setup_records = len(root.transcript)
+        self.budget = 0
+        weighted = _Weighted(WEIGHTS)
         make = {"cfgrd": self._random_read, "cfgwr": self._random_write,
                 "memrd": self._random_memory, "memwr": self._random_memory,
                 "msix": self._random_interrupt, "restore": self._restore, "flr": self._flr}
         for _ in range(self.count):
-            kind = _weighted(rng, WEIGHTS)
+            kind = weighted.draw(rng)
             self.counts[kind] += 1
+            self.budget = min(self.budget + CLEAR_BUDGET, self.budget_cap)
             pf = pfs[rng.randrange(len(pfs))]
             yield from make[kind](rng, host, pf, kind)
             self._observe(root, pf)
+            if self.on_operation is not None:
+                self.on_operation()
 
     def _observe(self, root, pf):
         """Count the outcomes of the records the root port made since the last call (and drop
@@ -221,6 +265,23 @@ class RandomStimulus:
         saved[sriov + _SRIOV_NUMVFS] = (2, pf.sriov.num_vfs)
         saved[sriov + _SRIOV_CTRL] = (2, read((sriov + _SRIOV_CTRL) // 4) & 0xFFFF)
         pf.saved = saved
+
+    @staticmethod
+    def _leaves_d3hot(pf):
+        """Whether a PMCSR write of D0 now resets the PF (D3hot -> D0, No_Soft_Reset 0)."""
+        pm = pf.params.pm
+        return pm is not None and not pm.no_soft_reset and pf.model.pm_power_state == 3
+
+    def _may_clear(self, pf):
+        """Whether an operation that makes PF ``pf`` clear its VF state (about two cycles per
+        VF) fits the budget; if so, it is spent."""
+        cost = 2 * pf.params.total_vfs
+        if self.budget >= cost:
+            self.budget -= cost
+            self.clears += 1
+            return True
+        self.clears_refused += 1
+        return False
 
     # -- Targets -------------------------------------------------------------------------------
     def _vf_number(self, rng, pf):
@@ -318,7 +379,7 @@ class RandomStimulus:
         r = rng.random()
         if r < 0.5:
             value = rng.getrandbits(16) & ~_INITIATE_FLR
-            if rng.random() < 0.04:
+            if rng.random() < 0.04 and (not is_pf or self._may_clear(pf)):
                 value |= _INITIATE_FLR      # an FLR without Linux's restore
             return self._cfgwr(rid, pcie + _DEVCTL, 2, value)
         if r < 0.75:
@@ -327,6 +388,8 @@ class RandomStimulus:
 
     def _write_pm(self, rng, pf, rid, caps, is_pf):
         state = rng.choice((0, 0, 0, 3, 3, 1, 2))
+        if is_pf and state == 0 and self._leaves_d3hot(pf) and not self._may_clear(pf):
+            state = 3
         value = state | rng.choice((0, 0, 0x0100, 0x8000, rng.getrandbits(16) & ~3))
         return self._cfgwr(rid, caps["pm"].offset + _PMCSR, 2, value)
 
@@ -363,6 +426,8 @@ class RandomStimulus:
         if r < 0.35:                    # Control: VF Enable, VF MSE, ARI Capable Hierarchy
             value = rng.choice((0x19, 0x09, 0x11, 0x01, 0x18, 0x10, 0x08, 0x00,
                                 rng.getrandbits(6), rng.getrandbits(16)))
+            if pf.sriov.vf_enable and not value & 1 and not self._may_clear(pf):
+                value |= 1              # (VF Enable kept: no clearing over the budget)
             return self._cfgwr(rid, sriov + _SRIOV_CTRL, 2, value)
         if r < 0.6:                     # NumVFs
             value = rng.choice((total, total, pf.saved.get(sriov + _SRIOV_NUMVFS, (2, 1))[1],
@@ -393,9 +458,8 @@ class RandomStimulus:
 
     # -- Memory --------------------------------------------------------------------------------
     def _random_memory(self, rng, host, pf, kind):
-        addr = self._address(rng, pf)
         size = rng.choice((1, 2, 4, 4, 8, 8))
-        addr = addr // size * size & (1 << 64) - 1
+        addr = self._address(rng, pf) // size * size & (1 << 64) - 1
         if kind == "memrd":
             yield self._op("memrd", f"memrd {addr:#x} {size}", addr=addr, size=size)
         else:
@@ -477,10 +541,12 @@ class RandomStimulus:
         if rid is None:
             return
         if "pm" in caps:
+            if not function and self._leaves_d3hot(pf) and not self._may_clear(pf):
+                return
             yield self._cfgwr(rid, caps["pm"].offset + _PMCSR, 2, 0)
         yield self._cfgwr(rid, _PCI_COMMAND, 2, 0x0006)
         yield self._cfgwr(rid, caps["msix"].offset + _MSIX_CTRL, 2, 0x8000)
-        addr = base + msix.table_offset + 16 * vector + 12       # Vector Control
+        addr = (base + msix.table_offset + 16 * vector + 12) & (1 << 64) - 1  # Vector Control
         yield self._op("memwr", f"memwr {addr:#x} 4 0x0", addr=addr, size=4, value=0)
 
     def _restore(self, rng, host, pf, kind):
@@ -489,6 +555,12 @@ class RandomStimulus:
         sriov = pf.params.sriov_cap_offset
         rid = pf.model.pf_rid
         control = pf.saved[sriov + _SRIOV_CTRL][1]
+        clears = (pf.sriov.vf_enable or self._leaves_d3hot(pf)) and not self._may_clear(pf)
+        if clears:                      # over the budget: what needs no clearing only
+            for reg, (size, value) in pf.saved.items():
+                if reg < 0x40:
+                    yield self._cfgwr(rid, reg, size, value)
+            return
         yield self._cfgwr(rid, sriov + _SRIOV_CTRL, 2, control & 0x10)
         for reg, (size, value) in pf.saved.items():
             if reg != sriov + _SRIOV_CTRL:
@@ -506,8 +578,11 @@ class RandomStimulus:
             yield from self._random_read(rng, host, pf, "cfgrd")
             return
         n = self._vf_number(rng, pf) if rng.random() < 0.5 else 0
-        rid = pf.model.vf_rid(n) if n else pf.model.pf_rid
+        rid = pf.model.vf_rid(n) if n else None
         if rid is None:
+            if not self._may_clear(pf):
+                yield from self._random_read(rng, host, pf, "cfgrd")
+                return
             rid = pf.model.pf_rid
         yield self._op("flr", f"flr {format_bdf(rid)}", rid=rid)
 
@@ -529,8 +604,13 @@ class RegressionResult:
     outcomes:    dict = field(default_factory=dict)
     #: States the stimulus saw a PF in: ``vf-enable``, ``all-vfs``, ``ari``, ``pf-d3hot``...
     states:      set = field(default_factory=set)
-    #: Config transactions, memory requests, interrupt requests and messages compared.
+    #: Records of the run (config transactions, memory requests, interrupt requests, MSI-X
+    #: messages), and how many of them the set-up made.
     transactions: int = 0
+    setup_transactions: int = 0
+    #: PF resets and VF Enable clearings made, and those made harmless (:data:`CLEAR_BUDGET`).
+    clears:      int = 0
+    clears_refused: int = 0
 
     @property
     def rate(self):
@@ -542,7 +622,9 @@ class RegressionResult:
                 "backend": self.backend, "operations": self.operations,
                 "compared": self.compared, "seconds": round(self.seconds, 3),
                 "rate": round(self.rate, 1), "setup_ops": self.setup_ops,
-                "transactions": self.transactions, "counts": dict(self.counts),
+                "transactions": self.transactions,
+                "setup_transactions": self.setup_transactions, "clears": self.clears,
+                "clears_refused": self.clears_refused, "counts": dict(self.counts),
                 "outcomes": {f"{op} {outcome}" if outcome else op: n
                              for (op, outcome), n in sorted(self.outcomes.items(),
                                                             key=lambda kv: str(kv[0]))},
@@ -551,12 +633,13 @@ class RegressionResult:
 
 def run_regression(params, *, seed, count, name="config", backend="native", user=None,
                    build_dir=None, vcd=None, wave_from=None, wave_to=None,
-                   waves_on_failure=False, mutate=None):
+                   waves_on_failure=False, mutate=None, on_operation=None):
     """Run ``count`` random operations (plus the set-up) on ``params`` with ``seed``, every
     result checked against the reference model; returns a :class:`RegressionResult`.
 
     ``backend``: ``"native"`` (the default: the exported Verilog compiled by Verilator),
-    ``"amaranth"`` or ``"cocotb"``. ``user``: the handler of the user configuration windows
+    ``"amaranth"`` or ``"verilator"`` (cocotb). ``on_operation()`` is called after each
+    random operation (a progress bar). ``user``: the handler of the user configuration windows
     (default: :class:`sriov_tb.host.UserRegisters` when the configuration has any).
     Waveform arguments as :func:`sriov_tb.runner.run_ops` takes them (transaction numbers).
     A failed check raises :class:`sriov_tb.runner.RunFailure`; its message names the seed and
@@ -569,23 +652,155 @@ def run_regression(params, *, seed, count, name="config", backend="native", user
     filename = f"<{name} seed {seed:#x}>"
     options = dict(filename=filename, user=user, vcd=vcd, wave_from=wave_from,
                    wave_to=wave_to, waves_on_failure=waves_on_failure)
-    start = time.perf_counter()
+    from .cli import BACKENDS, _runner
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if mutate is not None and backend != "native":
         raise ValueError("mutate is a hook of the native backend only")
-    if backend == "native":
-        from .native import run_ops_native
-        run = run_ops_native(params, stimulus, build_dir=build_dir, mutate=mutate, **options)
-    elif backend == "cocotb":
-        from .cosim import run_ops_verilator
-        run = run_ops_verilator(params, stimulus, build_dir=build_dir, **options)
-    elif backend == "amaranth":
-        from .runner import run_ops
-        run = run_ops(params, stimulus, **options)
-    else:
-        raise ValueError(f"backend must be native, cocotb or amaranth, not {backend!r}")
+    if backend != "amaranth":
+        options["build_dir"] = build_dir
+    if mutate is not None:
+        options["mutate"] = mutate
+    if on_operation is not None:
+        stimulus.on_operation = on_operation
+    start = time.perf_counter()
+    run = _runner(backend)(params, stimulus, **options)
     seconds = time.perf_counter() - start
     return RegressionResult(name, seed, count, backend, operations=stimulus.line,
                             compared=run.compared, seconds=seconds,
                             setup_ops=stimulus.setup_ops, counts=dict(stimulus.counts),
                             outcomes=dict(stimulus.outcomes), states=set(stimulus.states),
-                            transactions=len(run.transactions))
+                            transactions=len(run.transactions),
+                            setup_transactions=stimulus.setup_records, clears=stimulus.clears,
+                            clears_refused=stimulus.clears_refused)
+
+
+# -- Command line ------------------------------------------------------------------------------
+
+def add_regress_parser(subparsers):
+    """Add ``regress`` to the ``sriov-ep`` subcommands; it runs :func:`cmd_regress`."""
+    from .cli import BACKENDS, _wave_bound
+    p = subparsers.add_parser(
+        "regress", help="random config, memory and MSI-X operations checked against the "
+                        "reference model (a million per configuration by default, on the "
+                        "native backend)")
+    p.add_argument("config", nargs="*",
+                   help="endpoint configurations (TOML) or max-vfs (65535 VFs); default: every "
+                        "example of the source tree and max-vfs")
+    p.add_argument("--seed", type=_seed, metavar="N",
+                   help="the seed (decimal or 0x hex); default: the test suite's seed of each "
+                        "example and of max-vfs, 1 for other files")
+    p.add_argument("--count", type=_count, default=DEFAULT_COUNT, metavar="N",
+                   help=f"random operations after the set-up (default {DEFAULT_COUNT:,})")
+    p.add_argument("--backend", choices=BACKENDS, default="native",
+                   help="simulation backend (default native)")
+    p.add_argument("--vcd", metavar="FILE",
+                   help="write the run's waveform (one configuration only; limit it with "
+                        "--wave-from/--wave-to, transaction numbers as a failure prints them)")
+    p.add_argument("--wave-from", type=_wave_bound, metavar="N|TIME",
+                   help="the waveform starts at this transaction (or time)")
+    p.add_argument("--wave-to", type=_wave_bound, metavar="N|TIME",
+                   help="the waveform ends at this transaction (or time)")
+    p.add_argument("--json", action="store_true", help="one JSON object per configuration")
+    p.set_defaults(func=cmd_regress)
+    return p
+
+
+def _seed(text):
+    import argparse
+    try:
+        value = int(text.replace("_", ""), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text}: a seed is 0..2**64-1")
+    return value
+
+
+def _count(text):
+    import argparse
+    try:
+        value = int(text.replace("_", "").replace(",", ""), 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1 operation")
+    return value
+
+
+def _named_configs(args):
+    """``[(name, path or None, params)]``: the command line's configurations, each named as
+    :data:`SEEDS` names it when it is one of the examples (or max-vfs)."""
+    from .cli import CliError, _load_config
+    from .formal import EXAMPLES, builtin_configs, example_configs
+    names = list(args.config) or [str(p) for p in example_configs()] + ["max-vfs"]
+    examples = {EXAMPLES.resolve(), (EXAMPLES / "multi-pf").resolve()}
+    configs = []
+    for text in names:
+        path = Path(text)
+        if not path.exists() and text in builtin_configs():
+            configs.append((text, None, builtin_configs()[text], True))
+        elif not path.exists():
+            raise CliError(f"{text}: no such file (and no built-in configuration of that "
+                           f"name: {', '.join(builtin_configs())})")
+        else:
+            configs.append((path.stem, path, _load_config(text),
+                            path.resolve().parent in examples))
+    return configs
+
+
+def cmd_regress(args):
+    """``sriov-ep regress``: one line (or JSON object) per configuration; a failure prints the
+    check that failed and the command that reruns that seed with its waveform. Exit status 0
+    when every configuration passes, else 1."""
+    import json
+
+    from sriov_ep.tools.synth import ToolMissing
+
+    from .cli import CliError, _print_waves, _Progress, _progress_wanted
+    from .runner import RunFailure
+    configs = _named_configs(args)
+    if args.vcd is not None and len(configs) > 1:
+        raise CliError("--vcd: name one configuration")
+    if (args.wave_from is not None or args.wave_to is not None) and args.vcd is None:
+        raise CliError("--wave-from/--wave-to need --vcd")
+    failed = 0
+    for name, path, params, known in configs:
+        seed = args.seed if args.seed is not None else SEEDS.get(name, 1) if known else 1
+        progress = _Progress(_progress_wanted(args), f"regress {name}", total=args.count,
+                             unit=" ops")
+        try:
+            result = run_regression(
+                params, seed=seed, count=args.count, name=name, backend=args.backend,
+                vcd=args.vcd, wave_from=args.wave_from, wave_to=args.wave_to,
+                waves_on_failure=args.vcd is None and args.backend != "amaranth",
+                on_operation=progress.advance if progress.enabled else None)
+        except ToolMissing as exc:
+            raise CliError(str(exc)) from None
+        except RunFailure as exc:
+            progress.close()
+            failed += 1
+            where = str(path) if path is not None else name
+            rerun = (f"sriov-ep regress {where} --seed {seed:#x} --count {args.count} "
+                     f"--backend {args.backend} --vcd build/waves/regress-{name}.vcd")
+            if args.json:
+                print(json.dumps({"op": "regress", "config": name, "seed": seed,
+                                  "status": "fail", "message": str(exc), "rerun": rerun}),
+                      flush=True)
+            else:
+                print(f"FAIL {name} seed {seed:#x}: {exc}", flush=True)
+                print(f"# rerun this seed with its waveform: {rerun}", flush=True)
+            if getattr(exc, "waves", None) is not None:
+                _print_waves(exc.waves, args.json)
+            continue
+        finally:
+            progress.close()
+        if args.json:
+            print(json.dumps({"op": "regress", "status": "pass", **result.as_dict()}),
+                  flush=True)
+        else:
+            print(f"PASS {name} seed {seed:#x}: {result.operations:,} operations, "
+                  f"{result.compared:,} results checked against the model in "
+                  f"{result.seconds:.1f} s ({result.rate:,.0f} operations/s, "
+                  f"{args.backend})", flush=True)
+    return 1 if failed else 0
