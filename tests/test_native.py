@@ -9,7 +9,9 @@ a :class:`UserRegisters` handler called from the model), and a script with MSI-X
 ``examples/multi-pf/igb-82576-dual.toml``. A failing expectation fails with the same message
 after the same lines. Mutations of the design's completions (wrong data, a late completion)
 are caught: by the scoreboard, and by the comparison of transcripts. A VCD with the transaction
-tracks and the save file's groups comes out when asked for.
+tracks and the save file's groups comes out when asked for, and an FST of the same (GTKWave's
+``vcd2fst``, read back with its ``fst2vcd``); the dump can be switched off and on during a run,
+and a window by transaction numbers is all a run dumps.
 
 Builds are cached in ``build/cache/native`` (conftest.py): the first run builds four models
 (three configurations and the traced 82576), about 30-60 s each on the project's machine; later
@@ -18,17 +20,19 @@ without them, failed in CI (where ``CI`` is set).
 """
 
 import json
-import os
 import re
+import shutil
 import subprocess
 import sys
 from array import array
 from pathlib import Path
 
 import pytest
+from conftest import unavailable as _unavailable
 
 from sriov_ep.params import load_params
 from sriov_tb import native
+from sriov_tb import waves as wv
 from sriov_tb.host import UserRegisters
 from sriov_tb.model import EndpointModel
 from sriov_tb.native import (
@@ -52,13 +56,6 @@ def _params(name):
     if name not in _CONFIGS:
         _CONFIGS[name] = load_params(EXAMPLES / f"{name}.toml")
     return _CONFIGS[name]
-
-
-def _unavailable(reason):
-    """Skip locally; in CI the native backend's tests must run, so fail."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the native backend's tests: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -323,6 +320,151 @@ def test_vcd_has_tracks_and_groups(tools, build_root, tmp_path, monkeypatch):
     assert waves.failure.txn == 1
     assert _track(waves.vcd, "tb.failure")[0] == \
         "FAILED #1: bad.script:1: cfgrd 01:00.0 0x000 2 == 0x1234: read 0x8086, expected 0x1234"
+
+
+def _dump_values(vcd, name):
+    """``[(time, value)]`` of the variable ``name`` (a vector, e.g.
+    ``cfg_req__payload.reg``) in Verilator's raw dump ``vcd``, read as plain VCD text: every
+    timestamp must be larger than the one before (what makes a VCD valid to a viewer)."""
+    header = vcd.read_text().split("$enddefinitions")[0]
+    ident = re.search(rf"\$var \S+ \d+ (\S+) {re.escape(name)}(?: \[[\d:]+\])? \$end", header)[1]
+    values, now, times = [], None, []
+    with open(vcd) as f:
+        for line in f:
+            if line.startswith("#"):
+                now = int(line[1:])
+                assert not times or now > times[-1], f"time {now} after {times[-1]}"
+                times.append(now)
+            elif line.startswith("b") and line.split()[1] == ident:
+                values.append((now, int(line[1:].split()[0], 2)))
+    return values
+
+
+def test_trace_enable_dumps_only_while_on(tools, build_root, tmp_path):
+    """``NativeModel.trace_enable``: config reads made with the dump switched off are absent
+    from it, those made after it is switched on again are there with the state they left;
+    the dump stays one valid VCD (times only increase, pyvcd reads it through)."""
+    from vcd.reader import tokenize
+    params = _params("igb-82576")
+    folder = build_native(params, build_dir=build_root, tools=tools, trace=True)
+    vcd = tmp_path / "gated.vcd"
+    pf = params.pf_rid
+    answers = {}
+    with NativeModel(folder, params, trace=vcd) as model:
+        model.reset()
+        model.trace_enable(False)
+        assert not model.tracing
+        for reg in (0x10, 0x11, 0x12):          # off: left out
+            model.cfg(0, pf, reg, 0xF, 0, 0)
+        model.cfg(0, pf, 1, 0x3, 1, 0x0002)     # Command: MSE, while off
+        model.trace_enable(True)
+        for reg in (0x30, 0x31, 1):             # on: dumped
+            answers[reg] = model.cfg(0, pf, reg, 0xF, 0, 0)
+        model.trace_enable(False)
+        model.cfg(0, pf, 0x20, 0xF, 0, 0)       # off again: left out
+    regs = [value for _, value in _dump_values(vcd, "cfg_req__payload.reg")]
+    assert regs == [0, 0x30, 0x31, 1]           # (0: the reset, dumped)
+    # The Command register written while off reads back (MSE) in the dumped completion.
+    assert answers[1][:2] == ("SC", EndpointModel(params).config(0, pf, 1, 0xF, 0, 0)[1] | 2)
+    data = {value for _, value in _dump_values(vcd, "cfg_cpl__payload.data")}
+    assert answers[1][1] in data and answers[0x30][1] in data
+    # pyvcd's reader takes the whole dump (names starting with "$" escaped for it).
+    text = re.sub(rb"(\$var \S+ \d+ \S+ |\$scope \S+ )\$", rb"\1\\$", vcd.read_bytes())
+    (tmp_path / "readable.vcd").write_bytes(text)
+    with open(tmp_path / "readable.vcd", "rb") as f:
+        assert sum(1 for _ in tokenize(f)) > 100
+    untraced = build_native(params, build_dir=build_root, tools=tools)
+    with NativeModel(untraced, params) as model, \
+            pytest.raises(native.NativeError, match="writes no dump"):
+        model.trace_enable(True)
+
+
+def test_window_is_all_a_long_run_dumps(tools, build_root, tmp_path, monkeypatch):
+    """``wave_from``/``wave_to`` by transaction: the model dumps from the transaction before
+    the window to the one after it and nothing else (the dump switched off after reset, on,
+    off), and the window holds the Amaranth backend's window's transactions."""
+    from sriov_tb.waves import WaveBound
+    switched = []
+    enable = NativeModel.trace_enable
+
+    def recording(self, on):
+        switched.append(on)
+        enable(self, on)
+
+    monkeypatch.setattr(NativeModel, "trace_enable", recording)
+    params = _params("igb-82576")
+    path = EXAMPLES / "scripts" / "igb-walk.script"
+    ops = load_script(path)
+    window = dict(wave_from=WaveBound(txn=40), wave_to=WaveBound(txn=50))
+    vcd = tmp_path / "window.vcd"
+    run_ops_native(params, ops, filename=str(path), vcd=vcd, build_dir=build_root, **window)
+    assert switched == [False, True, False]
+    texts = _track(vcd, "tb.transaction")
+    assert sorted({int(text.split(" ", 1)[0][1:]) for text in texts}) == list(range(40, 51))
+    reference = tmp_path / "amaranth.vcd"
+    run_ops(params, ops, filename=str(path), vcd=reference, **window)
+    assert texts == _track(reference, "tb.transaction")
+
+
+def _fst_as_vcd(fst, tmp_path):
+    """GTKWave's own reader (``fst2vcd``) turns the FST back into VCD text; string values
+    come back with octal escapes (``\\040``), put back as :func:`sriov_tb.waves.escape`
+    writes them."""
+    done = subprocess.run(["fst2vcd", str(fst)], capture_output=True, text=True, check=True)
+
+    def string_change(m):
+        text = re.sub(r"\\([0-7]{3})", lambda o: chr(int(o[1], 8)), m[1])
+        return "s" + wv.escape(text)
+
+    text = re.sub(r"^s(\S*)", string_change, done.stdout, flags=re.M)
+    out = tmp_path / "fst2vcd.vcd"
+    out.write_text(text)
+    return out
+
+
+def _gtkw_without_paths(gtkw):
+    return re.sub(r"^\[(dumpfile|savefile)\] .*$", "", gtkw.read_text(), flags=re.M)
+
+
+def test_fst_has_the_vcd_tracks_and_groups(tools, build_root, tmp_path):
+    """``fst=``: the run's VCD with the tracks, converted by GTKWave's ``vcd2fst``, and the
+    same save file naming the FST: read back by GTKWave's ``fst2vcd``, it has the VCD's
+    transaction texts and every row of the save file; no VCD is left beside it."""
+    if not (shutil.which("vcd2fst") and shutil.which("fst2vcd")):
+        _unavailable("GTKWave's vcd2fst and fst2vcd are not installed: apt-get install gtkwave")
+    params = _params("igb-82576")
+    path = EXAMPLES / "scripts" / "igb-walk.script"
+    ops = load_script(path)
+    vcd, fst = tmp_path / "v" / "walk.vcd", tmp_path / "f" / "walk.fst"
+    by_vcd = run_ops_native(params, ops, filename=str(path), vcd=vcd, build_dir=build_root)
+    by_fst = run_ops_native(params, ops, filename=str(path), fst=fst, build_dir=build_root)
+    assert by_fst.transactions == by_vcd.transactions
+    assert (by_fst.waves.vcd, by_fst.waves.gtkw) == (fst, fst.with_suffix(".gtkw"))
+    assert sorted(p.name for p in fst.parent.iterdir()) == ["walk.fst", "walk.gtkw"]
+    assert fst.read_bytes()[:1] == b"\x00"             # FST's header block, not VCD text
+    back = _fst_as_vcd(fst, tmp_path)
+    for track in ("tb.transaction", "tb.step", "tb.cfg"):
+        assert _track(back, track) == _track(vcd, track), track
+    assert len(_track(back, "tb.transaction")) > len(ops)
+    gtkw = fst.with_suffix(".gtkw")
+    assert f'[dumpfile] "{fst.resolve()}"' in gtkw.read_text()
+    assert _gtkw_without_paths(gtkw) == _gtkw_without_paths(vcd.with_suffix(".gtkw"))
+    header = wv.read_header(back)
+    rows = re.findall(r"^(?:\+\{[^}]*\} )?([^\[@*\-\s]\S*)$", gtkw.read_text(), re.M)
+    assert len(rows) > 40
+    assert [r for r in rows if header.find(re.sub(r"\[\d+:\d+\]$", "", r)) is None] == []
+
+
+def test_fst_without_vcd2fst_is_named(tools, tmp_path, monkeypatch):
+    """No ``vcd2fst``: the error says what installs it, before anything is built or run."""
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(ToolMissing, match=r"needs GTKWave's vcd2fst.*: apt-get install gtkwave$"):
+        run_ops_native(_params("igb-82576"), [], fst=tmp_path / "x.fst",
+                       build_dir=tmp_path / "builds")
+    assert [p.name for p in tmp_path.iterdir()] == ["bin"]     # nothing built, nothing written
+    with pytest.raises(ValueError, match="vcd= and fst= both"):
+        run_ops_native(_params("igb-82576"), [], fst=tmp_path / "x.fst", vcd=tmp_path / "x.vcd")
 
 
 # -- Builds ------------------------------------------------------------------------------------

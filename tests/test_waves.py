@@ -472,6 +472,84 @@ def test_cli_failure_prints_the_command_and_wave_draws(tmp_path, monkeypatch, ca
     assert main(["sim", str(IGB), str(ok), "--wave-from", "x"]) == 2
 
 
+def _needs_vcd2fst():
+    if not (shutil.which("vcd2fst") and shutil.which("gtkwave") and shutil.which("xvfb-run")):
+        pytest.skip("needs Debian's gtkwave (vcd2fst) and xvfb (apt-get install gtkwave xvfb; "
+                    ".ci/run installs them)")
+
+
+def test_cli_fst_failure_opens_in_gtkwave_marked(tmp_path, monkeypatch, capsys):
+    """``sim --fst`` (the Amaranth backend): the failing run's waves, tracks included, as an FST
+    and its save file; GTKWave loads the pair and shows every row, the markers on the failing
+    transaction and the tracks' texts at the marker, as for the VCD. No VCD is left behind."""
+    _needs_vcd2fst()
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "bad.script"
+    script.write_text(FAILING)
+    fst = tmp_path / "w" / "bad.fst"
+    assert main(["sim", str(IGB), "bad.script", "--fst", str(fst)]) == 1
+    out, err = capsys.readouterr()
+    hint = out.splitlines()[-1]
+    assert hint.endswith(f"marked: gtkwave {fst} {fst.with_suffix('.gtkw')}")
+    number = int(re.match(r"# waveform of the failure, transaction (\d+) ", hint)[1])
+    assert err.startswith("sriov-ep: error: bad.script:3:")
+    assert sorted(p.name for p in fst.parent.iterdir()) == ["bad.fst", "bad.gtkw"]
+    assert not (tmp_path / "build").exists()        # (not the failure's own VCD either)
+    gtkw = fst.with_suffix(".gtkw")
+    assert f'[dumpfile] "{fst}"' in gtkw.read_text()
+    _, names, _, _, markers = gtkw_rows(gtkw)
+    check = tmp_path / "check.tcl"
+    check.write_text(GTKWAVE_TCL)
+    run = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1600x900x24", "gtkwave", "-S",
+                          str(check), str(fst), str(gtkw)], capture_output=True, text=True,
+                         timeout=120)
+    shown = run.stdout + run.stderr
+    assert run.returncode == 0, shown
+    assert "FSTLOAD" in shown
+    assert not re.search(r"error|unknown|could not|not found", shown, re.IGNORECASE), shown
+    facts = dict(re.findall(r"^([A-Z]+): (.*)$", run.stdout, re.MULTILINE))
+    assert facts["SIGNALS"].split() == names
+    assert [int(facts["MARKER"]), int(facts["A"]), int(facts["B"])] == markers[:3]
+    assert facts["FAILURE"] == (f"FAILED #{number}: bad.script:3: cfgrd 01:10.0 0x00 2 == "
+                                f"0x1234: read 0xffff, expected 0x1234")
+    assert facts["TRANSACTION"] == f"#{number} CfgRd 01:10.0 VF 1 @0x000 2B -> SC 0xffff"
+
+
+def test_fst_of_a_failure_is_named_in_its_note(tmp_path, params):
+    """``run_with_fst`` around a failing run: the exception's waves and the note that says how
+    to open them name the FST, not the VCD it was made from."""
+    _needs_vcd2fst()
+    fst = tmp_path / "f.fst"
+    with pytest.raises(RunFailure) as info:
+        wv.run_with_fst(lambda **more: run_ops(params, parse_script(FAILING, "bad.script"),
+                                               filename="bad.script", **more), fst)
+    files = info.value.waves
+    assert (files.vcd, files.gtkw) == (fst, fst.with_suffix(".gtkw"))
+    assert info.value.__notes__[-1].endswith(f"marked: gtkwave {fst} {fst.with_suffix('.gtkw')}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.fst", "f.gtkw"]
+
+
+def test_cli_fst_errors(tmp_path, monkeypatch, capsys):
+    """``--fst`` without GTKWave's vcd2fst, with ``--vcd``, or naming a folder: one line
+    each, exit 2, nothing run."""
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    fst = tmp_path / "x.fst"
+    assert main(["sim", str(IGB), "--fst", str(fst)]) == 2
+    assert capsys.readouterr().err == ("sriov-ep: error: writing an FST needs GTKWave's "
+                                       "vcd2fst, which is not on PATH: apt-get install gtkwave\n")
+    assert main(["sim", str(IGB), "--fst", str(fst), "--vcd", str(tmp_path / "x.vcd")]) == 2
+    assert "argument --vcd: not allowed with argument --fst" in capsys.readouterr().err
+    assert main(["sim", str(IGB), "--fst", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"sriov-ep: error: --fst {tmp_path}: is a folder; name a "
+                                       f"file in it, e.g. {tmp_path / 'sim.fst'}\n")
+    assert main(["sim", str(IGB), "--fst", str(tmp_path / "x.gtkw")]) == 2
+    assert "name the FST" in capsys.readouterr().err
+    assert main(["sim", str(IGB), "--backend", "native", "--wave-from", "3"]) == 2
+    assert "need --vcd or --fst" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin"]
+
+
 def test_calls_instead_of_a_bench_signal(tmp_path, passing):
     """A bench that cannot add a signal to the dump (cocotb under Verilator) gives the times of
     its driver calls: the tracks are the same. A numeric variable gets a text twin."""

