@@ -144,6 +144,18 @@ def _pf_counts(text):
     return tuple(_c_int(item, 1, 16) for item in items)
 
 
+def _seeds(text):
+    """``--seeds N,N,...``: nextpnr placement seeds (1..2**31-1), each once."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected placement seeds separated by commas, e.g. "
+                                         f"1,2,3 (got {text!r})")
+    seeds = tuple(_c_int(item, 1, 2**31 - 1) for item in items)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return seeds
+
+
 #: The largest System Page Size (bit 31 of the register: 4 KiB << 31 = 8 TiB).
 _MAX_PAGE_SIZE = 1 << 43
 
@@ -452,31 +464,32 @@ def _starting(backend):
 
 
 def _check_vcd(args):
-    """Refuse a ``--vcd`` the simulator could not write: an empty name, a folder, a name whose
-    GTKWave file would be itself."""
-    text = args.vcd
+    """Refuse a ``--vcd`` (or ``--fst``) the simulator could not write: an empty name, a
+    folder, a name whose GTKWave file would be itself."""
+    option, text, kind = ("--vcd", args.vcd, "VCD") if args.vcd is not None else \
+        ("--fst", args.fst, "FST")
     if not text.strip():
-        raise CliError("--vcd: the file name is empty")
+        raise CliError(f"{option}: the file name is empty")
     path = Path(text)
     if text.endswith(("/", os.sep)) or path.is_dir():
-        raise CliError(f"--vcd {text}: is a folder; name a file in it, e.g. "
-                       f"{path / 'sim.vcd'}")
+        raise CliError(f"{option} {text}: is a folder; name a file in it, e.g. "
+                       f"{path / f'sim.{kind.lower()}'}")
     if path.with_suffix(".gtkw") == path:
-        raise CliError(f"--vcd {text}: the GTKWave save file goes next to the VCD with the "
-                       f"suffix .gtkw; name the VCD {path.with_suffix('.vcd')}")
+        raise CliError(f"{option} {text}: the GTKWave save file goes next to the {kind} with "
+                       f"the suffix .gtkw; name the {kind} {path.with_suffix('.' + kind.lower())}")
 
 
-def _prepare_vcd(text):
-    """Create the folders of ``--vcd`` and check that the VCD and its GTKWave file can be
-    written, before the run rather than after it."""
+def _prepare_vcd(text, option="--vcd"):
+    """Create the folders of ``--vcd`` (or ``--fst``) and check that the file and its GTKWave
+    file can be written, before the run rather than after it."""
     path = Path(text)
     gtkw = path.with_suffix(".gtkw")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise CliError(f"--vcd {text}: {path.parent} is a file, not a folder") from None
+        raise CliError(f"{option} {text}: {path.parent} is a file, not a folder") from None
     except OSError as exc:
-        raise CliError(f"--vcd {text}: cannot create the folder {path.parent}: "
+        raise CliError(f"{option} {text}: cannot create the folder {path.parent}: "
                        f"{exc.strerror or exc}") from None
     for target in (path, gtkw):
         existed = target.exists()
@@ -484,7 +497,7 @@ def _prepare_vcd(text):
             with open(target, "a"):
                 pass
         except OSError as exc:
-            raise CliError(f"--vcd {text}: cannot write {target}: {exc.strerror or exc}") \
+            raise CliError(f"{option} {text}: cannot write {target}: {exc.strerror or exc}") \
                 from None
         if not existed:
             target.unlink()
@@ -510,7 +523,7 @@ def _warn_unreachable(args, params):
 
 def cmd_sim(args):
     from sriov_ep.tools.synth import ToolMissing
-    if args.vcd is not None:
+    if args.vcd is not None or args.fst is not None:
         _check_vcd(args)
     params = _load_config(args.config)
     _refuse_ari_only(args, params)
@@ -518,6 +531,8 @@ def cmd_sim(args):
     ops, filename = _load_ops(args, params)
     if args.vcd is not None:
         _prepare_vcd(args.vcd)
+    if args.fst is not None:
+        _prepare_vcd(args.fst, "--fst")
     progress = _RunProgress(_progress_wanted(args), starting=_starting(args.backend),
                             walks=None if args.script
                             else sum(pf.initial_vfs for pf in params.pfs))
@@ -527,17 +542,23 @@ def cmd_sim(args):
         options["on_transaction"] = progress.transaction
     if args.vcd is not None:
         options["vcd"] = args.vcd
-    elif args.backend in ("verilator", "native"):
+    elif args.fst is None and args.backend in ("verilator", "native"):
         options["waves_on_failure"] = True      # (the Amaranth backend does it by default)
     if args.wave_from is not None or args.wave_to is not None:
-        if args.backend in ("verilator", "native") and args.vcd is None:
+        if args.backend in ("verilator", "native") and args.vcd is None and args.fst is None:
             # The Amaranth backend writes a failure's waves on its own; Verilator needs a
-            # traced model, built only when --vcd asks for one.
-            raise CliError(f"--wave-from/--wave-to with the {args.backend} backend need --vcd")
+            # traced model, built only when --vcd or --fst asks for one.
+            raise CliError(f"--wave-from/--wave-to with the {args.backend} backend need --vcd "
+                           f"or --fst")
         options.update(wave_from=args.wave_from, wave_to=args.wave_to)
     waves = None
     try:
-        result = _run(args, params, ops, **options)
+        if args.fst is not None:        # any backend's VCD, converted (GTKWave's vcd2fst)
+            from .waves import run_with_fst
+            result = run_with_fst(lambda **more: _run(args, params, ops, **more), args.fst,
+                                  **options)
+        else:
+            result = _run(args, params, ops, **options)
     except ToolMissing as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:
@@ -554,8 +575,9 @@ def cmd_sim(args):
                           "compared": result.compared, "status": "pass"}))
     else:
         print(f"# {summary}")
-        if args.vcd is not None:
-            print(f"# waveform: {args.vcd} (GTKWave: {Path(args.vcd).with_suffix('.gtkw')})")
+        dump = args.vcd if args.vcd is not None else args.fst
+        if dump is not None:
+            print(f"# waveform: {dump} (GTKWave: {Path(dump).with_suffix('.gtkw')})")
     return 0
 
 
@@ -570,7 +592,8 @@ def _wave_bound(text):
 def _print_waves(waves, json_mode):
     """Say where the waveform of a failed run is and the command that opens it there."""
     if json_mode:
-        print(json.dumps({"op": "waveform", "vcd": str(waves.vcd), "gtkw": str(waves.gtkw),
+        kind = "fst" if str(waves.vcd).endswith(".fst") else "vcd"   # (the dump's format)
+        print(json.dumps({"op": "waveform", kind: str(waves.vcd), "gtkw": str(waves.gtkw),
                           "command": waves.command, "transaction": waves.failure.txn
                           if waves.failure is not None else None}))
     else:
@@ -669,7 +692,7 @@ def _bench_sizes(args):
 
 #: Options of ``bench`` and the measurements they apply to.
 _BENCH_OPTIONS = {"sizes": ("area", "fmax"), "family": ("area",), "device": ("fmax",),
-                  "mem_latency": ("fmax",), "pfs": ("area", "fmax")}
+                  "mem_latency": ("fmax",), "pfs": ("area", "fmax"), "seeds": ("fmax",)}
 
 
 def cmd_bench(args):
@@ -697,18 +720,23 @@ def cmd_bench(args):
     if args.what == "fmax":
         device = args.device or "LFE5UM-45F"
         mem_latency = args.mem_latency or 2
+        seeds = args.seeds or (1, 2, 3)
+        spread_head = ("min..max (seeds 1-3)" if seeds == (1, 2, 3) else
+                       f"min..max (seed{'s' if len(seeds) > 1 else ''} "
+                       f"{','.join(map(str, seeds))})")
+        spread_width = max(21, len(spread_head))
 
         def line(row):
             spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
             return (f"{row['component']:<14} {row['device']:<11} {row['pfs']:>3} "
-                    f"{row['total_vfs']:>9} {row['fmax_mhz']:>9.2f} {spread:>21} "
+                    f"{row['total_vfs']:>9} {row['fmax_mhz']:>9.2f} {spread:>{spread_width}} "
                     f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['seconds']:>8}")
         header = (f"{'component':<14} {'device':<11} {'pfs':>3} {'total_vfs':>9} "
-                  f"{'fmax_mhz':>9} {'min..max (seeds 1-3)':>21} {'luts':>6} {'ffs':>6} "
+                  f"{'fmax_mhz':>9} {spread_head:>{spread_width}} {'luts':>6} {'ffs':>6} "
                   f"{'brams':>6} {'seconds':>8}")
         labels = [f"place and route SriovEndpoint on {device}, {where}" for where in at]
         rows = (row for k in counts for row in fmax_rows(
-            sizes, device=device, mem_latency=mem_latency, params=params, pfs=k))
+            sizes, device=device, mem_latency=mem_latency, seeds=seeds, params=params, pfs=k))
     else:
         family = args.family or "ecp5"
 
@@ -859,9 +887,14 @@ def build_parser():
     p.add_argument("config", help="endpoint configuration (TOML)")
     p.add_argument("script", nargs="?", help="transaction script; default: enumerate, enable "
                                              "InitialVFs, walk every VF")
-    p.add_argument("--vcd", metavar="FILE", help="write a VCD (and a .gtkw next to it)")
+    dump = p.add_mutually_exclusive_group()
+    dump.add_argument("--vcd", metavar="FILE", help="write a VCD (and a .gtkw next to it)")
+    dump.add_argument("--fst", metavar="FILE",
+                      help="write an FST instead (the same waves, converted by GTKWave's "
+                           "vcd2fst: apt-get install gtkwave), and a .gtkw next to it")
     p.add_argument("--wave-from", type=_wave_bound, metavar="N|TIME",
-                   help="the VCD (--vcd, or the one a failure writes) starts at transaction N "
+                   help="the waves (--vcd, --fst, or the VCD a failure writes) start at "
+                        "transaction N "
                         "(numbered as the output lines, from 1) or at a time (12us, 2500ns)")
     p.add_argument("--wave-to", type=_wave_bound, metavar="N|TIME",
                    help="... and ends after transaction N or at a time")
@@ -942,6 +975,9 @@ def build_parser():
                         "only the endpoint is measured")
     p.add_argument("--mem-latency", type=int, choices=[1, 2],
                    help="fmax: memory decode latency of the endpoint (default 2)")
+    p.add_argument("--seeds", metavar="N,N,...", type=_seeds,
+                   help="fmax: nextpnr placement seeds, one run each; the table gives their "
+                        "median, min and max (default 1,2,3)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("cache", help="where the Verilator builds are cached and how much room "

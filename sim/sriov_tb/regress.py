@@ -188,6 +188,7 @@ class RandomStimulus:
         yield from self._setup(rng, host, pfs)
         self.setup_ops = self.line
         self.setup_records = len(root.transcript)
+        self._observed = 0
         self.budget = 0
         weighted = _Weighted(WEIGHTS)
         make = {"cfgrd": self._random_read, "cfgwr": self._random_write,
@@ -205,11 +206,16 @@ class RandomStimulus:
 
     def _observe(self, root, pf):
         """Count the outcomes of the records the root port made since the last call (and drop
-        them: the run's result keeps its own list), and note the states the PF is in."""
+        them: the run's result keeps its own list), and (every 16th call) note the states the
+        PF is in."""
+        outcomes = self.outcomes
         for txn in root.transcript:
             key = (txn.op, getattr(txn, "status", None) or getattr(txn, "result", None))
-            self.outcomes[key] = self.outcomes.get(key, 0) + 1
+            outcomes[key] = outcomes.get(key, 0) + 1
         root.transcript.clear()
+        self._observed += 1
+        if self._observed & 15:
+            return
         sriov = pf.sriov
         if sriov.vf_enable:
             self.states.add("vf-enable")
