@@ -2,6 +2,7 @@
 the user's cache folder."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,47 @@ def cosim_toolchain():
         return find_toolchain()
     except ToolMissing as exc:
         unavailable(f"co-simulation tools not installed: {exc}")
+
+
+class NativeBackend:
+    """The native backend (``sriov_tb.native``, docs/native-backend.md) for tests that drive
+    the exported design themselves: ``model(params)`` gives a reset :class:`NativeModel` of
+    ``params``'s endpoint (built once per configuration in ``build/cache/native``, the build
+    shared by the xdist workers and by later runs), ``complete(coroutine)`` runs a testbench
+    coroutine on it."""
+
+    def __init__(self, tools):
+        self.tools = tools
+
+    def build(self, params):
+        from sriov_tb.native import build_native, default_build_dir
+        return build_native(params, build_dir=default_build_dir(), tools=self.tools)
+
+    @contextmanager
+    def model(self, params):
+        from sriov_tb.native import NativeModel
+        with NativeModel(self.build(params), params) as model:
+            model.reset()
+            yield model
+
+    @staticmethod
+    def complete(coroutine):
+        """Run ``coroutine`` to its end and return its value: the native drivers answer at
+        once, so it ends at its first step."""
+        try:
+            coroutine.send(None)
+        except StopIteration as stop:
+            return stop.value
+        coroutine.close()
+        raise AssertionError("the testbench waited for something: on the native backend "
+                             "nothing may suspend")
+
+
+@pytest.fixture(scope="session")
+def native():
+    """A :class:`NativeBackend`; skipped (failed in CI) without its tools."""
+    from sriov_tb.native import ToolMissing, find_native_toolchain
+    try:
+        return NativeBackend(find_native_toolchain())
+    except ToolMissing as exc:
+        unavailable(f"native backend tools not installed: {exc}")

