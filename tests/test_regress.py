@@ -173,8 +173,10 @@ def test_cli_failure_names_seed_and_the_command_that_reruns_it(capsys, monkeypat
     seed, the count, the backend and a waveform file (the failure is made in the runner's
     place: the message comes from the real one in the tests above)."""
     def fail(params, **options):
-        raise RunFailure(f"<{options['name']} seed {options['seed']:#x}>:42: cfgrd 01:00.0 "
-                         f"0x000 4: design SC 0x1, model SC 0x2")
+        failure = RunFailure(f"<{options['name']} seed {options['seed']:#x}>:42: cfgrd "
+                             f"01:00.0 0x000 4: design SC 0x1, model SC 0x2")
+        failure.transactions_done = 4321
+        raise failure
     monkeypatch.setattr(regress, "run_regression", fail)
     code = main(["regress", "max-vfs", "--count", "10"])
     out, _ = capsys.readouterr()
@@ -185,4 +187,4 @@ def test_cli_failure_names_seed_and_the_command_that_reruns_it(capsys, monkeypat
                         f"model SC 0x2")
     assert lines[1] == (f"# rerun this seed with its waveform: sriov-ep regress max-vfs --seed "
                         f"{SEEDS['max-vfs']:#x} --count 10 --backend native --vcd "
-                        f"build/waves/regress-max-vfs.vcd")
+                        f"build/waves/regress-max-vfs.vcd --wave-from 4221 --wave-to 4322")

@@ -174,7 +174,7 @@ class Scoreboard:
         expected = await self.model.config(type1, rid, reg, be, write, data)
         self.compared += 1
         if (got.status, got.data) != (expected.status, expected.data):
-            kind = f"CfgWr{type1}" if write else f"CfgRd{type1}"
+            kind = f"CfgWr{int(type1)}" if write else f"CfgRd{int(type1)}"
             raise Mismatch(f"{kind} {format_bdf(rid)} reg {reg:#x} (offset {4 * reg:#05x}) "
                            f"be {be:#x} data {data:#010x}: design {got.status} {got.data:#010x},"
                            f" model {expected.status} {expected.data:#010x}")

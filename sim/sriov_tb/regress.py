@@ -789,6 +789,9 @@ def cmd_regress(args):
             where = str(path) if path is not None else name
             rerun = (f"sriov-ep regress {where} --seed {seed:#x} --count {args.count} "
                      f"--backend {args.backend} --vcd build/waves/regress-{name}.vcd")
+            done = getattr(exc, "transactions_done", None)
+            if done:                    # the window around the failing transaction
+                rerun += f" --wave-from {max(1, done - 100)} --wave-to {done + 1}"
             if args.json:
                 print(json.dumps({"op": "regress", "config": name, "seed": seed,
                                   "status": "fail", "message": str(exc), "rerun": rerun}),
