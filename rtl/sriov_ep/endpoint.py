@@ -1017,6 +1017,8 @@ class SriovEndpoint(wiring.Component):
         size_pf    = Signal.like(decoder.pf)    # the request's PF, VF (in vf) and index,
         size_index = Signal(range(depth))       # and VF n < NumVFs of each PF, registered
         size_in_range = Signal(P)
+        size_value = Signal(11)                 # Table Size - 1 for the count, and whether
+        size_fits = Signal()                    # the count is 1..max_vectors (from SIZE on)
 
         # -- Resets and clears per PF --------------------------------------------------------
         vf_enables = Signal(P)
@@ -1043,11 +1045,14 @@ class SriovEndpoint(wiring.Component):
         reg = req.reg
         windows = {}
 
-        def window(offset, dwords):
-            if (offset, dwords) not in windows:
-                windows[offset, dwords] = _window(m, reg, offset // 4, dwords,
-                                                  f"w{offset:03x}_{dwords}")
-            return windows[offset, dwords]
+        def window(offset, dwords, k=None):
+            """The window's hit and index; PF k's own copy with ``k`` (its registers are
+            placed near PF k's logic, not shared across the device)."""
+            if (k, offset, dwords) not in windows:
+                prefix = "" if k is None else f"pf{k}_"
+                windows[k, offset, dwords] = _window(m, reg, offset // 4, dwords,
+                                                     f"{prefix}w{offset:03x}_{dwords}")
+            return windows[k, offset, dwords]
 
         def at_execute(cond, name):
             strobe = Signal(name=name)
@@ -1068,11 +1073,11 @@ class SriovEndpoint(wiring.Component):
         user_offset = Signal(10)
         user_mask = Signal(32)
 
-        def user_terms(entries, is_target):
+        def user_terms(entries, is_target, k=None):
             for e in entries:
                 if e.owner != "user":
                     continue
-                hit, addr = window(e.offset, e.placed.dwords)
+                hit, addr = window(e.offset, e.placed.dwords, k)
                 first = addr == 0
                 if e.user.kind == "extended":
                     to_user = hit & ~first
@@ -1088,7 +1093,7 @@ class SriovEndpoint(wiring.Component):
                                  user_offset.eq(addr), user_mask.eq(mask)]
 
         for k, chain in enumerate(self.pf_chains):
-            user_terms(chain, (target == Target.PF) & sel[k])
+            user_terms(chain, (target == Target.PF) & sel[k], k)
         user_terms(self.vf_chain, target == Target.VF)
         to_user = Signal()
         to_user_window = Signal.like(user_window)
@@ -1100,15 +1105,16 @@ class SriovEndpoint(wiring.Component):
         user_be = req.be & ~Cat(to_user_mask[0], to_user_mask[8], to_user_mask[16],
                                 to_user_mask[24])
 
-        def serve(entries, banks, write_cond, prefix, sriov=None, ahead=None, w=None):
+        def serve(entries, banks, write_cond, prefix, sriov=None, ahead=None, w=None, k=None):
             """The read data of a function's chain; its banks' writes, with byte enables and
             data ``w`` (default the request's). ``ahead`` (a dict) gets each bank's ``(strobe,
             addr)`` for ``RegisterBank.write_ahead``: the strobe is high in LOAD2 exactly when
-            the bank's own write strobe is in EXECUTE."""
+            the bank's own write strobe is in EXECUTE. ``k``: PF k's chain, with its own
+            windows."""
             w_be, w_data = w if w is not None else (req.be, req.data)
             terms = []
             for e in entries:
-                hit, addr = window(e.offset, e.placed.dwords)
+                hit, addr = window(e.offset, e.placed.dwords, k)
                 if e.owner == "bank":
                     bank = banks[e.name]
                     rdata = Signal(32, name=f"{prefix}_{e.name}_rdata")
@@ -1122,7 +1128,12 @@ class SriovEndpoint(wiring.Component):
                     we = at_execute(write_cond & hit, f"{prefix}_sriov_we")
                     m.d.comb += [sriov.cfg.addr.eq(addr), sriov.cfg.w_en.eq(we),
                                  sriov.cfg.w_be.eq(w_be), sriov.cfg.w_data.eq(w_data)]
-                    terms.append(hit.replicate(32) & sriov.cfg.r_data)
+                    # The capability's read, registered every cycle: its 16-dword multiplexer
+                    # (System Page Size, the VF BARs, ...) is a stage of its own, a cycle
+                    # before the PF's read data (the address is held, writes wait for EXECUTE).
+                    rdata = Signal(32, name=f"{prefix}_sriov_rdata")
+                    m.d.sync += rdata.eq(sriov.cfg.r_data)
+                    terms.append(hit.replicate(32) & rdata)
                 else:   # user: the endpoint answers the header only
                     bank = banks.setdefault(e.name, RegisterBank(e.regmap, name=f"{prefix}_"
                                                                                 f"{e.name}"))
@@ -1150,7 +1161,7 @@ class SriovEndpoint(wiring.Component):
             m.d.sync += [w_k[0].eq(req.be & sel[k].replicate(4)),
                          w_k[1].eq(req.data & sel[k].replicate(32))]
             m.d.sync += data_k.eq(serve(chain, pf_banks[k], pf_wr & sel[k], f"pf{k}",
-                                        sriovs[k], ahead, w_k))
+                                        sriovs[k], ahead, w_k, k))
             pf_terms.append(sel[k].replicate(32) & data_k)
             banks = pf_banks[k]
             # PF k's resets: Initiate FLR, or D3hot -> D0 with No_Soft_Reset 0. The write is
@@ -1175,8 +1186,10 @@ class SriovEndpoint(wiring.Component):
             for bank in banks.values():
                 bank.reset(m, pf_reset[k])
             m.d.comb += sriovs[k].reset.eq(pf_reset[k])
+        # PF tpf's read data, registered every cycle as well: taken in EXECUTE, it was read in
+        # LOAD (the SR-IOV capability's in FETCH), all after sel was set.
         pf_data = Signal(32)
-        m.d.comb += pf_data.eq(_or_terms(pf_terms, 32))
+        m.d.sync += pf_data.eq(_or_terms(pf_terms, 32))
 
         # ARI Capable Hierarchy: PF 0's bit, held while any PF has VF Enable set (§4).
         ari = sriovs[0].ari_capable_hierarchy
@@ -1217,15 +1230,18 @@ class SriovEndpoint(wiring.Component):
             if size_key is not None:
                 m.d.comb += getattr(new_state, size_key).eq(getattr(state, size_key))
         size_ok = Signal()
+        # The count's Table Size and range check are registered in SIZE (size_count is loaded
+        # in IDLE), so that neither the subtraction nor the comparisons sit in EXECUTE.
+        count = Mux(size_count == 0, vf_msix.vectors if vf_msix else 1, size_count)
+        size_stage = [size_value.eq((count - 1)[:11])]
         if size_key is not None:
-            count = Mux(size_count == 0, vf_msix.vectors, size_count)
+            size_stage.append(size_fits.eq((count >= 1) & (count <= vf_msix.max_vectors)))
             enable_key = key_of[("msix", "message_control.msix_enable")]
-            m.d.comb += size_ok.eq(size_op & (getattr(state, enable_key) == 0) &
-                                   (count >= 1) & (count <= vf_msix.max_vectors) &
+            m.d.comb += size_ok.eq(size_op & (getattr(state, enable_key) == 0) & size_fits &
                                    (target == Target.VF))
             with m.If(size_ok):
                 m.d.comb += getattr(new_state, size_key).eq(
-                    (count - 1)[:11] ^ Const(vf_msix.vectors - 1, 11))
+                    size_value ^ Const(vf_msix.vectors - 1, 11))
 
         write_back = Signal()
         new_state_r = Signal(layout)
@@ -1267,7 +1283,10 @@ class SriovEndpoint(wiring.Component):
         # -- MSI-X: the engine's copy of each function's control state (as with one PF) ------
         # PF k's resets go to the engine as reset_pf[k] (its entry and its VFs'), VF Enable
         # clearing as reset_vfs[k]; a VF's reset as reset_fn, then its kept Table Size.
-        fn_number = Mux(target == Target.VF, vf, 0)
+        # The function number, registered every cycle: target and vf are settled from the
+        # cycle after MERGE (or SIZE) on, and held while an operation for the engine is due.
+        fn_number = Signal.like(vf)
+        m.d.sync += fn_number.eq(Mux(target == Target.VF, vf, 0))
         pf_msix_sel = _or_terms([sel[k] for k, pf in enumerate(p.pfs) if pf.msix is not None], 1)
         has_msix = Const(0, 1)
         if msix is not None:
@@ -1276,6 +1295,7 @@ class SriovEndpoint(wiring.Component):
                 bits.append(target == Target.VF)
             has_msix = _or_terms(bits, 1)
         ctrl_due = Signal()
+        ts_valid = Signal()
         reset_due = Signal()
         restore_due = Signal()
         size_due = Signal()
@@ -1290,8 +1310,7 @@ class SriovEndpoint(wiring.Component):
             ]
         engine_due = ctrl_due | reset_due | restore_due | size_due
         if msix is not None:
-            new_size = (Mux(size_count == 0, vf_msix.vectors if vf_msix else 1, size_count)
-                        - 1)[:11]
+            new_size = size_value
             kept_size = (getattr(state, size_key) ^ (vf_msix.vectors - 1)
                          if size_key is not None else Const(0, 11))
             m.d.comb += [
@@ -1300,7 +1319,7 @@ class SriovEndpoint(wiring.Component):
                 msix.reset_fn.payload.pf.eq(tpf),
                 msix.reset_fn.payload.function.eq(fn_number),
                 msix.reset_fn.payload.index.eq(mem_addr),
-                msix.table_size.valid.eq(size_due | (restore_due & ~reset_due)),
+                msix.table_size.valid.eq(ts_valid),
                 msix.table_size.payload.pf.eq(tpf),
                 msix.table_size.payload.vf.eq(vf),
                 msix.table_size.payload.index.eq(mem_addr),
@@ -1312,6 +1331,18 @@ class SriovEndpoint(wiring.Component):
                 m.d.sync += reset_due.eq(0)
             with m.If(msix.table_size.valid & msix.table_size.ready):
                 m.d.sync += [size_due.eq(0), restore_due.eq(restore_due & reset_due)]
+            # ts_valid is size_due | (restore_due & ~reset_due) as a flip-flop of its own (the
+            # engine's decision logic takes one input less): set with size_due in EXECUTE
+            # (restore_due and reset_due are set together), else from the values above.
+            rf_taken = msix.reset_fn.valid & msix.reset_fn.ready
+            ts_taken = msix.table_size.valid & msix.table_size.ready
+            next_reset = reset_due & ~rf_taken
+            next_size = size_due & ~ts_taken
+            next_restore = Mux(ts_taken, restore_due & reset_due, restore_due)
+            with m.If(exec_):
+                m.d.sync += ts_valid.eq(size_ok)
+            with m.Else():
+                m.d.sync += ts_valid.eq(next_size | (next_restore & ~next_reset))
             # The control state after a write (from registers: the banks, new_state_r).
             ctrl = msix.ctrl.payload
             pf_ctrl = [Const(0, 1)] * 4
@@ -1374,33 +1405,40 @@ class SriovEndpoint(wiring.Component):
                 take = idle & (~write_wait | ~self.cfg_req.payload.write)
                 m.d.comb += self.cfg_req.ready.eq(take)
                 m.d.comb += self.vf_msix_size.ready.eq(idle & ~self.cfg_req.valid)
+                # Both requests' operands are loaded in every IDLE cycle, whether taken or not
+                # (nothing reads them before DECODE or SIZE), so that no clock enable of their
+                # flip-flops waits for the decision; vf and size_count, which the MSI-X
+                # engine's operands read while an operation is due, only when none is. The
+                # size request's: its VF's global index, and whether VF n exists by each PF's
+                # NumVFs (one comparison per PF, so that no PF multiplexer sits in front of a
+                # comparator).
+                size = self.vf_msix_size.payload
+                m.d.sync += req.eq(self.cfg_req.payload)
+                with m.Switch(size.pf):
+                    for k in range(P):
+                        with m.Case(k):
+                            m.d.sync += size_index.eq(p.vf_base(k) + size.vf - 1)
+                m.d.sync += [size_pf.eq(size.pf),
+                             size_in_range.eq(Cat(_vf_exists(size.vf, s.num_vfs)
+                                                  for s in sriovs))]
+                with m.If(~engine_due):
+                    m.d.sync += [vf.eq(size.vf), size_count.eq(size.count)]
                 with m.If(self.cfg_req.valid & take):
-                    m.d.sync += [req.eq(self.cfg_req.payload), size_op.eq(0)]
                     m.next = "DECODE"
                 with m.Elif(self.vf_msix_size.valid & idle):
-                    # Registered first, for timing: the request, the VF's global index, and
-                    # whether VF n exists by each PF's NumVFs (one comparison per PF, so that
-                    # no PF multiplexer sits in front of a comparator).
-                    size = self.vf_msix_size.payload
-                    with m.Switch(size.pf):
-                        for k in range(P):
-                            with m.Case(k):
-                                m.d.sync += size_index.eq(p.vf_base(k) + size.vf - 1)
-                    m.d.sync += [size_pf.eq(size.pf), vf.eq(size.vf),
-                                 size_count.eq(size.count),
-                                 size_in_range.eq(Cat(_vf_exists(size.vf, s.num_vfs)
-                                                      for s in sriovs))]
                     m.next = "SIZE"
             with m.State("SIZE"):
                 # The VF must exist and its PF's VF state must not be being cleared.
                 ok = size_in_range & vf_enables & ~vf_mem.busy
                 exists = ok.bit_select(size_pf, 1)
+                m.d.sync += size_stage
                 m.d.sync += [req.write.eq(0), size_op.eq(1), retry.eq(0),
                              target.eq(Mux(exists, Target.VF, Target.NONE)), tpf.eq(size_pf),
                              sel.eq(Mux(exists, Const(1, P) << size_pf, 0)),
                              mem_addr.eq(size_index), hold.eq(exists)]
                 m.next = "FETCH"
             with m.State("DECODE"):
+                m.d.sync += size_op.eq(0)
                 m.next = "DIVIDE" if self._decode_stages == 3 else "DECODE2"
             if self._decode_stages == 3:
                 with m.State("DIVIDE"):
