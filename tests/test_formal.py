@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import Fragment
 
 from sriov_ep import EndpointParams, load_params
 from sriov_ep.params import Bar
@@ -68,24 +69,14 @@ def _assert_fails(res):
 
 
 # -- The properties pass ---------------------------------------------------------------------
+# Every property of every example is proved once, by ``test_every_example_proves`` below; these
+# are the configurations no example has.
 
 @pytest.mark.parametrize("params, name", [
-    (IGB, "routing"),
     (STRIDE3, "routing"),
-    (QUAD, "routing"),                  # DeviceRoutingDecoder, four PFs
-    (IGB, "sriov_cap.read_only"),
-    (IGB, "sriov_cap.num_vfs"),
-    (IGB, "sriov_cap.zero_be"),
-    (IGB, "sriov_cap.bar_bits"),
-    (QUAD, "sriov_cap.read_only.pf1"),  # outside the ARI owner
-    (IGB, "bar.l1"),
-    (IGB, "bar.l2"),
     (TINY, "endpoint.ur.concurrent"),
-], ids=lambda v: v.stem if isinstance(v, Path) else v if isinstance(v, str) else
-   "stride3" if v is STRIDE3 else "tiny")
+], ids=["stride3-routing", "tiny-endpoint.ur.concurrent"])
 def test_property_passes(params, name, tmp_path, tools):
-    if isinstance(params, Path):
-        params = load_params(params)
     res = _prove(_prop(params, name), tmp_path, tools)
     assert res.status == "PASS", (res.status, res.message, res.trace)
     assert res.seconds > 0 and res.trace is None
@@ -255,7 +246,7 @@ def test_cli_errors(tmp_path):
         args.func(args)
 
 
-# -- Every configuration (slow) ----------------------------------------------------------------
+# -- Every configuration ----------------------------------------------------------------------
 
 def _example_params():
     return [(path.stem, load_params(path)) for path in formal.example_configs()] + \
@@ -265,17 +256,80 @@ def _example_params():
 #: Left to ``sriov-ep prove``: the 16-PF device decoder takes over 4 minutes.
 SWEEP_SKIPS = {("cpm5-16pf", "routing")}
 
+#: Not marked slow (they run with ``-m 'not slow'`` too): every kind of property on one
+#: example, the device decoder and a capability outside the ARI owner on a multi-PF one.
+SWEEP_QUICK = {"igb-82576": None, "quad-pf": {"routing", "sriov_cap.read_only.pf1"}}
 
-@pytest.mark.slow
-@pytest.mark.parametrize("config, params", _example_params(), ids=lambda v: v
-                         if isinstance(v, str) else "")
-def test_every_example_proves(config, params, tmp_path, tools):
-    """Routing, the SR-IOV capability and the BAR decoders for every example and max-vfs
-    (the endpoint property is ``sriov-ep prove``'s: about 5 minutes per configuration)."""
-    props = [p for p in formal.properties(params, config=config, endpoint=False)
-             if (config, p.name) not in SWEEP_SKIPS]
-    results = formal.run(props, tmp_path, tools=tools)
-    assert [(r.name, r.status) for r in results] == [(p.name, "PASS") for p in props]
+
+def _bar_key(params, prop):
+    """What a ``bar.*`` property's harness is built from (the latency, and the PF's BARs,
+    TotalVFs and page sizes), else None."""
+    if not prop.name.startswith("bar."):
+        return None
+    k = int(prop.name.split(".pf")[1]) if ".pf" in prop.name else 0
+    pf = params.pfs[k]
+    return (prop.name.split(".")[1], prop.mode, prop.depth, pf.pf_bars, pf.vf_bars,
+            pf.total_vfs, pf.supported_page_sizes)
+
+
+def _sweep():
+    """One test per configuration and property (so that xdist spreads them over its workers):
+    routing, the SR-IOV capability and the BAR decoders of every example and max-vfs (the
+    endpoint property is ``sriov-ep prove``'s: minutes per configuration). A slow case whose
+    BAR decoder is built from the same parameters as one proved earlier in the sweep
+    (``igb-82576-dual``'s PF 0 and ``igb-82576``) carries that one: the test checks that the
+    two give the same RTLIL and SymbiYosys job, rather than proving it again."""
+    cases, proved = [], {}
+    for config, params in _example_params():
+        for prop in formal.properties(params, config=config, endpoint=False):
+            if (config, prop.name) in SWEEP_SKIPS:
+                continue
+            only = SWEEP_QUICK.get(config, ())       # None: every property
+            quick = only is None or prop.name in only
+            key = _bar_key(params, prop)
+            same_as = proved.get(key) if key is not None and not quick else None
+            if key is not None and same_as is None:
+                proved[key] = prop
+            cases.append(pytest.param(prop, same_as, id=f"{config}-{prop.name}",
+                                      marks=() if quick else pytest.mark.slow))
+    return cases
+
+
+@pytest.mark.parametrize("prop, same_as", _sweep())
+def test_every_example_proves(prop, same_as, tmp_path, tools):
+    if same_as is not None:
+        from amaranth.back import rtlil
+        assert (prop.mode, prop.depth) == (same_as.mode, same_as.depth)
+        assert formal._sby_text(prop) == formal._sby_text(same_as)
+        assert rtlil.convert(prop.harness(), name="top", ports=[]) == \
+            rtlil.convert(same_as.harness(), name="top", ports=[])
+        return
+    res = _prove(prop, tmp_path, tools)
+    assert res.status == "PASS", (res.status, res.message, res.trace)
+    assert res.seconds > 0 and res.trace is None
+
+
+def test_sweep_covers_every_property():
+    """(No solver.) Every property of every example but the endpoint's is in the sweep, each
+    once, and the quick part has every kind of property; a case that is not proved again
+    stands on one that is proved."""
+    cases = _sweep()
+    swept = [(p.values[0].config, p.values[0].name) for p in cases]
+    assert len(swept) == len(set(swept))
+    expected = {(config, p.name) for config, params in _example_params()
+                for p in formal.properties(params, config=config, endpoint=False)}
+    assert set(swept) == expected - SWEEP_SKIPS
+    assert {"many-vfs", "max-vfs", "cpm5-16pf", "igb-82576-dual"} <= {c for c, _ in swept}
+    quick = {p.values[0].name for p in cases if not p.marks}
+    assert {"routing", "sriov_cap.read_only", "sriov_cap.num_vfs", "sriov_cap.zero_be",
+            "sriov_cap.bar_bits", "bar.l1", "bar.l2", "sriov_cap.read_only.pf1"} <= quick
+    proved = [p.values[0] for p in cases if p.values[1] is None]
+    for p in cases:
+        if p.values[1] is not None:
+            assert any(p.values[1] is q for q in proved)
+    # Today: igb-82576-dual's PF 0 BAR decoders are igb-82576's.
+    assert {(p.values[0].config, p.values[0].name) for p in cases if p.values[1]} == {
+        ("igb-82576-dual", "bar.l1.pf0"), ("igb-82576-dual", "bar.l2.pf0")}
 
 
 def test_bar_with_several_bars_of_each_width():
@@ -287,13 +341,16 @@ def test_bar_with_several_bars_of_each_width():
         vf_bars=(Bar(index=1, size=1 << 4),)).pfs[0], latency=2), name="top", ports=[])
 
 
-def test_bar_l2_needs_no_aperture_assumption(tmp_path, tools):
-    """``VfBarDecoder`` with latency 2 carries the aperture its stage 1 subtracted with into
-    stage 2, so ``bar.l2`` holds without assuming that the aperture stays put while stage 1
-    holds a request (before the fix this run failed: a PF reset in the cycle after an accepted
-    request gave a wrong VF number; docs/formal.md)."""
-    pf = load_params(IGB).pfs[0]
-    prop = formal.Property("bar.l2.no_hold", "igb-82576", "", "bmc", 6,
-                           lambda: formal.BarHarness(pf, latency=2, hold_aperture=False))
-    result = _prove(prop, tmp_path, tools)
-    assert result.status == "PASS", result
+def test_bar_l2_needs_no_aperture_assumption():
+    """(No solver.) ``VfBarDecoder`` with latency 2 carries the aperture its stage 1
+    subtracted with into stage 2, so ``bar.l2`` holds without assuming that the aperture stays
+    put while stage 1 holds a request: the ``bar.l2`` that ``properties`` gives, and the sweep
+    proves on every example, is that harness (before the fix its proof failed: a PF reset in
+    the cycle after an accepted request gave a wrong VF number; docs/formal.md)."""
+    for params in (load_params(IGB), formal.MAX_VFS):
+        (prop,) = [p for p in formal.properties(params) if p.name == "bar.l2"]
+        harness = prop.harness()
+        assert isinstance(harness, formal.BarHarness)
+        assert harness.latency == 2 and harness.hold_aperture is False
+        assert (prop.mode, prop.depth) == ("bmc", 6)
+        Fragment.get(harness, None)         # (elaborates; Amaranth warns of an unused one)

@@ -39,11 +39,14 @@ from amaranth.hdl import (
     Assert,
     Assume,
     Cat,
+    ClockSignal,
     Const,
     Elaboratable,
     Fragment,
+    Instance,
     Module,
     Mux,
+    ResetSignal,
     Signal,
     Value,
 )
@@ -598,6 +601,7 @@ class SriovCapHarness(Elaboratable):
         self.claim = claim
         #: (mutation) ``"register.field"`` of the map made RW.
         self.writable = writable
+        self._modules = []
 
     def _dut(self):
         pf = self.params.pfs[self.k]
@@ -615,8 +619,39 @@ class SriovCapHarness(Elaboratable):
             dut.regmap = RegisterMap(dut.regmap.name, dut.regmap.size, registers)
         return dut
 
+    def _probe_module(self, platform):
+        """(``read_only``) One capability as an RTLIL module of its own, its flip-flops
+        (:func:`_state_signals`, concatenated) on an output ``state``: ``(module name, [(name,
+        width)] of those flip-flops)``. The text goes to :meth:`rtlil_modules`."""
+        name = "sriov_cap_probe"
+        probe = self._dut()
+        frag = Fragment.get(probe, platform)
+        wrap = Module()
+        wrap.submodules.dut = frag
+        ports = {"addr": 4, "w_en": 1, "w_be": 4, "w_data": 32, "reset": 1, "ari_in": 1,
+                 "ari_hold": 1}
+        inputs = {key: Signal(width, name=key) for key, width in ports.items()}
+        regs = _state_signals(frag)
+        state = Cat(*regs)
+        outputs = {"r_data": Signal(32, name="r_data"),
+                   "state": Signal(len(state), name="state")}
+        wrap.d.comb += [probe.cfg.addr.eq(inputs["addr"]), probe.cfg.w_en.eq(inputs["w_en"]),
+                        probe.cfg.w_be.eq(inputs["w_be"]), probe.cfg.w_data.eq(inputs["w_data"]),
+                        probe.reset.eq(inputs["reset"]), probe.ari_in.eq(inputs["ari_in"]),
+                        probe.ari_hold.eq(inputs["ari_hold"]),
+                        outputs["r_data"].eq(probe.cfg.r_data), outputs["state"].eq(state)]
+        # (The sync domain is made for the conversion: its ports are ``clk`` and ``rst``.)
+        self._modules.append(rtlil.convert(
+            wrap, name=name, ports=[*inputs.values(), *outputs.values()]))
+        return name, [(s.name, len(s)) for s in regs]
+
+    def rtlil_modules(self):
+        """RTLIL text of the modules the harness instantiates (after it is elaborated)."""
+        return list(self._modules)
+
     def elaborate(self, platform):
         m = Module()
+        self._modules = []
         pf = self.params.pfs[self.k]
         owns_ari = self.k == 0
         addr = _any(m, 4, "addr")
@@ -672,15 +707,24 @@ class SriovCapHarness(Elaboratable):
             # capability per dword gets the same writes and resets and reads its dword between
             # writes; writes come at most every other cycle. (Reads change nothing, so all of
             # them hold the same state: every flip-flop equal.)
+            # The sixteen copies are one RTLIL module (``_probe_module``, elaborated once),
+            # instantiated sixteen times: the same design as sixteen elaborations, a sixteenth
+            # of the work for Amaranth and Yosys.
             regs = _state_signals(frag_dut)
+            probe_name, probe_regs = self._probe_module(platform)
+            if probe_regs != [(s.name, len(s)) for s in regs] or not regs:
+                raise RuntimeError("read_only: the probe elaborates differently")
+            probe_width = len(Cat(*regs))
             for dword in range(16):
-                probe = self._dut()
-                frag = Fragment.get(probe, platform)
-                m.submodules[f"probe{dword}"] = frag
-                drive(probe, w_en, Mux(w_en, addr, dword))
-                check(Const(dword, 4), probe.cfg.r_data, ~w_en)
-                for x, y in zip(regs, _state_signals(frag), strict=True):
-                    m.d.comb += Assert(x == y)
+                probe_data = Signal(32, name=f"probe{dword}_r_data")
+                probe_state = Signal(probe_width, name=f"probe{dword}_state")
+                m.submodules[f"probe{dword}"] = Instance(
+                    probe_name, i_clk=ClockSignal(), i_rst=ResetSignal(),
+                    i_addr=Mux(w_en, addr, dword), i_w_en=w_en, i_w_be=w_be, i_w_data=w_data,
+                    i_reset=reset, i_ari_in=ari_in, i_ari_hold=ari_hold,
+                    o_r_data=probe_data, o_state=probe_state)
+                check(Const(dword, 4), probe_data, ~w_en)
+                m.d.comb += Assert(probe_state == Cat(*regs))
             m.d.comb += Assume(~(w_en & _delayed(m, w_en, 1, "w_en")))
             # The outputs follow ARI Capable Hierarchy likewise; outside the owner it is ari_in.
             m.d.comb += [
@@ -1095,7 +1139,10 @@ def run_property(prop, workdir, *, timeout=600.0, tools=None):
                       prop.mutation.name if prop.mutation else None)
 
     try:
-        text = rtlil.convert(prop.harness(), name="top", ports=[])
+        harness = prop.harness()
+        text = rtlil.convert(harness, name="top", ports=[])
+        # Modules the harness instantiates (``Instance``), written once.
+        text += "".join(getattr(harness, "rtlil_modules", list)())
     except Exception as exc:                # a harness that does not elaborate is a bug here
         return result("ERROR", f"the harness did not elaborate: {type(exc).__name__}: {exc}")
     (folder / "harness.il").write_text(text)
