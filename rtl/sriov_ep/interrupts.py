@@ -284,6 +284,9 @@ class MsixEngine(wiring.Component):
     busy are taken meanwhile (those of a busy PF wait, other PFs' requests are not held behind
     them), and after each request taken the sweep has the next IDLE cycle, so an interrupt of
     another PF waits at most one cycle for it and the sweep ends however many requests come.
+    ``busy`` is a register (bit k high from the cycle after the pulse), and each stream's
+    ``ready`` depends only on registers and on the ``valid`` and ``pf`` of the streams offered
+    (the sweep's turn is decided from registers, not from the other requests).
 
     Parameters
     ----------
@@ -672,11 +675,16 @@ class MsixEngine(wiring.Component):
             irq_load = Signal()            # (from the FSM) the stage takes the irq offered
             irq_ready = Signal()           # (from the FSM) the FSM takes the staged irq
             m.d.comb += self.irq.ready.eq(irq_load)
-            with m.If(irq_load):
+            # The stage's operands are loaded in every cycle it is empty, taken or not (nothing
+            # reads them while ``irq_v`` is low), so that their clock enable does not wait for
+            # the decision to accept the irq.
+            with m.If(~irq_v):
                 p = self.irq.payload
                 base_of = by_pf(p.pf, [self.vf_base(k) for k in range(NP)], len(vf_idx))
-                m.d.sync += [irq_v.eq(1), irq_pf.eq(p.pf), irq_r.function.eq(p.function),
+                m.d.sync += [irq_pf.eq(p.pf), irq_r.function.eq(p.function),
                              irq_r.vector.eq(p.vector), irq_idx.eq(base_of + p.function - 1)]
+            with m.If(irq_load):
+                m.d.sync += irq_v.eq(1)
             with m.If(irq_ready):
                 m.d.sync += irq_v.eq(0)
 
@@ -694,9 +702,19 @@ class MsixEngine(wiring.Component):
             sw_pf = Signal()
             owed = Signal()
             sw_clear = Signal(NP)
+            sw_end = Signal()              # (from the FSM) the last entry of PF sw_k's range
             m.d.sync += [pend.eq(pend & ~sw_clear | self.reset_pf | self.reset_vfs),
                          pend_pf.eq(pend_pf & ~sw_clear | self.reset_pf)]
-            busy_bits = pend | Mux(active, Const(1, NP) << sw_k, 0)[:NP]
+            # ``busy_bits`` is pend | (active ? bit sw_k : 0), kept in a register of its own so
+            # that the streams' ``ready`` comes from flip-flops: a sweep's start moves bit k from
+            # pend to active (no change), its end clears bit sw_k unless pend has it again, and
+            # the sweep requests of the cycle are ORed in, as into pend, so that no request of
+            # that PF is taken from the next cycle on.
+            busy_bits = Signal(NP, init=(1 << NP) - 1)
+            with m.If(sw_end):
+                m.d.sync += busy_bits.eq(pend | self.reset_pf | self.reset_vfs)
+            with m.Else():
+                m.d.sync += busy_bits.eq(busy_bits | self.reset_pf | self.reset_vfs)
             m.d.comb += self.busy.eq(busy_bits)
 
             # A request is offered to the FSM only when its PF's sweep is not waiting or running.
@@ -706,7 +724,10 @@ class MsixEngine(wiring.Component):
                 offered[name] = offered[name] & free(getattr(self, name).payload.pf)
             offered["irq"] = self.irq.valid & free(self.irq.payload.pf)
             any_offered = Cat(*offered.values()).any()
-            sweep_step = (active | pend.any()) & (owed | ~any_offered)
+            sweep_step = busy_bits.any() & (owed | ~any_offered)
+            # A request offered is taken unless the sweep has the cycle: with one offered,
+            # ~sweep_step is this (registered state only, not the other requests).
+            req_turn = ~(busy_bits.any() & owed)
 
             # Per-PF constants, for the PF of the operation.
             k_total = by_pf(op_pf, [pf.total_vfs for pf in self._pfs], 16)
@@ -745,6 +766,15 @@ class MsixEngine(wiring.Component):
                              op_write.eq(req.write), op_data.eq(req.data),
                              op_be.eq(req.be), op_pba.eq(req.pba)]
                 if multi:
+                    # The handshakes, from the priority of the requests offered and registered
+                    # state (the same as the decision below, which sets them without several
+                    # PFs).
+                    higher = Const(0)
+                    for name in ("reset_fn", "ctrl", "table_size", "tbl_req"):
+                        m.d.comb += getattr(self, name).ready.eq(
+                            ~irq_v & req_turn & ~higher & offered[name])
+                        higher = higher | offered[name]
+                    m.d.comb += irq_load.eq(~irq_v & req_turn & ~higher & offered["irq"])
                     with m.If(~sweep_step & any_offered):
                         m.d.sync += owed.eq(1)
                     with m.If(irq_v):
@@ -782,6 +812,7 @@ class MsixEngine(wiring.Component):
                                          new_k.eq(sw_k)]
                             with m.If(sw_ptr == sw_last):
                                 m.d.sync += active.eq(0)
+                                m.d.comb += sw_end.eq(1)
                     else:
                         m.d.sync += [sweep_req.eq(0), sweep_all.eq(0), st_r.eq(0),
                                      st_we.eq(1)]
@@ -791,15 +822,14 @@ class MsixEngine(wiring.Component):
                 for name in ("reset_fn", "ctrl", "table_size", "tbl_req"):
                     stream_ = getattr(self, name)
                     with m.Elif(offered[name]):
-                        m.d.comb += stream_.ready.eq(1)
+                        if not multi:
+                            m.d.comb += stream_.ready.eq(1)
                         function = (stream_.payload.vf if name == "table_size"
                                     else stream_.payload.function)
                         m.d.comb += take(function, stream_.payload)
                         m.next = "LOOKUP"
                 with m.Elif(offered["irq"]):
-                    if multi:
-                        m.d.comb += irq_load.eq(1)     # staged: taken in the next cycle
-                    else:
+                    if not multi:                      # (several PFs: staged, irq_load above)
                         m.d.comb += self.irq.ready.eq(1)
                         m.d.comb += take(self.irq.payload.function)
                         m.next = "LOOKUP"
