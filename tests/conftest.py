@@ -80,10 +80,17 @@ class NativeBackend:
 
 
 @pytest.fixture(scope="session")
-def native():
-    """A :class:`NativeBackend`; skipped (failed in CI) without its tools."""
+def native_tools():
+    """The native backend's toolchain (:func:`sriov_tb.native.find_native_toolchain`); skipped
+    (failed in CI) without it."""
     from sriov_tb.native import ToolMissing, find_native_toolchain
     try:
-        return NativeBackend(find_native_toolchain())
+        return find_native_toolchain()
     except ToolMissing as exc:
         unavailable(f"native backend tools not installed: {exc}")
+
+
+@pytest.fixture(scope="session")
+def native(native_tools):
+    """A :class:`NativeBackend`; skipped (failed in CI) without its tools."""
+    return NativeBackend(native_tools)

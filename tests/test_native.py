@@ -59,11 +59,8 @@ def _params(name):
 
 
 @pytest.fixture(scope="session")
-def tools():
-    try:
-        return find_native_toolchain()
-    except ToolMissing as exc:
-        _unavailable(f"native backend tools not installed: {exc}")
+def tools(native_tools):
+    return native_tools
 
 
 @pytest.fixture(scope="session")

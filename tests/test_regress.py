@@ -22,13 +22,12 @@ with ``sriov-ep regress CONFIG --seed SEED --count N --vcd FILE`` (the message s
 import json
 
 import pytest
-from conftest import unavailable
 
 from sriov_ep.params import load_params
 from sriov_tb import regress
 from sriov_tb.cli import main
 from sriov_tb.formal import EXAMPLES, builtin_configs, example_configs
-from sriov_tb.native import ToolMissing, find_native_toolchain, run_ops_native
+from sriov_tb.native import run_ops_native
 from sriov_tb.regress import SEEDS, run_regression
 from sriov_tb.runner import RunFailure
 from sriov_tb.script import Op
@@ -49,12 +48,9 @@ def _params(name):
     return load_params(_configs()[name])
 
 
-@pytest.fixture(scope="module")
-def tools():
-    try:
-        return find_native_toolchain()
-    except ToolMissing as exc:
-        unavailable(f"native backend tools not installed: {exc}")
+@pytest.fixture(scope="session")
+def tools(native_tools):
+    return native_tools
 
 
 def test_every_configuration_has_a_seed():
