@@ -68,15 +68,9 @@ class NativeBackend:
 
     @staticmethod
     def complete(coroutine):
-        """Run ``coroutine`` to its end and return its value: the native drivers answer at
-        once, so it ends at its first step."""
-        try:
-            coroutine.send(None)
-        except StopIteration as stop:
-            return stop.value
-        coroutine.close()
-        raise AssertionError("the testbench waited for something: on the native backend "
-                             "nothing may suspend")
+        """Run ``coroutine`` to its end and return its value (:func:`sriov_tb.native.complete`)."""
+        from sriov_tb.native import complete
+        return complete(coroutine)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from sriov_ep.params import (
 )
 from sriov_ep.tools.build import ARTEFACTS, LINT_WAIVERS, BuildError, lint_args, write_build
 from sriov_ep.tools.external import ToolMissing, verilator_command
+from sriov_tb import formal
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_NAMES = sorted(path.stem for path in EXAMPLES.glob("*.toml"))
@@ -36,15 +37,9 @@ EXAMPLE_NAMES = sorted(path.stem for path in EXAMPLES.glob("*.toml"))
 #: PFs for now): two PFs of 8 VFs, four of 63.
 MULTI_PF_NAMES = ["igb-82576-dual", "quad-pf"]
 
-#: A configuration at the top of the range: 65535 VFs from PF 00:00.0, offset 1 / stride 1.
-MAX_VFS = EndpointParams(
-    vendor_id=0x1234, device_id=0xffff, pf_rid=0x0000,
-    pf_bars=(Bar(index=0, size=1 << 20, is_64bit=True),),
-    total_vfs=65535, vf_device_id=0xfffe,
-    first_vf_offset_ari=1, vf_stride_ari=1, first_vf_offset_non_ari=1, vf_stride_non_ari=1,
-    vf_bars=(Bar(index=0, size=1 << 16, is_64bit=True, prefetchable=True),
-             Bar(index=2, size=1 << 12)),
-)
+#: A configuration at the top of the range: 65535 VFs from PF 00:00.0, offset 1 / stride 1 (the
+#: one ``sriov-ep prove`` and ``sriov-ep regress`` call max-vfs).
+MAX_VFS = formal.MAX_VFS
 
 #: The 82576-like PF of examples/igb-82576.toml written out here (IDs, BARs, offsets, strides
 #: from that file's comments), with the default capabilities: PF PM (placed after the PCI

@@ -771,9 +771,10 @@ class NativeInterruptDriver:
 
 # -- Runs ----------------------------------------------------------------------------------------
 
-def _complete(coroutine):
+def complete(coroutine):
     """Run ``coroutine`` to its end: the native drivers never wait for anything, so it ends at
-    the first step; returns its value."""
+    the first step; returns its value. (A testbench written for the async drivers runs on the
+    native ones with this.)"""
     try:
         coroutine.send(None)
     except StopIteration as stop:
@@ -889,7 +890,7 @@ def _run(folder, params, ops, *, run_dir, vcd, window, mutate, user, options):
             model.idle(cycles)
 
         try:
-            _complete(execute(params, ops, cfg_driver=cfg_driver,
+            complete(execute(params, ops, cfg_driver=cfg_driver,
                               mem_driver=NativeMemoryDriver(model),
                               irq_driver=NativeInterruptDriver(model), idle=idle,
                               result=result, user=copy.deepcopy(user), tracer=tracer,
