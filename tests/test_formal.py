@@ -84,8 +84,9 @@ def test_property_passes(params, name, tmp_path, tools):
 
 # -- ... and each fails on a mutated design --------------------------------------------------
 
+#: ``routing``'s ``num_vfs_le`` fails through the command line (``test_cli_prove_mutated_json``,
+#: with the same checks), not here a second time.
 MUTATIONS = [
-    ("routing", "num_vfs_le"),
     ("routing", "own_bus_type1"),
     ("sriov_cap.read_only", "total_vfs_writable"),
     ("sriov_cap.num_vfs", "num_vfs_fits_lt"),
@@ -107,8 +108,9 @@ def test_property_fails_on_mutation(name, mutation, tmp_path, tools):
 
 
 def test_every_property_has_a_mutation():
-    """Each kind of property is shown able to fail by a test above."""
-    covered = {name.removesuffix(".concurrent") for name, _ in MUTATIONS}
+    """Each kind of property is shown able to fail by a test above (or by the command line's,
+    :data:`CLI_MUTATION`)."""
+    covered = {name.removesuffix(".concurrent") for name, _ in [*MUTATIONS, CLI_MUTATION]}
     for prop in formal.properties(load_params(IGB)):
         assert prop.mutations, prop.name
         assert prop.name in covered, prop.name
@@ -192,7 +194,17 @@ def _args(*argv):
     return parser.parse_args(["prove", *argv])
 
 
+#: Proved by the command-line tests below, not again by :func:`test_every_example_proves`
+#: (the command builds the same properties: ``formal.properties`` of the same configuration).
+CLI_PROVED = {("max-vfs", "routing"), ("igb-82576", "routing"),
+              ("igb-82576", "sriov_cap.num_vfs")}
+#: The mutation the command line runs (``--mutate``), expected to fail there.
+CLI_MUTATION = ("routing", "num_vfs_le")
+
+
 def test_cli_prove(tmp_path, tools, capsys):
+    """Two configurations: proved in the order given; the PASS of each is also what proves
+    routing on them (:data:`CLI_PROVED`)."""
     args = _args("max-vfs", str(IGB), "-p", "routing", "-o", str(tmp_path))
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -211,18 +223,24 @@ def test_cli_prove_through_main_with_a_relative_folder(tmp_path, tools, capsys, 
     nothing it is given may stay relative."""
     from sriov_tb.cli import main
     monkeypatch.chdir(tmp_path)
-    assert main(["prove", str(IGB), "-p", "routing", "-o", "proofs"]) == 0
+    assert main(["prove", str(IGB), "-p", "sriov_cap.num_vfs", "-o", "proofs"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].split()[:3] == ["PASS", "igb-82576", "routing"]
+    assert out[1].split()[:3] == ["PASS", "igb-82576", "sriov_cap.num_vfs"]
+    assert out[-1].startswith("proved 1 of 1 properties")
 
 
 def test_cli_prove_mutated_json(tmp_path, tools, capsys):
-    args = _args(str(IGB), "-p", "routing", "--mutate", "num_vfs_le", "--json",
-                 "-o", str(tmp_path))
+    """``--mutate`` (:data:`CLI_MUTATION`): FAIL with a counterexample trace, as
+    :func:`_assert_fails` expects of the mutations above."""
+    name, mutation = CLI_MUTATION
+    args = _args(str(IGB), "-p", name, "--mutate", mutation, "--json", "-o", str(tmp_path))
     assert args.func(args) == 1
     (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert record["status"] == "FAIL" and record["mutation"] == "num_vfs_le"
-    assert Path(record["trace"]).is_file()
+    assert record["status"] == "FAIL" and record["mutation"] == mutation
+    trace = Path(record["trace"])
+    assert trace.is_file() and trace.suffix == ".vcd"
+    assert "$enddefinitions" in trace.read_text()
+    assert "assertion at formal.py:" in record["message"]
 
 
 def test_cli_list(capsys):
@@ -282,7 +300,7 @@ def _sweep():
     cases, proved = [], {}
     for config, params in _example_params():
         for prop in formal.properties(params, config=config, endpoint=False):
-            if (config, prop.name) in SWEEP_SKIPS:
+            if (config, prop.name) in SWEEP_SKIPS | CLI_PROVED:
                 continue
             only = SWEEP_QUICK.get(config, ())       # None: every property
             quick = only is None or prop.name in only
@@ -311,16 +329,18 @@ def test_every_example_proves(prop, same_as, tmp_path, tools):
 
 def test_sweep_covers_every_property():
     """(No solver.) Every property of every example but the endpoint's is in the sweep, each
-    once, and the quick part has every kind of property; a case that is not proved again
-    stands on one that is proved."""
+    once, or proved by the command-line tests; the quick part has every kind of property; a
+    case that is not proved again stands on one that is proved."""
     cases = _sweep()
     swept = [(p.values[0].config, p.values[0].name) for p in cases]
     assert len(swept) == len(set(swept))
     expected = {(config, p.name) for config, params in _example_params()
                 for p in formal.properties(params, config=config, endpoint=False)}
-    assert set(swept) == expected - SWEEP_SKIPS
+    assert CLI_PROVED <= expected and not CLI_PROVED & SWEEP_SKIPS
+    assert set(swept) == expected - SWEEP_SKIPS - CLI_PROVED
     assert {"many-vfs", "max-vfs", "cpm5-16pf", "igb-82576-dual"} <= {c for c, _ in swept}
-    quick = {p.values[0].name for p in cases if not p.marks}
+    # (The command-line tests are not marked slow either.)
+    quick = {p.values[0].name for p in cases if not p.marks} | {n for _, n in CLI_PROVED}
     assert {"routing", "sriov_cap.read_only", "sriov_cap.num_vfs", "sriov_cap.zero_be",
             "sriov_cap.bar_bits", "bar.l1", "bar.l2", "sriov_cap.read_only.pf1"} <= quick
     proved = [p.values[0] for p in cases if p.values[1] is None]

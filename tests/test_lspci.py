@@ -6,8 +6,14 @@ expected text is sriov-spec.md §6 (field formats, pciutils 3.9 vs newer IOVCap)
 of ``examples/*.toml`` and the addresses LinuxHost assigns (32-bit window from 0x8000_0000,
 64-bit prefetchable window from 0x1_0000_0000).
 
+The dumps come from the native backend (``--backend native``: the Verilator model of the
+exported Verilog, built once per configuration in ``build/cache/native`` and shared with the
+other native tests and the random regressions; the Amaranth simulator took 20-45 s of CPU per
+dump set here), whose dumps tests/test_native.py shows to be the Amaranth backend's.
+
 ``lspci`` comes from pciutils, which CI installs: the tests skip when it is missing, except
-when the ``CI`` environment variable is set, where they fail.
+when the ``CI`` environment variable is set, where they fail (likewise without the native
+backend's tools).
 """
 
 import contextlib
@@ -81,8 +87,8 @@ def line_matching(lines, pattern):
 
 
 @pytest.fixture(scope="module")
-def igb4(tmp_path_factory):
-    return decode(tmp_path_factory, "igb-82576.toml", "--enable", "4")
+def igb4(tmp_path_factory, native):
+    return decode(tmp_path_factory, "igb-82576.toml", "--enable", "4", "--backend", "native")
 
 
 def test_igb_functions(igb4):
@@ -181,10 +187,11 @@ def test_igb_vf_msix_no_pm(igb4):
         assert "Power Management" not in vf
 
 
-def test_igb_no_ari(tmp_path_factory):
+def test_igb_no_ari(tmp_path_factory, native):
     """--no-ari: ARI Capable Hierarchy stays 0, so First VF Offset is 384 and the VFs sit on
     bus 2 (02:10.0, 02:10.2)."""
-    blocks = decode(tmp_path_factory, "igb-82576.toml", "--enable", "2", "--no-ari")
+    blocks = decode(tmp_path_factory, "igb-82576.toml", "--enable", "2", "--no-ari",
+                    "--backend", "native")
     assert list(blocks) == ["01:00.0", "02:10.0", "02:10.2"]
     sriov = section(blocks["01:00.0"], r"\[160 v1\] Single Root I/O Virtualization")
     assert re.fullmatch(IOVCAP_RE, line_matching(sriov, r"^IOVCap:"))
@@ -198,8 +205,8 @@ def test_igb_no_ari(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def nvme2(tmp_path_factory):
-    return decode(tmp_path_factory, "nvme.toml", "--enable", "2")
+def nvme2(tmp_path_factory, native):
+    return decode(tmp_path_factory, "nvme.toml", "--enable", "2", "--backend", "native")
 
 
 def test_nvme(nvme2):
@@ -253,28 +260,17 @@ def test_nvme_pm_and_msix(nvme2):
 
 # -- A device of several PFs ---------------------------------------------------------------------
 
-def msix_free_dual(tmp_path_factory):
-    """examples/multi-pf/igb-82576-dual.toml without its MSI-X tables (the endpoint does not
-    build MSI-X with several PFs yet)."""
-    text = (EXAMPLES / "multi-pf" / "igb-82576-dual.toml").read_text()
-    text = re.sub(r"^\[pf\.(sriov\.vf_)?msix\][^\n]*\n(?:[^\[\n][^\n]*\n)*", "", text,
-                  flags=re.MULTILINE)
-    assert "msix]" not in text
-    path = tmp_path_factory.mktemp("dual") / "igb-82576-dual.toml"
-    path.write_text(text)
-    return path
-
-
 @pytest.fixture(scope="module")
-def dual11(tmp_path_factory):
-    """``sriov-ep lspci`` of the dual-PF 82576 with one VF enabled on each PF: ``(raw dump
-    text, dump file, lspci blocks)``."""
-    config = msix_free_dual(tmp_path_factory)
+def dual11(tmp_path_factory, native):
+    """``sriov-ep lspci`` of the dual-PF 82576 (``examples/multi-pf/igb-82576-dual.toml``, on
+    the native backend) with one VF enabled on each PF: ``(raw dump text, dump file, lspci
+    blocks)``."""
+    config = EXAMPLES / "multi-pf" / "igb-82576-dual.toml"
     exe = lspci_exe()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main(["lspci", str(config), "--enable", "1,1"]) == 0
-    path = config.parent / "dump.txt"
+        assert main(["lspci", str(config), "--enable", "1,1", "--backend", "native"]) == 0
+    path = tmp_path_factory.mktemp("dual") / "dump.txt"
     path.write_text(out.getvalue())
     done = subprocess.run([exe, "-F", str(path), "-vvv"], capture_output=True, text=True,
                           timeout=60)

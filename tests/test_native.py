@@ -131,9 +131,14 @@ def test_example_scripts_match(tools, build_root, script, json_mode):
         assert any(t.op == "memrd" and t.status == "UR" for t in result.transactions)
 
 
-def test_lspci_dumps_match(tools, build_root):
+def test_lspci_dumps_match(tools, build_root, capsys):
     """What ``sriov-ep lspci --enable 2`` runs and prints: Linux enables 2 VFs, then the 4 KiB
-    configuration space of the PF and of each enabled VF, in the ``lspci -xxxx`` format."""
+    configuration space of the PF and of each enabled VF, in the ``lspci -xxxx`` format. The
+    run on both backends (the comparison of :func:`_assert_same`), then the command with
+    ``--backend native`` prints exactly the Amaranth run's dumps under its header lines (the
+    Amaranth backend's ``lspci`` output is checked line by line in tests/test_cli.py and
+    tests/test_lspci.py)."""
+    from sriov_tb.cli import main
     params = _params("igb-82576")
     ops = [Op("enable", 0, "enable 2", rid=params.pf_rid, count=2)]
     _, result, dumps = _both(params, ops, build_root, filename="<lspci>", dump_enabled=True)
@@ -141,6 +146,15 @@ def test_lspci_dumps_match(tools, build_root):
     assert [d.split(" ", 1)[0] for d in dumps] == ["01:00.0", "01:10.0", "01:10.2"]
     assert all(len(d.splitlines()) == 1 + 256 for d in dumps)
     assert dumps[0].splitlines()[1].startswith("00: 86 80 c9 10")     # Intel, 82576 (0x10c9)
+    config = str(EXAMPLES / "igb-82576.toml")
+    assert main(["lspci", config, "--enable", "2", "--backend", "native"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    # Each dump under its header line, then an empty line.
+    names = ["SR-IOV PF", "SR-IOV VF 1", "SR-IOV VF 2"]
+    assert out == "".join(format_dump(rid, image, f"{name} (sriov-ep, {config})") + "\n"
+                          for (rid, image), name in zip(result.dumps.items(), names,
+                                                        strict=True))
 
 
 #: User-owned config space of ``examples/user-caps.toml``: the PF's Device Serial Number at
@@ -603,19 +617,18 @@ def test_two_libraries_in_one_process(tools, build_root):
 
 
 
-def test_cli_sim_and_lspci_on_native(tools, build_root, capsys):
-    """``sriov-ep sim`` and ``sriov-ep lspci`` with ``--backend native`` print what they print
-    with the Amaranth backend (the 82576 and its igb-walk script; 2 VFs dumped)."""
+def test_cli_sim_on_native(tools, build_root, capsys):
+    """``sriov-ep sim`` with ``--backend native`` prints what it prints with the Amaranth
+    backend (the 82576 and its igb-walk script); ``sriov-ep lspci --backend native``: see
+    :func:`test_lspci_dumps_match`."""
     from sriov_tb.cli import main
     config = str(EXAMPLES / "igb-82576.toml")
     script = str(EXAMPLES / "scripts" / "igb-walk.script")
     outputs = {}
     for backend in ("amaranth", "native"):
-        for command in (["sim", config, script], ["lspci", config, "--enable", "2"]):
-            code = main([*command, "--backend", backend])
-            out, err = capsys.readouterr()
-            assert (code, err) == (0, ""), (backend, command, err)
-            outputs[backend, command[0]] = out
-    for command in ("sim", "lspci"):
-        assert outputs["native", command] == outputs["amaranth", command]
-        assert outputs["native", command].count("\n") > 20
+        code = main(["sim", config, script, "--backend", backend])
+        out, err = capsys.readouterr()
+        assert (code, err) == (0, ""), (backend, err)
+        outputs[backend] = out
+    assert outputs["native"] == outputs["amaranth"]
+    assert outputs["native"].count("\n") > 20
