@@ -106,6 +106,7 @@ EXPECTED_PORTS = [
     ("input",  "ucfg_res__payload",      36),     # data 32 + tag 4
     ("output", "ucfg_res__ready",        1),
     ("input",  "ucfg_res__valid",        1),
+    ("input",  "urd",                    None),
     ("output", "vf_bme",                 1),
     ("input",  "vf_bme_query",           None),
     ("output", "vf_flr",                 None),
@@ -117,22 +118,26 @@ EXPECTED_PORTS = [
 
 #: Configuration-dependent widths (the BARs in pfs are fixed: one entry per BAR slot, 64 and 70
 #: bits). With W the bits of a function number 0..TotalVFs (8 -> 4, 127 -> 7, 4000 -> 12):
-#: vf_bme_query pf + W; vf_flr valid + pf + W (pf: one bit with one PF); irq__payload W + vector
-#: 11; msg__payload W + addr 64 + data 32; vf_msix_size__payload W + count 12; mem_res__payload
-#: claimed, internal, is_vf, W, bar 3, offset 64, addr 64, write, tag 8, data 64, be 8 = 215 + W;
+#: vf_bme_query pf + W; vf_flr and urd valid + pf + W (pf: one bit with one PF); irq__payload W +
+#: vector 11; msg__payload W + addr 64 + data 32; vf_msix_size__payload W + count 12;
+#: mem_res__payload claimed, internal, is_vf, W, bar 3, offset 64, addr 64, write, tag 8,
+#: data 64, be 8 = 215 + W;
 #: ucfg_req__payload W + window + offset 10 + reg 10 + write + be 4 + data 32 + tag 4 = 61 + W +
 #: window, the window number at least 1 bit (the examples have at most two user windows per
 #: function; FULL has three PF windows: 2 bits).
 EXAMPLE_WIDTHS = {
-    "igb-82576": {"mem_res__payload": 219, "vf_bme_query": 5, "vf_flr": 6, "irq__payload": 15,
-                  "msg__payload": 100, "vf_msix_size__payload": 16, "ucfg_req__payload": 66},
-    "nvme":      {"mem_res__payload": 222, "vf_bme_query": 8, "vf_flr": 9, "irq__payload": 18,
-                  "msg__payload": 103, "vf_msix_size__payload": 19, "ucfg_req__payload": 69},
-    "many-vfs":  {"mem_res__payload": 227, "vf_bme_query": 13, "vf_flr": 14,
+    "igb-82576": {"mem_res__payload": 219, "vf_bme_query": 5, "vf_flr": 6, "urd": 6,
+                  "irq__payload": 15, "msg__payload": 100, "vf_msix_size__payload": 16,
+                  "ucfg_req__payload": 66},
+    "nvme":      {"mem_res__payload": 222, "vf_bme_query": 8, "vf_flr": 9, "urd": 9,
+                  "irq__payload": 18, "msg__payload": 103, "vf_msix_size__payload": 19,
+                  "ucfg_req__payload": 69},
+    "many-vfs":  {"mem_res__payload": 227, "vf_bme_query": 13, "vf_flr": 14, "urd": 14,
                   "irq__payload": 23, "msg__payload": 108, "vf_msix_size__payload": 24,
                   "ucfg_req__payload": 74},
-    "full":      {"mem_res__payload": 219, "vf_bme_query": 5, "vf_flr": 6, "irq__payload": 15,
-                  "msg__payload": 100, "vf_msix_size__payload": 16, "ucfg_req__payload": 67},
+    "full":      {"mem_res__payload": 219, "vf_bme_query": 5, "vf_flr": 6, "urd": 6,
+                  "irq__payload": 15, "msg__payload": 100, "vf_msix_size__payload": 16,
+                  "ucfg_req__payload": 67},
 }
 
 
@@ -143,29 +148,28 @@ EXAMPLE_WIDTHS = {
 #: of a VF number of the PF with the most VFs: 8 -> 4, 63 -> 6. No user windows: 1 bit.
 MULTI_PF_WIDTHS = {
     # 2 PFs of 8 VFs: pf 1, W 4
-    "igb-82576-dual": {"mem_res__payload": 220, "vf_bme_query": 5, "vf_flr": 6,
+    "igb-82576-dual": {"mem_res__payload": 220, "vf_bme_query": 5, "vf_flr": 6, "urd": 6,
                        "irq__payload": 16, "msg__payload": 101, "vf_msix_size__payload": 17,
                        "ucfg_req__payload": 67, "pfs": 2 * 861},
     # 4 PFs of 63 VFs: pf 2, W 6
-    "quad-pf":        {"mem_res__payload": 223, "vf_bme_query": 8, "vf_flr": 9,
+    "quad-pf":        {"mem_res__payload": 223, "vf_bme_query": 8, "vf_flr": 9, "urd": 9,
                        "irq__payload": 19, "msg__payload": 104, "vf_msix_size__payload": 20,
                        "ucfg_req__payload": 70, "pfs": 4 * 861},
 }
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
+def builds(verilog_builds):
     """``{name: paths}``: every example (and MAX_VFS, IGB_LIKE and FULL as ``max-vfs``,
-    ``igb-like`` and ``full``) built once, at its own ``clock_mhz``."""
+    ``igb-like`` and ``full``) built once, at its own ``clock_mhz`` (conftest.py's
+    ``verilog_builds``: tests/test_wrapper.py reads some of the same builds)."""
     out = {}
     for name in EXAMPLE_NAMES:
-        out[name] = write_build(load_params(EXAMPLES / f"{name}.toml"),
-                                tmp_path_factory.mktemp(name), config_name=name)
+        out[name] = verilog_builds.get(name, load_params(EXAMPLES / f"{name}.toml"))
     for name, params in (("max-vfs", MAX_VFS), ("igb-like", IGB_LIKE), ("full", FULL)):
-        out[name] = write_build(params, tmp_path_factory.mktemp(name), config_name=name)
+        out[name] = verilog_builds.get(name, params)
     for name in MULTI_PF_NAMES:
-        out[name] = write_build(multi_pf_params(name), tmp_path_factory.mktemp(name),
-                                config_name=name)
+        out[name] = verilog_builds.get(name, multi_pf_params(name))
     return out
 
 

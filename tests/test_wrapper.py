@@ -43,7 +43,7 @@ from amaranth.sim import Simulator
 
 from sriov_ep.endpoint import SriovEndpoint
 from sriov_ep.params import load_params
-from sriov_ep.tools.build import lint_args, write_build
+from sriov_ep.tools.build import lint_args
 from sriov_ep.tools.wrapper import WrapperError, port_fields
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,13 +66,13 @@ def load_config(name):
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    """``{name: (params, paths)}`` for :data:`CONFIGS`."""
+def builds(verilog_builds):
+    """``{name: (params, paths)}`` for :data:`CONFIGS` (conftest.py's ``verilog_builds``, the
+    builds tests/test_build.py reads too)."""
     out = {}
     for name in CONFIGS:
         params = load_config(name)
-        out[name] = params, write_build(params, tmp_path_factory.mktemp(name),
-                                        config_name=f"{name}.toml")
+        out[name] = params, verilog_builds.get(name, params)
     return out
 
 
@@ -618,7 +618,10 @@ module top (
         .pf0_vfs_reset(unused_vfs_reset), .pf0_vf_reset_busy(unused_vf_reset_busy),
         // Bus Master Enable lookup: tied off
         .vf_bme_query_pf({SRIOV_EP_VF_BME_QUERY_PF_WIDTH{1'b0}}),
-        .vf_bme_query_vf({SRIOV_EP_VF_BME_QUERY_VF_WIDTH{1'b0}}), .vf_bme(unused_vf_bme)
+        .vf_bme_query_vf({SRIOV_EP_VF_BME_QUERY_VF_WIDTH{1'b0}}), .vf_bme(unused_vf_bme),
+        // Unsupported Request Detected: tied off
+        .urd_valid(1'b0), .urd_pf({SRIOV_EP_URD_PF_WIDTH{1'b0}}),
+        .urd_vf({SRIOV_EP_URD_VF_WIDTH{1'b0}})
     );
 endmodule
 """

@@ -296,6 +296,10 @@ class SriovEndpoint(wiring.Component):
         VF (of PF ``pf``) whose Bus Master Enable to look up.
     vf_bme : Out(1)
         Bus Master Enable of VF ``vf_bme_query`` three cycles earlier; 0 unless that VF exists.
+    urd : In(StructLayout({"valid": 1, "pf": ..., "vf": range(TotalVFs + 1)}))
+        Unsupported Request Detected: while ``valid``, PF ``pf``'s Device Status bit 3 (RW1C)
+        is set at the clock edge (``vf`` 0; a set wins over a config write clearing it in the
+        same cycle). ``vf`` other than 0 is ignored for now (a VF's Device Status is RO 0).
     """
 
     def __init__(self, params, *, mem_latency=1, tag_width=8):
@@ -328,6 +332,8 @@ class SriovEndpoint(wiring.Component):
                                                              "vf": vf_range})),
             "vf_bme_query":           In(data.StructLayout({"pf": pf_width, "vf": vf_range})),
             "vf_bme":                 Out(1),
+            "urd":                    In(data.StructLayout({"valid": 1, "pf": pf_width,
+                                                            "vf": vf_range})),
         })
 
     def _init_multi(self, params, mem_latency, tag_width):
@@ -597,6 +603,8 @@ class SriovEndpoint(wiring.Component):
 
         pf_data = Signal(32)
         m.d.comb += pf_data.eq(serve(self.pf_chain, pf_banks, pf_wr, "pf"))
+        pf_banks["pcie"].set_bits(m, "device_status.unsupported_request_detected",
+                                  self.urd.valid & (self.urd.pf == 0) & (self.urd.vf == 0))
 
         # PF resets: Initiate FLR, or PowerState D3hot -> D0 with No_Soft_Reset 0. The write
         # completes, then the whole PF (and every VF) is reset.
@@ -1164,6 +1172,8 @@ class SriovEndpoint(wiring.Component):
                                         sriovs[k], ahead, w_k, k))
             pf_terms.append(sel[k].replicate(32) & data_k)
             banks = pf_banks[k]
+            banks["pcie"].set_bits(m, "device_status.unsupported_request_detected",
+                                   self.urd.valid & (self.urd.pf == k) & (self.urd.vf == 0))
             # PF k's resets: Initiate FLR, or D3hot -> D0 with No_Soft_Reset 0. The write is
             # decoded a cycle ahead (LOAD2) and the reset registered, so that it is a flip-flop
             # in EXECUTE, the cycle of the write, as with one PF: the reset fans out to every

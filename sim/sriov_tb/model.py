@@ -534,7 +534,7 @@ DEVCTL_INITIATE_FLR     = 1 << 15
 PF_DEVCTL_RW    = 0x000F | 0x0010 | 0x00E0 | 0x0800 | 0x7000          # 0x78FF
 #: PF Device Control reset value: Relaxed Ordering 1, No Snoop 1, Max Read Request Size 2.
 PF_DEVCTL_RESET = 0x2810
-#: PF Device Status bits 3:0: RW1C (never set).
+#: PF Device Status bits 3:0: RW1C (bit 3 set by unsupported_request, the others never).
 PF_DEVSTA_RW1C  = 0x000F
 #: PF Link Control RW bits: 1:0 ASPM Control, 3 Read Completion Boundary, 6 Common Clock
 #: Configuration, 7 Extended Synch. (8 Enable Clock PM and 9 Hardware Autonomous Width Disable
@@ -795,8 +795,8 @@ class PfModel:
     command, cache_line_size, interrupt_line, device_control, link_control : int
         The PF's RW header and PCI Express Capability fields (only their RW bits).
     status_rw1c, device_status_rw1c : int
-        The PF's RW1C Status / Device Status bits. Nothing sets them; they are fields so that the
-        RW1C rule is explicit and testable.
+        The PF's RW1C Status / Device Status bits. Only :meth:`unsupported_request` sets one
+        (Device Status bit 3); they are fields so that the RW1C rule is explicit and testable.
     bar_address : dict of int to int
         For every PF BAR, keyed by its (low) slot: the address in its RW bits (64 bits wide for a
         64-bit BAR, type bits excluded).
@@ -1443,6 +1443,15 @@ class PfModel:
         self._msix_control(function, create=True).pending |= bit
         return "pending"
 
+    def unsupported_request(self, function=0):
+        """The endpoint's ``urd`` event for ``function`` (0 = the PF): the PF's Device Status
+        bit 3, Unsupported Request Detected (RW1C), is set. A VF number changes nothing (a VF's
+        Device Status reads 0, as the endpoint's does)."""
+        if isinstance(function, bool) or not isinstance(function, int) or function < 0:
+            raise ValueError(f"function must be 0 (the PF) or a VF number (got {function!r})")
+        if function == 0:
+            self.device_status_rw1c |= 1 << 3
+
     def set_vf_msix_count(self, vf, count):
         """Set VF ``vf``'s MSI-X Table Size to ``count`` vectors (0: the default).
 
@@ -1942,6 +1951,11 @@ class EndpointModel:
         ``"pending"``; see :meth:`PfModel.interrupt`.
         """
         return self.pf(pf).interrupt(function, vector)
+
+    def unsupported_request(self, pf=0, vf=0):
+        """The endpoint's ``urd`` event: Unsupported Request Detected in PF ``pf`` (``vf`` 0;
+        see :meth:`PfModel.unsupported_request`)."""
+        return self.pf(pf).unsupported_request(vf)
 
     def set_vf_msix_count(self, vf, count, pf=0):
         """Set VF ``vf`` of PF ``pf``'s MSI-X Table Size (see :meth:`PfModel.set_vf_msix_count`)."""
