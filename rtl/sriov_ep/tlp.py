@@ -1,0 +1,789 @@
+"""``SriovTlpEndpoint``: :class:`SriovEndpoint` behind TLP streams (issue 11).
+
+The streams have the shape of the generic TLP interface of alexforencich/verilog-pcie (a 128-bit
+header with the first beat, payload, one strobe bit per payload dword, ``sop``/``eop``); the
+wrapper serves configuration TLPs, decodes memory TLPs through the endpoint's memory port, answers
+everything else an endpoint can receive as the spec says, and merges every TLP to send into one
+stream, stamping Completer and Requester IDs from a function number. ``docs/tlp.md`` is the
+contract: ports, fields, handshakes, latencies and what happens to each TLP type.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .endpoint import SriovEndpoint
+from .params import EndpointParams
+
+__all__ = ["Func", "TlpBeat", "TlpRequest", "TlpSource", "RxEvent", "RoutingIdLookup",
+           "SriovTlpEndpoint", "ROUTING_ID_LATENCY"]
+
+#: A function of the device: ``pf`` the PF index (in the configuration's order), ``vf`` 0 for
+#: the PF itself and n for its VF n.
+Func = data.StructLayout({"pf": 4, "vf": 16})
+
+#: Clock edges from a :class:`RoutingIdLookup` query to its answer.
+ROUTING_ID_LATENCY = 3
+
+
+def _beat_fields(data_width):
+    return {"hdr": 128, "data": data_width, "strb": data_width // 32, "sop": 1, "eop": 1}
+
+
+def TlpBeat(data_width):
+    """One beat of a TLP stream: ``hdr`` (valid with ``sop``: DW0 in bits 127:96 ... DW3 in
+    31:0, each dword as on the wire), ``data`` (payload dword i of the beat in bits
+    32i+31:32i, its byte 0 in bits 7:0), ``strb`` (one bit per payload dword), ``sop``, ``eop``."""
+    return data.StructLayout(_beat_fields(data_width))
+
+
+def TlpRequest(data_width):
+    """A beat of a request handed to user logic: a :func:`TlpBeat` plus ``bar_id``, ``func``
+    and ``offset`` (byte offset of the first dword in the function's BAR aperture), the same on
+    every beat of the TLP."""
+    return data.StructLayout({**_beat_fields(data_width), "bar_id": 3, "func": Func,
+                              "offset": 64})
+
+
+def TlpSource(data_width):
+    """A beat of a TLP user logic sends: a :func:`TlpBeat` plus ``func``, the function whose
+    Completer ID (completions) or Requester ID (requests) the wrapper writes into header bits
+    95:80, read on the ``sop`` beat."""
+    return data.StructLayout({**_beat_fields(data_width), "func": Func})
+
+
+class RxEvent(enum.Enum, shape=3):
+    """What ``rx_event.kind`` reports about a received TLP."""
+    NONE           = 0
+    #: Malformed (§2.2.2 payload size, §2.2.5 byte enables, §2.2.7 4 KiB boundary and config/IO
+    #: rules, or a Fmt/Type pair an endpoint cannot receive): dropped.
+    MALFORMED      = 1
+    #: Unsupported Request detected (completed with UR when non-posted, else dropped).
+    UR             = 2
+    #: Poisoned request (EP set on a TLP with data): not executed; UR when non-posted.
+    POISONED       = 3
+    #: Reserved: the wrapper forwards every well-formed completion to ``rx_cpl`` and tracks
+    #: no tags, so it never reports an Unexpected Completion (the user's DMA engine may).
+    UNEXPECTED_CPL = 4
+    #: An MSI-X table or PBA access that is not one aligned dword or qword (PCIe Base §6.1.4.2:
+    #: undefined): a read completes with Completer Abort, a write is dropped.
+    MSIX_ABORT     = 5
+
+
+#: The largest payload a received TLP may carry, in dwords: Device Capabilities'
+#: Max_Payload_Size Supported is 000b (128 bytes, ``caps/pcie.py``), so Device Control's
+#: Max_Payload_Size can only be 128 bytes too. A TLP with more is Malformed (PCIe Base §2.2.2).
+MAX_PAYLOAD_DW = 32
+
+
+# Header fields (bit positions in ``hdr``; DW0 is hdr[127:96]).
+def _f(hdr, lo, width):
+    return hdr[lo:lo + width]
+
+
+def _fmt(h):       return _f(h, 125, 3)
+def _type(h):      return _f(h, 120, 5)
+def _length(h):    return _f(h, 96, 10)
+def _ep(h):        return h[110]
+def _req_id(h):    return _f(h, 80, 16)
+def _tag8(h):      return _f(h, 72, 8)
+def _first_be(h):  return _f(h, 64, 4)
+def _last_be(h):   return _f(h, 68, 4)
+def _tc(h):        return _f(h, 116, 3)
+def _attr(h):      return Cat(h[108:110], h[114])
+
+
+def _w(value, width):
+    """``value`` as exactly ``width`` bits (a Python int becomes a constant)."""
+    if isinstance(value, int):
+        return Const(value, width)
+    return value[:width]
+
+
+def _cpl_hdr(req, *, fmt, typ, length, cpl_id, status, byte_count, lower_address):
+    """A completion header answering request header ``req`` (TC, Attr and the 10-bit Tag
+    copied, PCIe Base §2.2.9)."""
+    length, cpl_id, status = _w(length, 10), _w(cpl_id, 16), _w(status, 3)
+    byte_count, lower_address = _w(byte_count, 12), _w(lower_address, 7)
+    dw0 = Cat(length, Const(0, 2), req[108:110], Const(0, 4), req[114], req[115],
+              req[116:119], req[119], Const(typ, 5), Const(fmt, 3))
+    dw1 = Cat(byte_count, Const(0, 1), status, cpl_id)
+    dw2 = Cat(lower_address, Const(0, 1), _tag8(req), _req_id(req))
+    return Cat(Const(0, 32), dw2, dw1, dw0)
+
+
+def _be_low(be):
+    """Index of the lowest set bit of a 4-bit byte enable (0 when none)."""
+    return Mux(be[0], 0, Mux(be[1], 1, Mux(be[2], 2, Mux(be[3], 3, 0))))
+
+
+def _be_high(be):
+    """Index of the highest set bit of a 4-bit byte enable (0 when none)."""
+    return Mux(be[3], 3, Mux(be[2], 2, Mux(be[1], 1, 0)))
+
+
+def _byte_count(length, fbe, lbe):
+    """The Byte Count of a memory read's first completion (§2.3.1.1): ``length`` dwords (0 is
+    1024) trimmed by the byte enables, one byte for a zero-length read; 12 bits (4096 reads 0,
+    as the field encodes it)."""
+    words = Mux(length == 0, 1024, length)
+    return Mux(length == 1,
+               Mux(fbe == 0, 1, _be_high(fbe) - _be_low(fbe) + 1),
+               words * 4 - _be_low(fbe) - (3 - _be_high(lbe)))[:12]
+
+
+class RoutingIdLookup(wiring.Component):
+    """The Routing ID of any function: PF k is ``bus << 8 | its function number``; VF n of PF k
+    is that plus ``first_vf_offset[k] + (n-1) * vf_stride[k]``, modulo 2**16.
+
+    Connect ``bus``, ``first_vf_offset[k]`` and ``vf_stride[k]`` to :class:`SriovEndpoint`'s
+    ``bus`` and ``pfs[k].first_vf_offset``/``pfs[k].vf_stride``. ``rid`` answers the ``query``
+    of :data:`ROUTING_ID_LATENCY` (3) clock edges earlier, one query per cycle (registered
+    operands, then the product and the PF's Routing ID plus offset, then their sum). A PF index
+    beyond the device's gives 0. It says nothing about whether the VF exists.
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        self._fns = [pf.pf_rid & 0xFF for pf in params.pfs]
+        n = len(self._fns)
+        super().__init__({
+            "bus":             In(8),
+            "first_vf_offset": In(data.ArrayLayout(16, n)),
+            "vf_stride":       In(data.ArrayLayout(16, n)),
+            "query":           In(Func),
+            "rid":             Out(16),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pf_rid = Signal(16)
+        offset = Signal(16)
+        stride = Signal(16)
+        vm1 = Signal(16)
+        is_vf = Signal()
+        with m.Switch(self.query.pf):
+            for k, fn in enumerate(self._fns):
+                with m.Case(k):
+                    m.d.sync += [pf_rid.eq(Cat(Const(fn, 8), self.bus)),
+                                 offset.eq(self.first_vf_offset[k]),
+                                 stride.eq(self.vf_stride[k])]
+            with m.Default():
+                m.d.sync += [pf_rid.eq(0), offset.eq(0), stride.eq(0)]
+        m.d.sync += [vm1.eq(self.query.vf - 1), is_vf.eq(self.query.vf != 0)]
+        base = Signal(16)
+        product = Signal(16)
+        m.d.sync += [base.eq(pf_rid + Mux(is_vf, offset, 0)),
+                     product.eq(Mux(is_vf, vm1 * stride, 0))]
+        rid = Signal(16)
+        m.d.sync += rid.eq(base + product)
+        m.d.comb += self.rid.eq(rid)
+        return m
+
+
+# Fmt/Type pairs (PCIe Base §2.2.1, Table 2-3), as Cat(type, fmt) = fmt << 5 | type.
+def _ft(fmt, typ):
+    return fmt << 5 | typ
+
+
+MRD32, MRD64, MWR32, MWR64 = _ft(0, 0), _ft(1, 0), _ft(2, 0), _ft(3, 0)
+MRDLK32, MRDLK64 = _ft(0, 1), _ft(1, 1)
+IORD, IOWR = _ft(0, 2), _ft(2, 2)
+CFGRD0, CFGWR0, CFGRD1, CFGWR1 = _ft(0, 4), _ft(2, 4), _ft(0, 5), _ft(2, 5)
+CPL, CPLD, CPLLK, CPLDLK = _ft(0, 10), _ft(2, 10), _ft(0, 11), _ft(2, 11)
+ATOMICS = [_ft(f, t) for f in (2, 3) for t in (12, 13, 14)]
+MSGS = [_ft(1, 16 | r) for r in range(8)]
+MSGDS = [_ft(3, 16 | r) for r in range(8)]
+
+#: Message codes an endpoint accepts and acts on (or leaves to user logic, which ``rx_msg``
+#: tells): Unlock, PM_Active_State_Nak, PM_PME_Turn_Off, Set_Slot_Power_Limit (§2.2.8).
+MSG_ACCEPTED = (0x00, 0x14, 0x19, 0x50)
+#: Message codes silently discarded: the Ignored Messages (§2.2.8.7) and Vendor_Defined Type 1.
+MSG_SILENT = (0x40, 0x41, 0x43, 0x44, 0x45, 0x47, 0x48, 0x7F)
+
+_CPL_FT, _CPLD_FT = (0, 10), (2, 10)
+
+
+class SriovTlpEndpoint(wiring.Component):
+    """:class:`SriovEndpoint` behind TLP receive and transmit streams. See ``docs/tlp.md``.
+
+    Parameters
+    ----------
+    params : EndpointParams
+    data_width : int
+        Payload bits per beat: 64, 128 or 256.
+    mem_latency : int
+        The endpoint's BAR decoder latency (1 or 2).
+    """
+
+    def __init__(self, params, *, data_width=64, mem_latency=2):
+        if not isinstance(params, EndpointParams):
+            raise TypeError(f"params: must be an EndpointParams, not {params!r}")
+        if data_width not in (64, 128, 256):
+            raise ValueError(f"data_width: must be 64, 128 or 256 (got {data_width!r})")
+        if params.num_pfs > 16:
+            raise ValueError(f"params: at most 16 PFs fit func.pf (got {params.num_pfs})")
+        self._params = params
+        self._w = data_width
+        self.endpoint = SriovEndpoint(params, mem_latency=mem_latency)
+        sig = self.endpoint.signature.members
+        passed = {name: sig[name] for name in (
+            "ucfg_req", "ucfg_res", "irq", "irq_dropped", "vf_msix_size", "vf_msix_size_done",
+            "bus", "ari_capable_hierarchy", "pfs", "vf_flr")}
+        super().__init__({
+            "rx":          In(stream.Signature(TlpBeat(data_width))),
+            "req":         Out(stream.Signature(TlpRequest(data_width))),
+            "rx_cpl":      Out(stream.Signature(TlpBeat(data_width))),
+            "cpl":         In(stream.Signature(TlpSource(data_width))),
+            "dma_wr":      In(stream.Signature(TlpSource(data_width))),
+            "dma_rd":      In(stream.Signature(TlpSource(data_width))),
+            "tx":          Out(stream.Signature(TlpBeat(data_width))),
+            "tx_np_ok":    In(1, init=1),
+            "rx_event":    Out(data.StructLayout({"valid": 1, "kind": RxEvent, "func": Func})),
+            "rx_msg":      Out(data.StructLayout({"valid": 1, "code": 8})),
+            "cfg_ur":      Out(data.StructLayout({"valid": 1, "rid": 16})),
+            "dma_refused": Out(data.StructLayout({"valid": 1, "write": 1, "func": Func})),
+            "rid_query":   In(Func),
+            "rid":         Out(16),
+            **passed,
+        })
+
+    @property
+    def params(self):
+        return self._params
+
+    @property
+    def config_tlp_latency(self):
+        """Clock edges from the one that takes a config TLP's (only) beat on ``rx`` to the one
+        that transfers its completion on ``tx`` when nothing else is queued and ``tx.ready`` is
+        high: the endpoint's :attr:`SriovEndpoint.config_latency` plus 3 (the header register,
+        the completion register, the output register)."""
+        return self.endpoint.config_latency + 3
+
+    def _lookup(self, m, name, ep):
+        lk = RoutingIdLookup(self._params)
+        m.submodules[name] = lk
+        m.d.comb += lk.bus.eq(ep.bus)
+        for k in range(self._params.num_pfs):
+            m.d.comb += [lk.first_vf_offset[k].eq(ep.pfs[k].first_vf_offset),
+                         lk.vf_stride[k].eq(ep.pfs[k].vf_stride)]
+        return lk
+
+    def elaborate(self, platform):
+        p = self._params
+        W = self._w
+        m = Module()
+        m.submodules.endpoint = ep = self.endpoint
+        multi = p.num_pfs > 1
+
+        # -- Pass-through ports --------------------------------------------------------------
+        wiring.connect(m, wiring.flipped(self.ucfg_req), ep.ucfg_req)
+        wiring.connect(m, wiring.flipped(self.ucfg_res), ep.ucfg_res)
+        wiring.connect(m, wiring.flipped(self.irq), ep.irq)
+        wiring.connect(m, wiring.flipped(self.vf_msix_size), ep.vf_msix_size)
+        m.d.comb += [self.irq_dropped.eq(ep.irq_dropped),
+                     self.vf_msix_size_done.eq(ep.vf_msix_size_done),
+                     self.bus.eq(ep.bus), self.ari_capable_hierarchy.eq(ep.ari_capable_hierarchy),
+                     self.pfs.eq(ep.pfs), self.vf_flr.eq(ep.vf_flr)]
+        user_lk = self._lookup(m, "rid_user", ep)
+        m.d.comb += [user_lk.query.eq(self.rid_query), self.rid.eq(user_lk.rid)]
+
+        # One more lookup, shared by the wrapper's own clients (docs/tlp.md §6): a client
+        # raises want[c] with its function in qfunc[c]; one is granted per cycle, round robin;
+        # ans[c] marks the cycle, ROUTING_ID_LATENCY edges after its grant, in which
+        # shared.rid is its answer.
+        shared = self._lookup(m, "rid_shared", ep)
+        clients = ("rx", "msg", "cpl", "dma_wr", "dma_rd")
+        nc = len(clients)
+        want = {c: Signal(name=f"lk_want_{c}") for c in clients}
+        qfunc = {c: Signal(Func, name=f"lk_func_{c}") for c in clients}
+        lk_sel = Signal(range(nc))
+        lk_any = Signal()
+        lk_last = Signal(range(nc), init=nc - 1)
+        with m.Switch(lk_last):
+            for lst in range(nc):
+                with m.Case(lst):
+                    for idx in reversed([(lst + k) % nc for k in range(1, nc + 1)]):
+                        with m.If(want[clients[idx]]):
+                            m.d.comb += [lk_sel.eq(idx), lk_any.eq(1)]
+        grant = {c: lk_any & (lk_sel == i) for i, c in enumerate(clients)}
+        with m.Switch(lk_sel):
+            for i, c in enumerate(clients):
+                with m.Case(i):
+                    m.d.comb += shared.query.eq(qfunc[c])
+        with m.If(lk_any):
+            m.d.sync += lk_last.eq(lk_sel)
+        lk_tags = [Signal(nc, name=f"lk_tag{i}") for i in range(ROUTING_ID_LATENCY)]
+        m.d.sync += lk_tags[0].eq(Cat(grant[c] for c in clients))
+        m.d.sync += [lk_tags[i].eq(lk_tags[i - 1]) for i in range(1, ROUTING_ID_LATENCY)]
+        ans = {c: lk_tags[-1][i] for i, c in enumerate(clients)}
+        ans_next = {c: lk_tags[-2][i] for i, c in enumerate(clients)}
+        pf0_rid = Cat(Const(p.pfs[0].pf_rid & 0xFF, 8), ep.bus)
+
+        # -- Receive ---------------------------------------------------------------------------
+        h = Signal(128)                 # the header of the TLP being handled
+        d0 = Signal(W)                  # its first beat's payload
+        s0 = Signal(W // 32)
+        eop0 = Signal()                 # the first beat was its last
+        ft = Cat(_type(h), _fmt(h))
+        length = _length(h)
+        fbe, lbe = _first_be(h), _last_be(h)
+        has_data = _fmt(h)[1]
+        poisoned = _ep(h) & has_data
+        is4 = _fmt(h)[0]
+        addr = Signal(64)               # memory address (dword-aligned)
+        m.d.comb += addr.eq(Mux(is4, Cat(Const(0, 2), h[2:32], h[32:64]),
+                                Cat(Const(0, 2), h[34:64])))
+        target = _f(h, 48, 16)
+        reg = _f(h, 34, 10)
+        msg_code = _f(h, 64, 8)
+        bc = Signal(12)
+        m.d.comb += bc.eq(_byte_count(length, fbe, lbe))
+        words = Signal(11)              # Length in dwords (0 is 1024)
+        m.d.comb += words.eq(Mux(length == 0, 1024, length))
+        # Malformed TLPs (PCIe Base §2.2.2, §2.2.5, §2.2.7), from the header alone.
+        too_big = Signal()              # a payload beyond Max_Payload_Size (§2.2.2)
+        m.d.comb += too_big.eq(has_data & (words > MAX_PAYLOAD_DW))
+        crosses_4k = Signal()           # address + length past a 4 KiB boundary (§2.2.7)
+        m.d.comb += crosses_4k.eq(addr[2:12] + words > 1024)
+        be_bad = Signal()               # byte enable rules (§2.2.5)
+        qw_pair = (length == 2) & ~addr[2]
+        contiguous = (fbe.matches("1000", "1100", "1110", "1111") &
+                      lbe.matches("0001", "0011", "0111", "1111"))
+        m.d.comb += be_bad.eq(Mux(length == 1, lbe != 0,
+                                  (fbe == 0) | (lbe == 0) | (~qw_pair & ~contiguous)))
+        mem_bad = Signal()
+        m.d.comb += mem_bad.eq(too_big | crosses_4k | be_bad)
+        # Config and IO requests: Length 1, Last DW BE 0, TC 0, Attr 0 (§2.2.7).
+        cfg_ok = (length == 1) & (lbe == 0) & (_tc(h) == 0) & (_attr(h) == 0)
+        la = Cat(Mux(fbe == 0, 0, _be_low(fbe))[:2], addr[2:7])
+
+        # Completions the receive side makes: one register slot, a source of the arbiter.
+        g_valid = Signal()
+        g_hdr = Signal(128)
+        g_data = Signal(64)
+        g_dws = Signal(2)
+
+        # The config completion context (the endpoint takes one request at a time).
+        c_req = Signal(128)
+        c_write = Signal()
+        c_valid = Signal()
+        c_hdr = Signal(128)
+        c_data = Signal(32)
+
+        ev = self.rx_event
+        m.d.sync += [ev.valid.eq(0), self.rx_msg.valid.eq(0)]
+        # Every UR the receive side reports sets Unsupported Request Detected in the function
+        # the event names (docs/tlp.md §2, "Error status"), one edge later.
+        m.d.comb += [ep.urd.valid.eq(ev.valid & (ev.kind == RxEvent.UR)),
+                     ep.urd.pf.eq(ev.func.pf), ep.urd.vf.eq(ev.func.vf)]
+
+        def event(kind, func_pf=0, func_vf=0):
+            m.d.sync += [ev.valid.eq(1), ev.kind.eq(kind), ev.func.pf.eq(func_pf),
+                         ev.func.vf.eq(func_vf)]
+
+        def gen(hdr, data_=0, dws=0):
+            m.d.sync += [g_valid.eq(1), g_hdr.eq(hdr), g_data.eq(data_), g_dws.eq(dws)]
+
+        def ur_cpl(cpl_id, lock=False, mem=False):
+            return _cpl_hdr(h, fmt=0, typ=11 if lock else 10, length=0, cpl_id=cpl_id,
+                            status=1, byte_count=bc if mem else 4,
+                            lower_address=la if mem else 0)
+
+        def finish():
+            with m.If(eop0):
+                m.next = "IDLE"
+            with m.Else():
+                m.next = "DRAIN"
+
+        cfg_cpl_id = Mux(h[120], target, Cat(target[:8], ep.bus))
+
+        # Memory decode result, held.
+        res = ep.mem_res.payload
+        r_claimed = Signal()
+        r_internal = Signal()
+        r_pf = Signal(4)
+        r_vf = Signal(16)
+        r_bar = Signal(3)
+        r_offset = Signal(64)
+        r_data = Signal(64)
+        # The function's Routing ID from the shared lookup: its answer in the cycle it comes,
+        # then held.
+        rx_asked = Signal()
+        rx_rid_r = Signal(16)
+        rx_rid = Mux(ans["rx"], shared.rid, rx_rid_r)
+        m.d.comb += [qfunc["rx"].pf.eq(r_pf), qfunc["rx"].vf.eq(r_vf)]
+        with m.If(ans["rx"]):
+            m.d.sync += rx_rid_r.eq(shared.rid)
+        fits = (length == 1) | ((length == 2) & ~addr[2])
+
+        req = self.req
+        rx_cpl = self.rx_cpl
+        m.d.comb += [req.payload.bar_id.eq(r_bar), req.payload.func.pf.eq(r_pf),
+                     req.payload.func.vf.eq(r_vf), req.payload.offset.eq(r_offset)]
+
+        with m.FSM(name="rx"):
+            with m.State("IDLE"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid):
+                    m.d.sync += [h.eq(self.rx.payload.hdr), d0.eq(self.rx.payload.data),
+                                 s0.eq(self.rx.payload.strb), eop0.eq(self.rx.payload.eop)]
+                    with m.If(self.rx.payload.sop):
+                        m.next = "DISPATCH"
+                    with m.Elif(~self.rx.payload.eop):
+                        m.next = "DRAIN"        # a beat outside a TLP: skip to its end
+
+            with m.State("DISPATCH"):
+                with m.Switch(ft):
+                    with m.Case(CFGRD0, CFGWR0, CFGRD1, CFGWR1):
+                        with m.If(~cfg_ok):
+                            event(RxEvent.MALFORMED)
+                            finish()
+                        with m.Elif(poisoned):
+                            with m.If(~g_valid):
+                                event(RxEvent.POISONED)
+                                gen(ur_cpl(cfg_cpl_id))
+                                finish()
+                        with m.Else():
+                            c = ep.cfg_req.payload
+                            m.d.comb += [ep.cfg_req.valid.eq(1), c.type1.eq(h[120]),
+                                         c.rid.eq(target), c.reg.eq(reg), c.be.eq(fbe),
+                                         c.write.eq(has_data), c.data.eq(d0[:32])]
+                            with m.If(ep.cfg_req.ready):
+                                m.d.sync += [c_req.eq(h), c_write.eq(has_data)]
+                                finish()
+                    with m.Case(MRD32, MRD64, MWR32, MWR64):
+                        with m.If(mem_bad):
+                            event(RxEvent.MALFORMED)
+                            finish()
+                        with m.Elif(poisoned):
+                            event(RxEvent.POISONED)
+                            finish()
+                        with m.Else():
+                            q = ep.mem_req.payload
+                            be = Mux(addr[2], Cat(Const(0, 4), fbe),
+                                     Cat(fbe, Mux(length == 2, lbe, 0)))
+                            m.d.comb += [ep.mem_req.valid.eq(1), q.addr.eq(addr),
+                                         q.write.eq(has_data), q.tag.eq(_tag8(h)),
+                                         q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]),
+                                                       d0[:64])),
+                                         q.be.eq(Mux(fits & has_data, be, 0))]
+                            with m.If(ep.mem_req.ready):
+                                m.next = "DECODE"
+                    with m.Case(MRDLK32, MRDLK64, IORD, IOWR, *ATOMICS):
+                        malformed = Mux(ft.matches(IORD, IOWR), ~cfg_ok,
+                                        Mux(ft.matches(MRDLK32, MRDLK64), mem_bad, 0))
+                        with m.If(malformed):
+                            event(RxEvent.MALFORMED)
+                            finish()
+                        with m.Elif(~g_valid):
+                            event(Mux(poisoned, RxEvent.POISONED, RxEvent.UR))
+                            with m.If(ft.matches(MRDLK32, MRDLK64)):
+                                gen(ur_cpl(pf0_rid, lock=True, mem=True))
+                            with m.Elif(ft.matches(*ATOMICS)):
+                                # an AtomicOp's Byte Count is its operand's size (§2.2.9)
+                                operand = Mux(_type(h) == 0b01110, length * 2, length * 4)
+                                gen(_cpl_hdr(h, fmt=0, typ=10, length=0, cpl_id=pf0_rid,
+                                             status=1, byte_count=operand, lower_address=0))
+                            with m.Else():
+                                gen(ur_cpl(pf0_rid))
+                            finish()
+                    with m.Case(*MSGS, *MSGDS):
+                        with m.If(too_big):
+                            event(RxEvent.MALFORMED)
+                        with m.Elif(poisoned):
+                            event(RxEvent.POISONED)
+                        with m.Elif(msg_code.matches(*MSG_ACCEPTED)):
+                            m.d.sync += [self.rx_msg.valid.eq(1), self.rx_msg.code.eq(msg_code)]
+                        with m.Elif(~msg_code.matches(*MSG_SILENT)):
+                            event(RxEvent.UR)
+                        finish()
+                    with m.Case(CPL, CPLD, CPLLK, CPLDLK):
+                        # every well-formed completion goes to rx_cpl, from the held beat
+                        with m.If(too_big):
+                            event(RxEvent.MALFORMED)
+                            finish()
+                        with m.Else():
+                            m.d.comb += [rx_cpl.valid.eq(1), rx_cpl.payload.hdr.eq(h),
+                                         rx_cpl.payload.data.eq(d0), rx_cpl.payload.strb.eq(s0),
+                                         rx_cpl.payload.sop.eq(1), rx_cpl.payload.eop.eq(eop0)]
+                            with m.If(rx_cpl.ready):
+                                with m.If(eop0):
+                                    m.next = "IDLE"
+                                with m.Else():
+                                    m.next = "CPL_FWD"
+                    with m.Default():
+                        event(RxEvent.MALFORMED)
+                        finish()
+
+            with m.State("DECODE"):
+                m.d.comb += ep.mem_res.ready.eq(1)
+                with m.If(ep.mem_res.valid):
+                    m.d.sync += [r_claimed.eq(res.claimed), r_internal.eq(res.internal),
+                                 r_pf.eq(res.pf if multi else 0),
+                                 r_vf.eq(Mux(res.is_vf, res.vf, 0)), r_bar.eq(res.bar),
+                                 r_offset.eq(res.offset), r_data.eq(res.data),
+                                 rx_asked.eq(0)]
+                    m.next = "LOOKUP"
+
+            with m.State("LOOKUP"):
+                # Asked until granted; ACT is the cycle the answer comes in.
+                m.d.comb += want["rx"].eq(~rx_asked)
+                with m.If(grant["rx"]):
+                    m.d.sync += rx_asked.eq(1)
+                with m.If(ans_next["rx"]):
+                    m.next = "ACT"
+
+            with m.State("ACT"):
+                with m.If(r_claimed & ~r_internal):
+                    m.next = "FWD_FIRST"
+                with m.Elif(~g_valid | has_data):
+                    with m.If(r_internal):
+                        with m.If(~fits):
+                            event(RxEvent.MSIX_ABORT, r_pf, r_vf)
+                            with m.If(~has_data):
+                                gen(_cpl_hdr(h, fmt=0, typ=10, length=0, cpl_id=rx_rid,
+                                             status=4, byte_count=bc, lower_address=la))
+                        with m.Elif(~has_data):
+                            gen(_cpl_hdr(h, fmt=2, typ=10, length=length, cpl_id=rx_rid,
+                                         status=0, byte_count=bc, lower_address=la),
+                                Mux(addr[2], r_data[32:], r_data), length[:2])
+                    with m.Else():
+                        event(RxEvent.UR, 0, 0)
+                        with m.If(~has_data):
+                            gen(ur_cpl(pf0_rid, mem=True))
+                    finish()
+
+            with m.State("FWD_FIRST"):
+                m.d.comb += [req.valid.eq(1), req.payload.hdr.eq(h), req.payload.data.eq(d0),
+                             req.payload.strb.eq(s0), req.payload.sop.eq(1),
+                             req.payload.eop.eq(eop0)]
+                with m.If(req.ready):
+                    finish_fwd = eop0
+                    with m.If(finish_fwd):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "FWD"
+
+            with m.State("FWD"):
+                b = self.rx.payload
+                m.d.comb += [req.valid.eq(self.rx.valid), self.rx.ready.eq(req.ready),
+                             req.payload.hdr.eq(h), req.payload.data.eq(b.data),
+                             req.payload.strb.eq(b.strb), req.payload.sop.eq(0),
+                             req.payload.eop.eq(b.eop)]
+                with m.If(self.rx.valid & req.ready & b.eop):
+                    m.next = "IDLE"
+
+            with m.State("CPL_FWD"):
+                b = self.rx.payload
+                m.d.comb += [rx_cpl.valid.eq(self.rx.valid), self.rx.ready.eq(rx_cpl.ready),
+                             rx_cpl.payload.hdr.eq(h), rx_cpl.payload.data.eq(b.data),
+                             rx_cpl.payload.strb.eq(b.strb), rx_cpl.payload.sop.eq(0),
+                             rx_cpl.payload.eop.eq(b.eop)]
+                with m.If(self.rx.valid & rx_cpl.ready & b.eop):
+                    m.next = "IDLE"
+
+            with m.State("DRAIN"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid & self.rx.payload.eop):
+                    m.next = "IDLE"
+
+        # -- Config completions ----------------------------------------------------------------
+        cc = ep.cfg_cpl.payload
+        m.d.sync += self.cfg_ur.valid.eq(0)
+        m.d.comb += ep.cfg_cpl.ready.eq(~c_valid)
+        with m.If(ep.cfg_cpl.valid & ~c_valid):
+            status = cc.status.as_value()
+            with_data = ~c_write & (status == 0)
+            cpl_id = Mux(c_req[120], _f(c_req, 48, 16), Cat(_f(c_req, 48, 8), ep.bus))
+            m.d.sync += [
+                c_valid.eq(1), c_data.eq(cc.data),
+                c_hdr.eq(Mux(with_data,
+                             _cpl_hdr(c_req, fmt=2, typ=10, length=1, cpl_id=cpl_id,
+                                      status=status, byte_count=4, lower_address=0),
+                             _cpl_hdr(c_req, fmt=0, typ=10, length=0, cpl_id=cpl_id,
+                                      status=status, byte_count=4, lower_address=0))),
+            ]
+            with m.If(status == 1):
+                m.d.sync += [self.cfg_ur.valid.eq(1), self.cfg_ur.rid.eq(_f(c_req, 48, 16))]
+
+        # -- Transmit sources ------------------------------------------------------------------
+        # Each source: (valid, beat fields, ready, non-posted).
+        def beat(name):
+            return Signal(TlpBeat(W), name=name)
+
+        sources = []
+        cfg_beat = beat("cfg_beat")
+        cfg_ready = Signal()
+        m.d.comb += [cfg_beat.hdr.eq(c_hdr), cfg_beat.data.eq(c_data),
+                     cfg_beat.strb.eq(_length(c_hdr) != 0), cfg_beat.sop.eq(1),
+                     cfg_beat.eop.eq(1)]
+        with m.If(cfg_ready):
+            m.d.sync += c_valid.eq(0)
+        sources.append((c_valid, cfg_beat, cfg_ready, False))
+
+        gen_beat = beat("gen_beat")
+        gen_ready = Signal()
+        m.d.comb += [gen_beat.hdr.eq(g_hdr), gen_beat.data.eq(g_data),
+                     gen_beat.strb.eq(Mux(g_dws == 2, 3, Mux(g_dws == 1, 1, 0))),
+                     gen_beat.sop.eq(1), gen_beat.eop.eq(1)]
+        with m.If(gen_ready):
+            m.d.sync += g_valid.eq(0)
+        sources.append((g_valid, gen_beat, gen_ready, False))
+
+        # MSI-X messages: posted MWr with the function's Requester ID.
+        msg = ep.msg
+        mx_valid = Signal()
+        mx_addr = Signal(64)
+        mx_data = Signal(32)
+        mx_func = Signal(Func)
+        mx_asked = Signal()
+        mx_rid = Signal(16)
+        m.d.comb += qfunc["msg"].eq(mx_func)
+        mx_beat = beat("msix_beat")
+        mx_ready = Signal()
+        with m.FSM(name="msix"):
+            with m.State("IDLE"):
+                m.d.comb += msg.ready.eq(1)
+                with m.If(msg.valid):
+                    m.d.sync += [mx_addr.eq(msg.payload.addr), mx_data.eq(msg.payload.data),
+                                 mx_func.pf.eq(msg.payload.pf if multi else 0),
+                                 mx_func.vf.eq(msg.payload.function), mx_asked.eq(0)]
+                    m.next = "LOOKUP"
+            with m.State("LOOKUP"):
+                m.d.comb += want["msg"].eq(~mx_asked)
+                with m.If(grant["msg"]):
+                    m.d.sync += mx_asked.eq(1)
+                with m.If(ans["msg"]):
+                    m.d.sync += [mx_rid.eq(shared.rid), mx_valid.eq(1)]
+                    m.next = "SEND"
+            with m.State("SEND"):
+                with m.If(mx_ready):
+                    m.d.sync += mx_valid.eq(0)
+                    m.next = "IDLE"
+        is64 = mx_addr[32:].any()
+        m.d.comb += [
+            mx_beat.hdr.eq(Cat(Mux(is64, Cat(Const(0, 2), mx_addr[2:32]), 0),
+                               Mux(is64, mx_addr[32:], Cat(Const(0, 2), mx_addr[2:32])),
+                               Const(0xF, 4), Const(0, 4), Const(0, 8), mx_rid,
+                               Const(1, 10), Const(0, 19), Mux(is64, 3, 2)[:3])),
+            mx_beat.data.eq(mx_data), mx_beat.strb.eq(1), mx_beat.sop.eq(1),
+            mx_beat.eop.eq(1),
+        ]
+        sources.append((mx_valid, mx_beat, mx_ready, False))
+
+        # User streams: Completer/Requester ID from func, BME checks for requests.
+        bme_busy = Signal()         # dma_wr queries vf_bme this cycle
+        m.d.sync += self.dma_refused.valid.eq(0)
+        for name, stream_, check, nonposted in (("cpl", self.cpl, False, False),
+                                                ("dma_wr", self.dma_wr, True, False),
+                                                ("dma_rd", self.dma_rd, True, True)):
+            func = Signal(Func, name=f"{name}_func")
+            cnt = Signal(2, name=f"{name}_wait")
+            rid = Signal(16, name=f"{name}_rid")
+            asked = Signal(name=f"{name}_asked")       # the lookup was granted
+            got = Signal(name=f"{name}_got")           # rid holds its answer
+            bme_ok = Signal(name=f"{name}_bme_ok")     # pf_ok, kept after its one cycle
+            out = beat(f"{name}_beat")
+            o_valid = Signal(name=f"{name}_valid")
+            o_ready = Signal(name=f"{name}_ready")
+            b = stream_.payload
+            m.d.comb += [out.hdr.eq(Mux(b.sop, Cat(b.hdr[:80], rid, b.hdr[96:]), b.hdr)),
+                         out.data.eq(b.data), out.strb.eq(b.strb), out.sop.eq(b.sop),
+                         out.eop.eq(b.eop)]
+            pf_ok = Signal(name=f"{name}_pf_ok")
+            with m.Switch(func.pf):
+                for k in range(p.num_pfs):
+                    with m.Case(k):
+                        m.d.comb += pf_ok.eq(Mux(func.vf == 0, ep.pfs[k].bus_master_enable,
+                                                 ep.vf_bme))
+            with m.FSM(name=name):
+                with m.State("IDLE"):
+                    may = ~bme_busy if name == "dma_rd" else Const(1)
+                    m.d.comb += qfunc[name].eq(b.func)
+                    with m.If(stream_.valid & ~b.sop):
+                        m.d.comb += stream_.ready.eq(1)         # a stray beat: dropped
+                    with m.Elif(stream_.valid & may):
+                        m.d.comb += want[name].eq(1)
+                        m.d.sync += [func.eq(b.func), cnt.eq(0), asked.eq(grant[name]),
+                                     got.eq(0)]
+                        if check:
+                            m.d.comb += [ep.vf_bme_query.pf.eq(b.func.pf),
+                                         ep.vf_bme_query.vf.eq(b.func.vf)]
+                            if name == "dma_wr":
+                                m.d.comb += bme_busy.eq(1)
+                        m.next = "LOOKUP"
+                with m.State("LOOKUP"):
+                    m.d.comb += [qfunc[name].eq(func), want[name].eq(~asked)]
+                    with m.If(grant[name]):
+                        m.d.sync += asked.eq(1)
+                    with m.If(ans[name]):
+                        m.d.sync += [rid.eq(shared.rid), got.eq(1)]
+                    # vf_bme answers the query of the IDLE cycle when cnt is 2: kept
+                    with m.If(cnt != 3):
+                        m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == ROUTING_ID_LATENCY - 1):
+                        m.d.sync += bme_ok.eq(pf_ok)
+                    ok_now = Mux(cnt == ROUTING_ID_LATENCY - 1, pf_ok, bme_ok)
+                    with m.If((cnt >= ROUTING_ID_LATENCY - 1) & (got | ans[name])):
+                        if check:
+                            with m.If(ok_now):
+                                m.next = "PASS"
+                            with m.Else():
+                                m.d.sync += [self.dma_refused.valid.eq(1),
+                                             self.dma_refused.write.eq(name == "dma_wr"),
+                                             self.dma_refused.func.eq(func)]
+                                m.next = "REFUSE"
+                        else:
+                            m.next = "PASS"
+                with m.State("PASS"):
+                    m.d.comb += [o_valid.eq(stream_.valid), stream_.ready.eq(o_ready)]
+                    with m.If(stream_.valid & o_ready & b.eop):
+                        m.next = "IDLE"
+                with m.State("REFUSE"):
+                    m.d.comb += stream_.ready.eq(1)
+                    with m.If(stream_.valid & b.eop):
+                        m.next = "IDLE"
+            sources.append((o_valid, out, o_ready, nonposted))
+
+        # -- Arbiter: round robin at TLP boundaries, one output register -----------------------
+        n = len(sources)
+        o_valid = Signal()
+        o_beat = beat("tx_beat")
+        m.d.comb += [self.tx.valid.eq(o_valid), self.tx.payload.eq(o_beat)]
+        can_load = ~o_valid | self.tx.ready
+        locked = Signal()
+        cur = Signal(range(n))
+        last = Signal(range(n), init=n - 1)
+        elig = Signal(n)
+        for i, (v, _b, _r, np) in enumerate(sources):
+            m.d.comb += elig[i].eq(v & (self.tx_np_ok if np else 1))
+        pick = Signal(range(n))
+        any_ = Signal()
+        with m.If(locked):
+            m.d.comb += [pick.eq(cur), any_.eq(Cat(*(s[0] for s in sources)).bit_select(cur, 1))]
+        with m.Else():
+            with m.Switch(last):
+                for lst in range(n):
+                    with m.Case(lst):
+                        order = [(lst + k) % n for k in range(1, n + 1)]
+                        for idx in reversed(order):
+                            with m.If(elig[idx]):
+                                m.d.comb += [pick.eq(idx), any_.eq(1)]
+        go = can_load & any_
+        for i, (_v, _b, r, _np) in enumerate(sources):
+            m.d.comb += r.eq(go & (pick == i))
+        with m.If(go):
+            m.d.sync += o_valid.eq(1)
+            with m.Switch(pick):
+                for i, (_v, b, _r, _np) in enumerate(sources):
+                    with m.Case(i):
+                        m.d.sync += o_beat.eq(b)
+                        with m.If(b.eop):
+                            m.d.sync += [locked.eq(0), last.eq(i)]
+                        with m.Else():
+                            m.d.sync += [locked.eq(1), cur.eq(i)]
+        with m.Elif(self.tx.ready):
+            m.d.sync += o_valid.eq(0)
+        return m
