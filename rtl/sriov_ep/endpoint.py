@@ -1610,13 +1610,18 @@ class SriovEndpoint(wiring.Component):
         computed in the stage, while some VF is out of D0), and serving MSI-X table and PBA
         accesses (the decoder's ``msix`` flags, registered with the result) from the engine by
         PF, function and global index. PFs out of D0 claim nothing already (their decoder
-        core's Memory Space Enable is gated)."""
+        core's Memory Space Enable is gated).
+
+        Between the two, a skid register: the decoder's ``res.ready`` is that register being
+        empty, so that the decoder's pipeline enables (a few hundred flip-flops spread over
+        every PF's core) wait for registers only, not for ``mem_res.ready`` and the stage's
+        slow flags. An empty skid register passes the decoder's result straight on (no
+        latency added); a result the stage cannot take waits in it, and the stage takes it
+        before the decoder's next."""
         p = self._params
         msix = self.msix
         decoded = bar_decoder.res
-        d = decoded.payload
-        hit = bar_decoder.msix
-        r = Signal.like(d)
+        r = Signal.like(decoded.payload)
         r_valid = Signal()
         need_query = Signal()
         need_table = Signal()
@@ -1625,21 +1630,48 @@ class SriovEndpoint(wiring.Component):
         out = self.mem_res
         m.d.comb += out.payload.eq(r)
         r_index = Signal(range(p.vf_entries))
-        base = Signal(range(p.vf_entries))
-        with m.Switch(d.pf):
-            for k in range(p.num_pfs):
-                with m.Case(k):
-                    m.d.comb += base.eq(p.vf_base(k))
+
+        def vf_index(res):
+            """The VF state memory's index of result ``res``'s VF (by its PF's first entry)."""
+            base = Signal(range(p.vf_entries), name="mem_vf_base")
+            with m.Switch(res.pf):
+                for k in range(p.num_pfs):
+                    with m.Case(k):
+                        m.d.comb += base.eq(p.vf_base(k))
+            return (base + res.vf - 1)[:len(r_index)]
+
+        # -- The skid register: loaded in every cycle it is empty -------------------------------
+        skid = Signal.like(decoded.payload, name="mem_skid")
+        skid_hit = Signal.like(bar_decoder.msix, name="mem_skid_msix")
+        skid_index = Signal.like(r_index, name="mem_skid_index")
+        skid_valid = Signal(name="mem_skid_valid")
+        dec_index = Signal.like(r_index, name="mem_dec_index")
+        m.d.comb += [decoded.ready.eq(~skid_valid), dec_index.eq(vf_index(decoded.payload))]
+        with m.If(~skid_valid):
+            m.d.sync += [skid.eq(decoded.payload), skid_hit.eq(bar_decoder.msix),
+                         skid_index.eq(dec_index)]
+        # What the stage takes: the skid register's result if it holds one, else the decoder's.
+        d = Signal.like(decoded.payload, name="mem_src")
+        hit = Signal.like(bar_decoder.msix, name="mem_src_msix")
+        index = Signal.like(r_index, name="mem_src_index")
+        with m.If(skid_valid):
+            m.d.comb += [d.eq(skid), hit.eq(skid_hit), index.eq(skid_index)]
+        with m.Else():
+            m.d.comb += [d.eq(decoded.payload), hit.eq(bar_decoder.msix), index.eq(dec_index)]
+        d_valid = skid_valid | decoded.valid
+
         slow = need_query | need_table
+        take = Signal(name="mem_take")
         m.d.comb += [out.valid.eq(r_valid & ~slow),
-                     decoded.ready.eq(~r_valid | (out.ready & ~slow))]
-        with m.If(decoded.ready):
-            m.d.sync += [r.eq(d), r_index.eq(base + d.vf - 1),
+                     take.eq(~r_valid | (out.ready & ~slow))]
+        m.d.sync += skid_valid.eq(d_valid & ~take)
+        with m.If(take):
+            m.d.sync += [r.eq(d), r_index.eq(index),
                          need_query.eq(d.claimed & d.is_vf & vfs_low_power if vf_pm else 0)]
             if msix is not None:
                 m.d.sync += [need_table.eq(d.claimed & (hit.table | hit.pba)),
                              pba_hit.eq(hit.pba), tbl_offset.eq(hit.offset)]
-        with m.If(decoded.valid & decoded.ready):
+        with m.If(d_valid & take):
             m.d.sync += r_valid.eq(1)
         with m.Elif(out.valid & out.ready):
             m.d.sync += r_valid.eq(0)
