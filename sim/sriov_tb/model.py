@@ -1856,11 +1856,37 @@ class EndpointModel:
             that keeps functions apart has failed.
         """
         PfModel._check_rid(rid)
+        # Every PF's claim (PfModel.claim), written out here: this runs for every config
+        # request, on every PF.
+        bus = self.captured_bus                 # each PF's captured_bus (the device's)
+        if type1 and rid >> 8 == bus:
+            return (None, 0, 0)                 # a Type 1 request for the device's own bus
         claims = []
         for pf in self.pfs:
-            hit = pf.claim(type1, rid)
-            if hit is not None:
-                claims.append((hit[0], pf.index, hit[1]))
+            if type1:
+                target = rid
+            elif rid & 0xFF == pf.pf_fn:
+                claims.append(("PF", pf.index, 0))
+                continue
+            else:
+                target = bus << 8 | (rid & 0xFF)
+            sriov = pf.sriov
+            if not sriov.vf_enable:
+                continue
+            stride = sriov.vf_stride
+            d = target - ((bus << 8 | pf.pf_fn) + sriov.first_vf_offset)
+            if d < 0:
+                continue
+            if stride == 0:                     # only with TotalVFs 1: d 0 is VF 1
+                if d != 0:
+                    continue
+                n = 1
+            elif d % stride != 0:
+                continue
+            else:
+                n = d // stride + 1
+            if n <= sriov.num_vfs:
+                claims.append(("VF", pf.index, n))
         if len(claims) > 1:
             raise AssertionError(f"Routing ID {rid:#06x} (Type {int(bool(type1))}) is taken by "
                                  f"several functions: {claims}")

@@ -22,6 +22,7 @@
 // (CData/SData/IData/QData integers or VlWide arrays).
 
 #include "Vsriov_ep_top.h"
+#include "Vsriov_ep_top___024root.h"
 #include "verilated.h"
 
 #include <chrono>
@@ -112,6 +113,9 @@ struct Sim {
     std::unique_ptr<VerilatedVcdC> trace;
 #endif
     bool tracing = false;           // dumping now (a dump is open and not switched off)
+    // An input was set since the last eval (see fall): the harness sets it with every input
+    // it writes (set_inputs).
+    bool dirty = true;
     uint64_t now = 0;               // time of the last rising edge (ps)
     uint64_t half = 4000;           // half a clock period (ps)
     uint64_t cycles = 0;            // rising edges since the start
@@ -139,6 +143,9 @@ struct Sim {
 
 // -- Clock edges ------------------------------------------------------------------------------
 
+// Every input the harness writes is followed by this: the next falling edge evaluates.
+static inline void inputs_set(Sim* s) { s->dirty = true; }
+
 static inline void user_sample(Sim* s) {
     Vsriov_ep_top* t = s->top.get();
     if (s->user_state == 1) {
@@ -154,18 +161,18 @@ static inline void user_sample(Sim* s) {
 static inline void user_update(Sim* s) {
     Vsriov_ep_top* t = s->top.get();
     if (s->user_state == 1 && s->user_sampled) {
-        t->ucfg_req___05Fready = 0;
+        t->ucfg_req___05Fready = 0; inputs_set(s);
         uint64_t response = 0;
         if (s->user(s->user_words.data(), static_cast<int>(s->user_words.size()), &response))
             s->user_failed = true;
         uint32_t words[2] = {static_cast<uint32_t>(response),
                              static_cast<uint32_t>(response >> 32)};
-        put_words(t->ucfg_res___05Fpayload, words, 2);
-        t->ucfg_res___05Fvalid = 1;
+        put_words(t->ucfg_res___05Fpayload, words, 2); inputs_set(s);
+        t->ucfg_res___05Fvalid = 1; inputs_set(s);
         s->user_state = 2;
     } else if (s->user_state == 2 && s->user_sampled) {
-        t->ucfg_res___05Fvalid = 0;
-        t->ucfg_req___05Fready = 1;
+        t->ucfg_res___05Fvalid = 0; inputs_set(s);
+        t->ucfg_req___05Fready = 1; inputs_set(s);
         s->user_state = 1;
     }
 }
@@ -173,6 +180,13 @@ static inline void user_update(Sim* s) {
 // The falling edge: the inputs set since the last rising edge settle (written to the dump at
 // that edge's time, as a simulator that sets them in the same time step does), then clk falls.
 // Outputs read after this are what the next rising edge samples.
+//
+// When no input changed since the last eval (the rising edge's), that eval's outputs are
+// already the ones the next edge samples: nothing in the design acts on the falling edge, so
+// evaluating again would compute the same values (the input-combinational logic, which
+// Verilator runs on every eval, is most of a big design's time). Then only what the next
+// rising edge needs is done: clk low, and the clock's last sampled value low, which is what
+// Verilator's posedge trigger compares with (an eval with clk low would have stored it).
 static inline void fall(Sim* s) {
     Vsriov_ep_top* t = s->top.get();
 #if VM_TRACE
@@ -182,7 +196,12 @@ static inline void fall(Sim* s) {
     }
 #endif
     t->clk = 0;
-    t->eval();
+    if (s->dirty || s->tracing) {
+        t->eval();
+        s->dirty = false;
+    } else {
+        t->rootp->__Vtrigprevexpr___TOP__clk__0 = 0;
+    }
 #if VM_TRACE
     if (s->tracing) s->trace->dump(s->now + s->half);
 #endif
@@ -213,9 +232,9 @@ static int cfg_once(Sim* s, uint64_t request, uint64_t* completion, uint64_t* cy
     bool target = s->corrupt_at && s->completions + 1 == s->corrupt_at;
     bool holding = target && s->corrupt_delay > 0;
     uint64_t held = 0;
-    t->cfg_req___05Fpayload = request;
-    t->cfg_req___05Fvalid = 1;
-    t->cfg_cpl___05Fready = holding ? 0 : 1;
+    t->cfg_req___05Fpayload = request; inputs_set(s);
+    t->cfg_req___05Fvalid = 1; inputs_set(s);
+    t->cfg_cpl___05Fready = holding ? 0 : 1; inputs_set(s);
     uint64_t waited = 0;
     for (;;) {
         fall(s);
@@ -224,7 +243,7 @@ static int cfg_once(Sim* s, uint64_t request, uint64_t* completion, uint64_t* cy
         if (ready) break;
         if (++waited > s->timeout) return SN_TIMEOUT_ACCEPT;
     }
-    t->cfg_req___05Fvalid = 0;
+    t->cfg_req___05Fvalid = 0; inputs_set(s);
     uint64_t count = 0;
     uint64_t word = 0;
     for (;;) {
@@ -236,12 +255,12 @@ static int cfg_once(Sim* s, uint64_t request, uint64_t* completion, uint64_t* cy
         rise(s);
         if (taken) break;
         if (holding && valid && ++held >= s->corrupt_delay) {
-            t->cfg_cpl___05Fready = 1;
+            t->cfg_cpl___05Fready = 1; inputs_set(s);
             holding = false;
         }
         if (count > s->timeout) return SN_TIMEOUT_RESPONSE;
     }
-    t->cfg_cpl___05Fready = 0;
+    t->cfg_cpl___05Fready = 0; inputs_set(s);
     s->completions += 1;
     if (target) word ^= place(s->corrupt_xor, s->lsb[L_CPL_DATA], s->width[L_CPL_DATA]);
     *completion = word;
@@ -334,7 +353,7 @@ void* sn_new(const char* trace_path, uint64_t half_period_ps) {
 #endif
     Vsriov_ep_top* t = s->top.get();
     t->clk = 0;
-    t->rst = 1;
+    t->rst = 1; inputs_set(s);
     t->eval();
     return s;
 }
@@ -425,8 +444,8 @@ void sn_set_user(void* handle, sn_user_callback callback) {
     s->user = callback;
     s->user_state = callback ? 1 : 0;
     s->user_failed = false;
-    t->ucfg_req___05Fready = callback ? 1 : 0;
-    t->ucfg_res___05Fvalid = 0;
+    t->ucfg_req___05Fready = callback ? 1 : 0; inputs_set(s);
+    t->ucfg_res___05Fvalid = 0; inputs_set(s);
 }
 
 // Test hook: the n-th config completion from now (1-based; 0: none) gets `mask` XORed into
@@ -446,21 +465,21 @@ void sn_corrupt_completion(void* handle, uint64_t n, uint32_t mask, uint64_t del
 int sn_reset(void* handle, int cycles) {
     Sim* s = static_cast<Sim*>(handle);
     Vsriov_ep_top* t = s->top.get();
-    t->cfg_req___05Fvalid = 0;
-    t->cfg_cpl___05Fready = 0;
-    t->mem_req___05Fvalid = 0;
-    t->mem_res___05Fready = 0;
-    t->vf_bme_query = 0;
-    t->irq___05Fvalid = 0;
-    t->msg___05Fready = 0;
-    t->vf_msix_size___05Fvalid = 0;
-    t->ucfg_req___05Fready = 0;
-    t->ucfg_res___05Fvalid = 0;
+    t->cfg_req___05Fvalid = 0; inputs_set(s);
+    t->cfg_cpl___05Fready = 0; inputs_set(s);
+    t->mem_req___05Fvalid = 0; inputs_set(s);
+    t->mem_res___05Fready = 0; inputs_set(s);
+    t->vf_bme_query = 0; inputs_set(s);
+    t->irq___05Fvalid = 0; inputs_set(s);
+    t->msg___05Fready = 0; inputs_set(s);
+    t->vf_msix_size___05Fvalid = 0; inputs_set(s);
+    t->ucfg_req___05Fready = 0; inputs_set(s);
+    t->ucfg_res___05Fvalid = 0; inputs_set(s);
     int user = s->user_state;
     s->user_state = 0;
-    t->rst = 1;
+    t->rst = 1; inputs_set(s);
     for (int i = 0; i < cycles; ++i) tick(s);
-    t->rst = 0;
+    t->rst = 0; inputs_set(s);
     uint64_t waited = 0;
     for (;;) {
         fall(s);
@@ -471,7 +490,7 @@ int sn_reset(void* handle, int cycles) {
     }
     if (user) {
         s->user_state = 1;
-        t->ucfg_req___05Fready = 1;
+        t->ucfg_req___05Fready = 1; inputs_set(s);
     }
     return SN_OK;
 }
@@ -513,9 +532,9 @@ int sn_mem(void* handle, const uint32_t* request, int nreq, uint32_t* result, in
            uint64_t timeout, uint64_t* cycles) {
     Sim* s = static_cast<Sim*>(handle);
     Vsriov_ep_top* t = s->top.get();
-    put_words(t->mem_req___05Fpayload, request, nreq);
-    t->mem_req___05Fvalid = 1;
-    t->mem_res___05Fready = 1;
+    put_words(t->mem_req___05Fpayload, request, nreq); inputs_set(s);
+    t->mem_req___05Fvalid = 1; inputs_set(s);
+    t->mem_res___05Fready = 1; inputs_set(s);
     uint64_t waited = 0;
     for (;;) {
         fall(s);
@@ -524,7 +543,7 @@ int sn_mem(void* handle, const uint32_t* request, int nreq, uint32_t* result, in
         if (ready) break;
         if (++waited > timeout) return SN_TIMEOUT_ACCEPT;
     }
-    t->mem_req___05Fvalid = 0;
+    t->mem_req___05Fvalid = 0; inputs_set(s);
     uint64_t count = 0;
     for (;;) {
         ++count;
@@ -535,7 +554,7 @@ int sn_mem(void* handle, const uint32_t* request, int nreq, uint32_t* result, in
         if (valid) break;
         if (count > timeout) return SN_TIMEOUT_RESPONSE;
     }
-    t->mem_res___05Fready = 0;
+    t->mem_res___05Fready = 0; inputs_set(s);
     *cycles = count;
     return s->user_failed ? SN_CALLBACK_ERROR : SN_OK;
 }
@@ -556,9 +575,9 @@ int sn_interrupt(void* handle, const uint32_t* request, int nreq, uint64_t quiet
     Sim* s = static_cast<Sim*>(handle);
     Vsriov_ep_top* t = s->top.get();
     *dropped = 0;
-    t->msg___05Fready = 1;
-    put_words(t->irq___05Fpayload, request, nreq);
-    t->irq___05Fvalid = 1;
+    t->msg___05Fready = 1; inputs_set(s);
+    put_words(t->irq___05Fpayload, request, nreq); inputs_set(s);
+    t->irq___05Fvalid = 1; inputs_set(s);
     uint64_t waited = 0;
     for (;;) {
         fall(s);
@@ -570,9 +589,9 @@ int sn_interrupt(void* handle, const uint32_t* request, int nreq, uint64_t quiet
         if (ready) break;
         if (waited > timeout) return SN_TIMEOUT_ACCEPT;
     }
-    t->irq___05Fvalid = 0;
+    t->irq___05Fvalid = 0; inputs_set(s);
     int rc = until_quiet(s, quiet, timeout, dropped);
-    t->msg___05Fready = 0;
+    t->msg___05Fready = 0; inputs_set(s);
     return rc;
 }
 
@@ -591,8 +610,8 @@ int sn_vf_msix_count(void* handle, const uint32_t* request, int nreq, uint64_t t
                      int* ok) {
     Sim* s = static_cast<Sim*>(handle);
     Vsriov_ep_top* t = s->top.get();
-    put_words(t->vf_msix_size___05Fpayload, request, nreq);
-    t->vf_msix_size___05Fvalid = 1;
+    put_words(t->vf_msix_size___05Fpayload, request, nreq); inputs_set(s);
+    t->vf_msix_size___05Fvalid = 1; inputs_set(s);
     bool accepted = false;
     uint64_t waited = 0;
     for (;;) {
@@ -606,7 +625,7 @@ int sn_vf_msix_count(void* handle, const uint32_t* request, int nreq, uint64_t t
         }
         if (ready && !accepted) {
             accepted = true;
-            t->vf_msix_size___05Fvalid = 0;
+            t->vf_msix_size___05Fvalid = 0; inputs_set(s);
         }
         if (++waited > timeout) return SN_TIMEOUT_RESPONSE;
     }
@@ -625,10 +644,10 @@ int64_t sn_bench_loop(void* handle, int64_t count, uint64_t request, double* sec
     uint64_t n = 0;
     int64_t done = 0;
     auto start = std::chrono::steady_clock::now();
-    t->cfg_req___05Fpayload = request;
-    t->cfg_cpl___05Fready = 1;
+    t->cfg_req___05Fpayload = request; inputs_set(s);
+    t->cfg_cpl___05Fready = 1; inputs_set(s);
     for (; done < count; ++done) {
-        t->cfg_req___05Fvalid = 1;
+        t->cfg_req___05Fvalid = 1; inputs_set(s);
         for (;;) {
             t->clk = 0;
             t->eval();
@@ -638,7 +657,7 @@ int64_t sn_bench_loop(void* handle, int64_t count, uint64_t request, double* sec
             ++n;
             if (ready) break;
         }
-        t->cfg_req___05Fvalid = 0;
+        t->cfg_req___05Fvalid = 0; inputs_set(s);
         for (;;) {
             t->clk = 0;
             t->eval();
@@ -649,7 +668,7 @@ int64_t sn_bench_loop(void* handle, int64_t count, uint64_t request, double* sec
             if (valid) break;
         }
     }
-    t->cfg_cpl___05Fready = 0;
+    t->cfg_cpl___05Fready = 0; inputs_set(s);
     *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     *edges = n;
     s->now += 2 * s->half * n;

@@ -31,13 +31,17 @@ What the stimulus does (``docs/regressions.md`` has the weights and the reasons)
 """
 
 import bisect
+import ctypes
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from sriov_ep.params import format_bdf
 
+from .cfg import Mismatch, split_access
+from .host import HostError, MemAccessResult, _describe_access, access_result, decode_result
 from .script import Op
 
 __all__ = ["RandomStimulus", "RegressionResult", "run_regression", "SEEDS", "DEFAULT_COUNT",
@@ -57,9 +61,9 @@ SEEDS = {
 }
 
 #: Random operations per configuration: ``sriov-ep regress``'s default and the test suite's.
-#: They make about 1.15 million transactions (a restore, an FLR or an armed interrupt is
-#: several), so more than a million after the set-up's.
-DEFAULT_COUNT = 800_000
+#: Each makes at least one transaction (a restore, an FLR or an armed interrupt several): more
+#: than a million after the set-up's.
+DEFAULT_COUNT = 1_000_000
 
 #: Operation kinds and their weights in the random part.
 WEIGHTS = {"cfgrd": 40, "cfgwr": 20, "memrd": 16, "memwr": 14, "msix": 6, "restore": 1,
@@ -670,15 +674,330 @@ def run_regression(params, *, seed, count, name="config", backend="native", user
     if on_operation is not None:
         stimulus.on_operation = on_operation
     start = time.perf_counter()
-    run = _runner(backend)(params, stimulus, **options)
+    if backend == "native" and vcd is None and wave_from is None and wave_to is None:
+        compared, transactions = _run_native_lean(
+            params, stimulus, filename=filename, user=user, build_dir=build_dir,
+            mutate=mutate, waves_on_failure=waves_on_failure)
+    else:
+        run = _runner(backend)(params, stimulus, **options)
+        compared, transactions = run.compared, len(run.transactions)
     seconds = time.perf_counter() - start
     return RegressionResult(name, seed, count, backend, operations=stimulus.line,
-                            compared=run.compared, seconds=seconds,
+                            compared=compared, seconds=seconds,
                             setup_ops=stimulus.setup_ops, counts=dict(stimulus.counts),
                             outcomes=dict(stimulus.outcomes), states=set(stimulus.states),
-                            transactions=len(run.transactions),
+                            transactions=transactions,
                             setup_transactions=stimulus.setup_records, clears=stimulus.clears,
                             clears_refused=stimulus.clears_refused)
+
+
+# -- The lean loop of the native backend -----------------------------------------------------------
+
+def _run_native_lean(params, stimulus, *, filename, user, build_dir, mutate, waves_on_failure):
+    """Run ``stimulus`` on the native backend with the checks of
+    :func:`sriov_tb.runner.execute`, faster: ``(compared, transactions)``.
+
+    The host, the root port, the scoreboard and the reference model are those ``execute``
+    makes, and every operation but the config reads and writes runs through the runner's own
+    code (:func:`sriov_tb.runner._run_op`). Config reads and writes, most of a run, go straight
+    to the native model and the reference model (:func:`_LeanConfig`): the same requests in the
+    same order, every completion compared as :class:`sriov_tb.host.Scoreboard` compares it, the
+    MSI-X messages drained and compared after each as :class:`sriov_tb.host.RootPort` does, and
+    the same failure messages; what they skip is what only a transcript needs (the
+    :class:`~sriov_tb.host.Transaction` records, kept nowhere here: they are counted, and their
+    outcomes go to the stimulus's coverage counts). A failure with ``waves_on_failure`` is
+    repeated on the traced model through :func:`sriov_tb.native.run_ops_native` (the standard
+    path, same operations), as the native backend does for any run."""
+    from . import native
+    from .cosim import with_failure_waves
+
+    def run(emit, on_transaction, on_dump, vcd, wave_from, wave_to):
+        if vcd is None:
+            return _lean(params, stimulus, filename=filename, user=user, build_dir=build_dir,
+                         mutate=mutate)
+        again = RandomStimulus(params, stimulus.seed, stimulus.count,
+                               setup_vfs=stimulus.setup_vfs)
+        return native.run_ops_native(params, again, filename=filename, user=user,
+                                     build_dir=build_dir, mutate=mutate, vcd=vcd,
+                                     wave_from=wave_from, wave_to=wave_to)
+
+    return with_failure_waves(run, emit=None, on_transaction=None, on_dump=None, vcd=None,
+                              wave_from=None, wave_to=None, waves_on_failure=waves_on_failure)
+
+
+def _lean(params, stimulus, *, filename, user, build_dir, mutate):
+    import copy
+
+    from . import native
+    from .cfg import Mismatch
+    from .host import (
+        BarMemories,
+        HostError,
+        InterruptPort,
+        LinuxHost,
+        MemoryPort,
+        ModelEndpointPort,
+        ModelInterruptPort,
+        RootPort,
+        Scoreboard,
+        SettledDriver,
+    )
+    from .linux import SriovError
+    from .model import EndpointModel
+    from .runner import RunFailure, _run_op, _Unexpected
+
+    tools = native.find_native_toolchain()
+    with native._built(params, build_dir=build_dir, tools=tools) as folder:
+        design = native.NativeModel(folder, params)
+        try:
+            design.reset()
+            if user is not None:        # the design's copy; the model gets another
+                design.serve_user(copy.deepcopy(user))
+            if mutate is not None:
+                design.corrupt_completion(*mutate)
+            # What execute() makes, around the same drivers as the native backend's.
+            model = EndpointModel(params, user=copy.deepcopy(user))
+            irq_driver = native.NativeInterruptDriver(design)
+            board = Scoreboard(SettledDriver(native.NativeConfigDriver(design),
+                                             irq_driver.settle), ModelEndpointPort(model))
+            tally = [0]                 # records made (transactions of the transcript)
+
+            def record(txn):
+                tally[0] += 1
+
+            root = RootPort(board, secondary_bus=params.bus, on_transaction=record)
+            host = LinuxHost(root, params.pfs[0].pf_rid)
+            root.mem = MemoryPort(SettledDriver(native.NativeMemoryDriver(design),
+                                                irq_driver.settle), model)
+            root.memories = BarMemories()
+            root.model = model
+            root.irq = InterruptPort(irq_driver, ModelInterruptPort(model))
+            lean = _LeanConfig(design, model, root, irq_driver, root.mem.dut._driver,
+                               stimulus.outcomes, tally)
+
+            async def idle(cycles):
+                design.idle(cycles)
+
+            for op in stimulus(host, root):
+                try:
+                    kind = op.kind
+                    if kind == "cfgrd" or kind == "cfgwr":
+                        lean.run(op)
+                    elif kind == "memrd" or kind == "memwr":
+                        lean.memory(op, host.pf_bdf)
+                    else:
+                        root.step = f"line {op.line}" if op.line else ""
+                        native.complete(_run_op(idle, host, root, op))
+                except (Mismatch, HostError, SriovError, _Unexpected) as exc:
+                    where = f"{filename}:{op.line}: " if op.line else ""
+                    failure = RunFailure(f"{where}{op.text}: {exc}")
+                    failure.transactions_done = tally[0]
+                    raise failure from None
+            compared = board.compared + lean.compared + root.mem.compared + root.irq.compared
+            return compared, tally[0]
+        finally:
+            design.close()
+
+
+class _LeanConfig:
+    """Config reads and writes of the lean loop: what ``execute`` does for a ``cfgrd`` or
+    ``cfgwr`` op (:class:`sriov_tb.cfg.ConfigSpace` over the root port and the scoreboard, the
+    write followed by the interrupt driver's ``settle``, the record, the messages drained),
+    without the objects in between."""
+
+    def __init__(self, design, model, root, irq_driver, mem_driver, outcomes, tally):
+        self.model = model
+        self.mem_driver = mem_driver
+        self.cfg = design.cfg
+        self.settle = design.settle
+        self.message_count = design.message_count
+        self.quiet, self.timeout = irq_driver.quiet, irq_driver.timeout
+        self.model_config = model.config
+        self.model_messages = model.messages
+        self.irq_driver = irq_driver
+        self.model_port = root.irq.model
+        self.root = root
+        self.bus = root.secondary_bus
+        self.outcomes = outcomes
+        self.tally = tally
+        self.compared = 0
+        self._split = {}
+        # The native model's C calls, made here without NativeModel's wrappers (which build a
+        # tuple or a ctypes array per call); the same return codes, checked by the same
+        # NativeModel methods (_check, _cfg_failed), so the same errors.
+        self.design = design
+        lib, handle = design.lib, design.handle
+        self._handle = handle
+        self._sn_cfg = design._cfg
+        self._out = design._out
+        self._sn_settle = lib.sn_settle
+        self._sn_messages = lib.sn_messages
+        self._sn_mem = lib.sn_mem
+        from sriov_ep.endpoint import CompletionStatus
+        self._status = {status.value: status.name for status in CompletionStatus}
+        # The memory channel: mem_req packed and mem_res unpacked with plain shifts (the
+        # fields of NativeMemoryDriver's layouts), into buffers made once.
+        req, res = mem_driver._req.where, mem_driver._res.where
+        self._req_at = {name: (offset, mask) for name, (offset, _w, mask) in req.items()}
+        self._res_at = {name: (offset, mask) for name, (offset, _w, mask) in res.items()}
+        self._req_words = design.words["mem_req"]
+        self._res_words = design._res_words
+        self._res_buffer = (ctypes.c_uint32 * self._res_words)()
+        self._cycles = ctypes.c_uint64()
+        self._cycles_ref = ctypes.byref(self._cycles)
+        self._tag_modulus = 1 << mem_driver.tag_width
+
+    def chunks(self, offset, size):
+        key = (offset, size)
+        found = self._split.get(key)
+        if found is None:
+            found = self._split[key] = tuple(
+                (c.dword, c.byte_en, 8 * c.lane, (1 << 8 * c.nbytes) - 1, 8 * c.first)
+                for c in split_access(offset, size))
+        return found
+
+    def run(self, op):
+        rid = op.rid
+        write = op.kind == "cfgwr"
+        type1 = (rid >> 8) != self.bus
+        value = op.value
+        status = None
+        design, handle, out, sn_cfg = self.design, self._handle, self._out, self._sn_cfg
+        status_name, quiet, timeout = self._status, self.quiet, self.timeout
+        for dword, be, lane, mask, first in self.chunks(op.offset, op.size):
+            if write:
+                data = ((value >> first) & mask) << lane
+            else:
+                be, data = 0xF, 0
+            rc = sn_cfg(handle, type1, rid, dword, be, write, data, True, out)
+            if rc:
+                design._cfg_failed(rc, rid)         # raises, as NativeModel.cfg does
+            status, got = status_name[out[0]], out[1]
+            if write:
+                rc = self._sn_settle(handle, quiet, timeout)
+                if rc or design._user_error is not None:
+                    design._check(rc, timeout=timeout)  # NativeModel.settle's check
+            expected = self.model_config(type1, rid, dword, be, write, data)
+            self.compared += 1
+            if status != expected[0] or got != expected[1]:
+                kind = f"CfgWr{int(type1)}" if write else f"CfgRd{int(type1)}"
+                raise Mismatch(f"{kind} {format_bdf(rid)} reg {dword:#x} (offset "
+                               f"{4 * dword:#05x}) be {be:#x} data {data:#010x}: design "
+                               f"{status} {got:#010x}, model {expected[0]} "
+                               f"{expected[1]:#010x}")
+        if not write and value is not None:
+            raise ValueError("the lean loop runs config reads that expect nothing")
+        self.tally[0] += 1
+        key = (op.kind, status)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self._drain()
+
+    def _drain(self):
+        # RootPort.record: the messages delivered meanwhile, compared and recorded.
+        if self._sn_messages(self._handle, 0, 0, None) != self.irq_driver._seen \
+                or len(self.model_messages) != self.model_port._seen:
+            self.root.record_messages(self.root.irq.messages())
+
+    def memory(self, op, pf_bdf):
+        """A memory op as :func:`sriov_tb.runner._run_memory_access` runs it
+        (:func:`sriov_tb.host.memory_transaction` through :class:`sriov_tb.host.MemoryPort`'s
+        ``access``, a write followed by ``settle``): one request per aligned QWORD, each decode
+        and internal read compared with the model's, the user's data from ``root.memories``."""
+        kind, addr, size = op.kind, op.addr, op.size
+        write = kind == "memwr"
+        value = op.value if write else 0
+        driver = self.mem_driver
+        design = self.design
+        handle = self._handle
+        memories = self.root.memories
+        memory = self.model.memory
+        req, res_at = self._req_at, self._res_at
+        req_words, res_buffer = self._req_words, self._res_buffer
+        first = None                # (answered, internal, pf, function, bar) of the first
+        result = 0
+        done = 0
+        while done < size:
+            at = addr + done
+            lane = at & 7
+            n = min(8 - lane, size - done)
+            be = ((1 << n) - 1) << lane
+            part = (value >> (8 * done)) & ((1 << (8 * n)) - 1)
+            data = part << (8 * lane) if write else 0
+            # NativeMemoryDriver._request and NativeModel.mem, with the same tag and checks.
+            tag = driver.tag = (driver.tag + 1) % self._tag_modulus
+            word = 0
+            for name, field_value in (("addr", at), ("write", write), ("tag", tag),
+                                      ("data", data), ("be", be)):
+                offset, mask = req[name]
+                word |= (int(field_value) & mask) << offset
+            request = (ctypes.c_uint32 * req_words).from_buffer_copy(
+                word.to_bytes(4 * req_words, "little"))
+            rc = self._sn_mem(handle, request, req_words, res_buffer, self._res_words,
+                              driver.timeout, self._cycles_ref)
+            if rc or design._user_error is not None:
+                design._check(rc, "memory request", driver.timeout)
+            cycles = self._cycles.value
+            word = int.from_bytes(bytes(res_buffer), "little")
+            f = {name: word >> offset & mask for name, (offset, mask) in res_at.items()}
+            claimed, internal, is_vf = f["claimed"], f["internal"], f["is_vf"]
+            vf, bar, offset, pf = f["vf"], f["bar"], f["offset"], f.get("pf", 0)
+            # decode_result's and access_result's checks, in their order.
+            if (f["addr"], f["write"], f["tag"]) != (at, int(write), tag) or \
+                    ((claimed or internal) and is_vf and vf == 0) or (claimed and internal):
+                res = SimpleNamespace(**f)
+                decode_result(res, at, write, tag, cycles)
+                access_result(res, write, cycles)
+            if write:
+                rc = self._sn_settle(handle, self.quiet, self.timeout)
+                if rc or design._user_error is not None:
+                    design._check(rc, timeout=self.timeout)
+            expected = memory(at, bool(write), data, be)
+            self.compared += 1
+            # MemAccessResult.key and .pf, on both sides.
+            answered = bool(claimed or internal)
+            function = vf if is_vf else 0
+            read_data = f["data"] if internal and not write else None
+            got_key = (bool(claimed), bool(internal), function, bar, offset, read_data) \
+                if answered else (False, False)
+            if expected.claimed or expected.internal:
+                exp_key = (bool(expected.claimed), bool(expected.internal),
+                           int(expected.vf) if expected.is_vf else 0, int(expected.bar),
+                           int(expected.offset),
+                           int(expected.data) if expected.internal and not write else None)
+            else:
+                exp_key = (False, False)
+            if got_key != exp_key or pf != int(getattr(expected, "pf", 0)):
+                got = access_result(SimpleNamespace(**f), write, cycles)
+                expected = MemAccessResult.of(expected)
+                raise Mismatch(f"memory {'write' if write else 'read'} at {at:#018x} be "
+                               f"{be:#04x}: design {_describe_access(got)}, model "
+                               f"{_describe_access(expected)}")
+            this = (answered, bool(internal), pf, function, bar)
+            if first is None:
+                first = this
+            elif this != first:
+                raise HostError(f"{kind} of {size} bytes at {addr:#x} runs past the end of "
+                                f"the {'MSI-X structure' if first[1] else 'aperture'} "
+                                f"it starts in")
+            if internal:
+                read = (f["data"] >> (8 * lane)) & ((1 << (8 * n)) - 1)
+            elif claimed:
+                if write:
+                    memories.write(function, bar, offset, n, part, pf=pf)
+                    read = part
+                else:
+                    read = memories.read(function, bar, offset, n, pf=pf)
+            else:
+                read = (1 << (8 * n)) - 1
+            if not write:
+                result |= read << (8 * done)
+            done += n
+        if not write and op.value is not None and result != op.value:
+            raise ValueError("the lean loop runs memory reads that expect nothing")
+        self.tally[0] += 1
+        key = (kind, "SC" if first[0] else "UR")
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self._drain()
 
 
 # -- Command line ------------------------------------------------------------------------------
