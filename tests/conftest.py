@@ -137,11 +137,19 @@ def verilog_builds(tmp_path_factory):
 #: order.
 COSTS = {
     # The random regressions (tests/test_regress.py): the 16-PF device far the longest.
-    "tests/test_regress.py::test_random_transactions[cpm5-16pf]": 300,
+    # A million transactions each: CPU seconds of `sriov-ep regress CONFIG --count 1000000`
+    # (docs/regressions.md), builds not included.
+    "tests/test_regress.py::test_random_transactions[cpm5-16pf]": 560,
+    "tests/test_regress.py::test_random_transactions[quad-pf]": 175,
+    "tests/test_regress.py::test_random_transactions[igb-82576-dual]": 160,
+    "tests/test_regress.py::test_random_transactions[igb-82576]": 125,     # (a build, often)
     "tests/test_regress.py::test_linux_life_cycle_65535_vfs": 115,
-    "tests/test_regress.py::test_random_transactions[igb-82576]": 75,     # (a build, often)
-    "tests/test_regress.py::test_random_transactions[quad-pf]": 60,
-    "tests/test_regress.py::test_random_transactions[*]": 40,
+    "tests/test_regress.py::test_random_transactions[*]": 95,
+    # The TLP wrapper: cocotbext-pcie's root complex on two Verilator builds of the wrapper,
+    # the two-PF Linux run over TLPs, the wrapper's Verilator lints.
+    "tests/test_tlp_cocotbext.py::*": 120,
+    "tests/test_tlp_host.py::*dual*": 90,
+    "tests/test_tlp_gateware.py::test_verilog_lints_clean*": 20,
     # Verilator builds (the first test that needs a model builds it, a test that needs it
     # meanwhile waits for it) and Amaranth simulations. The cocotb bench's model is the one
     # test_cosim's igb-82576 tests build: the bench is put after them (its run alone).
