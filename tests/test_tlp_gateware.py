@@ -510,7 +510,7 @@ def test_other_tlps(igb):
             message(HOST, 0x41, 0b100),                           # an Ignored Message
             message(HOST, 0x7E, 0b010, target_id=PF),             # Vendor_Defined Type 0
             message(HOST, 0x50, 0b100, data=bytes(4), ep=1),
-            mem_write(HOST, 8, PF_BAR0, bytes(4), ep=1),
+            mem_write(HOST, 8, PF_BAR0 + 0x100, bytes(4), ep=1),
             Tlp(TlpType.CPLD, completer_id=HOST, requester_id=PF, tag=1, data=bytes(4)),
             Tlp(TlpType.CPL, completer_id=HOST, requester_id=PF, tag=2),
         ]
@@ -533,9 +533,12 @@ def test_other_tlps(igb):
         # The model saw none of them: the registers read back as it says.
         await h.cfg(ctx, PF, 1)
         await h.cfg(ctx, PF, VF_BAR0)
-        await b.send(ctx, mem_read(HOST, 9, PF_BAR0, 4))
+        # The poisoned MWr never reached the endpoint's memory port: the next read is decoded
+        # alone (its own offset, 0, not the write's 0x100).
+        rd = mem_read(HOST, 9, PF_BAR0, 4)
+        await b.send(ctx, rd)
         await b.settle(ctx)
-        assert [r[2] for r in b.req] == [(0, 0)]
+        assert [(r[1], r[2], r[4]) for r in b.req] == [(rd, (0, 0), 0)]
 
     run(dut, body)
 

@@ -331,30 +331,41 @@ class SriovTlpEndpoint(wiring.Component):
         fbe, lbe = _first_be(h), _last_be(h)
         has_data = _fmt(h)[1]
         poisoned = _ep(h) & has_data
-        is4 = _fmt(h)[0]
-        addr = Signal(64)               # memory address (dword-aligned)
-        m.d.comb += addr.eq(Mux(is4, Cat(Const(0, 2), h[2:32], h[32:64]),
-                                Cat(Const(0, 2), h[34:64])))
         target = _f(h, 48, 16)
         reg = _f(h, 34, 10)
         msg_code = _f(h, 64, 8)
         bc = Signal(12)
         m.d.comb += bc.eq(_byte_count(length, fbe, lbe))
-        words = Signal(11)              # Length in dwords (0 is 1024)
-        m.d.comb += words.eq(Mux(length == 0, 1024, length))
-        # Malformed TLPs (PCIe Base §2.2.2, §2.2.5, §2.2.7), from the header alone.
+
+        def mem_checks(hdr):
+            """A request's address and checks, from its header: computed from the beat ``rx``
+            offers and registered with ``h``, so that ``mem_req`` (which the endpoint's BAR
+            decoder takes into its first stage) and ``rx_cpl.valid`` come from flip-flops."""
+            length, fbe, lbe = _length(hdr), _first_be(hdr), _last_be(hdr)
+            words = Mux(length == 0, 1024, length)
+            addr = Mux(_fmt(hdr)[0], Cat(Const(0, 2), hdr[2:32], hdr[32:64]),
+                       Cat(Const(0, 2), hdr[34:64]))
+            too_big = _fmt(hdr)[1] & (words > MAX_PAYLOAD_DW)
+            crosses_4k = addr[2:12] + words > 1024     # past a 4 KiB boundary (§2.2.7)
+            qw_pair = (length == 2) & ~addr[2]
+            contiguous = (fbe.matches("1000", "1100", "1110", "1111") &
+                          lbe.matches("0001", "0011", "0111", "1111"))
+            be_bad = Mux(length == 1, lbe != 0,                         # §2.2.5
+                         (fbe == 0) | (lbe == 0) | (~qw_pair & ~contiguous))
+            bad = too_big | crosses_4k | be_bad
+            poisoned = _ep(hdr) & _fmt(hdr)[1]
+            fits = (length == 1) | qw_pair
+            be = Mux(addr[2], Cat(Const(0, 4), fbe), Cat(fbe, Mux(length == 2, lbe, 0)))
+            return {"addr": addr, "bad": bad, "too_big": too_big,
+                    "ok": Cat(_type(hdr), _fmt(hdr)).matches(MRD32, MRD64, MWR32, MWR64)
+                    & ~bad & ~poisoned,
+                    "be": Mux(fits & _fmt(hdr)[1], be, 0)}
+
+        addr = Signal(64)               # memory address (dword-aligned)
         too_big = Signal()              # a payload beyond Max_Payload_Size (§2.2.2)
-        m.d.comb += too_big.eq(has_data & (words > MAX_PAYLOAD_DW))
-        crosses_4k = Signal()           # address + length past a 4 KiB boundary (§2.2.7)
-        m.d.comb += crosses_4k.eq(addr[2:12] + words > 1024)
-        be_bad = Signal()               # byte enable rules (§2.2.5)
-        qw_pair = (length == 2) & ~addr[2]
-        contiguous = (fbe.matches("1000", "1100", "1110", "1111") &
-                      lbe.matches("0001", "0011", "0111", "1111"))
-        m.d.comb += be_bad.eq(Mux(length == 1, lbe != 0,
-                                  (fbe == 0) | (lbe == 0) | (~qw_pair & ~contiguous)))
-        mem_bad = Signal()
-        m.d.comb += mem_bad.eq(too_big | crosses_4k | be_bad)
+        mem_bad = Signal()              # Malformed memory request (§2.2.2, §2.2.5, §2.2.7)
+        mem_ok = Signal()               # MRd/MWr, well formed, not poisoned: to mem_req
+        mem_be = Signal(8)              # mem_req.be
         # Config and IO requests: Length 1, Last DW BE 0, TC 0, Attr 0 (§2.2.7).
         cfg_ok = (length == 1) & (lbe == 0) & (_tc(h) == 0) & (_attr(h) == 0)
         la = Cat(Mux(fbe == 0, 0, _be_low(fbe))[:2], addr[2:7])
@@ -427,14 +438,23 @@ class SriovTlpEndpoint(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(self.rx.valid):
+                    checks = mem_checks(self.rx.payload.hdr)
                     m.d.sync += [h.eq(self.rx.payload.hdr), d0.eq(self.rx.payload.data),
-                                 s0.eq(self.rx.payload.strb), eop0.eq(self.rx.payload.eop)]
+                                 s0.eq(self.rx.payload.strb), eop0.eq(self.rx.payload.eop),
+                                 addr.eq(checks["addr"]), too_big.eq(checks["too_big"]),
+                                 mem_bad.eq(checks["bad"]),
+                                 mem_ok.eq(checks["ok"]), mem_be.eq(checks["be"])]
                     with m.If(self.rx.payload.sop):
                         m.next = "DISPATCH"
                     with m.Elif(~self.rx.payload.eop):
                         m.next = "DRAIN"        # a beat outside a TLP: skip to its end
 
             with m.State("DISPATCH"):
+                q = ep.mem_req.payload
+                m.d.comb += [ep.mem_req.valid.eq(mem_ok), q.addr.eq(addr),
+                             q.write.eq(has_data), q.tag.eq(_tag8(h)),
+                             q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]), d0[:64])),
+                             q.be.eq(mem_be)]
                 with m.Switch(ft):
                     with m.Case(CFGRD0, CFGWR0, CFGRD1, CFGWR1):
                         with m.If(~cfg_ok):
@@ -461,14 +481,8 @@ class SriovTlpEndpoint(wiring.Component):
                             event(RxEvent.POISONED)
                             finish()
                         with m.Else():
-                            q = ep.mem_req.payload
-                            be = Mux(addr[2], Cat(Const(0, 4), fbe),
-                                     Cat(fbe, Mux(length == 2, lbe, 0)))
-                            m.d.comb += [ep.mem_req.valid.eq(1), q.addr.eq(addr),
-                                         q.write.eq(has_data), q.tag.eq(_tag8(h)),
-                                         q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]),
-                                                       d0[:64])),
-                                         q.be.eq(Mux(fits & has_data, be, 0))]
+                            # mem_req.valid is mem_ok, set outside this Switch (the same
+                            # condition, from a register)
                             with m.If(ep.mem_req.ready):
                                 m.next = "DECODE"
                     with m.Case(MRDLK32, MRDLK64, IORD, IOWR, *ATOMICS):

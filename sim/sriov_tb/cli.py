@@ -695,7 +695,8 @@ def _bench_sizes(args):
 
 #: Options of ``bench`` and the measurements they apply to.
 _BENCH_OPTIONS = {"sizes": ("area", "fmax"), "family": ("area",), "device": ("fmax",),
-                  "mem_latency": ("fmax",), "pfs": ("area", "fmax"), "seeds": ("fmax",)}
+                  "mem_latency": ("fmax",), "pfs": ("area", "fmax"), "seeds": ("fmax",),
+                  "tlp": ("area", "fmax"), "data_width": ("area", "fmax")}
 
 
 def cmd_bench(args):
@@ -709,6 +710,8 @@ def cmd_bench(args):
     if args.config and (args.sizes or args.pfs):
         raise CliError(f"bench {args.what}: --config measures that configuration as it is; "
                        f"leave out --sizes and --pfs")
+    if args.data_width is not None and not args.tlp:
+        raise CliError(f"bench {args.what}: --data-width is for the TLP wrapper; add --tlp")
     params = _load_config(args.config) if args.config else None
     sizes = _bench_sizes(args) if args.pfs is None or args.sizes else (256,)
     counts = args.pfs or (1,)
@@ -720,6 +723,8 @@ def cmd_bench(args):
     at = [f"{args.config} ({params.num_pfs} PFs, {params.vf_entries} VFs)"] \
         if params is not None else \
         [f"{k} PFs, {n} VFs" if k > 1 else f"TotalVFs {n}" for k in counts for n in sizes]
+    if args.tlp:
+        return _bench_tlp(args, params, sizes, counts, at)
     if args.what == "fmax":
         device = args.device or "LFE5UM-45F"
         mem_latency = args.mem_latency or 2
@@ -758,6 +763,52 @@ def cmd_bench(args):
         rows = (row for k in counts for n in sizes for row in area_rows(
             (n,), components, family, params=params, pfs=k)) if params is None \
             else area_rows(sizes, components, family, params=params)
+    return _print_rows(args, header, rows, line, labels)
+
+
+def _bench_tlp(args, params, sizes, counts, at):
+    """``bench area|fmax --tlp``: :class:`SriovTlpEndpoint` at ``--data-width`` through the
+    same flow as the endpoint, for ``params`` or the built-in configuration at ``sizes``."""
+    from sriov_ep.tools.fmax import tlp_fmax_rows
+    from sriov_ep.tools.synth import tlp_area_rows
+
+    from .bench import bench_params
+    width = args.data_width or 64
+    configurations = [params] if params is not None else \
+        [bench_params(n, k) for k in counts for n in sizes]
+    name = f"SriovTlpEndpoint/{width}"
+    if args.what == "fmax":
+        device = args.device or "LFE5UM-45F"
+        seeds = args.seeds or (1, 2, 3)
+        spread_head = f"min..max (seed{'s' if len(seeds) > 1 else ''} " \
+                      f"{','.join(map(str, seeds))})"
+        spread_width = max(21, len(spread_head))
+
+        def line(row):
+            spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
+            path = "".join(f"\n# {text}" for text in row["critical_path"])
+            return (f"{row['component']:<20} {row['device']:<11} {row['pfs']:>3} "
+                    f"{row['total_vfs']:>9} {row['fmax_mhz']:>9.2f} {spread:>{spread_width}} "
+                    f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['dsps']:>5} "
+                    f"{row['seconds']:>8}"
+                    + (f"\n# critical path, seed {seeds[0]}:{path}" if path else ""))
+        header = (f"{'component':<20} {'device':<11} {'pfs':>3} {'total_vfs':>9} "
+                  f"{'fmax_mhz':>9} {spread_head:>{spread_width}} {'luts':>6} {'ffs':>6} "
+                  f"{'brams':>6} {'dsps':>5} {'seconds':>8}")
+        labels = [f"place and route {name} on {device}, {where}" for where in at]
+        rows = tlp_fmax_rows(configurations, data_width=width, device=device,
+                             mem_latency=args.mem_latency or 2, seeds=seeds)
+    else:
+        family = args.family or "ecp5"
+
+        def line(row):
+            return (f"{row['component']:<20} {row['family']:<7} {row['pfs']:>3} "
+                    f"{row['total_vfs']:>9} {row['luts']:>6} {row['ffs']:>6} "
+                    f"{row['brams']:>6} {row['dsps']:>5} {row['seconds']:>8}")
+        header = (f"{'component':<20} {'family':<7} {'pfs':>3} {'total_vfs':>9} {'luts':>6} "
+                  f"{'ffs':>6} {'brams':>6} {'dsps':>5} {'seconds':>8}")
+        labels = [f"synthesize {name} for {family}, {where}" for where in at]
+        rows = tlp_area_rows(configurations, data_width=width, family=family)
     return _print_rows(args, header, rows, line, labels)
 
 
@@ -989,6 +1040,12 @@ def build_parser():
     p.add_argument("--seeds", metavar="N,N,...", type=_seeds,
                    help="fmax: nextpnr placement seeds, one run each; the table gives their "
                         "median, min and max (default 1,2,3)")
+    p.add_argument("--tlp", action="store_true", default=None,
+                   help="area, fmax: measure the TLP wrapper (SriovTlpEndpoint, docs/tlp.md) "
+                        "instead of the endpoint and its decoders; fmax also prints the "
+                        "critical path of the first seed's run")
+    p.add_argument("--data-width", type=int, choices=(64, 128, 256),
+                   help="with --tlp: payload bits per beat (default 64)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("cache", help="where the Verilator builds are cached and how much room "

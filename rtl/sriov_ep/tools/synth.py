@@ -9,11 +9,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from amaranth.back import rtlil
 
-__all__ = ["ToolMissing", "find_yosys", "synthesize", "count_cells", "FAMILIES"]
+__all__ = ["ToolMissing", "find_yosys", "synthesize", "count_cells", "tlp_area_rows",
+           "FAMILIES"]
 
 #: Yosys synthesis script per FPGA family, and the cells counted as LUTs, flip-flops and RAMs.
 FAMILIES = {
@@ -22,6 +24,7 @@ FAMILIES = {
         "luts":   ("LUT4",),
         "ffs":    ("TRELLIS_FF",),
         "brams":  ("DP16KD",),
+        "dsps":   ("MULT18X18D",),
     },
     "xilinx": {
         # synth_xilinx's LUT mapping step with the classic ABC instead of ABC9, which the
@@ -37,6 +40,7 @@ FAMILIES = {
         "luts":   ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
         "ffs":    ("FDRE", "FDSE", "FDCE", "FDPE"),
         "brams":  ("RAMB18E1", "RAMB36E1"),
+        "dsps":   ("DSP48E1",),
     },
 }
 
@@ -61,7 +65,8 @@ def find_yosys():
 
 
 def synthesize(component, *, family="ecp5", top="sriov_ep_top"):
-    """Synthesize ``component`` for ``family``; return ``{"luts", "ffs", "brams", "cells"}``."""
+    """Synthesize ``component`` for ``family``; return ``{"luts", "ffs", "brams", "dsps",
+    "cells"}``."""
     spec = FAMILIES[family]
     yosys = find_yosys()
     text = rtlil.convert(component, name=top, emit_src=False)
@@ -82,8 +87,24 @@ def synthesize(component, *, family="ecp5", top="sriov_ep_top"):
         "luts":  sum(counts.get(c, 0) for c in spec["luts"]),
         "ffs":   sum(counts.get(c, 0) for c in spec["ffs"]),
         "brams": sum(counts.get(c, 0) for c in spec["brams"]),
+        "dsps":  sum(counts.get(c, 0) for c in spec["dsps"]),
         "cells": counts,
     }
+
+
+def tlp_area_rows(configurations, *, data_width=64, family="ecp5", mem_latency=2):
+    """Yield one row per configuration (an :class:`EndpointParams`): the cells of
+    :class:`SriovTlpEndpoint` at ``data_width`` after synthesis for ``family``, in the shape of
+    ``bench area``'s rows plus ``data_width`` and ``dsps``."""
+    from ..tlp import SriovTlpEndpoint
+    for config in configurations:
+        start = time.monotonic()
+        stats = synthesize(SriovTlpEndpoint(config, data_width=data_width,
+                                            mem_latency=mem_latency), family=family)
+        yield {"component": f"SriovTlpEndpoint/{data_width}", "total_vfs": config.vf_entries,
+               "pfs": config.num_pfs, "family": family, "data_width": data_width,
+               "luts": stats["luts"], "ffs": stats["ffs"], "brams": stats["brams"],
+               "dsps": stats["dsps"], "seconds": round(time.monotonic() - start, 1)}
 
 
 def count_cells(report, top):
