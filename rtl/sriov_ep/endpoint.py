@@ -357,7 +357,7 @@ class SriovEndpoint(wiring.Component):
         for k, chain in enumerate(self.pf_chains):
             entry = next(e for e in chain if e.owner == "sriov")
             self.sriovs.append(SriovCapability(pfs[k], next_offset=entry.placed.next_offset,
-                                               owns_ari=(k == 0)))
+                                               owns_ari=(k == 0), write_ahead=True))
         self.sriov = self.sriovs[0]
         self._decode_stages = 3 if needs_divider(params) else 2
         self.decoder = DeviceRoutingDecoder(params, stages=self._decode_stages)
@@ -1136,6 +1136,10 @@ class SriovEndpoint(wiring.Component):
                     we = at_execute(write_cond & hit, f"{prefix}_sriov_we")
                     m.d.comb += [sriov.cfg.addr.eq(addr), sriov.cfg.w_en.eq(we),
                                  sriov.cfg.w_be.eq(w_be), sriov.cfg.w_data.eq(w_data)]
+                    # Its checked writes (System Page Size, NumVFs, ARI Capable Hierarchy) are
+                    # decoded in LOAD2, with the address, byte enables and data already the
+                    # write's, and registered: their enables are flip-flops in EXECUTE.
+                    m.d.comb += sriov.w_ahead.eq(load2 & write_cond & hit)
                     # The capability's read, registered every cycle: its 16-dword multiplexer
                     # (System Page Size, the VF BARs, ...) is a stage of its own, a cycle
                     # before the PF's read data (the address is held, writes wait for EXECUTE).

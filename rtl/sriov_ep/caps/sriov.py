@@ -155,12 +155,23 @@ class SriovCapability(wiring.Component):
         This PF holds the device's ARI Capable Hierarchy bit (the lowest PF; the default, and
         the only PF of a single-PF device). Otherwise the bit is RsvdP here and ``ari_in``
         gives the device's value.
+    write_ahead : bool
+        Adds ``w_ahead``: the checks of the writes that must pass one (System Page Size, NumVFs,
+        ARI Capable Hierarchy) are decoded a cycle before the write and registered, so that
+        each of those registers' enables is a flip-flop. The registers take the same values in
+        the same cycles as without it, given the contract on ``w_ahead``.
 
     Members
     -------
     cfg : In(RegisterPort(4))
         Dword config access, dword index relative to the capability start; reads combinational,
         writes take effect at the clock edge.
+    w_ahead : In(1)
+        With ``write_ahead`` only: high exactly one cycle before ``cfg.w_en`` is, with
+        ``cfg.addr``, ``cfg.w_be`` and ``cfg.w_data`` already the write's and held into the
+        write's cycle; nothing else changes VF Enable, ``ari_hold``, NumVFs, System Page Size or
+        ARI Capable Hierarchy between the two cycles (the write's own cycle may bring a
+        ``reset``, which wins as always).
     reset : In(1)
         Synchronous function-level reset of the PF (FLR, or D3hot->D0 with No_Soft_Reset 0):
         every field returns to its reset value except ARI Capable Hierarchy, which only the
@@ -188,13 +199,16 @@ class SriovCapability(wiring.Component):
         size only changes while VF Enable is 0, when no VF decodes).
     """
 
-    def __init__(self, params, *, next_offset=0, owns_ari=True):
+    def __init__(self, params, *, next_offset=0, owns_ari=True, write_ahead=False):
         params = as_pf(params)
         self._params   = params
         self._owns_ari = bool(owns_ari)
+        self._write_ahead = bool(write_ahead)
         self.regmap    = sriov_capability_map(params, next_offset, owns_ari=self._owns_ari)
+        ahead = {"w_ahead": In(1)} if self._write_ahead else {}
         super().__init__({
             "cfg":                   In(RegisterPort(4)),
+            **ahead,
             "reset":                 In(1),
             "ari_in":                In(1),
             "ari_hold":              In(1),
@@ -215,6 +229,23 @@ class SriovCapability(wiring.Component):
     @property
     def owns_ari(self):
         return self._owns_ari
+
+    @property
+    def write_ahead(self):
+        return self._write_ahead
+
+    def _checked(self, m, bank, path, check, name):
+        """With ``write_ahead``: the strobe of a write to ``path`` that passes ``check(value)``
+        (a write the register takes), and the value. The check is made on the write as
+        presented with ``w_ahead`` and registered: the strobe is a flip-flop, high in the cycle
+        of the write exactly when the write's own strobe and check would be (their operands are
+        the same in both cycles, by the contract on ``w_ahead``); the value is the write's."""
+        w, value = bank.write_of(path)
+        w_a, value_a = bank.write_ahead(m, path, self.w_ahead, self.cfg.addr, self.cfg.w_be,
+                                        self.cfg.w_data)
+        ok = Signal(name=f"{name}_r")
+        m.d.sync += ok.eq(w_a & check(value_a))
+        return ok, value
 
     def _by_page(self, m, page, value_of, width, name):
         """``value_of(bit)`` for the page size bit set in ``page`` (combinational).
@@ -286,28 +317,50 @@ class SriovCapability(wiring.Component):
         # ARI Capable Hierarchy moves every VF's Routing ID: hold it while VFs exist (here or,
         # through ari_hold, in another PF). Its scope is LINK: bank.reset leaves it alone.
         if self._owns_ari:
-            ari_w, ari_value = bank.write_of("control.ari_capable_hierarchy")
-            with m.If(ari_w & ~vf_enable & ~self.ari_hold):
+            if self._write_ahead:
+                ari_ok, ari_value = self._checked(
+                    m, bank, "control.ari_capable_hierarchy",
+                    lambda value: ~vf_enable & ~self.ari_hold, "ari_ok")
+            else:
+                ari_w, ari_value = bank.write_of("control.ari_capable_hierarchy")
+                ari_ok = ari_w & ~vf_enable & ~self.ari_hold
+            with m.If(ari_ok):
                 m.d.sync += ari.eq(ari_value)
 
         # NumVFs is only meaningful while VF Enable is 0, and never above TotalVFs.
-        num_w, num_value = bank.write_of("num_vfs.num_vfs")
         # (At TotalVFs = 0xffff every value fits: no comparison, Verilator -Wall: CMPCONST.)
-        fits = num_value <= p.total_vfs if p.total_vfs < 0xffff else 1
-        with m.If(num_w & ~vf_enable & fits):
-            m.d.sync += num_vfs.eq(num_value)
+        if not self._write_ahead:
+            num_w, num_value = bank.write_of("num_vfs.num_vfs")
+            fits = num_value <= p.total_vfs if p.total_vfs < 0xffff else 1
+            with m.If(num_w & ~vf_enable & fits):
+                m.d.sync += num_vfs.eq(num_value)
+        else:
+            num_ok, num_value = self._checked(
+                m, bank, "num_vfs.num_vfs",
+                lambda value: ~vf_enable & (value <= p.total_vfs if p.total_vfs < 0xffff else 1),
+                "num_ok")
+            with m.If(num_ok):
+                m.d.sync += num_vfs.eq(num_value)
 
         # System Page Size takes exactly one supported size, and only while VFs are disabled.
-        page_w, page_value = bank.write_of("system_page_size.system_page_size")
-        page_ok = Signal()
-        # "One supported bit" as a set of equalities: no carry chain on the write path.
-        page_valid = Signal()
-        with m.Switch(page_value):
-            for bit in range(32):
-                if p.supported_page_sizes >> bit & 1:
-                    with m.Case(1 << bit):
-                        m.d.comb += page_valid.eq(1)
-        m.d.comb += page_ok.eq(page_w & ~vf_enable & page_valid)
+        def page_check(value, suffix=""):
+            # "One supported bit" as a set of equalities: no carry chain on the write path.
+            page_valid = Signal(name=f"page_valid{suffix}")
+            with m.Switch(value):
+                for bit in range(32):
+                    if p.supported_page_sizes >> bit & 1:
+                        with m.Case(1 << bit):
+                            m.d.comb += page_valid.eq(1)
+            return page_valid
+        if self._write_ahead:
+            page_ok, page_value = self._checked(
+                m, bank, "system_page_size.system_page_size",
+                lambda value: ~vf_enable & page_check(value, "_ahead"), "page_ok")
+        else:
+            page_w, page_value = bank.write_of("system_page_size.system_page_size")
+            page_ok = Signal()
+            page_valid = page_check(page_value)
+            m.d.comb += page_ok.eq(page_w & ~vf_enable & page_valid)
         with m.If(page_ok):
             m.d.sync += page.eq(page_value)
 
