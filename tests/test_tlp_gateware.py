@@ -269,17 +269,19 @@ def test_config_completions_and_ids(igb):
 
 
 def test_config_latency_and_order(igb):
-    """A config TLP's completion is transferred config_tlp_latency (10 = 7 + 3) edges after its
-    beat was taken; four CfgRds offered back to back complete in order."""
+    """A config TLP's completion is transferred config_tlp_latency (11 = the endpoint's 7 + the
+    header register, the completion register, the arbiter's grant register, the output
+    register) edges after its beat was taken; four CfgRds offered back to back complete in
+    order."""
     dut = SriovTlpEndpoint(igb)
-    assert dut.config_tlp_latency == 10
+    assert dut.config_tlp_latency == 11
 
     async def body(ctx, b, h):
         await h.cfg(ctx, PF, 1, 0x0006)
         n = len(b.tx)
         await b.send(ctx, cfg_read(HOST, 7, PF, 0))
         await b.wait_tx(ctx, n + 1)
-        assert b.tx[n][0] - b.rx_taken[-1] == 10
+        assert b.tx[n][0] - b.rx_taken[-1] == 11
         tlps = [cfg_read(HOST, t, PF, reg) for t, reg in ((1, 0), (2, 1), (3, 2), (4, 3))]
         for t in tlps:
             await b.send(ctx, t)
@@ -294,9 +296,13 @@ def test_config_latency_and_order(igb):
 
 def test_memory_and_user_latency(igb):
     """docs/tlp.md §5 with mem_latency 2 and one PF (mem_decode_latency 3): a claimed MRd is on
-    req 9 edges after its beat was taken, a received completion on rx_cpl 1 edge after, an
-    unclaimed MRd's UR completion on tx after 10; a user completion offered on an idle cpl
-    stream is taken at the 5th edge with valid high and is on tx at the 6th."""
+    req 10 edges after its beat was taken (the header register, mem_req, the decode's 3, the
+    shared lookup's 4 (query register + 3), the decision, the output: 1 + 1 + 3 + 4 + 1 = 10,
+    i.e. M + 7), a received completion on rx_cpl 1 edge after, an unclaimed MRd's UR
+    completion on tx after 12 (M + 9: instead of the output stage, the completion register,
+    the arbiter's grant register, the output register); a user completion offered on an idle
+    cpl stream is taken at the 7th edge with valid high (the grant's edge, the shared lookup's
+    4 edges, the decision, the arbiter's grant register) and is on tx at the 8th."""
     dut = SriovTlpEndpoint(igb)
     assert dut.endpoint.mem_decode_latency == 3
     seen = []
@@ -305,22 +311,22 @@ def test_memory_and_user_latency(igb):
         await h.bring_up(ctx, vfs=1)
         await b.send(ctx, mem_read(HOST, 1, PF_BAR0, 4))
         await b.settle(ctx)
-        assert b.req[-1][0] - b.rx_taken[-1] == 9
+        assert b.req[-1][0] - b.rx_taken[-1] == 10
         await b.send(ctx, _cpl_for(0x55, 4))          # one beat: on rx_cpl at the next edge
         await b.settle(ctx)
         assert b.rx_cpl[-1][0] - b.rx_taken[-1] == 1
         n = len(b.tx)
         await b.send(ctx, mem_read(HOST, 2, 0xC000_0000, 4))
         await b.wait_tx(ctx, n + 1)
-        assert b.tx[-1][0] - b.rx_taken[-1] == 10
+        assert b.tx[-1][0] - b.rx_taken[-1] == 12
         await b.settle(ctx)
         seen.clear()
         cpl = completion(mem_read(HOST, 3, PF_BAR0, 4), 0, CplStatus.SC, bytes(4))
         await b.send(ctx, cpl, stream=b.dut.cpl, func=(0, 0))
         await b.wait_tx(ctx, n + 2)
         first = seen[0][0]
-        assert [k - first for k, r in seen if r] == [4]
-        assert b.tx[-1][0] - first == 5
+        assert [k - first for k, r in seen if r] == [6]
+        assert b.tx[-1][0] - first == 7
 
     async def watch(ctx):
         k = 0
@@ -437,6 +443,34 @@ def test_memory_requests(igb):
         await b.settle(ctx)
         assert len(b.req) == len(cases) and len(b.tx) == n0 + 2
         assert b.events_of("rx_event") == [(RxEvent.UR, 0, 0)] * 3
+
+    run(dut, body)
+
+
+def test_stray_rx_beat_dropped(igb):
+    """A beat on rx outside a TLP (sop low) is dropped even when its header bits read as a
+    claimed MRd: the endpoint's mem_req is not raised (mem_ok is set only with a sop beat),
+    nothing reaches req; the next TLP is served."""
+    dut = SriovTlpEndpoint(igb)
+
+    async def body(ctx, b, h):
+        d = b.dut
+        await h.bring_up(ctx, vfs=1)
+        await b.settle(ctx)
+        n = len(b.req)
+        beat = {**mem_read(HOST, 1, VF_BAR0_BASE, 4).beats(64)[0], "sop": 0, "eop": 1}
+        ctx.set(d.rx.payload, beat)
+        ctx.set(d.rx.valid, 1)
+        await ctx.tick().until(d.rx.ready)
+        ctx.set(d.rx.valid, 0)
+        for _ in range(30):                 # the endpoint's memory port is not asked
+            _, _, asked = await ctx.tick().sample(d.endpoint.mem_req.valid)
+            assert not asked
+        assert len(b.req) == n
+        await b.send(ctx, mem_read(HOST, 2, PF_BAR0, 4))
+        await b.settle(ctx)
+        assert len(b.req) == n + 1 and b.req[-1][1].tag == 2
+        assert b.req[-1][2] == (0, 0)       # its own function, not the stray beat's VF 1
 
     run(dut, body)
 
@@ -893,6 +927,78 @@ def test_posted_not_blocked_by_nonposted(igb):
         ctx.set(d.dma_rd.valid, 0)
         await b.wait_tx(ctx, n + 4)
         assert b.tx[-1][1] == dma_rd.replace(requester_id=0x0100)
+
+    run(dut, body)
+
+
+def test_arbiter_grant_register(igb):
+    """The transmit arbiter decides its grant a cycle ahead (docs/tlp.md §4): a DMA read granted
+    while the output register is full does not go out when tx_np_ok falls in the cycle the
+    register frees; TLPs of different sources waiting behind a full output register leave back
+    to back, in round-robin order after the source whose TLP just ended."""
+    dut = SriovTlpEndpoint(igb)
+
+    def offer(ctx, pairs):
+        """Offer one-beat TLPs on several user streams at once."""
+        for stream_, tlp, func in pairs:
+            (beat,) = tlp.beats(64)
+            ctx.set(stream_.payload, {**beat, "func": {"pf": func[0], "vf": func[1]}})
+            ctx.set(stream_.valid, 1)
+        return [stream_ for stream_, _t, _f in pairs]
+
+    async def taken(ctx, left):
+        """Drop each stream's valid after its beat was taken; return when all were."""
+        for _ in range(MAX_CYCLES):
+            if not left:
+                return
+            readies = await ctx.tick().sample(*(st.ready for st in left))
+            for st, r in zip(list(left), readies[2:], strict=True):
+                if r:
+                    ctx.set(st.valid, 0)
+                    left.remove(st)
+        raise AssertionError("user TLPs not taken")
+
+    async def body(ctx, b, h):
+        d = b.dut
+        await h.bring_up(ctx, vfs=1)
+        await b.settle(ctx)
+        # (1) tx_np_ok falls while the DMA read is granted behind a full output register
+        b.tx_ready = 0.0
+        n = len(b.tx)
+        wr = mem_write(0, 1, 0x2_0000_0000, bytes(8))
+        await taken(ctx, offer(ctx, [(d.dma_wr, wr, (0, 0))]))   # into the output register
+        rd = mem_read(0, 2, 0x2_0000_0000, 8)
+        ctx.set(d.dma_rd.payload, {**rd.beats(64)[0], "func": {"pf": 0, "vf": 0}})
+        ctx.set(d.dma_rd.valid, 1)
+        await ctx.tick().repeat(20)                 # looked up, offered, granted
+        ctx.set(d.tx_np_ok, 0)                      # falls as tx.ready rises
+        ctx.set(d.tx.ready, 1)
+        b.tx_ready = 1.0
+        await ctx.tick().repeat(30)
+        assert [t for _, t in b.tx[n:]] == [wr.replace(requester_id=0x0100)]
+        ctx.set(d.tx_np_ok, 1)
+        await ctx.tick().until(d.dma_rd.ready)
+        ctx.set(d.dma_rd.valid, 0)
+        await b.wait_tx(ctx, n + 2)
+        assert b.tx[-1][1] == rd.replace(requester_id=0x0100)
+        await b.settle(ctx)
+        # (2) a config completion in the output register (the last grant: config), a user
+        # completion and a DMA write waiting: they leave in that order, one per edge
+        b.tx_ready = 0.0
+        n = len(b.tx)
+        await b.send(ctx, cfg_read(HOST, 3, PF, 0))
+        await ctx.tick().repeat(20)
+        user_cpl = completion(mem_read(HOST, 4, PF_BAR0, 4), 0, CplStatus.SC, bytes(4))
+        wr2 = mem_write(0, 5, 0x2_0000_0040, bytes(8))
+        left = offer(ctx, [(d.cpl, user_cpl, (0, 0)), (d.dma_wr, wr2, (0, 0))])
+        await ctx.tick().repeat(20)                 # both looked up, offered
+        b.tx_ready = 1.0
+        await taken(ctx, left)
+        await b.wait_tx(ctx, n + 3)
+        assert [t.type for _, t in b.tx[n:]] == [TlpType.CPLD, TlpType.CPLD, TlpType.MWR64]
+        assert b.tx[n + 1][1] == user_cpl.replace(completer_id=0x0100)
+        first = b.tx_sop_cycles[-3]
+        assert b.tx_sop_cycles[-3:] == [first, first + 1, first + 2]
 
     run(dut, body)
 

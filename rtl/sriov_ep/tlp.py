@@ -12,11 +12,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .endpoint import SriovEndpoint
+from .endpoint import VF_BME_LATENCY, SriovEndpoint
 from .params import EndpointParams
 
 __all__ = ["Func", "TlpBeat", "TlpRequest", "TlpSource", "RxEvent", "RoutingIdLookup",
-           "SriovTlpEndpoint", "ROUTING_ID_LATENCY"]
+           "SriovTlpEndpoint", "ROUTING_ID_LATENCY",
+           "SHARED_LOOKUP_LATENCY"]
 
 #: A function of the device: ``pf`` the PF index (in the configuration's order), ``vf`` 0 for
 #: the PF itself and n for its VF n.
@@ -24,6 +25,10 @@ Func = data.StructLayout({"pf": 4, "vf": 16})
 
 #: Clock edges from a :class:`RoutingIdLookup` query to its answer.
 ROUTING_ID_LATENCY = 3
+
+#: Clock edges from a grant of :class:`SriovTlpEndpoint`'s shared lookup to its answer: the
+#: granted client's function is registered, then :data:`ROUTING_ID_LATENCY`.
+SHARED_LOOKUP_LATENCY = ROUTING_ID_LATENCY + 1
 
 
 def _beat_fields(data_width):
@@ -257,9 +262,9 @@ class SriovTlpEndpoint(wiring.Component):
     def config_tlp_latency(self):
         """Clock edges from the one that takes a config TLP's (only) beat on ``rx`` to the one
         that transfers its completion on ``tx`` when nothing else is queued and ``tx.ready`` is
-        high: the endpoint's :attr:`SriovEndpoint.config_latency` plus 3 (the header register,
-        the completion register, the output register)."""
-        return self.endpoint.config_latency + 3
+        high: the endpoint's :attr:`SriovEndpoint.config_latency` plus 4 (the header register,
+        the completion register, the arbiter's grant register, the output register)."""
+        return self.endpoint.config_latency + 4
 
     def _lookup(self, m, name, ep):
         lk = RoutingIdLookup(self._params)
@@ -291,8 +296,9 @@ class SriovTlpEndpoint(wiring.Component):
 
         # One more lookup, shared by the wrapper's own clients (docs/tlp.md §6): a client
         # raises want[c] with its function in qfunc[c]; one is granted per cycle, round robin;
-        # ans[c] marks the cycle, ROUTING_ID_LATENCY edges after its grant, in which
-        # shared.rid is its answer.
+        # the granted client's function is registered (lk_query) before the lookup, so ans[c]
+        # marks the cycle, SHARED_LOOKUP_LATENCY edges after its grant, in which shared.rid is
+        # its answer.
         shared = self._lookup(m, "rid_shared", ep)
         clients = ("rx", "msg", "cpl", "dma_wr", "dma_rd")
         nc = len(clients)
@@ -308,15 +314,17 @@ class SriovTlpEndpoint(wiring.Component):
                         with m.If(want[clients[idx]]):
                             m.d.comb += [lk_sel.eq(idx), lk_any.eq(1)]
         grant = {c: lk_any & (lk_sel == i) for i, c in enumerate(clients)}
+        lk_query = Signal(Func)
         with m.Switch(lk_sel):
             for i, c in enumerate(clients):
                 with m.Case(i):
-                    m.d.comb += shared.query.eq(qfunc[c])
+                    m.d.sync += lk_query.eq(qfunc[c])
+        m.d.comb += shared.query.eq(lk_query)
         with m.If(lk_any):
             m.d.sync += lk_last.eq(lk_sel)
-        lk_tags = [Signal(nc, name=f"lk_tag{i}") for i in range(ROUTING_ID_LATENCY)]
+        lk_tags = [Signal(nc, name=f"lk_tag{i}") for i in range(SHARED_LOOKUP_LATENCY)]
         m.d.sync += lk_tags[0].eq(Cat(grant[c] for c in clients))
-        m.d.sync += [lk_tags[i].eq(lk_tags[i - 1]) for i in range(1, ROUTING_ID_LATENCY)]
+        m.d.sync += [lk_tags[i].eq(lk_tags[i - 1]) for i in range(1, SHARED_LOOKUP_LATENCY)]
         ans = {c: lk_tags[-1][i] for i, c in enumerate(clients)}
         ans_next = {c: lk_tags[-2][i] for i, c in enumerate(clients)}
         pf0_rid = Cat(Const(p.pfs[0].pf_rid & 0xFF, 8), ep.bus)
@@ -346,7 +354,11 @@ class SriovTlpEndpoint(wiring.Component):
             addr = Mux(_fmt(hdr)[0], Cat(Const(0, 2), hdr[2:32], hdr[32:64]),
                        Cat(Const(0, 2), hdr[34:64]))
             too_big = _fmt(hdr)[1] & (words > MAX_PAYLOAD_DW)
-            crosses_4k = addr[2:12] + words > 1024     # past a 4 KiB boundary (§2.2.7)
+            # past a 4 KiB boundary (§2.2.7): the sum for either header format, chosen after,
+            # so that the address multiplexer is not in front of the carry chain
+            def crosses(dw_in_page):
+                return Mux(length == 0, dw_in_page != 0, dw_in_page + length > 1024)
+            crosses_4k = Mux(_fmt(hdr)[0], crosses(hdr[2:12]), crosses(hdr[34:44]))
             qw_pair = (length == 2) & ~addr[2]
             contiguous = (fbe.matches("1000", "1100", "1110", "1111") &
                           lbe.matches("0001", "0011", "0111", "1111"))
@@ -364,7 +376,9 @@ class SriovTlpEndpoint(wiring.Component):
         addr = Signal(64)               # memory address (dword-aligned)
         too_big = Signal()              # a payload beyond Max_Payload_Size (§2.2.2)
         mem_bad = Signal()              # Malformed memory request (§2.2.2, §2.2.5, §2.2.7)
-        mem_ok = Signal()               # MRd/MWr, well formed, not poisoned: to mem_req
+        # MRd/MWr, well formed, not poisoned: mem_req.valid itself, a flip-flop set with h (the
+        # TLP goes to DISPATCH) and cleared by the mem_req handshake
+        mem_ok = Signal()
         mem_be = Signal(8)              # mem_req.be
         # Config and IO requests: Length 1, Last DW BE 0, TC 0, Attr 0 (§2.2.7).
         cfg_ok = (length == 1) & (lbe == 0) & (_tc(h) == 0) & (_attr(h) == 0)
@@ -443,7 +457,8 @@ class SriovTlpEndpoint(wiring.Component):
                                  s0.eq(self.rx.payload.strb), eop0.eq(self.rx.payload.eop),
                                  addr.eq(checks["addr"]), too_big.eq(checks["too_big"]),
                                  mem_bad.eq(checks["bad"]),
-                                 mem_ok.eq(checks["ok"]), mem_be.eq(checks["be"])]
+                                 mem_ok.eq(checks["ok"] & self.rx.payload.sop),
+                                 mem_be.eq(checks["be"])]
                     with m.If(self.rx.payload.sop):
                         m.next = "DISPATCH"
                     with m.Elif(~self.rx.payload.eop):
@@ -451,7 +466,7 @@ class SriovTlpEndpoint(wiring.Component):
 
             with m.State("DISPATCH"):
                 q = ep.mem_req.payload
-                m.d.comb += [ep.mem_req.valid.eq(mem_ok), q.addr.eq(addr),
+                m.d.comb += [q.addr.eq(addr),
                              q.write.eq(has_data), q.tag.eq(_tag8(h)),
                              q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]), d0[:64])),
                              q.be.eq(mem_be)]
@@ -481,8 +496,8 @@ class SriovTlpEndpoint(wiring.Component):
                             event(RxEvent.POISONED)
                             finish()
                         with m.Else():
-                            # mem_req.valid is mem_ok, set outside this Switch (the same
-                            # condition, from a register)
+                            # mem_req.valid is mem_ok, a register set with h (the same
+                            # condition), cleared by this handshake
                             with m.If(ep.mem_req.ready):
                                 m.next = "DECODE"
                     with m.Case(MRDLK32, MRDLK64, IORD, IOWR, *ATOMICS):
@@ -603,6 +618,10 @@ class SriovTlpEndpoint(wiring.Component):
                 with m.If(self.rx.valid & self.rx.payload.eop):
                     m.next = "IDLE"
 
+        m.d.comb += ep.mem_req.valid.eq(mem_ok)     # mem_ok is 1 only in DISPATCH
+        with m.If(mem_ok & ep.mem_req.ready):
+            m.d.sync += mem_ok.eq(0)
+
         # -- Config completions ----------------------------------------------------------------
         cc = ep.cfg_cpl.payload
         m.d.sync += self.cfg_ur.valid.eq(0)
@@ -650,6 +669,7 @@ class SriovTlpEndpoint(wiring.Component):
         msg = ep.msg
         mx_valid = Signal()
         mx_addr = Signal(64)
+        is64 = Signal()                 # the address needs a 4 DW header
         mx_data = Signal(32)
         mx_func = Signal(Func)
         mx_asked = Signal()
@@ -662,6 +682,7 @@ class SriovTlpEndpoint(wiring.Component):
                 m.d.comb += msg.ready.eq(1)
                 with m.If(msg.valid):
                     m.d.sync += [mx_addr.eq(msg.payload.addr), mx_data.eq(msg.payload.data),
+                                 is64.eq(msg.payload.addr[32:].any()),
                                  mx_func.pf.eq(msg.payload.pf if multi else 0),
                                  mx_func.vf.eq(msg.payload.function), mx_asked.eq(0)]
                     m.next = "LOOKUP"
@@ -676,7 +697,6 @@ class SriovTlpEndpoint(wiring.Component):
                 with m.If(mx_ready):
                     m.d.sync += mx_valid.eq(0)
                     m.next = "IDLE"
-        is64 = mx_addr[32:].any()
         m.d.comb += [
             mx_beat.hdr.eq(Cat(Mux(is64, Cat(Const(0, 2), mx_addr[2:32]), 0),
                                Mux(is64, mx_addr[32:], Cat(Const(0, 2), mx_addr[2:32])),
@@ -689,12 +709,16 @@ class SriovTlpEndpoint(wiring.Component):
 
         # User streams: Completer/Requester ID from func, BME checks for requests.
         bme_busy = Signal()         # dma_wr queries vf_bme this cycle
+        # The vf_bme query of the IDLE cycle, registered before the endpoint (its answer comes
+        # VF_BME_LATENCY + 1 edges after that cycle)
+        bme_query = Signal.like(ep.vf_bme_query)
+        m.d.sync += ep.vf_bme_query.eq(bme_query)
         m.d.sync += self.dma_refused.valid.eq(0)
         for name, stream_, check, nonposted in (("cpl", self.cpl, False, False),
                                                 ("dma_wr", self.dma_wr, True, False),
                                                 ("dma_rd", self.dma_rd, True, True)):
             func = Signal(Func, name=f"{name}_func")
-            cnt = Signal(2, name=f"{name}_wait")
+            cnt = Signal(range(VF_BME_LATENCY + 2), name=f"{name}_wait")
             rid = Signal(16, name=f"{name}_rid")
             asked = Signal(name=f"{name}_asked")       # the lookup was granted
             got = Signal(name=f"{name}_got")           # rid holds its answer
@@ -723,8 +747,8 @@ class SriovTlpEndpoint(wiring.Component):
                         m.d.sync += [func.eq(b.func), cnt.eq(0), asked.eq(grant[name]),
                                      got.eq(0)]
                         if check:
-                            m.d.comb += [ep.vf_bme_query.pf.eq(b.func.pf),
-                                         ep.vf_bme_query.vf.eq(b.func.vf)]
+                            m.d.comb += [bme_query.pf.eq(b.func.pf),
+                                         bme_query.vf.eq(b.func.vf)]
                             if name == "dma_wr":
                                 m.d.comb += bme_busy.eq(1)
                         m.next = "LOOKUP"
@@ -734,13 +758,14 @@ class SriovTlpEndpoint(wiring.Component):
                         m.d.sync += asked.eq(1)
                     with m.If(ans[name]):
                         m.d.sync += [rid.eq(shared.rid), got.eq(1)]
-                    # vf_bme answers the query of the IDLE cycle when cnt is 2: kept
-                    with m.If(cnt != 3):
+                    # vf_bme answers the query of the IDLE cycle (registered) when cnt is
+                    # VF_BME_LATENCY: kept
+                    with m.If(cnt != VF_BME_LATENCY + 1):
                         m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == ROUTING_ID_LATENCY - 1):
+                    with m.If(cnt == VF_BME_LATENCY):
                         m.d.sync += bme_ok.eq(pf_ok)
-                    ok_now = Mux(cnt == ROUTING_ID_LATENCY - 1, pf_ok, bme_ok)
-                    with m.If((cnt >= ROUTING_ID_LATENCY - 1) & (got | ans[name])):
+                    ok_now = Mux(cnt == VF_BME_LATENCY, pf_ok, bme_ok)
+                    with m.If((cnt >= VF_BME_LATENCY) & (got | ans[name])):
                         if check:
                             with m.If(ok_now):
                                 m.next = "PASS"
@@ -762,42 +787,65 @@ class SriovTlpEndpoint(wiring.Component):
             sources.append((o_valid, out, o_ready, nonposted))
 
         # -- Arbiter: round robin at TLP boundaries, one output register -----------------------
+        # The grant is decided a cycle ahead: sel (one-hot, a register) names the source the
+        # output register may load from this cycle, so the beat multiplexer selects among the
+        # sources by flip-flops; the round-robin pick of the next sel runs beside it.
         n = len(sources)
         o_valid = Signal()
         o_beat = beat("tx_beat")
         m.d.comb += [self.tx.valid.eq(o_valid), self.tx.payload.eq(o_beat)]
         can_load = ~o_valid | self.tx.ready
-        locked = Signal()
-        cur = Signal(range(n))
+        locked = Signal()               # inside a TLP of source sel
+        sel = Signal(n)                 # one-hot; 0: none
         last = Signal(range(n), init=n - 1)
+        valid = Cat(*(v for v, _b, _r, _np in sources))
         elig = Signal(n)
         for i, (v, _b, _r, np) in enumerate(sources):
             m.d.comb += elig[i].eq(v & (self.tx_np_ok if np else 1))
-        pick = Signal(range(n))
-        any_ = Signal()
-        with m.If(locked):
-            m.d.comb += [pick.eq(cur), any_.eq(Cat(*(s[0] for s in sources)).bit_select(cur, 1))]
-        with m.Else():
-            with m.Switch(last):
-                for lst in range(n):
-                    with m.Case(lst):
-                        order = [(lst + k) % n for k in range(1, n + 1)]
-                        for idx in reversed(order):
-                            with m.If(elig[idx]):
-                                m.d.comb += [pick.eq(idx), any_.eq(1)]
-        go = can_load & any_
+        # sel's source may go now: inside a TLP when it offers a beat, else when eligible
+        sel_ok = (sel & Mux(locked, valid, elig)).any()
+        go = can_load & sel_ok
+        sel_eop = Signal()
+        for i, (_v, b, _r, _np) in enumerate(sources):
+            with m.If(sel[i]):
+                m.d.comb += sel_eop.eq(b.eop)
         for i, (_v, _b, r, _np) in enumerate(sources):
-            m.d.comb += r.eq(go & (pick == i))
+            m.d.comb += r.eq(go & sel[i])
         with m.If(go):
             m.d.sync += o_valid.eq(1)
-            with m.Switch(pick):
+            with m.Switch(sel):
                 for i, (_v, b, _r, _np) in enumerate(sources):
-                    with m.Case(i):
+                    with m.Case(1 << i):
                         m.d.sync += o_beat.eq(b)
-                        with m.If(b.eop):
-                            m.d.sync += [locked.eq(0), last.eq(i)]
-                        with m.Else():
-                            m.d.sync += [locked.eq(1), cur.eq(i)]
         with m.Elif(self.tx.ready):
             m.d.sync += o_valid.eq(0)
+
+        def rr(after, cand):
+            """One-hot round-robin pick among the bits of ``cand``, starting after ``after``."""
+            out = Signal(n, name=f"rr_after_{after}")
+            for idx in reversed([(after + k) % n for k in range(1, n + 1)]):
+                with m.If(cand[idx]):
+                    m.d.comb += out.eq(1 << idx)
+            return out
+
+        sel_idx = Signal(range(n))
+        for i in range(n):
+            with m.If(sel[i]):
+                m.d.comb += sel_idx.eq(i)
+        with m.If(go & ~sel_eop):
+            m.d.sync += locked.eq(1)                    # sel stays up to the TLP's eop
+        with m.Elif(go | ~locked):
+            # Between TLPs: the next sel is the first source eligible now after the one whose
+            # TLP ends with this beat (or after the last one granted). A source picked on a
+            # valid it drops by the next cycle (the TLP just taken) is not loaded: sel_ok.
+            m.d.sync += locked.eq(0)
+            ends = go & sel_eop
+            after = Mux(ends, sel_idx, last)
+            cand = elig
+            with m.If(ends):
+                m.d.sync += last.eq(sel_idx)
+            with m.Switch(after):
+                for a in range(n):
+                    with m.Case(a):
+                        m.d.sync += sel.eq(rr(a, cand))
         return m
