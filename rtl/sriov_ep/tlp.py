@@ -589,29 +589,26 @@ class SriovTlpEndpoint(wiring.Component):
                              req.payload.strb.eq(s0), req.payload.sop.eq(1),
                              req.payload.eop.eq(eop0)]
                 with m.If(req.ready):
-                    finish_fwd = eop0
-                    with m.If(finish_fwd):
+                    with m.If(eop0):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "FWD"
 
-            with m.State("FWD"):
+            def pass_rest(sink):
+                """The TLP's later beats straight from ``rx`` to ``sink`` (header held)."""
                 b = self.rx.payload
-                m.d.comb += [req.valid.eq(self.rx.valid), self.rx.ready.eq(req.ready),
-                             req.payload.hdr.eq(h), req.payload.data.eq(b.data),
-                             req.payload.strb.eq(b.strb), req.payload.sop.eq(0),
-                             req.payload.eop.eq(b.eop)]
-                with m.If(self.rx.valid & req.ready & b.eop):
+                m.d.comb += [sink.valid.eq(self.rx.valid), self.rx.ready.eq(sink.ready),
+                             sink.payload.hdr.eq(h), sink.payload.data.eq(b.data),
+                             sink.payload.strb.eq(b.strb), sink.payload.sop.eq(0),
+                             sink.payload.eop.eq(b.eop)]
+                with m.If(self.rx.valid & sink.ready & b.eop):
                     m.next = "IDLE"
 
+            with m.State("FWD"):
+                pass_rest(req)
+
             with m.State("CPL_FWD"):
-                b = self.rx.payload
-                m.d.comb += [rx_cpl.valid.eq(self.rx.valid), self.rx.ready.eq(rx_cpl.ready),
-                             rx_cpl.payload.hdr.eq(h), rx_cpl.payload.data.eq(b.data),
-                             rx_cpl.payload.strb.eq(b.strb), rx_cpl.payload.sop.eq(0),
-                             rx_cpl.payload.eop.eq(b.eop)]
-                with m.If(self.rx.valid & rx_cpl.ready & b.eop):
-                    m.next = "IDLE"
+                pass_rest(rx_cpl)
 
             with m.State("DRAIN"):
                 m.d.comb += self.rx.ready.eq(1)

@@ -1924,6 +1924,20 @@ class LinuxHost:
         return state
 
 
+def qword_parts(addr, size, value=0):
+    """The aligned QWORDs an access of ``size`` bytes at ``addr`` touches, in order: tuples of
+    (address, bytes done before it, byte lane of the first byte, bytes in it, byte enables,
+    the part of ``value`` that falls in it, unshifted)."""
+    done = 0
+    while done < size:
+        at = addr + done
+        lane = at & 7
+        n = min(8 - lane, size - done)
+        yield (at, done, lane, n, ((1 << n) - 1) << lane,
+               (value >> (8 * done)) & ((1 << (8 * n)) - 1))
+        done += n
+
+
 async def memory_transaction(port, op, addr, size, value=0, *, memories=None, step="",
                              pf_bdf=None):
     """One memory read (``op`` "memrd") or write ("memwr") of ``size`` bytes at ``addr``
@@ -1940,13 +1954,7 @@ async def memory_transaction(port, op, addr, size, value=0, *, memories=None, st
     first = None
     result = 0
     cycles = None
-    done = 0
-    while done < size:
-        at = addr + done
-        lane = at & 7
-        n = min(8 - lane, size - done)
-        be = ((1 << n) - 1) << lane
-        part = (value >> (8 * done)) & ((1 << (8 * n)) - 1)
+    for at, done, lane, n, be, part in qword_parts(addr, size, value):
         res = await port.access(at, write, part << (8 * lane) if write else 0, be)
         if getattr(res, "cycles", None) is not None:
             cycles = (cycles or 0) + res.cycles
@@ -1972,7 +1980,6 @@ async def memory_transaction(port, op, addr, size, value=0, *, memories=None, st
             got = (1 << (8 * n)) - 1
         if not write:
             result |= got << (8 * done)
-        done += n
     if not first.answered:
         return MemTransaction(op, addr, size, "UR", value if write else result, cycles, None,
                               None, None, step)

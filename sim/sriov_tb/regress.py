@@ -41,7 +41,14 @@ from types import SimpleNamespace
 from sriov_ep.params import format_bdf
 
 from .cfg import Mismatch, split_access
-from .host import HostError, MemAccessResult, _describe_access, access_result, decode_result
+from .host import (
+    HostError,
+    MemAccessResult,
+    _describe_access,
+    access_result,
+    decode_result,
+    qword_parts,
+)
 from .script import Op
 
 __all__ = ["RandomStimulus", "RegressionResult", "run_regression", "SEEDS", "DEFAULT_COUNT",
@@ -915,13 +922,7 @@ class _LeanConfig:
         req_words, res_buffer = self._req_words, self._res_buffer
         first = None                # (answered, internal, pf, function, bar) of the first
         result = 0
-        done = 0
-        while done < size:
-            at = addr + done
-            lane = at & 7
-            n = min(8 - lane, size - done)
-            be = ((1 << n) - 1) << lane
-            part = (value >> (8 * done)) & ((1 << (8 * n)) - 1)
+        for at, done, lane, n, be, part in qword_parts(addr, size, value):
             data = part << (8 * lane) if write else 0
             # NativeMemoryDriver._request and NativeModel.mem, with the same tag and checks.
             tag = driver.tag = (driver.tag + 1) % self._tag_modulus
@@ -991,7 +992,6 @@ class _LeanConfig:
                 read = (1 << (8 * n)) - 1
             if not write:
                 result |= read << (8 * done)
-            done += n
         if not write and op.value is not None and result != op.value:
             raise ValueError("the lean loop runs memory reads that expect nothing")
         self.tally[0] += 1
