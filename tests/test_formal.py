@@ -107,6 +107,31 @@ def test_property_fails_on_mutation(name, mutation, tmp_path, tools):
     _assert_fails(_prove(prop, tmp_path, tools))
 
 
+#: With several PFs the capability is built with ``write_ahead`` (its checked writes decoded a
+#: cycle early) and the harness announces each write on ``w_ahead``: the NumVFs mutations of
+#: that path, on a PF that holds ARI Capable Hierarchy and one that does not.
+AHEAD_MUTATIONS = [
+    ("sriov_cap.num_vfs.pf0", "num_vfs_fits_lt"),
+    ("sriov_cap.num_vfs.pf1", "num_vfs_while_enabled"),
+]
+
+
+def _write_ahead(prop):
+    """Whether ``prop``'s harness announces writes (built here only to be looked at: marked so
+    that Amaranth does not warn about a harness never elaborated)."""
+    harness = prop.build()
+    harness._MustUse__silence = True
+    return harness.write_ahead
+
+
+@pytest.mark.parametrize("name, mutation", AHEAD_MUTATIONS,
+                         ids=[f"{n.split('.')[-1]}-{m}" for n, m in AHEAD_MUTATIONS])
+def test_write_ahead_property_fails_on_mutation(name, mutation, tmp_path, tools):
+    prop = _prop(load_params(QUAD), name).mutated(mutation)
+    assert _write_ahead(prop)
+    _assert_fails(_prove(prop, tmp_path, tools))
+
+
 def test_every_property_has_a_mutation():
     """Each kind of property is shown able to fail by a test above (or by the command line's,
     :data:`CLI_MUTATION`)."""
@@ -118,6 +143,14 @@ def test_every_property_has_a_mutation():
             if mutation.module is not None:
                 path, lines = mutation.source_lines()          # still in the RTL
                 assert lines, (prop.name, mutation.name)
+    # Several PFs: the same kinds, the capability's with write_ahead and its own mutations.
+    for prop in formal.properties(load_params(QUAD)):
+        assert prop.mutations, prop.name
+        if prop.name.startswith("sriov_cap."):
+            assert _write_ahead(prop), prop.name
+        for mutation in prop.mutations:
+            if mutation.module is not None:
+                assert mutation.source_lines()[1], (prop.name, mutation.name)
 
 
 def test_mutation_of_moved_source_is_an_error(tmp_path, tools):

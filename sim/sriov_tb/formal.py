@@ -589,16 +589,26 @@ class SriovCapHarness(Elaboratable):
         aperture max(BAR size, System Page Size) always read 0 (low and upper dword), the
         aperture output is that aperture, and while VF Enable is 1 the base output is aligned
         to it (and below 4 GiB for a 32-bit BAR): the decoders' input domain.
+
+    ``write_ahead`` (the capability as a device with several PFs builds it, the checks of its
+    writes decoded a cycle early): every write is announced on ``w_ahead`` the cycle before,
+    with the same address, byte enables and data held into the write's cycle, as the
+    capability's contract asks; nothing else is restricted beyond what the contract asks (no
+    PF reset or other write in the announcing cycle, ``ari_in``/``ari_hold`` held into the
+    write's cycle). The claims are the same; the read-only claim's probes, which read their
+    dwords between writes, also need a cycle without a write after each write (so writes come
+    at most every third cycle there; otherwise every other cycle).
     """
 
     CLAIMS = ("read_only", "num_vfs", "zero_be", "bar_bits")
 
-    def __init__(self, params, k, claim, *, writable=None):
+    def __init__(self, params, k, claim, *, writable=None, write_ahead=False):
         if claim not in self.CLAIMS:
             raise ValueError(f"claim: one of {', '.join(self.CLAIMS)} (got {claim!r})")
         self.params = params
         self.k = k
         self.claim = claim
+        self.write_ahead = bool(write_ahead)
         #: (mutation) ``"register.field"`` of the map made RW.
         self.writable = writable
         self._modules = []
@@ -606,7 +616,7 @@ class SriovCapHarness(Elaboratable):
     def _dut(self):
         pf = self.params.pfs[self.k]
         dut = SriovCapability(pf, next_offset=_sriov_next_offset(self.params, self.k),
-                              owns_ari=(self.k == 0))
+                              owns_ari=(self.k == 0), write_ahead=self.write_ahead)
         if self.writable is not None:
             reg_name, field_name = self.writable.split(".")
             registers = []
@@ -629,7 +639,7 @@ class SriovCapHarness(Elaboratable):
         wrap = Module()
         wrap.submodules.dut = frag
         ports = {"addr": 4, "w_en": 1, "w_be": 4, "w_data": 32, "reset": 1, "ari_in": 1,
-                 "ari_hold": 1}
+                 "ari_hold": 1, **({"w_ahead": 1} if self.write_ahead else {})}
         inputs = {key: Signal(width, name=key) for key, width in ports.items()}
         regs = _state_signals(frag)
         state = Cat(*regs)
@@ -640,6 +650,8 @@ class SriovCapHarness(Elaboratable):
                         probe.reset.eq(inputs["reset"]), probe.ari_in.eq(inputs["ari_in"]),
                         probe.ari_hold.eq(inputs["ari_hold"]),
                         outputs["r_data"].eq(probe.cfg.r_data), outputs["state"].eq(state)]
+        if self.write_ahead:
+            wrap.d.comb += probe.w_ahead.eq(inputs["w_ahead"])
         # (The sync domain is made for the conversion: its ports are ``clk`` and ``rst``.)
         self._modules.append(rtlil.convert(
             wrap, name=name, ports=[*inputs.values(), *outputs.values()]))
@@ -661,11 +673,26 @@ class SriovCapHarness(Elaboratable):
         reset = _any(m, 1, "reset")
         ari_in = _any(m, 1, "ari_in")
         ari_hold = _any(m, 1, "ari_hold")
+        w_ahead = Const(0, 1)
+        if self.write_ahead:
+            # The free bit announces a write; the write itself comes a cycle later.
+            announce = w_en
+            w_en = Signal(name="w_en_announced")
+            w_ahead = Signal(name="w_ahead")
+            held = Cat(addr, w_be, w_data, ari_in, ari_hold)
+            spaced = ~_delayed(m, w_en, 1, "w_en") if self.claim == "read_only" else 1
+            m.d.comb += [
+                w_ahead.eq(announce & ~w_en & spaced & ~reset),
+                Assume(~w_en | (held == _delayed(m, held, 1, "held"))),
+            ]
+            m.d.sync += w_en.eq(w_ahead)
 
-        def drive(dut, en, at=addr):
+        def drive(dut, en, at=addr, ahead=w_ahead):
             m.d.comb += [dut.cfg.addr.eq(at), dut.cfg.w_en.eq(en), dut.cfg.w_be.eq(w_be),
                          dut.cfg.w_data.eq(w_data), dut.reset.eq(reset), dut.ari_in.eq(ari_in),
                          dut.ari_hold.eq(ari_hold)]
+            if self.write_ahead:
+                m.d.comb += dut.w_ahead.eq(ahead)
 
         if self.claim == "zero_be":
             a, b = self._dut(), self._dut()
@@ -673,7 +700,7 @@ class SriovCapHarness(Elaboratable):
             m.submodules.a = frag_a
             m.submodules.b = frag_b
             drive(a, w_en)
-            drive(b, w_en & w_be.any())
+            drive(b, w_en & w_be.any(), ahead=w_ahead & w_be.any())
             regs_a, regs_b = _state_signals(frag_a), _state_signals(frag_b)
             if [s.name for s in regs_a] != [s.name for s in regs_b] or not regs_a:
                 raise RuntimeError("zero_be: the two capabilities elaborate differently")
@@ -715,15 +742,17 @@ class SriovCapHarness(Elaboratable):
             if probe_regs != [(s.name, len(s)) for s in regs] or not regs:
                 raise RuntimeError("read_only: the probe elaborates differently")
             probe_width = len(Cat(*regs))
+            busy = w_en | w_ahead       # a write's address, announced or made
+            ahead_port = {"i_w_ahead": w_ahead} if self.write_ahead else {}
             for dword in range(16):
                 probe_data = Signal(32, name=f"probe{dword}_r_data")
                 probe_state = Signal(probe_width, name=f"probe{dword}_state")
                 m.submodules[f"probe{dword}"] = Instance(
                     probe_name, i_clk=ClockSignal(), i_rst=ResetSignal(),
-                    i_addr=Mux(w_en, addr, dword), i_w_en=w_en, i_w_be=w_be, i_w_data=w_data,
+                    i_addr=Mux(busy, addr, dword), i_w_en=w_en, i_w_be=w_be, i_w_data=w_data,
                     i_reset=reset, i_ari_in=ari_in, i_ari_hold=ari_hold,
-                    o_r_data=probe_data, o_state=probe_state)
-                check(Const(dword, 4), probe_data, ~w_en)
+                    o_r_data=probe_data, o_state=probe_state, **ahead_port)
+                check(Const(dword, 4), probe_data, ~busy)
                 m.d.comb += Assert(probe_state == Cat(*regs))
             m.d.comb += Assume(~(w_en & _delayed(m, w_en, 1, "w_en")))
             # The outputs follow ARI Capable Hierarchy likewise; outside the owner it is ari_in.
@@ -993,6 +1022,20 @@ _CAP_MUTATIONS = {
     ),
 }
 
+#: With several PFs the capability checks NumVFs writes a cycle ahead (``write_ahead``): the
+#: same two mutations, on that check.
+_CAP_AHEAD_MUTATIONS = {
+    **_CAP_MUTATIONS,
+    "num_vfs": (
+        Mutation("num_vfs_fits_lt", "NumVFs refuses TotalVFs itself (its <= TotalVFs check, "
+                 "made a cycle ahead, as <)", _sriov_module,
+                 "lambda value: ~vf_enable & (value <= p.total_vfs", "$le", "$lt"),
+        Mutation("num_vfs_while_enabled", "NumVFs takes writes while VF Enable is 1 (the ~ of "
+                 "~vf_enable dropped from the check made a cycle ahead)", _sriov_module,
+                 "lambda value: ~vf_enable & (value <= p.total_vfs", "$not", "$pos"),
+    ),
+}
+
 
 def _pf_suffix(params, k):
     return f".pf{k}" if len(params.pfs) > 1 else ""
@@ -1049,9 +1092,12 @@ def properties(params, *, config="config", endpoint=True):
                 ("bar_bits", "VF BAR address bits below the aperture read 0; System Page "
                              "Size one supported size")):
             add(f"sriov_cap.{claim}{_pf_suffix(params, k)}", f"SriovCapability: {summary}",
-                "prove", {"read_only": 3, "bar_bits": 5}.get(claim, 2),
-                lambda k=k, claim=claim, **kw: SriovCapHarness(params, k, claim, **kw),
-                _CAP_MUTATIONS[claim])
+                # (A write announced a cycle ahead shows a cycle later: NumVFs's depth + 1.)
+                "prove", {"read_only": 3, "bar_bits": 5,
+                          "num_vfs": 3 if several else 2}.get(claim, 2),
+                lambda k=k, claim=claim, **kw: SriovCapHarness(params, k, claim,
+                                                               write_ahead=several, **kw),
+                (_CAP_AHEAD_MUTATIONS if several else _CAP_MUTATIONS)[claim])
     seen = {}
     for k, pf in enumerate(params.pfs):
         # PFs alike in what the decoder is built from are proved once.
