@@ -66,6 +66,8 @@ from sriov_ep.params import Bar, EndpointParams
 from sriov_ep.regs import Access, RegisterMap
 from sriov_ep.tools.synth import ToolMissing
 
+from .cli_support import CliError, _load_config
+
 __all__ = ["FormalToolMissing", "INSTALL", "Tools", "find_tools", "Mutation", "Property",
            "Result", "properties", "run", "run_property", "builtin_configs", "MAX_VFS",
            "add_prove_parser", "cmd_prove"]
@@ -1332,7 +1334,6 @@ def add_prove_parser(subparsers):
 
 def _configs(args):
     """``[(name, params)]`` for the command line's configurations."""
-    from .cli import CliError, _load_config
     names = list(args.config)
     if not names:
         examples = example_configs()
@@ -1355,7 +1356,6 @@ def _configs(args):
 
 
 def _selected(props, args):
-    from .cli import CliError
     if args.property:
         globs = [g.strip() for g in args.property.split(",") if g.strip()]
         props = [p for p in props if any(fnmatch.fnmatchcase(p.name, g) for g in globs)]
@@ -1375,7 +1375,6 @@ _LINE = "{:<7} {:<24} {:<24} {:<5} {:>5} {:>9}  {}"
 def cmd_prove(args):
     """``sriov-ep prove``: one line per property (status, configuration, property, mode,
     depth, seconds, trace or message); exit status 0 when every property passes, else 1."""
-    from .cli import CliError
     configs = _configs(args)
     props = []
     for name, params in configs:

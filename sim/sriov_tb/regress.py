@@ -42,6 +42,16 @@ from types import SimpleNamespace
 from sriov_ep.params import format_bdf
 
 from .cfg import Mismatch, split_access
+from .cli_support import (
+    BACKENDS,
+    CliError,
+    _load_config,
+    _print_waves,
+    _Progress,
+    _progress_wanted,
+    _runner,
+    _wave_bound,
+)
 from .host import (
     HostError,
     MemAccessResult,
@@ -670,7 +680,6 @@ def run_regression(params, *, seed, count, name="config", backend="native", user
     filename = f"<{name} seed {seed:#x}>"
     options = dict(filename=filename, user=user, vcd=vcd, wave_from=wave_from,
                    wave_to=wave_to, waves_on_failure=waves_on_failure)
-    from .cli import BACKENDS, _runner
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if mutate is not None and backend != "native":
@@ -1009,7 +1018,6 @@ class _LeanConfig:
 
 def add_regress_parser(subparsers):
     """Add ``regress`` to the ``sriov-ep`` subcommands; it runs :func:`cmd_regress`."""
-    from .cli import BACKENDS, _wave_bound
     p = subparsers.add_parser(
         "regress", help="random config, memory and MSI-X operations checked against the "
                         "reference model (a million per configuration by default, on the "
@@ -1061,7 +1069,6 @@ def _count(text):
 def _named_configs(args):
     """``[(name, path or None, params)]``: the command line's configurations, each named as
     :data:`SEEDS` names it when it is one of the examples (or max-vfs)."""
-    from .cli import CliError, _load_config
     from .formal import EXAMPLES, builtin_configs, example_configs
     names = list(args.config) or [str(p) for p in example_configs()] + ["max-vfs"]
     examples = {EXAMPLES.resolve(), (EXAMPLES / "multi-pf").resolve()}
@@ -1087,7 +1094,6 @@ def cmd_regress(args):
 
     from sriov_ep.tools.synth import ToolMissing
 
-    from .cli import CliError, _print_waves, _Progress, _progress_wanted
     from .runner import RunFailure
     configs = _named_configs(args)
     if args.vcd is not None and len(configs) > 1:
