@@ -72,7 +72,8 @@ def recorded_pnr(monkeypatch):
     def fake(component, *, device, freq_mhz, seed, log_file=None):
         calls.append({"component": _elaborated(component), "device": device, "seed": seed})
         return {"fmax_mhz": 100.0 + seed, "luts": 1000, "ffs": 2000, "brams": 3, "dsps": 4,
-                "comb_total": 43848, "critical_path": ["Critical path report", "a -> b"]}
+                "comb_total": 43848,
+                "critical_path": ["Critical path report", f"a -> b, seed {seed}"]}
     monkeypatch.setattr(fmax_module, "place_and_route", fake)
     return calls
 
@@ -103,7 +104,7 @@ def test_bench_fmax_tlp_measures_the_wrapper(capsys, recorded_pnr):
     assert (row["pfs"], row["total_vfs"]) == (1, 8)               # igb-82576: one PF, 8 VFs
     assert (row["fmax_mhz"], row["fmax_min_mhz"], row["fmax_max_mhz"]) == (102.0, 101.0, 103.0)
     assert (row["luts"], row["ffs"], row["brams"], row["dsps"]) == (1000, 2000, 3, 4)
-    assert row["critical_path"] == ["Critical path report", "a -> b"]
+    assert row["critical_path"] == ["Critical path report", "a -> b, seed 1"]
 
 
 def test_bench_fmax_tlp_table_and_defaults(capsys, recorded_pnr):
@@ -117,7 +118,7 @@ def test_bench_fmax_tlp_table_and_defaults(capsys, recorded_pnr):
     rows = [line.split() for line in out if line.startswith("SriovTlpEndpoint/64")]
     assert [r[3] for r in rows] == ["256", "65535"]
     assert rows[0][4:6] == ["102.00", "101.00..103.00"]
-    assert "# critical path, seed 1:" in out and "# a -> b" in out
+    assert "# critical path, seed 1:" in out and "# a -> b, seed 1" in out
 
 
 def test_bench_area_tlp_measures_the_wrapper(capsys, recorded_synth):
@@ -159,3 +160,23 @@ def test_bench_area_tlp_runs_yosys(capsys):
     alone = synth_module.synthesize(SriovEndpoint(load_params(IGB), mem_latency=2))
     assert row["luts"] > alone["luts"] and row["ffs"] > alone["ffs"]
     assert row["dsps"] >= 1
+
+
+def test_bench_fmax_endpoint_names_the_slowest_seed_and_its_path(capsys, recorded_pnr):
+    """The endpoint's rows (no --tlp) give each seed's figure and the critical path of the
+    slowest seed's run (the recorder answers 100 + seed MHz: seed 1 is the slowest here)."""
+    code, out, err = cli(capsys, "bench", "fmax", "--pfs", "4", "--seeds", "3,1,2", "--json")
+    assert code == 0, err
+    assert [c["seed"] for c in recorded_pnr] == [3, 1, 2]
+    assert {type(c["component"]) for c in recorded_pnr} == {SriovEndpoint}
+    [row] = [json.loads(line) for line in out]
+    assert (row["pfs"], row["total_vfs"]) == (4, 256)
+    assert row["fmax_by_seed"] == [103.0, 101.0, 102.0]
+    assert (row["fmax_mhz"], row["fmax_min_mhz"]) == (102.0, 101.0)
+    assert row["critical_seed"] == 1
+    assert row["critical_path"] == ["Critical path report", "a -> b, seed 1"]
+    code, out, err = cli(capsys, "bench", "fmax", "--pfs", "4", "--seeds", "3,1,2")
+    assert code == 0, err
+    text = "\n".join(out)
+    assert "# critical path, seed 1 (the slowest):\n# Critical path report\n# a -> b, seed 1" \
+        in text

@@ -99,7 +99,9 @@ def fmax_rows(sizes=FMAX_SIZES, device="LFE5UM-45F", freq_mhz=200.0, mem_latency
               seeds=(1, 2, 3), params=None, pfs=1):
     """Yield one dict per size: post-route Fmax (median, min and max over placement seeds) and
     utilisation of the endpoint, I/O registered. nextpnr's result moves by several percent from
-    seed to seed, so one seed is not a figure. With ``params``, that configuration alone."""
+    seed to seed, so one seed is not a figure. With ``params``, that configuration alone.
+    ``fmax_by_seed`` lists each seed's figure; ``critical_path`` is the slowest seed's
+    (``critical_seed``) last critical path report."""
     import statistics
 
     from sriov_ep.tools.fmax import place_and_route
@@ -109,11 +111,15 @@ def fmax_rows(sizes=FMAX_SIZES, device="LFE5UM-45F", freq_mhz=200.0, mem_latency
         runs = [place_and_route(SriovEndpoint(config, mem_latency=mem_latency),
                                 device=device, freq_mhz=freq_mhz, seed=seed) for seed in seeds]
         fmax = [run["fmax_mhz"] for run in runs]
+        slowest = min(range(len(runs)), key=lambda i: fmax[i])
         yield {"component": "SriovEndpoint", "total_vfs": total_vfs, "pfs": config.num_pfs,
                "device": device,
                "mem_latency": mem_latency, "fmax_mhz": statistics.median(fmax),
                "fmax_min_mhz": min(fmax), "fmax_max_mhz": max(fmax), "seeds": list(seeds),
+               "fmax_by_seed": fmax,
                "luts": runs[0]["luts"], "ffs": runs[0]["ffs"], "brams": runs[0]["brams"],
+               "critical_seed": seeds[slowest],
+               "critical_path": runs[slowest].get("critical_path", []),
                "seconds": round(time.monotonic() - start, 1)}
 
 

@@ -543,9 +543,12 @@ def cmd_bench(args):
 
         def line(row):
             spread = f"{row['fmax_min_mhz']:.2f}..{row['fmax_max_mhz']:.2f}"
+            path = "".join(f"\n# {text}" for text in row.get("critical_path", ()))
             return (f"{row['component']:<14} {row['device']:<11} {row['pfs']:>3} "
                     f"{row['total_vfs']:>9} {row['fmax_mhz']:>9.2f} {spread:>{spread_width}} "
-                    f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['seconds']:>8}")
+                    f"{row['luts']:>6} {row['ffs']:>6} {row['brams']:>6} {row['seconds']:>8}"
+                    + (f"\n# critical path, seed {row['critical_seed']} (the slowest):{path}"
+                       if path else ""))
         header = (f"{'component':<14} {'device':<11} {'pfs':>3} {'total_vfs':>9} "
                   f"{'fmax_mhz':>9} {spread_head:>{spread_width}} {'luts':>6} {'ffs':>6} "
                   f"{'brams':>6} {'seconds':>8}")
