@@ -247,7 +247,8 @@ class DeviceRoutingDecoder(wiring.Component):
         VF number (1-based, within PF ``pf``) when ``target`` is ``VF``, else 0.
     vf_index : Out(range(max(2, sum of TotalVFs)))
         ``params.vf_base(pf) + vf - 1`` when ``target`` is ``VF`` (the VF's entry in the device's
-        per-VF memories), else 0.
+        per-VF memories), else 0. With the same latency as ``target``, but merged from per-PF
+        flip-flops after them (an AND-OR of P terms between the flip-flops and the output).
     """
 
     def __init__(self, params, *, stages=None):
@@ -294,16 +295,21 @@ class DeviceRoutingDecoder(wiring.Component):
                          core.bus.eq(self.bus), core.ari.eq(self.ari),
                          core.vf_enable.eq(self.vf_enable[k]),
                          core.num_vfs.eq(self.num_vfs[k])]
-            # The global index, added beside the core's NumVFs comparison.
-            index = Signal.like(self.vf_index, name=f"pf{k}_vf_index")
-            m.d.comb += index.eq(core.vf_index + p.vf_base(k))
             code = core.target.as_value()
             target |= code
             if k:
                 pf |= Mux(code.any(), k, 0)
             vf |= core.vf
-            vf_index |= Mux(core.target == Target.VF, index, 0)
+            # The VF's entry: the global index (the core's plus PF k's base), registered per PF
+            # with the core's VF decision beside it, and merged after the register. The NumVFs
+            # comparison thus ends at a flip-flop of its own instead of passing through the
+            # merge of every PF's index (PF timing at 4 PFs).
+            index = Signal.like(self.vf_index, name=f"pf{k}_vf_index")
+            is_vf = Signal(name=f"pf{k}_is_vf")
+            m.d.sync += [index.eq(core.vf_index + p.vf_base(k)),
+                         is_vf.eq(core.target == Target.VF)]
+            vf_index |= Mux(is_vf, index, 0)
         # At most one core claims (no two functions share a Routing ID): OR the results.
-        m.d.sync += [self.target.eq(target), self.pf.eq(pf), self.vf.eq(vf),
-                     self.vf_index.eq(vf_index)]
+        m.d.sync += [self.target.eq(target), self.pf.eq(pf), self.vf.eq(vf)]
+        m.d.comb += self.vf_index.eq(vf_index)
         return m
