@@ -208,7 +208,7 @@ def test_first_error_wins():
 @pytest.mark.parametrize("line, phrase", [
     ("cfgrdd 01:00.0 0 4", "unknown operation 'cfgrdd' (expected one of cfgrd, cfgwr, enable, "
                            "disable, flr, idle, memrd, memwr, msix, msix_enable, msix_count, "
-                           "suspend, resume)"),
+                           "suspend, resume, tlp)"),
     ("cfgrdd 01:00.0 0 4", "did you mean 'cfgrd'?"),
     ("CFGRD 01:00.0 0 4", "operation names are lowercase"),
     ("Idle 1", "unknown operation 'Idle'"),
@@ -363,7 +363,7 @@ def test_error_carries_file_and_line():
 
 def test_kinds():
     assert KINDS == ("cfgrd", "cfgwr", "enable", "disable", "flr", "idle", "memrd", "memwr",
-                     "msix", "msix_enable", "msix_count", "suspend", "resume")
+                     "msix", "msix_enable", "msix_count", "suspend", "resume", "tlp")
 
 
 # -- The example script ---------------------------------------------------------------------------
@@ -398,3 +398,68 @@ def test_igb_walk_example_matches_its_config():
 
     assert [op.rid for op in ops] == [pf, pf, vf(1), vf(2), vf(2), vf(2), vf(2), vf(2), vf(5), pf]
     assert ops[1].count == 4 < 5 <= params.total_vfs     # VF5 exists but is not enabled
+
+
+# -- Raw TLPs (tlp HEX... [== EXPECT]) -----------------------------------------------------------
+
+#: CfgRd0 00:00.0 tag 01 -> 01:00.0 register 0 (PCIe Base §2.2.7: Fmt 000 Type 00100, Length 1).
+CFGRD0_HEX = "04000001 0000010f 01000000"
+CFGRD0_BYTES = bytes.fromhex("04000001" "0000010f" "01000000")
+
+
+@pytest.mark.parametrize("line, fields", [
+    (f"tlp {CFGRD0_HEX}", {}),
+    ("tlp 04 00 00 01 00 00 01 0f 01 00 00 00", {}),           # any grouping
+    ("tlp 040000010000010f01000000", {}),
+    ("tlp 0x04000001 0X0000010F 01000000", {}),                  # 0x prefixes, either case
+    (f"tlp {CFGRD0_HEX} == none", {"outcome": "none"}),
+    (f"tlp {CFGRD0_HEX} == SC", {"outcome": "SC"}),
+    (f"tlp {CFGRD0_HEX} == UR", {"outcome": "UR"}),
+    (f"tlp {CFGRD0_HEX} == CA", {"outcome": "CA"}),
+    (f"tlp {CFGRD0_HEX} == RRS", {"outcome": "RRS"}),
+    (f"tlp {CFGRD0_HEX}==RRS", {"outcome": "RRS"}),
+    (f"tlp {CFGRD0_HEX} == 4a000001 00000004 00000100 8680c910",
+     {"expect_raw": bytes.fromhex("4a000001" "00000004" "00000100" "8680c910")}),
+])
+def test_raw_tlp(line, fields):
+    (op,) = parse_script(line + "   # a comment\n")
+    assert op == Op("tlp", 1, line, raw=CFGRD0_BYTES, **fields)
+
+
+def test_raw_tlp_limits():
+    # A 4 DW header (Fmt bit 0) and 1024 payload DWs: the largest TLP.
+    words = "60000000 000000ff 00000001 00000000 " + "00000000 " * 1024
+    (op,) = parse_script(f"tlp {words}")
+    assert len(op.raw) == 4 * (4 + 1024)
+
+
+@pytest.mark.parametrize("line, phrase", [
+    ("tlp", "HEX is missing (the TLP's bytes in hex, e.g. 04000001 0000010f 01000000)"),
+    ("tlp == SC", "HEX is missing"),
+    ("tlp 04000001 0000010f 0100000g", "HEX word '0100000g' is not hex digits (a TLP's bytes in "
+                                       "hex, optionally 0x-prefixed)"),
+    ("tlp 0x 04000001 0000010f 01000000", "HEX word '0x' is not hex digits"),
+    ("tlp -4000001 0000010f 01000000", "HEX word '-4000001' is not hex digits"),
+    ("tlp 0400001 0000010f 01000000", "HEX word '0400001' has an odd number of hex digits (7); "
+                                      "each byte is two digits"),
+    ("tlp 04000001 0000010f 010000", "HEX is 11 bytes, not a whole number of DWs (a multiple of "
+                                     "4 bytes)"),
+    ("tlp 04000001 0000010f", "HEX is 2 DWs; a TLP header is at least 3 DWs"),
+    ("tlp 04000001", "HEX is 1 DW; a TLP header is at least 3 DWs"),
+    ("tlp 20000001 0000010f 01000000", "HEX is 3 DWs, but Fmt 001b (bit 0 set) says a 4 DW "
+                                       "header"),
+    ("tlp 40000000 000000ff 00000000 " + "00000000 " * 1025,
+     "HEX has 1025 payload DWs after its 3 DW header; a TLP carries at most 1024"),
+    (f"tlp {CFGRD0_HEX} ==", "'==' must be followed by EXPECT: none, SC, UR, CA, RRS or the "
+                             "bytes in hex"),
+    (f"tlp {CFGRD0_HEX} == SC == UR", "'==' appears twice"),
+    (f"tlp {CFGRD0_HEX} == ur", "EXPECT 'ur': write UR (none, SC, UR, CA, RRS are written so)"),
+    (f"tlp {CFGRD0_HEX} == None", "EXPECT 'None': write none"),
+    (f"tlp {CFGRD0_HEX} == SC UR", "EXPECT word 'SC' is not hex digits"),
+    (f"tlp {CFGRD0_HEX} == 4a000001 00000004", "EXPECT is 2 DWs; a TLP header is at least 3 DWs"),
+    (f"tlp {CFGRD0_HEX} == 4a00000", "EXPECT word '4a00000' has an odd number of hex digits"),
+    (f"tlp {CFGRD0_HEX} == 4a 00", "EXPECT is 2 bytes, not a whole number of DWs"),
+    (f"tlp {CFGRD0_HEX} == done", "EXPECT word 'done' is not hex digits"),
+])
+def test_bad_raw_tlps(line, phrase):
+    refuses(line, phrase)

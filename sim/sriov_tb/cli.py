@@ -262,10 +262,12 @@ def _regmap_pf(args, params, k):
 
 
 def _load_ops(args, params):
-    from .runner import builtin_scenario
+    from .runner import builtin_scenario, check_ops
     from .script import check_pf_targets, load_script
     if getattr(args, "script", None):
         ops = load_script(args.script)
+        # Raw TLPs (tlp) run on the tlp backend only: refused here, before anything runs.
+        check_ops(ops, args.script, raw_tlps=getattr(args, "backend", None) == "tlp")
         if params.num_pfs > 1:
             check_pf_targets(ops, [pf.pf_rid for pf in params.pfs], args.script)
         return ops, args.script

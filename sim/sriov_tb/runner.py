@@ -112,12 +112,15 @@ def _transaction_record(txn, op):
     return record
 
 
-def check_ops(ops, filename="<script>"):
-    """Refuse operations no backend can run (raises :class:`ScriptError`). A stimulus made
-    during the run (``ops`` callable, see :func:`execute`) is its maker's to keep valid."""
+def check_ops(ops, filename="<script>", *, raw_tlps=False):
+    """Refuse operations no backend can run (raises :class:`ScriptError`), and raw TLPs
+    (``tlp``) unless ``raw_tlps`` (the ``tlp`` backend). A stimulus made during the run
+    (``ops`` callable, see :func:`execute`) is its maker's to keep valid."""
     if callable(ops):
         return
     for op in ops:
+        if op.kind == "tlp" and not raw_tlps:
+            raise ScriptError(filename, op.line, "tlp: raw TLPs need --backend tlp")
         if op.kind in ("memrd", "memwr") and (op.addr & 0xfff) + op.size > 0x1000:
             raise ScriptError(filename, op.line, f"{op.kind} at {op.addr:#x} of {op.size} "
                                                  f"bytes crosses a 4 KiB boundary, which a PCIe "
@@ -127,7 +130,7 @@ def check_ops(ops, filename="<script>"):
 async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename="<script>",
                   emit=None, json=False, ari=True, page_size=4096, dump_rids=None,
                   dump_enabled=False, irq_driver=None, user=None, on_transaction=None,
-                  on_dump=None, tracer=None):
+                  on_dump=None, tracer=None, raw_driver=None):
     """Run ``ops`` through a design reached by ``cfg_driver`` (``async config(...)``) and
     ``mem_driver`` (``async decode(addr, write)``), checking everything against a fresh
     :class:`EndpointModel`. ``idle(n)`` waits ``n`` clock cycles. Backend-independent: the
@@ -143,7 +146,8 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     write, so that the messages a write caused are in before they are compared. ``user`` is the
     model's handler of the user configuration windows (the design's user logic is the caller's).
     ``tracer`` (a :class:`sriov_tb.waves.Tracer`) learns which transaction each request belongs
-    to and what the host recorded, for the waveform's transaction tracks.
+    to and what the host recorded, for the waveform's transaction tracks. ``raw_driver`` (a
+    :class:`sriov_tb.tlp_host.TlpRawDriver`) runs the ``tlp`` ops.
 
     ``ops`` is a list of :class:`~sriov_tb.script.Op`, or a callable ``ops(host, root)`` that
     returns an iterable of them, made once the host exists: a stimulus that chooses each
@@ -180,6 +184,7 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
     root.mem = MemoryPort(mem_driver, model)
     root.memories = BarMemories()
     root.model = model
+    root.raw = raw_driver
     if irq_driver is not None:
         root.irq = InterruptPort(irq_driver, ModelInterruptPort(model))
     for op in (ops(host, root) if callable(ops) else ops):
@@ -210,7 +215,8 @@ async def execute(params, ops, *, cfg_driver, mem_driver, idle, result, filename
         if on_dump is not None:
             on_dump(rid, result.dumps[rid])
     result.compared = board.compared + root.mem.compared \
-        + (root.irq.compared if root.irq is not None else 0)
+        + (root.irq.compared if root.irq is not None else 0) \
+        + (raw_driver.compared if raw_driver is not None else 0)
     return result
 
 
@@ -328,6 +334,8 @@ async def _run_op(idle, host, root, op):
     elif op.kind == "idle":
         if op.count:
             await idle(op.count)
+    elif op.kind == "tlp":
+        await _run_raw_tlp(root, op)
     else:
         raise _Unexpected(f"operation {op.kind} is not supported")
 
@@ -373,6 +381,22 @@ async def _run_memory_access(root, op, pf_bdf=None):
     if not write and op.value is not None and txn.value != op.value:
         raise _Unexpected(f"read {txn.value:#0{2 * op.size + 2}x}, expected "
                           f"{op.value:#0{2 * op.size + 2}x}")
+
+
+async def _run_raw_tlp(root, op):
+    """A raw TLP: sent by the backend's raw driver, its reaction compared with the prediction
+    (:mod:`sriov_tb.tlp_rules`), then with the script's ``== EXPECT``."""
+    from .tlp_rules import expectation_problem
+    if getattr(root, "raw", None) is None:
+        raise _Unexpected("raw TLPs need --backend tlp")
+    txn, problems = await root.raw.send_raw(op.raw, root.model, root.memories, step=root.step)
+    root.record(txn)
+    if problems:
+        raise Mismatch(f"the design's reaction differs from the prediction ({txn.rule}): "
+                       + "; ".join(problems))
+    problem = expectation_problem(op.outcome, op.expect_raw, txn.reaction)
+    if problem is not None:
+        raise _Unexpected(problem)
 
 
 _MSIX_KINDS = ("msix", "msix_enable", "msix_count", "suspend", "resume")

@@ -22,6 +22,10 @@ Operation names are lowercase::
     suspend                            system suspend: Linux saves every function's state and
                                        puts the VFs, then the PF, in D3hot
     resume                             system resume: D0, and Linux's state restore
+    tlp HEX... [== EXPECT]             send one raw TLP (the ``tlp`` backend only) and check
+                                       what comes back; EXPECT is ``none`` (no TLP comes back),
+                                       a completion status ``SC``, ``UR``, ``CA`` or ``RRS``,
+                                       or ``HEX...`` (exactly these bytes come back, one TLP)
 
 BDFs are written as lspci writes them: ``BB:DD.F`` with a hex bus (1-2 digits), a hex device
 0..1f and a function 0-7, optionally preceded by the domain ``0000:``. An ARI function number
@@ -33,6 +37,14 @@ binary. A leading zero (``010``, C octal) and underscores are refused.
 Config accesses must be naturally aligned (OFFSET a multiple of SIZE), as every access Linux
 makes is. A VALUE, written or expected, must fit in SIZE bytes. Memory accesses are parsed but not
 checked for alignment: that is the executor's business.
+
+A raw TLP's ``HEX...`` is its bytes in wire order (DW0 byte 0, Fmt/Type, first), written as
+hex digits in whitespace-separated words of any grouping (``04000001 0000010f 01000000``,
+``04 00 00 01 ...``); each word an even number of digits, optionally ``0x``-prefixed (the
+prefix changes nothing: ``0x04000001`` is the bytes 04 00 00 01). The TLP is a whole number of
+DWs: a 3 DW header (4 DW when Fmt bit 0, byte 0 bit 5, is set), then at most 1024 payload DWs.
+An expected ``HEX...`` obeys the same rules. Whether the payload matches Length is checked when
+the TLP is sent (a run failure), not here.
 
 The parser stops at the first malformed line and raises :class:`ScriptError`, whose message
 names the file, the line and what is wrong with it. :func:`check_pf_targets` refuses, the same
@@ -47,12 +59,13 @@ from pathlib import Path
 
 from sriov_ep.params import format_bdf, parse_bdf
 
-__all__ = ["KINDS", "Op", "ScriptError", "parse_script", "load_script", "check_pf_targets"]
+__all__ = ["KINDS", "TLP_OUTCOMES", "Op", "ScriptError", "parse_script", "load_script",
+           "check_pf_targets"]
 
 
 #: Operation names, in the order error messages list them.
 KINDS = ("cfgrd", "cfgwr", "enable", "disable", "flr", "idle", "memrd", "memwr", "msix",
-         "msix_enable", "msix_count", "suspend", "resume")
+         "msix_enable", "msix_count", "suspend", "resume", "tlp")
 
 #: Argument list of each operation, as error messages show it. ``[== VALUE]`` is optional.
 _USAGE = {
@@ -69,6 +82,7 @@ _USAGE = {
     "msix_count":  ("BDF", "COUNT"),
     "suspend": (),
     "resume":  (),
+    "tlp":     ("HEX...",),
 }
 #: Operations that take an optional ``== VALUE`` expectation.
 _READS = ("cfgrd", "memrd", "msix")
@@ -86,6 +100,10 @@ CFG_SIZES        = (1, 2, 4)
 MAX_MSIX_VECTOR  = 2047
 MAX_MSIX_COUNT   = 2048
 MEM_SIZES        = (1, 2, 4, 8)
+#: What a raw TLP's ``== EXPECT`` may name besides bytes: nothing back, or a completion status.
+TLP_OUTCOMES     = ("none", "SC", "UR", "CA", "RRS")
+#: Most payload DWs a TLP carries (Length 0 encodes 1024).
+MAX_TLP_PAYLOAD_DW = 1024
 
 _HEX_RE     = re.compile(r"0[xX][0-9a-fA-F]+")
 _BIN_RE     = re.compile(r"0[bB][01]+")
@@ -111,7 +129,7 @@ class Op:
     kind : str
         ``"cfgrd"``, ``"cfgwr"``, ``"enable"``, ``"disable"``, ``"flr"``, ``"idle"``,
         ``"memrd"``, ``"memwr"``, ``"msix"``, ``"msix_enable"``, ``"msix_count"``,
-        ``"suspend"`` or ``"resume"``.
+        ``"suspend"``, ``"resume"`` or ``"tlp"``.
     line : int
         1-based line number in the script.
     text : str
@@ -135,7 +153,12 @@ class Op:
         MSI-X vector number (msix).
     outcome : str or None
         What the interrupt request must do (msix): ``"sent"``, ``"pending"`` or ``"dropped"``;
-        ``None`` when the script expects nothing.
+        what must come back for a raw TLP (tlp): ``"none"``, ``"SC"``, ``"UR"``, ``"CA"`` or
+        ``"RRS"``; ``None`` when the script expects nothing (or expects bytes).
+    raw : bytes or None
+        The raw TLP's bytes in wire order (tlp).
+    expect_raw : bytes or None
+        The bytes of the one TLP that must come back (tlp ``== HEX...``), else ``None``.
     """
     kind:   str
     line:   int
@@ -148,6 +171,8 @@ class Op:
     addr:   int | None = None
     vector: int | None = None
     outcome: str | None = None
+    raw:    bytes | None = None
+    expect_raw: bytes | None = None
 
 
 class ScriptError(Exception):
@@ -306,8 +331,68 @@ def _split_args(kind, args):
     return args, None
 
 
+def _tlp_bytes(name, words):
+    """The bytes of a raw TLP written as hex ``words`` (``name``: HEX or EXPECT)."""
+    if not words:
+        raise _Problem(f"{name} is missing (the TLP's bytes in hex, e.g. 04000001 0000010f "
+                       f"01000000)")
+    raw = bytearray()
+    for word in words:
+        digits = word[2:] if word[:2] in ("0x", "0X") else word
+        if not digits or not _HEX_DIGITS.fullmatch(digits):
+            raise _Problem(f"{name} word {_show(word)} is not hex digits (a TLP's bytes in hex, "
+                           f"optionally 0x-prefixed)")
+        if len(digits) % 2:
+            raise _Problem(f"{name} word {_show(word)} has an odd number of hex digits ("
+                           f"{len(digits)}); each byte is two digits")
+        raw += bytes.fromhex(digits)
+    n = len(raw)
+    if n % 4:
+        raise _Problem(f"{name} is {n} byte{'s' if n != 1 else ''}, not a whole number of DWs "
+                       f"(a multiple of 4 bytes)")
+    if n < 12:
+        raise _Problem(f"{name} is {n // 4} DW{'s' if n != 4 else ''}; a TLP header is at least "
+                       f"3 DWs")
+    header = 4 if raw[0] >> 5 & 1 else 3
+    if n < 4 * header:
+        raise _Problem(f"{name} is 3 DWs, but Fmt {raw[0] >> 5:03b}b (bit 0 set) says a 4 DW "
+                       f"header")
+    if n // 4 - header > MAX_TLP_PAYLOAD_DW:
+        raise _Problem(f"{name} has {n // 4 - header} payload DWs after its {header} DW header; "
+                       f"a TLP carries at most {MAX_TLP_PAYLOAD_DW}")
+    return bytes(raw)
+
+
+def _parse_tlp(args, line, text):
+    if "==" in args:
+        i = args.index("==")
+        sent, expect = args[:i], args[i + 1:]
+        if not expect:
+            raise _Problem(f"'==' must be followed by EXPECT: {', '.join(TLP_OUTCOMES)} or "
+                           f"the bytes in hex")
+        if "==" in expect:
+            raise _Problem("'==' appears twice")
+    else:
+        sent, expect = args, None
+    raw = _tlp_bytes("HEX", sent)
+    fields = {}
+    if expect is not None:
+        if len(expect) == 1 and expect[0] in TLP_OUTCOMES:
+            fields["outcome"] = expect[0]
+        elif len(expect) == 1 and (expect[0].upper() in TLP_OUTCOMES
+                                   or expect[0].lower() == "none"):
+            right = "none" if expect[0].lower() == "none" else expect[0].upper()
+            raise _Problem(f"EXPECT {_show(expect[0])}: write {right} ({', '.join(TLP_OUTCOMES)}"
+                           f" are written so)")
+        else:
+            fields["expect_raw"] = _tlp_bytes("EXPECT", expect)
+    return Op(kind="tlp", line=line, text=text, raw=raw, **fields)
+
+
 def _parse_op(kind, args, line, text):
     """Build the Op for one line whose first word is ``kind``; raise _Problem if malformed."""
+    if kind == "tlp":
+        return _parse_tlp(args, line, text)
     args, expect = _split_args(kind, args)
     fields = {}
     if kind in ("cfgrd", "cfgwr"):

@@ -31,6 +31,7 @@ last beat on ``tx`` (the user logic's one-cycle turnaround included for user mem
 import copy
 import random
 from collections import deque
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 from amaranth.sim import Simulator
@@ -41,6 +42,7 @@ from .host import MSG_QUIET, BarMemories, MemAccessResult, MemDecodeResult, reis
 from .tlp import CplStatus, Tlp, TlpType
 
 __all__ = ["TlpLink", "TlpConfigDriver", "TlpMemoryDriver", "TlpInterruptDriver", "LinkError",
+           "TlpRawDriver", "RawTlpTransaction",
            "run_ops_tlp", "check_completion_header", "HOST_RID", "CLOCK_PERIOD"]
 
 #: The Requester ID the host uses: the Root Port at 00:00.0.
@@ -94,7 +96,10 @@ class TlpLink:
         self.decodes = deque()      # endpoint.mem_res results seen: (payload view, edge)
         self.events = []            # (kind, pf, vf, edge) from rx_event
         self.rx_cpl_beats = []      # beats the wrapper handed to rx_cpl (always taken)
+        self.rx_msgs = []           # (code, edge) of rx_msg pulses
+        self.cfg_urs = []           # (rid, edge) of cfg_ur pulses
         self.outstanding = set()
+        self.raw_tags = set()       # tags of raw TLPs (tlp ops) whose completions are taken
 
     # -- one clock edge --------------------------------------------------------------------
 
@@ -120,13 +125,19 @@ class TlpLink:
             ctx.set(dut.cpl.payload, cpl_beat)
         ep = dut.endpoint
         (_, _, rx_ready, tx_valid, tx_ready, tx_p, req_valid, req_ready, req_p, cpl_ready,
-         dec_valid, dec_ready, dec_p, ev, rx_cpl_valid, rx_cpl_p) = await ctx.tick().sample(
-            dut.rx.ready, dut.tx.valid, dut.tx.ready, dut.tx.payload, dut.req.valid,
-            dut.req.ready, dut.req.payload, dut.cpl.ready, ep.mem_res.valid, ep.mem_res.ready,
-            ep.mem_res.payload, dut.rx_event, dut.rx_cpl.valid, dut.rx_cpl.payload)
+         dec_valid, dec_ready, dec_p, ev, rx_cpl_valid, rx_cpl_p, rx_msg, cfg_ur) = \
+            await ctx.tick().sample(
+                dut.rx.ready, dut.tx.valid, dut.tx.ready, dut.tx.payload, dut.req.valid,
+                dut.req.ready, dut.req.payload, dut.cpl.ready, ep.mem_res.valid,
+                ep.mem_res.ready, ep.mem_res.payload, dut.rx_event, dut.rx_cpl.valid,
+                dut.rx_cpl.payload, dut.rx_msg, dut.cfg_ur)
         if rx_cpl_valid:
             self.rx_cpl_beats.append(rx_cpl_p)
         self.edge += 1
+        if rx_msg.valid:
+            self.rx_msgs.append((_int(rx_msg.code), self.edge))
+        if cfg_ur.valid:
+            self.cfg_urs.append((_int(cfg_ur.rid), self.edge))
         if rx_beat is not None and rx_ready:
             self._rx.popleft()
             done = self._rx_last.pop(id(rx_beat), None)
@@ -171,7 +182,7 @@ class TlpLink:
                 from None
         self._tx_beats = []
         if tlp.type.is_completion:
-            if tlp.tag not in self.outstanding:
+            if tlp.tag not in self.outstanding and tlp.tag not in self.raw_tags:
                 raise LinkError(f"tx: completion with tag {tlp.tag:#x} that no request "
                                 f"outstanding has: {tlp}")
             self.completions.setdefault(tlp.tag, []).append((tlp, self.edge))
@@ -237,7 +248,11 @@ class TlpLink:
 
     async def send(self, tlp):
         """Queue ``tlp`` on ``rx``; return the edge that took its last beat."""
-        beats = tlp.beats(self.width)
+        return await self.send_beats(tlp.beats(self.width), tlp)
+
+    async def send_beats(self, beats, what):
+        """Queue ``beats`` (one TLP, ``what`` names it in errors) on ``rx``; return the edge
+        that took the last one."""
         taken = {}
         self._rx_last[id(beats[-1])] = lambda edge: taken.setdefault("edge", edge)
         self._rx.extend(beats)
@@ -246,7 +261,7 @@ class TlpLink:
             await self.step()
             waited += 1
             if waited > self.timeout:
-                raise TimeoutError(f"rx: {tlp} not taken after {self.timeout} cycles")
+                raise TimeoutError(f"rx: {what} not taken after {self.timeout} cycles")
         return taken["edge"]
 
     async def completion(self, tag, *, timeout=None):
@@ -643,6 +658,148 @@ def _fits(value, width):
     return 0 <= value < (1 << width)
 
 
+def _hex_dws(raw):
+    return " ".join(raw[i:i + 4].hex() for i in range(0, len(raw), 4))
+
+
+def _decoded(raw):
+    """The codec's reading of ``raw``, or why it has none."""
+    try:
+        return str(Tlp.from_bytes(raw))
+    except ValueError:
+        return f"Fmt {raw[0] >> 5:03b}b Type {raw[0] & 0x1F:05b}b (no TLP type the codec knows)"
+
+
+@dataclass
+class RawTlpTransaction:
+    """A raw TLP sent (``tlp`` op) and what came back: ``sent`` its bytes, ``decoded`` the
+    codec's reading, ``rule`` what the prediction (:mod:`sriov_tb.tlp_rules`) said applies,
+    ``reaction`` what the design did (a :class:`sriov_tb.tlp_rules.Reaction`), ``cycles`` from
+    the edge taking its last beat on ``rx`` to the edge of the last thing it caused."""
+    sent:     bytes
+    decoded:  str
+    rule:     str
+    reaction: object
+    cycles:   int | None
+    step:     str = ""
+    op:       str = "tlp"
+
+    def as_dict(self):
+        return {"op": self.op, "sent": self.sent.hex(), "decoded": self.decoded,
+                "predicted": self.rule, **self.reaction.as_dict(), "cycles": self.cycles,
+                "step": self.step}
+
+    def __str__(self):
+        return (f"tlp [{_hex_dws(self.sent)}] {self.decoded}: {self.reaction.describe()}"
+                + (f"; {self.cycles} cycles" if self.cycles is not None else "")
+                + (f"  [{self.step}]" if self.step else ""))
+
+
+class TlpRawDriver:
+    """Sends raw TLPs (the ``tlp`` script op) over ``link`` and gathers what they cause.
+
+    :meth:`send_raw` waits until no PF is clearing its VF state (so no config request meets
+    Request Retry Status), predicts the reaction with :func:`sriov_tb.tlp_rules.predict_reaction`
+    (which keeps the model in step), puts the bytes on ``rx`` verbatim, steps the link until
+    nothing happened for ``quiet`` edges, and compares. MSI-X messages on ``tx`` are handed to
+    ``irq`` (a :class:`TlpInterruptDriver`), which the host compares with the model's as after
+    any memory write.
+    """
+
+    def __init__(self, link, irq=None, *, quiet=64):
+        self.link = link
+        self.irq = irq
+        self.quiet = quiet
+        #: Raw TLPs whose reaction was compared with the prediction.
+        self.compared = 0
+
+    def _activity(self):
+        link = self.link
+        return (len(link.events), len(link.rx_msgs), len(link.user_requests),
+                len(link.rx_cpl_beats), len(link.cfg_urs), len(link.received),
+                sum(len(v) for v in link.completions.values()), len(link._tx_beats),
+                len(link._req_beats), len(link._rx), len(link._cpl))
+
+    async def _vf_state_clear(self):
+        link = self.link
+        for _ in range(link.timeout):
+            if not any(link.ctx.get(link.dut.pfs[k].vf_reset_busy)
+                       for k in range(link.dut.params.num_pfs)):
+                return
+            await link.step()
+        raise TimeoutError("a PF is still clearing its VF state")
+
+    async def send_raw(self, raw, model, memories=None, *, step=""):
+        """Send ``raw``; return ``(RawTlpTransaction, problems)``: ``problems`` lists how the
+        design's reaction differs from the prediction (empty: it does not). Raises
+        :class:`LinkError` for bytes the bench cannot send (a payload that does not match
+        Length)."""
+        from .tlp_rules import compare_reactions, payload_problem, predict_reaction, raw_beats
+        link = self.link
+        problem = payload_problem(raw)
+        if problem is not None:
+            raise LinkError(f"cannot send this TLP: {problem}")
+        await self._vf_state_clear()
+        predicted = predict_reaction(raw, model, memories)
+        tag = None
+        if raw[0] & 0x1E != 0b01010:        # Type 0101x: a completion, which gets none
+            dw0, dw1 = int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[4:8], "big")
+            tag = (dw0 >> 23 & 1) << 9 | (dw0 >> 19 & 1) << 8 | (dw1 >> 8 & 0xFF)
+            link.raw_tags.add(tag)
+        start = {"events": len(link.events), "msgs": len(link.rx_msgs),
+                 "user": len(link.user_requests), "rx_cpl": len(link.rx_cpl_beats),
+                 "cfg_ur": len(link.cfg_urs), "received": len(link.received)}
+        before = link.completions.pop(tag, []) if tag is not None else []
+        try:
+            sent = await link.send_beats(raw_beats(raw, link.width), _hex_dws(raw))
+            last = sent
+            quiet = 0
+            seen = self._activity()
+            while quiet < self.quiet:
+                await link.step()
+                now = self._activity()
+                if now != seen:
+                    seen, quiet, last = now, 0, link.edge
+                else:
+                    quiet += 1
+            if self.irq is not None:
+                await self.irq.settle()     # MSI-X messages it caused (a table write)
+        finally:
+            if tag is not None:
+                link.raw_tags.discard(tag)
+        from .tlp_rules import Reaction
+        got = Reaction(
+            completions=[t for t, _ in link.completions.pop(tag, [])] if tag is not None else [],
+            events=[e[:3] for e in link.events[start["events"]:]],
+            messages=[c for c, _ in link.rx_msgs[start["msgs"]:]],
+            user=[(t, side) for t, side, _ in link.user_requests[start["user"]:]],
+            forwarded=_tlps_of(link.rx_cpl_beats[start["rx_cpl"]:]),
+            cfg_ur=[r for r, _ in link.cfg_urs[start["cfg_ur"]:]],
+            tx_other=[t for t, _ in link.received[start["received"]:]])
+        if before:
+            link.completions[tag] = before
+        problems = compare_reactions(predicted, got)
+        self.compared += 1
+        txn = RawTlpTransaction(raw, _decoded(raw), predicted.rule, got,
+                                last - sent if last != sent else None, step)
+        return txn, problems
+
+
+def _tlps_of(beats):
+    """The TLPs in a list of beats (payload views) taken from a stream."""
+    out, current = [], []
+    for p in beats:
+        beat = TlpLink._beat(p)
+        current.append(beat)
+        if beat["eop"]:
+            try:
+                out.append(Tlp.from_beats(current))
+            except ValueError as exc:
+                raise LinkError(f"rx_cpl: a TLP that does not decode: {exc}") from None
+            current = []
+    return out
+
+
 def run_ops_tlp(params, ops, *, filename="<script>", emit=None, json=False, ari=True,
                 page_size=4096, dump_rids=None, dump_enabled=False, user=None,
                 on_transaction=None, on_dump=None, vcd=None, wave_from=None, wave_to=None,
@@ -659,7 +816,7 @@ def run_ops_tlp(params, ops, *, filename="<script>", emit=None, json=False, ari=
     from .host import user_config_responder
     from .runner import RunResult, check_ops, execute
 
-    check_ops(ops, filename)
+    check_ops(ops, filename, raw_tlps=True)
     result = RunResult()
     dut = SriovTlpEndpoint(params, data_width=data_width)
     model_user = copy.deepcopy(user)
@@ -674,7 +831,8 @@ def run_ops_tlp(params, ops, *, filename="<script>", emit=None, json=False, ari=
                           idle=link.idle, result=result, filename=filename, emit=emit,
                           json=json, ari=ari, page_size=page_size, dump_rids=dump_rids,
                           dump_enabled=dump_enabled, user=model_user,
-                          on_transaction=on_transaction, on_dump=on_dump)
+                          on_transaction=on_transaction, on_dump=on_dump,
+                          raw_driver=TlpRawDriver(link, irq))
             await link.settle()
             irq._collect()      # every MWr out of tx must be an MSI-X message
             if irq.messages():
