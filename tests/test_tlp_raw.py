@@ -378,3 +378,29 @@ def test_bad_raw_line_from_the_command_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"{script}:1: HEX is 2 DWs; a TLP header is at least 3 DWs" in err
+
+
+# -- Plain memory operations on the tlp backend: the wrapper's URD -------------------------------
+
+UNCLAIMED_URD = """\
+enable 01:00.0 1
+memrd 0x70000000 4
+cfgrd 01:00.0 0x4a 2 == 0x0008
+cfgwr 01:00.0 0x4a 2 0x0008
+cfgrd 01:00.0 0x4a 2 == 0x0000
+memwr 0x70000000 4 0x12345678
+cfgrd 01:00.0 0x4a 2 == 0x0008
+"""
+
+
+def test_unclaimed_memory_sets_urd_in_the_model_too(igb, monkeypatch):
+    """An unclaimed ``memrd``/``memwr`` (no BAR at 0x70000000) sets Unsupported Request
+    Detected (Device Status bit 3, at 0x4a: the PCI Express capability is at 0x40) in PF 0
+    through the wrapper; the model learns it from its own decode (``MemoryPort``), so the
+    Device Status reads agree, RW1C clear included. Without that the first read mismatches."""
+    run(igb, UNCLAIMED_URD)
+    from sriov_tb.tlp_host import TlpMemoryDriver
+    monkeypatch.setattr(TlpMemoryDriver, "unclaimed_sets_urd", False)
+    with pytest.raises(RunFailure, match=r"raw\.script:3: cfgrd 01:00\.0 0x4a .*design SC "
+                                         r"0x00082810, model SC 0x00002810"):
+        run(igb, UNCLAIMED_URD)

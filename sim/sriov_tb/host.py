@@ -309,16 +309,28 @@ def access_result(res, write, cycles):
 
 
 class MemoryPort:
-    """Decode on the design and on the model (``model.decode_memory``); they must agree."""
+    """Decode on the design and on the model (``model.decode_memory``); they must agree.
+
+    A driver whose link logs an unclaimed request as an Unsupported Request in PF 0's Device
+    Status (the TLP wrapper does, docs/tlp.md §2 "Error status"; the bare endpoint has no link)
+    says so with a true ``unclaimed_sets_urd`` attribute: the model is then told of every
+    request its own decode leaves unclaimed (``model.unsupported_request(0, 0)``).
+    """
 
     def __init__(self, dut, model):
         self.dut      = dut
         self.model    = model
         self.compared = 0
+        self._urd     = bool(getattr(dut, "unclaimed_sets_urd", False))
+
+    def _unclaimed(self, expected):
+        if self._urd and not (expected.claimed or getattr(expected, "internal", False)):
+            self.model.unsupported_request(0, 0)
 
     async def decode(self, addr, write):
         got = await self.dut.decode(addr, write)
         expected = _model_decode(self.model, addr)
+        self._unclaimed(expected)
         self.compared += 1
         if (got.key(), got.pf) != (expected.key(), expected.pf):
             raise Mismatch(f"memory {'write' if write else 'read'} at {addr:#018x}: design "
@@ -335,6 +347,7 @@ class MemoryPort:
         internal read's data, must agree."""
         got = await self.dut.access(addr, write, data, be)
         expected = MemAccessResult.of(self.model.memory(addr, bool(write), data, be))
+        self._unclaimed(expected)
         self.compared += 1
         if (got.key(write=write), got.pf) != (expected.key(write=write), expected.pf):
             raise Mismatch(f"memory {'write' if write else 'read'} at {addr:#018x} be {be:#04x}"

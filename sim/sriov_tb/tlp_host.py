@@ -417,6 +417,10 @@ class TlpMemoryDriver:
     """``access(addr, write, data=0, be=0xFF)`` and ``decode(addr, write)`` as MRd/MWr TLPs (a
     :class:`sriov_tb.host.MemoryDriver` over the link)."""
 
+    #: The wrapper logs an unclaimed MRd/MWr as an Unsupported Request in PF 0's Device Status
+    #: (docs/tlp.md §2): :class:`sriov_tb.host.MemoryPort` tells the model of each.
+    unclaimed_sets_urd = True
+
     def __init__(self, link):
         self.link = link
 
