@@ -201,12 +201,13 @@ class DeviceRoutingDecoder(wiring.Component):
 
     One :class:`RoutingIdDecoder` core per PF decodes in parallel, all from one captured bus
     number (the PFs share it, PCIe Base §2.2.6.2). Core k also adds ``params.vf_base(k)`` to its
-    VF's index, giving the VF's entry in the device's per-VF memories. A registered AND-OR merge
-    combines the cores: no two functions of the device share a Routing ID (checked by
-    :class:`EndpointParams`), so at most one core claims a request and no priority is needed.
+    VF's index, giving the VF's entry in the device's per-VF memories. Each core's results are
+    registered, and an AND-OR merge after the flip-flops combines them: no two functions of the
+    device share a Routing ID (checked by :class:`EndpointParams`), so at most one core claims a
+    request and no priority is needed.
     Logic grows with the number of PFs, nothing with the number of VFs.
 
-    Latency: every core has ``stages`` stages and the merge is registered, so ``target``,
+    Latency: every core has ``stages`` stages and its results are registered, so ``target``,
     ``pf``, ``vf`` and ``vf_index`` follow ``type1``, ``rid``, ``ari`` and the captured bus
     ``stages`` clock edges later (2, or 3 when some PF's VF Stride is not a power of two: one
     edge more than :class:`RoutingIdDecoder` in :class:`SriovEndpoint`), and ``vf_enable`` and
@@ -247,8 +248,10 @@ class DeviceRoutingDecoder(wiring.Component):
         VF number (1-based, within PF ``pf``) when ``target`` is ``VF``, else 0.
     vf_index : Out(range(max(2, sum of TotalVFs)))
         ``params.vf_base(pf) + vf - 1`` when ``target`` is ``VF`` (the VF's entry in the device's
-        per-VF memories), else 0. With the same latency as ``target``, but merged from per-PF
-        flip-flops after them (an AND-OR of P terms between the flip-flops and the output).
+        per-VF memories), else 0.
+
+    Every output is merged from per-PF flip-flops after them (an OR of P terms between the
+    flip-flops and the output; the latency is the same as a registered merge's).
     """
 
     def __init__(self, params, *, stages=None):
@@ -295,21 +298,24 @@ class DeviceRoutingDecoder(wiring.Component):
                          core.bus.eq(self.bus), core.ari.eq(self.ari),
                          core.vf_enable.eq(self.vf_enable[k]),
                          core.num_vfs.eq(self.num_vfs[k])]
-            code = core.target.as_value()
+            # Each core's results are registered on their own and merged after the flip-flops:
+            # the NumVFs comparison (the core's last stage) then ends at a flip-flop of PF k's
+            # instead of passing through the merge of every PF's results (4 PFs: that merge
+            # was the critical path). The VF's entry is the global index (the core's plus PF
+            # k's base), registered with the core's VF decision beside it.
+            code = Signal(len(core.target.as_value()), name=f"pf{k}_target")
+            vf_k = Signal.like(core.vf, name=f"pf{k}_vf")
+            index = Signal.like(self.vf_index, name=f"pf{k}_vf_index")
+            is_vf = Signal(name=f"pf{k}_is_vf")
+            m.d.sync += [code.eq(core.target.as_value()), vf_k.eq(core.vf),
+                         index.eq(core.vf_index + p.vf_base(k)),
+                         is_vf.eq(core.target == Target.VF)]
             target |= code
             if k:
                 pf |= Mux(code.any(), k, 0)
-            vf |= core.vf
-            # The VF's entry: the global index (the core's plus PF k's base), registered per PF
-            # with the core's VF decision beside it, and merged after the register. The NumVFs
-            # comparison thus ends at a flip-flop of its own instead of passing through the
-            # merge of every PF's index (PF timing at 4 PFs).
-            index = Signal.like(self.vf_index, name=f"pf{k}_vf_index")
-            is_vf = Signal(name=f"pf{k}_is_vf")
-            m.d.sync += [index.eq(core.vf_index + p.vf_base(k)),
-                         is_vf.eq(core.target == Target.VF)]
+            vf |= vf_k
             vf_index |= Mux(is_vf, index, 0)
         # At most one core claims (no two functions share a Routing ID): OR the results.
-        m.d.sync += [self.target.eq(target), self.pf.eq(pf), self.vf.eq(vf)]
-        m.d.comb += self.vf_index.eq(vf_index)
+        m.d.comb += [self.target.eq(target), self.pf.eq(pf), self.vf.eq(vf),
+                     self.vf_index.eq(vf_index)]
         return m
