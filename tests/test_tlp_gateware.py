@@ -296,13 +296,14 @@ def test_config_latency_and_order(igb):
 
 def test_memory_and_user_latency(igb):
     """docs/tlp.md §5 with mem_latency 2 and one PF (mem_decode_latency 3): a claimed MRd is on
-    req 10 edges after its beat was taken (the header register, mem_req, the decode's 3, the
-    shared lookup's 4 (query register + 3), the decision, the output: 1 + 1 + 3 + 4 + 1 = 10,
-    i.e. M + 7), a received completion on rx_cpl 1 edge after, an unclaimed MRd's UR
-    completion on tx after 12 (M + 9: instead of the output stage, the completion register,
-    the arbiter's grant register, the output register); a user completion offered on an idle
-    cpl stream is taken at the 7th edge with valid high (the grant's edge, the shared lookup's
-    4 edges, the decision, the arbiter's grant register) and is on tx at the 8th."""
+    req 11 edges after its beat was taken (the header register, mem_req, the decode's 3, the
+    shared lookup's 5 (grant register, query register, the lookup's 3), the output:
+    1 + 1 + 3 + 5 + 1 = 11, i.e. M + 8), a received completion on rx_cpl 1 edge after, an
+    unclaimed MRd's UR completion on tx after 13 (M + 10: instead of the output stage, the
+    completion register, the arbiter's grant register, the output register); a user
+    completion offered on an idle cpl stream is taken at the 9th edge with valid high (after
+    the function register's edge, the shared lookup's 5 edges, the decision and the arbiter's
+    grant register: 1 + 5 + 1 + 1 = 8 edges) and is on tx at the 10th."""
     dut = SriovTlpEndpoint(igb)
     assert dut.endpoint.mem_decode_latency == 3
     seen = []
@@ -311,22 +312,23 @@ def test_memory_and_user_latency(igb):
         await h.bring_up(ctx, vfs=1)
         await b.send(ctx, mem_read(HOST, 1, PF_BAR0, 4))
         await b.settle(ctx)
-        assert b.req[-1][0] - b.rx_taken[-1] == 10
+        assert b.req[-1][0] - b.rx_taken[-1] == 1 + 1 + 3 + 5 + 1
         await b.send(ctx, _cpl_for(0x55, 4))          # one beat: on rx_cpl at the next edge
         await b.settle(ctx)
         assert b.rx_cpl[-1][0] - b.rx_taken[-1] == 1
         n = len(b.tx)
         await b.send(ctx, mem_read(HOST, 2, 0xC000_0000, 4))
         await b.wait_tx(ctx, n + 1)
-        assert b.tx[-1][0] - b.rx_taken[-1] == 12
+        assert b.tx[-1][0] - b.rx_taken[-1] == 1 + 1 + 3 + 5 + 3
         await b.settle(ctx)
         seen.clear()
         cpl = completion(mem_read(HOST, 3, PF_BAR0, 4), 0, CplStatus.SC, bytes(4))
         await b.send(ctx, cpl, stream=b.dut.cpl, func=(0, 0))
         await b.wait_tx(ctx, n + 2)
         first = seen[0][0]
-        assert [k - first for k, r in seen if r] == [6]
-        assert b.tx[-1][0] - first == 7
+        before_take = 1 + 5 + 1 + 1
+        assert [k - first for k, r in seen if r] == [before_take]
+        assert b.tx[-1][0] - first == before_take + 1
 
     async def watch(ctx):
         k = 0

@@ -26,9 +26,10 @@ Func = data.StructLayout({"pf": 4, "vf": 16})
 #: Clock edges from a :class:`RoutingIdLookup` query to its answer.
 ROUTING_ID_LATENCY = 3
 
-#: Clock edges from a grant of :class:`SriovTlpEndpoint`'s shared lookup to its answer: the
-#: granted client's function is registered, then :data:`ROUTING_ID_LATENCY`.
-SHARED_LOOKUP_LATENCY = ROUTING_ID_LATENCY + 1
+#: Clock edges from a request of :class:`SriovTlpEndpoint`'s shared lookup (granted at once)
+#: to its answer: the grant is registered, then the granted client's function, then
+#: :data:`ROUTING_ID_LATENCY`.
+SHARED_LOOKUP_LATENCY = ROUTING_ID_LATENCY + 2
 
 
 def _beat_fields(data_width):
@@ -168,19 +169,20 @@ class RoutingIdLookup(wiring.Component):
         stride = Signal(16)
         vm1 = Signal(16)
         is_vf = Signal()
+        q_is_vf = self.query.vf != 0
+        # a PF's stride is taken as 0, so that the product needs no multiplexer after it
         with m.Switch(self.query.pf):
             for k, fn in enumerate(self._fns):
                 with m.Case(k):
                     m.d.sync += [pf_rid.eq(Cat(Const(fn, 8), self.bus)),
                                  offset.eq(self.first_vf_offset[k]),
-                                 stride.eq(self.vf_stride[k])]
+                                 stride.eq(Mux(q_is_vf, self.vf_stride[k], 0))]
             with m.Default():
                 m.d.sync += [pf_rid.eq(0), offset.eq(0), stride.eq(0)]
-        m.d.sync += [vm1.eq(self.query.vf - 1), is_vf.eq(self.query.vf != 0)]
+        m.d.sync += [vm1.eq(self.query.vf - 1), is_vf.eq(q_is_vf)]
         base = Signal(16)
         product = Signal(16)
-        m.d.sync += [base.eq(pf_rid + Mux(is_vf, offset, 0)),
-                     product.eq(Mux(is_vf, vm1 * stride, 0))]
+        m.d.sync += [base.eq(pf_rid + Mux(is_vf, offset, 0)), product.eq(vm1 * stride)]
         rid = Signal(16)
         m.d.sync += rid.eq(base + product)
         m.d.comb += self.rid.eq(rid)
@@ -208,6 +210,9 @@ MSG_ACCEPTED = (0x00, 0x14, 0x19, 0x50)
 MSG_SILENT = (0x40, 0x41, 0x43, 0x44, 0x45, 0x47, 0x48, 0x7F)
 
 _CPL_FT, _CPLD_FT = (0, 10), (2, 10)
+
+#: The kinds of received TLP the receive side tells apart (``kind``, one-hot, in this order).
+KINDS = ("cfg", "mem", "lk", "io", "atomic", "msg", "cpl")
 
 
 class SriovTlpEndpoint(wiring.Component):
@@ -295,36 +300,38 @@ class SriovTlpEndpoint(wiring.Component):
         m.d.comb += [user_lk.query.eq(self.rid_query), self.rid.eq(user_lk.rid)]
 
         # One more lookup, shared by the wrapper's own clients (docs/tlp.md §6): a client
-        # raises want[c] with its function in qfunc[c]; one is granted per cycle, round robin;
-        # the granted client's function is registered (lk_query) before the lookup, so ans[c]
-        # marks the cycle, SHARED_LOOKUP_LATENCY edges after its grant, in which shared.rid is
-        # its answer.
+        # raises want[c] with its function in qfunc[c] (a register, held until its answer);
+        # one is granted per cycle, round robin; the grant is registered (one-hot, lk_tags[0]),
+        # then the granted client's function (lk_query, an AND-OR by the grant's bits) before
+        # the lookup, so ans[c] marks the cycle, SHARED_LOOKUP_LATENCY edges after the grant,
+        # in which shared.rid is its answer.
         shared = self._lookup(m, "rid_shared", ep)
         clients = ("rx", "msg", "cpl", "dma_wr", "dma_rd")
         nc = len(clients)
         want = {c: Signal(name=f"lk_want_{c}") for c in clients}
         qfunc = {c: Signal(Func, name=f"lk_func_{c}") for c in clients}
         lk_sel = Signal(range(nc))
-        lk_any = Signal()
+        lk_gnt = Signal(nc)             # one-hot: the client granted this cycle
         lk_last = Signal(range(nc), init=nc - 1)
         with m.Switch(lk_last):
             for lst in range(nc):
                 with m.Case(lst):
                     for idx in reversed([(lst + k) % nc for k in range(1, nc + 1)]):
                         with m.If(want[clients[idx]]):
-                            m.d.comb += [lk_sel.eq(idx), lk_any.eq(1)]
-        grant = {c: lk_any & (lk_sel == i) for i, c in enumerate(clients)}
-        lk_query = Signal(Func)
-        with m.Switch(lk_sel):
-            for i, c in enumerate(clients):
-                with m.Case(i):
-                    m.d.sync += lk_query.eq(qfunc[c])
-        m.d.comb += shared.query.eq(lk_query)
-        with m.If(lk_any):
+                            m.d.comb += [lk_sel.eq(idx), lk_gnt.eq(1 << idx)]
+        grant = {c: lk_gnt[i] for i, c in enumerate(clients)}
+        with m.If(lk_gnt.any()):
             m.d.sync += lk_last.eq(lk_sel)
         lk_tags = [Signal(nc, name=f"lk_tag{i}") for i in range(SHARED_LOOKUP_LATENCY)]
-        m.d.sync += lk_tags[0].eq(Cat(grant[c] for c in clients))
+        m.d.sync += lk_tags[0].eq(lk_gnt)
         m.d.sync += [lk_tags[i].eq(lk_tags[i - 1]) for i in range(1, SHARED_LOOKUP_LATENCY)]
+        lk_query = Signal(Func)
+        picked = 0
+        for i, c in enumerate(clients):
+            bits = qfunc[c].as_value()
+            picked = picked | (bits & lk_tags[0][i].replicate(len(bits)))
+        m.d.sync += lk_query.as_value().eq(picked)
+        m.d.comb += shared.query.eq(lk_query)
         ans = {c: lk_tags[-1][i] for i, c in enumerate(clients)}
         ans_next = {c: lk_tags[-2][i] for i, c in enumerate(clients)}
         pf0_rid = Cat(Const(p.pfs[0].pf_rid & 0xFF, 8), ep.bus)
@@ -334,21 +341,20 @@ class SriovTlpEndpoint(wiring.Component):
         d0 = Signal(W)                  # its first beat's payload
         s0 = Signal(W // 32)
         eop0 = Signal()                 # the first beat was its last
-        ft = Cat(_type(h), _fmt(h))
         length = _length(h)
-        fbe, lbe = _first_be(h), _last_be(h)
+        fbe = _first_be(h)
         has_data = _fmt(h)[1]
         poisoned = _ep(h) & has_data
         target = _f(h, 48, 16)
         reg = _f(h, 34, 10)
         msg_code = _f(h, 64, 8)
-        bc = Signal(12)
-        m.d.comb += bc.eq(_byte_count(length, fbe, lbe))
+        bc = Signal(12)                 # a read's Byte Count, registered with h
 
         def mem_checks(hdr):
-            """A request's address and checks, from its header: computed from the beat ``rx``
-            offers and registered with ``h``, so that ``mem_req`` (which the endpoint's BAR
-            decoder takes into its first stage) and ``rx_cpl.valid`` come from flip-flops."""
+            """A TLP's kind, a request's address and checks, from its header: computed from the
+            beat ``rx`` offers and registered with ``h``, so that ``mem_req``, ``cfg_req``
+            (which the endpoint takes into its first stage) and ``rx_cpl.valid`` come from
+            flip-flops and the receive side decides from flip-flops (docs/tlp.md §3)."""
             length, fbe, lbe = _length(hdr), _first_be(hdr), _last_be(hdr)
             words = Mux(length == 0, 1024, length)
             addr = Mux(_fmt(hdr)[0], Cat(Const(0, 2), hdr[2:32], hdr[32:64]),
@@ -368,11 +374,28 @@ class SriovTlpEndpoint(wiring.Component):
             poisoned = _ep(hdr) & _fmt(hdr)[1]
             fits = (length == 1) | qw_pair
             be = Mux(addr[2], Cat(Const(0, 4), fbe), Cat(fbe, Mux(length == 2, lbe, 0)))
-            return {"addr": addr, "bad": bad, "too_big": too_big,
+            # Config and IO requests: Length 1, Last DW BE 0, TC 0, Attr 0 (§2.2.7).
+            cfg_ok = (length == 1) & (lbe == 0) & (_tc(hdr) == 0) & (_attr(hdr) == 0)
+            ft = Cat(_type(hdr), _fmt(hdr))
+            kinds = {"cfg": ft.matches(CFGRD0, CFGWR0, CFGRD1, CFGWR1),
+                     "mem": ft.matches(MRD32, MRD64, MWR32, MWR64),
+                     "lk": ft.matches(MRDLK32, MRDLK64), "io": ft.matches(IORD, IOWR),
+                     "atomic": ft.matches(*ATOMICS), "msg": ft.matches(*MSGS, *MSGDS),
+                     "cpl": ft.matches(CPL, CPLD, CPLLK, CPLDLK)}
+            return {"kind": Cat(kinds[k] for k in KINDS), "addr": addr, "bad": bad,
+                    "too_big": too_big, "cfg_ok": cfg_ok, "bc": _byte_count(length, fbe, lbe),
+                    "cfg_go": kinds["cfg"] & cfg_ok & ~poisoned,
+                    "cpl_go": kinds["cpl"] & ~too_big, "fits": fits,
+                    "msg_accepted": _f(hdr, 64, 8).matches(*MSG_ACCEPTED),
+                    "msg_silent": _f(hdr, 64, 8).matches(*MSG_SILENT),
                     "ok": Cat(_type(hdr), _fmt(hdr)).matches(MRD32, MRD64, MWR32, MWR64)
                     & ~bad & ~poisoned,
                     "be": Mux(fits & _fmt(hdr)[1], be, 0)}
 
+        # the TLP's kind (one-hot, registered with h: DISPATCH decides from flip-flops); none
+        # set for a Fmt/Type pair the endpoint cannot receive
+        kind = Signal(len(KINDS))
+        k = {name: kind[i] for i, name in enumerate(KINDS)}
         addr = Signal(64)               # memory address (dword-aligned)
         too_big = Signal()              # a payload beyond Max_Payload_Size (§2.2.2)
         mem_bad = Signal()              # Malformed memory request (§2.2.2, §2.2.5, §2.2.7)
@@ -380,8 +403,14 @@ class SriovTlpEndpoint(wiring.Component):
         # TLP goes to DISPATCH) and cleared by the mem_req handshake
         mem_ok = Signal()
         mem_be = Signal(8)              # mem_req.be
-        # Config and IO requests: Length 1, Last DW BE 0, TC 0, Attr 0 (§2.2.7).
-        cfg_ok = (length == 1) & (lbe == 0) & (_tc(h) == 0) & (_attr(h) == 0)
+        # Config and IO requests well formed (§2.2.7), registered with h
+        cfg_ok = Signal()
+        # a well-formed, unpoisoned config request: cfg_req.valid itself, set with h and
+        # cleared by the cfg_req handshake (as mem_ok)
+        cfg_go = Signal()
+        # a well-formed completion: rx_cpl.valid of its first beat, set with h and cleared by
+        # the rx_cpl handshake (as mem_ok)
+        cpl_go = Signal()
         la = Cat(Mux(fbe == 0, 0, _be_low(fbe))[:2], addr[2:7])
 
         # Completions the receive side makes: one register slot, a source of the arbiter.
@@ -408,8 +437,20 @@ class SriovTlpEndpoint(wiring.Component):
             m.d.sync += [ev.valid.eq(1), ev.kind.eq(kind), ev.func.pf.eq(func_pf),
                          ev.func.vf.eq(func_vf)]
 
-        def gen(hdr, data_=0, dws=0):
-            m.d.sync += [g_valid.eq(1), g_hdr.eq(hdr), g_data.eq(data_), g_dws.eq(dws)]
+        # The completion register loads g_next in every cycle it is free (~g_valid), so that
+        # its clock enable is one flip-flop; g_next is chosen by the state and the TLP's kind
+        # alone, and gen() makes the slot valid where the checks say a completion is due.
+        g_next_hdr = Signal(128)
+        g_next_data = Signal(64)
+        g_next_dws = Signal(2)
+        with m.If(~g_valid):
+            m.d.sync += [g_hdr.eq(g_next_hdr), g_data.eq(g_next_data), g_dws.eq(g_next_dws)]
+
+        def gen_next(hdr, data_=0, dws=0):
+            m.d.comb += [g_next_hdr.eq(hdr), g_next_data.eq(data_), g_next_dws.eq(dws)]
+
+        def gen():
+            m.d.sync += g_valid.eq(1)       # g_next was loaded at the same edge
 
         def ur_cpl(cpl_id, lock=False, mem=False):
             return _cpl_hdr(h, fmt=0, typ=11 if lock else 10, length=0, cpl_id=cpl_id,
@@ -435,16 +476,26 @@ class SriovTlpEndpoint(wiring.Component):
         r_data = Signal(64)
         # The function's Routing ID from the shared lookup: its answer in the cycle it comes,
         # then held.
-        rx_asked = Signal()
+        rx_asks = Signal()              # in LOOKUP, not granted yet: want["rx"], a register
         rx_rid_r = Signal(16)
         rx_rid = Mux(ans["rx"], shared.rid, rx_rid_r)
-        m.d.comb += [qfunc["rx"].pf.eq(r_pf), qfunc["rx"].vf.eq(r_vf)]
+        m.d.comb += [qfunc["rx"].pf.eq(r_pf), qfunc["rx"].vf.eq(r_vf), want["rx"].eq(rx_asks)]
         with m.If(ans["rx"]):
             m.d.sync += rx_rid_r.eq(shared.rid)
-        fits = (length == 1) | ((length == 2) & ~addr[2])
+        # one aligned DW or QWORD (an MSI-X table access that can be served), registered with h
+        fits = Signal()
+        # a message's code: one the endpoint accepts, one dropped silently (registered with h)
+        msg_accepted = Signal()
+        msg_silent = Signal()
 
         req = self.req
         rx_cpl = self.rx_cpl
+        # A completion's first beat, from the held one (CPL_FWD passes the later ones)
+        m.d.comb += [rx_cpl.valid.eq(cpl_go), rx_cpl.payload.hdr.eq(h),
+                     rx_cpl.payload.data.eq(d0), rx_cpl.payload.strb.eq(s0),
+                     rx_cpl.payload.sop.eq(1), rx_cpl.payload.eop.eq(eop0)]
+        with m.If(cpl_go & rx_cpl.ready):
+            m.d.sync += cpl_go.eq(0)
         m.d.comb += [req.payload.bar_id.eq(r_bar), req.payload.func.pf.eq(r_pf),
                      req.payload.func.vf.eq(r_vf), req.payload.offset.eq(r_offset)]
 
@@ -458,6 +509,13 @@ class SriovTlpEndpoint(wiring.Component):
                                  addr.eq(checks["addr"]), too_big.eq(checks["too_big"]),
                                  mem_bad.eq(checks["bad"]),
                                  mem_ok.eq(checks["ok"] & self.rx.payload.sop),
+                                 cfg_ok.eq(checks["cfg_ok"]), bc.eq(checks["bc"]),
+                                 kind.eq(checks["kind"]),
+                                 cfg_go.eq(checks["cfg_go"] & self.rx.payload.sop),
+                                 cpl_go.eq(checks["cpl_go"] & self.rx.payload.sop),
+                                 fits.eq(checks["fits"]),
+                                 msg_accepted.eq(checks["msg_accepted"]),
+                                 msg_silent.eq(checks["msg_silent"]),
                                  mem_be.eq(checks["be"])]
                     with m.If(self.rx.payload.sop):
                         m.next = "DISPATCH"
@@ -465,86 +523,84 @@ class SriovTlpEndpoint(wiring.Component):
                         m.next = "DRAIN"        # a beat outside a TLP: skip to its end
 
             with m.State("DISPATCH"):
+                with m.If(k["cfg"]):
+                    gen_next(ur_cpl(cfg_cpl_id))
+                with m.Elif(k["lk"]):
+                    gen_next(ur_cpl(pf0_rid, lock=True, mem=True))
+                with m.Elif(k["atomic"]):
+                    # an AtomicOp's Byte Count is its operand's size (§2.2.9)
+                    operand = Mux(_type(h) == 0b01110, length * 2, length * 4)
+                    gen_next(_cpl_hdr(h, fmt=0, typ=10, length=0, cpl_id=pf0_rid, status=1,
+                                      byte_count=operand, lower_address=0))
+                with m.Else():
+                    gen_next(ur_cpl(pf0_rid))
                 q = ep.mem_req.payload
                 m.d.comb += [q.addr.eq(addr),
                              q.write.eq(has_data), q.tag.eq(_tag8(h)),
                              q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]), d0[:64])),
                              q.be.eq(mem_be)]
-                with m.Switch(ft):
-                    with m.Case(CFGRD0, CFGWR0, CFGRD1, CFGWR1):
-                        with m.If(~cfg_ok):
-                            event(RxEvent.MALFORMED)
-                            finish()
-                        with m.Elif(poisoned):
-                            with m.If(~g_valid):
-                                event(RxEvent.POISONED)
-                                gen(ur_cpl(cfg_cpl_id))
-                                finish()
-                        with m.Else():
-                            c = ep.cfg_req.payload
-                            m.d.comb += [ep.cfg_req.valid.eq(1), c.type1.eq(h[120]),
-                                         c.rid.eq(target), c.reg.eq(reg), c.be.eq(fbe),
-                                         c.write.eq(has_data), c.data.eq(d0[:32])]
-                            with m.If(ep.cfg_req.ready):
-                                m.d.sync += [c_req.eq(h), c_write.eq(has_data)]
-                                finish()
-                    with m.Case(MRD32, MRD64, MWR32, MWR64):
-                        with m.If(mem_bad):
-                            event(RxEvent.MALFORMED)
-                            finish()
-                        with m.Elif(poisoned):
-                            event(RxEvent.POISONED)
-                            finish()
-                        with m.Else():
-                            # mem_req.valid is mem_ok, a register set with h (the same
-                            # condition), cleared by this handshake
-                            with m.If(ep.mem_req.ready):
-                                m.next = "DECODE"
-                    with m.Case(MRDLK32, MRDLK64, IORD, IOWR, *ATOMICS):
-                        malformed = Mux(ft.matches(IORD, IOWR), ~cfg_ok,
-                                        Mux(ft.matches(MRDLK32, MRDLK64), mem_bad, 0))
-                        with m.If(malformed):
-                            event(RxEvent.MALFORMED)
-                            finish()
-                        with m.Elif(~g_valid):
-                            event(Mux(poisoned, RxEvent.POISONED, RxEvent.UR))
-                            with m.If(ft.matches(MRDLK32, MRDLK64)):
-                                gen(ur_cpl(pf0_rid, lock=True, mem=True))
-                            with m.Elif(ft.matches(*ATOMICS)):
-                                # an AtomicOp's Byte Count is its operand's size (§2.2.9)
-                                operand = Mux(_type(h) == 0b01110, length * 2, length * 4)
-                                gen(_cpl_hdr(h, fmt=0, typ=10, length=0, cpl_id=pf0_rid,
-                                             status=1, byte_count=operand, lower_address=0))
-                            with m.Else():
-                                gen(ur_cpl(pf0_rid))
-                            finish()
-                    with m.Case(*MSGS, *MSGDS):
-                        with m.If(too_big):
-                            event(RxEvent.MALFORMED)
-                        with m.Elif(poisoned):
-                            event(RxEvent.POISONED)
-                        with m.Elif(msg_code.matches(*MSG_ACCEPTED)):
-                            m.d.sync += [self.rx_msg.valid.eq(1), self.rx_msg.code.eq(msg_code)]
-                        with m.Elif(~msg_code.matches(*MSG_SILENT)):
-                            event(RxEvent.UR)
-                        finish()
-                    with m.Case(CPL, CPLD, CPLLK, CPLDLK):
-                        # every well-formed completion goes to rx_cpl, from the held beat
-                        with m.If(too_big):
-                            event(RxEvent.MALFORMED)
-                            finish()
-                        with m.Else():
-                            m.d.comb += [rx_cpl.valid.eq(1), rx_cpl.payload.hdr.eq(h),
-                                         rx_cpl.payload.data.eq(d0), rx_cpl.payload.strb.eq(s0),
-                                         rx_cpl.payload.sop.eq(1), rx_cpl.payload.eop.eq(eop0)]
-                            with m.If(rx_cpl.ready):
-                                with m.If(eop0):
-                                    m.next = "IDLE"
-                                with m.Else():
-                                    m.next = "CPL_FWD"
-                    with m.Default():
+                with m.If(k["cfg"]):
+                    with m.If(~cfg_ok):
                         event(RxEvent.MALFORMED)
                         finish()
+                    with m.Elif(poisoned):
+                        with m.If(~g_valid):
+                            event(RxEvent.POISONED)
+                            gen()
+                            finish()
+                    with m.Else():
+                        # cfg_req.valid is cfg_go, a register set with h (the same
+                        # condition), cleared by this handshake
+                        with m.If(ep.cfg_req.ready):
+                            m.d.sync += [c_req.eq(h), c_write.eq(has_data)]
+                            finish()
+                with m.Elif(k["mem"]):
+                    with m.If(mem_bad):
+                        event(RxEvent.MALFORMED)
+                        finish()
+                    with m.Elif(poisoned):
+                        event(RxEvent.POISONED)
+                        finish()
+                    with m.Else():
+                        # mem_req.valid is mem_ok, a register set with h (the same
+                        # condition), cleared by this handshake
+                        with m.If(ep.mem_req.ready):
+                            m.next = "DECODE"
+                with m.Elif(k["lk"] | k["io"] | k["atomic"]):
+                    malformed = Mux(k["io"], ~cfg_ok, Mux(k["lk"], mem_bad, 0))
+                    with m.If(malformed):
+                        event(RxEvent.MALFORMED)
+                        finish()
+                    with m.Elif(~g_valid):
+                        event(Mux(poisoned, RxEvent.POISONED, RxEvent.UR))
+                        gen()
+                        finish()
+                with m.Elif(k["msg"]):
+                    with m.If(too_big):
+                        event(RxEvent.MALFORMED)
+                    with m.Elif(poisoned):
+                        event(RxEvent.POISONED)
+                    with m.Elif(msg_accepted):
+                        m.d.sync += [self.rx_msg.valid.eq(1), self.rx_msg.code.eq(msg_code)]
+                    with m.Elif(~msg_silent):
+                        event(RxEvent.UR)
+                    finish()
+                with m.Elif(k["cpl"]):
+                    # every well-formed completion goes to rx_cpl, from the held beat
+                    with m.If(too_big):
+                        event(RxEvent.MALFORMED)
+                        finish()
+                    with m.Else():
+                        # rx_cpl.valid is cpl_go, a register set with h (the same
+                        # condition), cleared by this handshake
+                        with m.If(rx_cpl.ready):
+                            with m.If(eop0):
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.next = "CPL_FWD"
+                with m.Else():
+                    event(RxEvent.MALFORMED)
+                    finish()
 
             with m.State("DECODE"):
                 m.d.comb += ep.mem_res.ready.eq(1)
@@ -553,18 +609,26 @@ class SriovTlpEndpoint(wiring.Component):
                                  r_pf.eq(res.pf if multi else 0),
                                  r_vf.eq(Mux(res.is_vf, res.vf, 0)), r_bar.eq(res.bar),
                                  r_offset.eq(res.offset), r_data.eq(res.data),
-                                 rx_asked.eq(0)]
+                                 rx_asks.eq(1)]
                     m.next = "LOOKUP"
 
             with m.State("LOOKUP"):
                 # Asked until granted; ACT is the cycle the answer comes in.
-                m.d.comb += want["rx"].eq(~rx_asked)
                 with m.If(grant["rx"]):
-                    m.d.sync += rx_asked.eq(1)
+                    m.d.sync += rx_asks.eq(0)
                 with m.If(ans_next["rx"]):
                     m.next = "ACT"
 
             with m.State("ACT"):
+                with m.If(~r_internal):
+                    gen_next(ur_cpl(pf0_rid, mem=True))
+                with m.Elif(~fits):
+                    gen_next(_cpl_hdr(h, fmt=0, typ=10, length=0, cpl_id=rx_rid, status=4,
+                                      byte_count=bc, lower_address=la))
+                with m.Else():
+                    gen_next(_cpl_hdr(h, fmt=2, typ=10, length=length, cpl_id=rx_rid, status=0,
+                                      byte_count=bc, lower_address=la),
+                             Mux(addr[2], r_data[32:], r_data), length[:2])
                 with m.If(r_claimed & ~r_internal):
                     m.next = "FWD_FIRST"
                 with m.Elif(~g_valid | has_data):
@@ -572,16 +636,13 @@ class SriovTlpEndpoint(wiring.Component):
                         with m.If(~fits):
                             event(RxEvent.MSIX_ABORT, r_pf, r_vf)
                             with m.If(~has_data):
-                                gen(_cpl_hdr(h, fmt=0, typ=10, length=0, cpl_id=rx_rid,
-                                             status=4, byte_count=bc, lower_address=la))
+                                gen()                   # Completer Abort
                         with m.Elif(~has_data):
-                            gen(_cpl_hdr(h, fmt=2, typ=10, length=length, cpl_id=rx_rid,
-                                         status=0, byte_count=bc, lower_address=la),
-                                Mux(addr[2], r_data[32:], r_data), length[:2])
+                            gen()                       # CplD with the table's data
                     with m.Else():
                         event(RxEvent.UR, 0, 0)
                         with m.If(~has_data):
-                            gen(ur_cpl(pf0_rid, mem=True))
+                            gen()                       # UR
                     finish()
 
             with m.State("FWD_FIRST"):
@@ -618,6 +679,11 @@ class SriovTlpEndpoint(wiring.Component):
         m.d.comb += ep.mem_req.valid.eq(mem_ok)     # mem_ok is 1 only in DISPATCH
         with m.If(mem_ok & ep.mem_req.ready):
             m.d.sync += mem_ok.eq(0)
+        c = ep.cfg_req.payload                      # cfg_go too
+        m.d.comb += [ep.cfg_req.valid.eq(cfg_go), c.type1.eq(h[120]), c.rid.eq(target),
+                     c.reg.eq(reg), c.be.eq(fbe), c.write.eq(has_data), c.data.eq(d0[:32])]
+        with m.If(cfg_go & ep.cfg_req.ready):
+            m.d.sync += cfg_go.eq(0)
 
         # -- Config completions ----------------------------------------------------------------
         cc = ep.cfg_cpl.payload
@@ -669,9 +735,9 @@ class SriovTlpEndpoint(wiring.Component):
         is64 = Signal()                 # the address needs a 4 DW header
         mx_data = Signal(32)
         mx_func = Signal(Func)
-        mx_asked = Signal()
+        mx_asks = Signal()              # want["msg"], a register (as rx_asks)
         mx_rid = Signal(16)
-        m.d.comb += qfunc["msg"].eq(mx_func)
+        m.d.comb += [qfunc["msg"].eq(mx_func), want["msg"].eq(mx_asks)]
         mx_beat = beat("msix_beat")
         mx_ready = Signal()
         with m.FSM(name="msix"):
@@ -681,12 +747,11 @@ class SriovTlpEndpoint(wiring.Component):
                     m.d.sync += [mx_addr.eq(msg.payload.addr), mx_data.eq(msg.payload.data),
                                  is64.eq(msg.payload.addr[32:].any()),
                                  mx_func.pf.eq(msg.payload.pf if multi else 0),
-                                 mx_func.vf.eq(msg.payload.function), mx_asked.eq(0)]
+                                 mx_func.vf.eq(msg.payload.function), mx_asks.eq(1)]
                     m.next = "LOOKUP"
             with m.State("LOOKUP"):
-                m.d.comb += want["msg"].eq(~mx_asked)
                 with m.If(grant["msg"]):
-                    m.d.sync += mx_asked.eq(1)
+                    m.d.sync += mx_asks.eq(0)
                 with m.If(ans["msg"]):
                     m.d.sync += [mx_rid.eq(shared.rid), mx_valid.eq(1)]
                     m.next = "SEND"
@@ -717,13 +782,14 @@ class SriovTlpEndpoint(wiring.Component):
             func = Signal(Func, name=f"{name}_func")
             cnt = Signal(range(VF_BME_LATENCY + 2), name=f"{name}_wait")
             rid = Signal(16, name=f"{name}_rid")
-            asked = Signal(name=f"{name}_asked")       # the lookup was granted
+            asks = Signal(name=f"{name}_asks")         # want[name], a register (as rx_asks)
             got = Signal(name=f"{name}_got")           # rid holds its answer
-            bme_ok = Signal(name=f"{name}_bme_ok")     # pf_ok, kept after its one cycle
+            bme_ok = Signal(name=f"{name}_bme_ok")     # pf_ok, registered
             out = beat(f"{name}_beat")
             o_valid = Signal(name=f"{name}_valid")
             o_ready = Signal(name=f"{name}_ready")
             b = stream_.payload
+            m.d.comb += [qfunc[name].eq(func), want[name].eq(asks)]
             m.d.comb += [out.hdr.eq(Mux(b.sop, Cat(b.hdr[:80], rid, b.hdr[96:]), b.hdr)),
                          out.data.eq(b.data), out.strb.eq(b.strb), out.sop.eq(b.sop),
                          out.eop.eq(b.eop)]
@@ -735,14 +801,13 @@ class SriovTlpEndpoint(wiring.Component):
                                                  ep.vf_bme))
             with m.FSM(name=name):
                 with m.State("IDLE"):
+                    # The sop beat's function is registered first; the lookup is asked from
+                    # LOOKUP, so that every client's request comes from flip-flops.
                     may = ~bme_busy if name == "dma_rd" else Const(1)
-                    m.d.comb += qfunc[name].eq(b.func)
                     with m.If(stream_.valid & ~b.sop):
                         m.d.comb += stream_.ready.eq(1)         # a stray beat: dropped
                     with m.Elif(stream_.valid & may):
-                        m.d.comb += want[name].eq(1)
-                        m.d.sync += [func.eq(b.func), cnt.eq(0), asked.eq(grant[name]),
-                                     got.eq(0)]
+                        m.d.sync += [func.eq(b.func), cnt.eq(0), asks.eq(1), got.eq(0)]
                         if check:
                             m.d.comb += [bme_query.pf.eq(b.func.pf),
                                          bme_query.vf.eq(b.func.vf)]
@@ -750,21 +815,19 @@ class SriovTlpEndpoint(wiring.Component):
                                 m.d.comb += bme_busy.eq(1)
                         m.next = "LOOKUP"
                 with m.State("LOOKUP"):
-                    m.d.comb += [qfunc[name].eq(func), want[name].eq(~asked)]
                     with m.If(grant[name]):
-                        m.d.sync += asked.eq(1)
+                        m.d.sync += asks.eq(0)
                     with m.If(ans[name]):
                         m.d.sync += [rid.eq(shared.rid), got.eq(1)]
                     # vf_bme answers the query of the IDLE cycle (registered) when cnt is
-                    # VF_BME_LATENCY: kept
+                    # VF_BME_LATENCY: registered (bme_ok), the decision is made from it
                     with m.If(cnt != VF_BME_LATENCY + 1):
                         m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == VF_BME_LATENCY):
                         m.d.sync += bme_ok.eq(pf_ok)
-                    ok_now = Mux(cnt == VF_BME_LATENCY, pf_ok, bme_ok)
-                    with m.If((cnt >= VF_BME_LATENCY) & (got | ans[name])):
+                    with m.If((cnt == VF_BME_LATENCY + 1) & (got | ans[name])):
                         if check:
-                            with m.If(ok_now):
+                            with m.If(bme_ok):
                                 m.next = "PASS"
                             with m.Else():
                                 m.d.sync += [self.dma_refused.valid.eq(1),
@@ -808,14 +871,16 @@ class SriovTlpEndpoint(wiring.Component):
                 m.d.comb += sel_eop.eq(b.eop)
         for i, (_v, _b, r, _np) in enumerate(sources):
             m.d.comb += r.eq(go & sel[i])
-        with m.If(go):
-            m.d.sync += o_valid.eq(1)
-            with m.Switch(sel):
-                for i, (_v, b, _r, _np) in enumerate(sources):
-                    with m.Case(1 << i):
-                        m.d.sync += o_beat.eq(b)
-        with m.Elif(self.tx.ready):
-            m.d.sync += o_valid.eq(0)
+        # The output register loads sel's beat whenever it may load (not only on go, so that
+        # the clock enable of its flip-flops is a single gate); o_valid says whether it is one.
+        # The beat multiplexer is an AND-OR of the sources' beats by the bits of the one-hot
+        # sel (0 when none), so that no decode of sel sits in front of it.
+        picked = 0
+        for i, (_v, b, _r, _np) in enumerate(sources):
+            bits = b.as_value()
+            picked = picked | (bits & sel[i].replicate(len(bits)))
+        with m.If(can_load):
+            m.d.sync += [o_valid.eq(sel_ok), o_beat.as_value().eq(picked)]
 
         def rr(after, cand):
             """One-hot round-robin pick among the bits of ``cand``, starting after ``after``."""
@@ -829,6 +894,14 @@ class SriovTlpEndpoint(wiring.Component):
         for i in range(n):
             with m.If(sel[i]):
                 m.d.comb += sel_idx.eq(i)
+        # Both round-robin picks are made beside go, which only chooses between them.
+        pick_sel = Signal(n)            # the first source eligible now after sel's
+        pick_last = Signal(n)           # ... after the last one granted
+        for after, pick in ((sel_idx, pick_sel), (last, pick_last)):
+            with m.Switch(after):
+                for a in range(n):
+                    with m.Case(a):
+                        m.d.comb += pick.eq(rr(a, elig))
         with m.If(go & ~sel_eop):
             m.d.sync += locked.eq(1)                    # sel stays up to the TLP's eop
         with m.Elif(go | ~locked):
@@ -837,12 +910,8 @@ class SriovTlpEndpoint(wiring.Component):
             # valid it drops by the next cycle (the TLP just taken) is not loaded: sel_ok.
             m.d.sync += locked.eq(0)
             ends = go & sel_eop
-            after = Mux(ends, sel_idx, last)
-            cand = elig
             with m.If(ends):
-                m.d.sync += last.eq(sel_idx)
-            with m.Switch(after):
-                for a in range(n):
-                    with m.Case(a):
-                        m.d.sync += sel.eq(rr(a, cand))
+                m.d.sync += [last.eq(sel_idx), sel.eq(pick_sel)]
+            with m.Else():
+                m.d.sync += sel.eq(pick_last)
         return m
