@@ -40,6 +40,14 @@ from . import tlp as T
 from .cfg import Mismatch
 from .host import MSG_QUIET, BarMemories, MemAccessResult, MemDecodeResult, reissue_on_rrs
 from .tlp import CplStatus, Tlp, TlpType
+from .tlp_rules import (
+    Reaction,
+    compare_reactions,
+    payload_problem,
+    predict_reaction,
+    raw_beats,
+    user_write,
+)
 
 __all__ = ["TlpLink", "TlpConfigDriver", "TlpMemoryDriver", "TlpInterruptDriver", "LinkError",
            "TlpRawDriver", "RawTlpTransaction",
@@ -214,12 +222,7 @@ class TlpLink:
         key = (side["pf"], side["vf"], side["bar_id"])
         t = tlp.type
         if t in (TlpType.MWR32, TlpType.MWR64):
-            for i in range(tlp.length):
-                be = tlp.first_be if i == 0 else (tlp.last_be if i == tlp.length - 1 else 0xF)
-                for b in range(4):
-                    if be >> b & 1:
-                        self.memories.write(key[1], key[2], side["offset"] + 4 * i + b, 1,
-                                            tlp.data[4 * i + b], pf=key[0])
+            user_write(self.memories, tlp, side)
             return
         if t not in (TlpType.MRD32, TlpType.MRD64):
             raise LinkError(f"req: the user logic got a {t.name}, which the wrapper must "
@@ -738,7 +741,6 @@ class TlpRawDriver:
         design's reaction differs from the prediction (empty: it does not). Raises
         :class:`LinkError` for bytes the bench cannot send (a payload that does not match
         Length)."""
-        from .tlp_rules import compare_reactions, payload_problem, predict_reaction, raw_beats
         link = self.link
         problem = payload_problem(raw)
         if problem is not None:
@@ -771,7 +773,6 @@ class TlpRawDriver:
         finally:
             if tag is not None:
                 link.raw_tags.discard(tag)
-        from .tlp_rules import Reaction
         got = Reaction(
             completions=[t for t, _ in link.completions.pop(tag, [])] if tag is not None else [],
             events=[e[:3] for e in link.events[start["events"]:]],

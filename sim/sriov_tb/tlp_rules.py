@@ -343,7 +343,7 @@ def _memory(tlp, words, model, reaction, memories):
         reaction.user.append((tlp, side))
         reaction.rule = f"memory request claimed by {who} BAR{res.bar}: to the user (req)"
         if write:
-            _user_write(memories, tlp, side)
+            user_write(memories, tlp, side)
         else:
             first = T.read_lower_address(0, tlp.first_be) & 3
             n = T.read_byte_count(words, tlp.first_be, tlp.last_be)
@@ -371,8 +371,10 @@ def _memory(tlp, words, model, reaction, memories):
     return reaction
 
 
-def _user_write(memories, tlp, side):
-    """The enabled bytes of a claimed MWr, into the user logic's memory as the host knows it."""
+def user_write(memories, tlp, side):
+    """The enabled bytes of a claimed MWr into the user logic's memories (``side``: the
+    ``req`` sidebands ``pf``, ``vf``, ``bar_id``, ``offset``): what the bench's user logic does
+    with the write, and what the prediction expects it to have done."""
     if memories is None:
         return
     words = len(tlp.data) // 4
