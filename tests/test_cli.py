@@ -655,7 +655,7 @@ def test_progress_when_stderr_is_a_terminal(capsys, monkeypatch, tmp_path):
     assert (code, err) == (0, "")
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    monkeypatch.setattr(cli_module._Progress, "MININTERVAL", 0)     # draw every step
+    monkeypatch.setattr(cli_module.Progress, "MININTERVAL", 0)     # draw every step
     code, lines, _ = cli(capsys, "sim", IGB)
     assert code == 0 and lines == plain
     drawn = terminal.getvalue()

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from sriov_ep.tools.build import write_build
-from sriov_tb.cli import _load_config
+from sriov_tb.cli import load_config
 
 CONFIG = "examples/igb-82576.toml"
 
@@ -35,7 +35,7 @@ def root():
 
 @pytest.mark.parametrize("width", [64, 256])
 def test_tlp_build_ports(tmp_path, root, width):
-    params = _load_config(str(root / CONFIG))
+    params = load_config(str(root / CONFIG))
     paths = write_build(params, tmp_path, config_name="igb-82576.toml", tlp_data_width=width)
     wrapper = paths["wrapper"].read_text()
     assert f"the TLP wrapper, {width}-bit payload" in wrapper
@@ -64,7 +64,7 @@ def test_tlp_build_ports(tmp_path, root, width):
 
 def test_tlp_build_lints_clean(tmp_path, root, verilator):
     argv, env = verilator
-    params = _load_config(str(root / CONFIG))
+    params = load_config(str(root / CONFIG))
     write_build(params, tmp_path, config_name="igb-82576.toml", tlp_data_width=64)
     result = subprocess.run(
         [*argv, "--lint-only", "-Wall", "--top-module", "sriov_ep", "sriov_ep_lint.vlt",

@@ -24,15 +24,15 @@ from sriov_ep.params import ParamError, first_unreachable_vf, format_bdf, parse_
 from .cli_support import (
     BACKENDS,
     CliError,
-    _load_config,
-    _print_waves,
-    _Progress,
-    _progress_wanted,
-    _ReaderGone,
-    _runner,
-    _RunProgress,
-    _starting,
-    _wave_bound,
+    Progress,
+    ReaderGone,
+    RunProgress,
+    backend_starting,
+    load_config,
+    print_waves,
+    progress_wanted,
+    runner_for,
+    wave_bound,
 )
 
 __all__ = ["main"]
@@ -207,7 +207,7 @@ def cmd_regmap(args):
     """Every structure of the PF's chain, then of the VFs' chain (or those ``--function`` and
     ``--structure`` pick), each as a heading and one row per field; with several PFs, each
     PF's section in turn (or the one ``--pf`` picks)."""
-    params = _load_config(args.config)
+    params = load_config(args.config)
     chosen = _pf_choice(args, params)
     if params.num_pfs == 1:
         return _regmap_pf(args, params, None)
@@ -288,7 +288,7 @@ def _refuse_ari_only(args, params):
 def _run(args, params, ops, **options):
     """The backend's run; a device the RTL cannot build yet is one line of error."""
     try:
-        return _runner(args.backend)(params, ops, **options)
+        return runner_for(args.backend)(params, ops, **options)
     except NotImplementedError as exc:
         raise CliError(f"{args.config}: {_one_line(exc) or 'not supported by the RTL yet'}") \
             from None
@@ -356,7 +356,7 @@ def cmd_sim(args):
     from sriov_ep.tools.synth import ToolMissing
     if args.vcd is not None or args.fst is not None:
         _check_vcd(args)
-    params = _load_config(args.config)
+    params = load_config(args.config)
     _refuse_ari_only(args, params)
     _warn_unreachable(args, params)
     ops, filename = _load_ops(args, params)
@@ -364,7 +364,7 @@ def cmd_sim(args):
         _prepare_vcd(args.vcd)
     if args.fst is not None:
         _prepare_vcd(args.fst, "--fst")
-    progress = _RunProgress(_progress_wanted(args), starting=_starting(args.backend),
+    progress = RunProgress(progress_wanted(args), starting=backend_starting(args.backend),
                             walks=None if args.script
                             else sum(pf.initial_vfs for pf in params.pfs))
     options = dict(filename=filename, emit=progress.write,
@@ -398,7 +398,7 @@ def cmd_sim(args):
     finally:
         progress.close()
         if waves is not None:
-            _print_waves(waves, args.json)
+            print_waves(waves, args.json)
     summary = (f"{len(result.transactions)} transactions, {result.compared} completions "
                f"checked against the reference model: all match")
     if args.json:
@@ -415,7 +415,7 @@ def cmd_sim(args):
 def cmd_wave(args):
     """A WaveDrom timing diagram (SVG) of one transaction of a run."""
     from .diagram import wave
-    params = _load_config(args.config)
+    params = load_config(args.config)
     ops, filename = _load_ops(args, params)
     svg = Path(args.output or f"build/waves/transaction-{args.transaction}.svg")
     svg.parent.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,7 @@ def cmd_lspci(args):
     from sriov_ep.tools.synth import ToolMissing
 
     from .runner import Op, format_dump
-    params = _load_config(args.config)
+    params = load_config(args.config)
     _refuse_ari_only(args, params)
     _warn_unreachable(args, params)
     counts = _enable_counts(args, params)
@@ -453,7 +453,7 @@ def cmd_lspci(args):
         filename = "<lspci>"
         dumps = params.num_pfs + sum(min(n, pf.initial_vfs)
                                      for pf, n in zip(params.pfs, counts, strict=True))
-    progress = _RunProgress(_progress_wanted(args), starting=_starting(args.backend),
+    progress = RunProgress(progress_wanted(args), starting=backend_starting(args.backend),
                             dumps=dumps)
     written = []
     names = function_names(params, ari=not args.no_ari) if params.num_pfs > 1 else None
@@ -521,7 +521,7 @@ def cmd_bench(args):
                        f"leave out --sizes and --pfs")
     if args.data_width is not None and not args.tlp:
         raise CliError(f"bench {args.what}: --data-width is for the TLP wrapper; add --tlp")
-    params = _load_config(args.config) if args.config else None
+    params = load_config(args.config) if args.config else None
     sizes = _bench_sizes(args) if args.pfs is None or args.sizes else (256,)
     counts = args.pfs or (1,)
     for n in sizes:
@@ -628,7 +628,7 @@ def _print_rows(args, header, rows, line, labels):
     """Print benchmark rows as they come (they take minutes each): a table, or JSON lines.
     ``labels`` says what each row measures, for the progress bar."""
     from sriov_ep.tools.synth import ToolMissing
-    progress = _Progress(_progress_wanted(args), f"bench {args.what}", total=len(labels),
+    progress = Progress(progress_wanted(args), f"bench {args.what}", total=len(labels),
                          unit=" rows")
     try:
         if not args.json:
@@ -648,7 +648,7 @@ def _print_rows(args, header, rows, line, labels):
 
 def cmd_build(args):
     from sriov_ep.tools.build import BuildError, write_build
-    params = _load_config(args.config)
+    params = load_config(args.config)
     freq = _freq(args.freq, params) if args.freq is not None else None
     try:
         paths = write_build(params, args.output, freq_mhz=freq,
@@ -672,9 +672,9 @@ def _bench_sim(args):
     else:
         raise CliError(f"bench sim: its default configuration, {BENCH_SIM_CONFIG}, is not "
                        f"there (it comes with a source checkout); give --config TOML")
-    params = _load_config(config)
+    params = load_config(config)
     backends = ("amaranth", "verilator", "native")
-    progress = _Progress(_progress_wanted(args), "bench sim", total=len(backends),
+    progress = Progress(progress_wanted(args), "bench sim", total=len(backends),
                          unit=" backends")
     rows = []
     try:
@@ -759,11 +759,11 @@ def build_parser():
     dump.add_argument("--fst", metavar="FILE",
                       help="write an FST instead (the same waves, converted by GTKWave's "
                            "vcd2fst: apt-get install gtkwave), and a .gtkw next to it")
-    p.add_argument("--wave-from", type=_wave_bound, metavar="N|TIME",
+    p.add_argument("--wave-from", type=wave_bound, metavar="N|TIME",
                    help="the waves (--vcd, --fst, or the VCD a failure writes) start at "
                         "transaction N "
                         "(numbered as the output lines, from 1) or at a time (12us, 2500ns)")
-    p.add_argument("--wave-to", type=_wave_bound, metavar="N|TIME",
+    p.add_argument("--wave-to", type=wave_bound, metavar="N|TIME",
                    help="... and ends after transaction N or at a time")
     p.add_argument("--json", action="store_true", help="one JSON object per transaction")
     p.add_argument("--no-ari", action="store_true",
@@ -970,7 +970,7 @@ def main(argv=None):
         status = args.func(args)
         sys.stdout.flush()
         return status
-    except (BrokenPipeError, _ReaderGone):
+    except (BrokenPipeError, ReaderGone):
         # Stop quietly, as Unix tools do when their reader leaves.
         _quiet_stdout()
         return 0

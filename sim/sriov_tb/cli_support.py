@@ -11,7 +11,8 @@ import threading
 
 from sriov_ep.params import format_bdf, load_params
 
-__all__ = ["BACKENDS", "CliError"]
+__all__ = ["BACKENDS", "CliError", "Progress", "ReaderGone", "RunProgress", "backend_starting",
+           "load_config", "print_waves", "progress_wanted", "runner_for", "wave_bound"]
 
 
 class CliError(Exception):
@@ -22,7 +23,7 @@ class CliError(Exception):
         self.status = status
 
 
-class _ReaderGone(BaseException):
+class ReaderGone(BaseException):
     """Whoever read stdout went away (``sriov-ep sim ... | head``). Not an :class:`Exception`:
     it is no failure of a run, and code that handles a run's failures (a simulator repeating
     the run to write its waveform) must let it through."""
@@ -30,7 +31,7 @@ class _ReaderGone(BaseException):
 
 # -- Progress ------------------------------------------------------------------------------------
 
-def _progress_wanted(args):
+def progress_wanted(args):
     """Progress bars go to stderr only when a person watches it: a terminal, and not JSON."""
     try:
         tty = sys.stderr.isatty()
@@ -39,7 +40,7 @@ def _progress_wanted(args):
     return tty and not getattr(args, "json", False)
 
 
-class _Progress:
+class Progress:
     """A progress bar on stderr (tqdm), or nothing when ``enabled`` is false.
 
     The bar is redrawn every second, so its clock moves during a long step with no news (a
@@ -79,7 +80,7 @@ class _Progress:
             else:
                 print(text, flush=flush)
         except BrokenPipeError:
-            raise _ReaderGone() from None
+            raise ReaderGone() from None
 
     #: How a count without a total is drawn, and a bar (tqdm's default shows seconds per item
     #: when slow).
@@ -118,7 +119,7 @@ class _Progress:
             self.bar = None
 
 
-class _RunProgress(_Progress):
+class RunProgress(Progress):
     """Progress of a transaction run: the step it is at (Linux's: enumerate, sriov_init, enable
     N, ...; a script's line) with the transactions so far, then the VFs walked, then the
     functions dumped. Fed by the runner's ``on_transaction`` and ``on_dump`` hooks."""
@@ -169,7 +170,7 @@ class _RunProgress(_Progress):
 
 # -- Configurations and backends ---------------------------------------------------------------
 
-def _load_config(path):
+def load_config(path):
     """:func:`load_params`, printing what the file leaves to placeholder defaults (vendor and
     device IDs, TotalVFs, VF Device ID) as ``sriov-ep: warning: ...`` lines on stderr."""
     notes = []
@@ -182,7 +183,7 @@ def _load_config(path):
 BACKENDS = ("amaranth", "verilator", "native", "tlp")
 
 
-def _runner(backend):
+def runner_for(backend):
     """The ``run_ops`` of a simulation backend."""
     if backend == "verilator":
         from .cosim import run_ops_verilator
@@ -197,7 +198,7 @@ def _runner(backend):
     return run_ops
 
 
-def _starting(backend):
+def backend_starting(backend):
     """What a run does before its first transaction."""
     return {"verilator": "building the Verilator model",
             "native": "building the native model"}.get(backend, "building the simulation")
@@ -205,7 +206,7 @@ def _starting(backend):
 
 # -- Waveforms --------------------------------------------------------------------------------
 
-def _wave_bound(text):
+def wave_bound(text):
     from .waves import parse_bound
     try:
         return parse_bound(text)
@@ -213,7 +214,7 @@ def _wave_bound(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _print_waves(waves, json_mode):
+def print_waves(waves, json_mode):
     """Say where the waveform of a failed run is and the command that opens it there."""
     if json_mode:
         kind = "fst" if str(waves.vcd).endswith(".fst") else "vcd"   # (the dump's format)

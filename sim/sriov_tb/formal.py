@@ -66,7 +66,7 @@ from sriov_ep.params import Bar, EndpointParams
 from sriov_ep.regs import Access, RegisterMap
 from sriov_ep.tools.synth import ToolMissing
 
-from .cli_support import CliError, _load_config
+from .cli_support import CliError, load_config
 
 __all__ = ["FormalToolMissing", "INSTALL", "Tools", "find_tools", "Mutation", "Property",
            "Result", "properties", "run", "run_property", "builtin_configs", "MAX_VFS",
@@ -1351,7 +1351,7 @@ def _configs(args):
             raise CliError(f"{name}: no such file (and no built-in configuration of that "
                            f"name: {', '.join(builtin_configs())})")
         stem = path.stem if path.parent.name != "multi-pf" else f"multi-pf/{path.stem}"
-        configs.append((stem, _load_config(name)))
+        configs.append((stem, load_config(name)))
     return configs
 
 

@@ -45,12 +45,12 @@ from .cfg import Mismatch, split_access
 from .cli_support import (
     BACKENDS,
     CliError,
-    _load_config,
-    _print_waves,
-    _Progress,
-    _progress_wanted,
-    _runner,
-    _wave_bound,
+    Progress,
+    load_config,
+    print_waves,
+    progress_wanted,
+    runner_for,
+    wave_bound,
 )
 from .host import (
     HostError,
@@ -696,7 +696,7 @@ def run_regression(params, *, seed, count, name="config", backend="native", user
             params, stimulus, filename=filename, user=user, build_dir=build_dir,
             mutate=mutate, waves_on_failure=waves_on_failure)
     else:
-        run = _runner(backend)(params, stimulus, **options)
+        run = runner_for(backend)(params, stimulus, **options)
         compared, transactions = run.compared, len(run.transactions)
     seconds = time.perf_counter() - start
     return RegressionResult(name, seed, count, backend, operations=stimulus.line,
@@ -1035,9 +1035,9 @@ def add_regress_parser(subparsers):
     p.add_argument("--vcd", metavar="FILE",
                    help="write the run's waveform (one configuration only; limit it with "
                         "--wave-from/--wave-to, transaction numbers as a failure prints them)")
-    p.add_argument("--wave-from", type=_wave_bound, metavar="N|TIME",
+    p.add_argument("--wave-from", type=wave_bound, metavar="N|TIME",
                    help="the waveform starts at this transaction (or time)")
-    p.add_argument("--wave-to", type=_wave_bound, metavar="N|TIME",
+    p.add_argument("--wave-to", type=wave_bound, metavar="N|TIME",
                    help="the waveform ends at this transaction (or time)")
     p.add_argument("--json", action="store_true", help="one JSON object per configuration")
     p.set_defaults(func=cmd_regress)
@@ -1081,7 +1081,7 @@ def _named_configs(args):
             raise CliError(f"{text}: no such file (and no built-in configuration of that "
                            f"name: {', '.join(builtin_configs())})")
         else:
-            configs.append((path.stem, path, _load_config(text),
+            configs.append((path.stem, path, load_config(text),
                             path.resolve().parent in examples))
     return configs
 
@@ -1103,7 +1103,7 @@ def cmd_regress(args):
     failed = 0
     for name, path, params, known in configs:
         seed = args.seed if args.seed is not None else SEEDS.get(name, 1) if known else 1
-        progress = _Progress(_progress_wanted(args), f"regress {name}", total=args.count,
+        progress = Progress(progress_wanted(args), f"regress {name}", total=args.count,
                              unit=" ops")
         try:
             result = run_regression(
@@ -1130,7 +1130,7 @@ def cmd_regress(args):
                 print(f"FAIL {name} seed {seed:#x}: {exc}", flush=True)
                 print(f"# rerun this seed with its waveform: {rerun}", flush=True)
             if getattr(exc, "waves", None) is not None:
-                _print_waves(exc.waves, args.json)
+                print_waves(exc.waves, args.json)
             continue
         finally:
             progress.close()
