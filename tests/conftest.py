@@ -230,3 +230,33 @@ def pytest_collection_modifyitems(config, items):
         return -(group_cost[group] if group is not None else _cost(item.nodeid))
 
     items.sort(key=key)     # stable: equal costs (a group's tests) keep their order
+
+
+# -- What each part costs ------------------------------------------------------------------------
+
+#: Seconds of worker time per test module (set-up, call and teardown: module fixtures such as a
+#: Verilator build count where they run), and of the tests marked ``slow``, gathered from the
+#: reports (under xdist the controller receives every worker's).
+_SECONDS = {"modules": {}, "slow": 0.0}
+
+
+def pytest_runtest_logreport(report):
+    modules = _SECONDS["modules"]
+    module = report.nodeid.split("::", 1)[0]
+    modules[module] = modules.get(module, 0.0) + report.duration
+    if "slow" in report.keywords:
+        _SECONDS["slow"] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the run, the worker time of each test module, largest first: the CI log says what
+    each part of the suite costs."""
+    modules = _SECONDS["modules"]
+    total = sum(modules.values())
+    if not modules or total <= 0:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("=", "worker time by test module (set-up, call, teardown)")
+    for module, seconds in sorted(modules.items(), key=lambda item: -item[1]):
+        write(f"{seconds:9.1f} s {100 * seconds / total:5.1f}%  {module}")
+    write(f"{total:9.1f} s  all modules; {_SECONDS['slow']:.1f} s of it the tests marked slow")
