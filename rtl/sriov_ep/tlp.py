@@ -686,23 +686,28 @@ class SriovTlpEndpoint(wiring.Component):
             m.d.sync += cfg_go.eq(0)
 
         # -- Config completions ----------------------------------------------------------------
+        # The completion's header and data are loaded in every cycle the slot is free (their
+        # operands, the endpoint's completion register and c_req, hold while it is offered),
+        # and cfg_ur.rid in every cycle: cfg_cpl.valid, which the endpoint decides late in the
+        # cycle, only sets c_valid and cfg_ur.valid, and is no clock enable of wide registers.
         cc = ep.cfg_cpl.payload
-        m.d.sync += self.cfg_ur.valid.eq(0)
+        status = cc.status.as_value()
         m.d.comb += ep.cfg_cpl.ready.eq(~c_valid)
+        m.d.sync += [self.cfg_ur.valid.eq(ep.cfg_cpl.valid & ~c_valid & (status == 1)),
+                     self.cfg_ur.rid.eq(_f(c_req, 48, 16))]
         with m.If(ep.cfg_cpl.valid & ~c_valid):
-            status = cc.status.as_value()
+            m.d.sync += c_valid.eq(1)
+        with m.If(~c_valid):
             with_data = ~c_write & (status == 0)
             cpl_id = Mux(c_req[120], _f(c_req, 48, 16), Cat(_f(c_req, 48, 8), ep.bus))
             m.d.sync += [
-                c_valid.eq(1), c_data.eq(cc.data),
+                c_data.eq(cc.data),
                 c_hdr.eq(Mux(with_data,
                              _cpl_hdr(c_req, fmt=2, typ=10, length=1, cpl_id=cpl_id,
                                       status=status, byte_count=4, lower_address=0),
                              _cpl_hdr(c_req, fmt=0, typ=10, length=0, cpl_id=cpl_id,
                                       status=status, byte_count=4, lower_address=0))),
             ]
-            with m.If(status == 1):
-                m.d.sync += [self.cfg_ur.valid.eq(1), self.cfg_ur.rid.eq(_f(c_req, 48, 16))]
 
         # -- Transmit sources ------------------------------------------------------------------
         # Each source: (valid, beat fields, ready, non-posted).
