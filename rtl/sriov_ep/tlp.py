@@ -534,11 +534,6 @@ class SriovTlpEndpoint(wiring.Component):
                                       byte_count=operand, lower_address=0))
                 with m.Else():
                     gen_next(ur_cpl(pf0_rid))
-                q = ep.mem_req.payload
-                m.d.comb += [q.addr.eq(addr),
-                             q.write.eq(has_data), q.tag.eq(_tag8(h)),
-                             q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]), d0[:64])),
-                             q.be.eq(mem_be)]
                 with m.If(k["cfg"]):
                     with m.If(~cfg_ok):
                         event(RxEvent.MALFORMED)
@@ -677,6 +672,13 @@ class SriovTlpEndpoint(wiring.Component):
                     m.next = "IDLE"
 
         m.d.comb += ep.mem_req.valid.eq(mem_ok)     # mem_ok is 1 only in DISPATCH
+        # the request's fields straight from the registers, whatever the state (the endpoint
+        # captures them into its decoder's first stage: no state decode in front of them)
+        q = ep.mem_req.payload
+        m.d.comb += [q.addr.eq(addr),
+                     q.write.eq(has_data), q.tag.eq(_tag8(h)),
+                     q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]), d0[:64])),
+                     q.be.eq(mem_be)]
         with m.If(mem_ok & ep.mem_req.ready):
             m.d.sync += mem_ok.eq(0)
         c = ep.cfg_req.payload                      # cfg_go too

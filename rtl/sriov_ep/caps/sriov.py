@@ -1,6 +1,6 @@
 """The SR-IOV Extended Capability (PCI Express Base, §9.3.3; SR-IOV 1.1, §3.3)."""
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -369,14 +369,20 @@ class SriovCapability(wiring.Component):
             m.d.comb += page_ok.eq(page_w & ~vf_enable & page_valid)
         with m.If(page_ok):
             m.d.sync += page.eq(page_value)
-            # page_value holds one supported bit here (page_ok checked it)
-            for bar, _, mask, mask_of, *_ in bars:
-                m.d.sync += mask.eq(self._by_page(m, page_value, mask_of, len(mask),
-                                                  f"vf_bar{bar.index}_mask_next"))
 
         page_changed = Signal()
         m.d.sync += page_changed.eq(page_ok)
-        for n, (bar, ap_log2, mask, _, lo_reg, lo, hi_reg, hi) in enumerate(bars):
+        for n, (bar, ap_log2, mask, mask_of, lo_reg, lo, hi_reg, hi) in enumerate(bars):
+            # The mask of the page size System Page Size holds after this edge: of the written
+            # value (one supported bit, page_ok checked it), else of the current one (so the
+            # mask is also right one cycle after any state, as k-induction needs), and the
+            # reset value's on a reset (below).
+            w = len(mask)
+            m.d.sync += mask.eq(Mux(page_ok,
+                                    self._by_page(m, page_value, mask_of, w,
+                                                  f"vf_bar{bar.index}_mask_written"),
+                                    self._by_page(m, page, mask_of, w,
+                                                  f"vf_bar{bar.index}_mask_held")))
             with m.If(page_changed):
                 m.d.sync += lo_reg.eq(lo)
                 if hi_reg is not None:
