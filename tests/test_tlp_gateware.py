@@ -9,6 +9,7 @@ and config read data, memory decodes and MSI-X table contents from the reference
 ``sriov_tb.model.EndpointModel`` fed the same requests.
 """
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -1143,6 +1144,56 @@ def test_routing_id_lookup(igb):
                 for j in range(len(fns)):
                     ctx.set(dut.first_vf_offset[j], offs[j])
                     ctx.set(dut.vf_stride[j], strides[j])
+                ctx.set(dut.query, {"pf": k, "vf": n})
+            await ctx.tick()
+            if i >= ROUTING_ID_LATENCY - 1:
+                got.append(ctx.get(dut.rid))
+        for q, g in zip(queries, got, strict=False):
+            assert g == want(*q), q
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+@pytest.mark.parametrize("config, strides", [
+    ("multi-pf/quad-pf.toml", None), ("igb-82576.toml", None),
+    ("igb-82576.toml", (1, 4)), ("igb-82576.toml", (3, 1)), ("igb-82576.toml", (5, 7))],
+    ids=["quad", "igb", "one-four", "three-one", "five-seven"])
+def test_routing_id_lookup_fixed_strides(config, strides):
+    """The wrapper's lookups (fixed_strides: PF k's VF Stride the configured one for the ARI
+    input) against the spec's formula, one query per cycle, answers 3 edges later; strides
+    (non-ARI, ARI) that are 1, powers of two and odd, one or two distinct ones."""
+    params = load_params(EXAMPLES / config)
+    if strides is not None:
+        pf = dataclasses.replace(params.pfs[0], vf_stride_non_ari=strides[0],
+                                 vf_stride_ari=strides[1])
+        params = dataclasses.replace(params, pfs=[pf])
+    strides = [(pf.vf_stride_non_ari, pf.vf_stride_ari) for pf in params.pfs]
+    dut = RoutingIdLookup(params, fixed_strides=True)
+    fns = [pf.pf_rid & 0xFF for pf in params.pfs]
+    rng = random.Random(7)
+    queries = [(rng.randrange(256), [rng.randrange(1 << 16) for _ in fns], rng.randrange(2),
+                rng.randrange(len(fns) + 1), rng.choice([0, 1, 2, rng.randrange(1 << 16)]))
+               for _ in range(200)]
+
+    def want(bus, offs, ari, k, n):
+        if k >= len(fns):
+            return 0
+        base = bus << 8 | fns[k]
+        stride = strides[k][ari]
+        return base if n == 0 else (base + offs[k] + (n - 1) * stride) % (1 << 16)
+
+    async def tb(ctx):
+        got = []
+        for i in range(len(queries) + ROUTING_ID_LATENCY):
+            if i < len(queries):
+                bus, offs, ari, k, n = queries[i]
+                ctx.set(dut.bus, bus)
+                ctx.set(dut.ari, ari)
+                for j in range(len(fns)):
+                    ctx.set(dut.first_vf_offset[j], offs[j])
                 ctx.set(dut.query, {"pf": k, "vf": n})
             await ctx.tick()
             if i >= ROUTING_ID_LATENCY - 1:

@@ -147,17 +147,28 @@ class RoutingIdLookup(wiring.Component):
     of :data:`ROUTING_ID_LATENCY` (3) clock edges earlier, one query per cycle (registered
     operands, then the product and the PF's Routing ID plus offset, then their sum). A PF index
     beyond the device's gives 0. It says nothing about whether the VF exists.
+
+    With ``fixed_strides`` (the TLP wrapper's own lookups) there is no ``vf_stride`` input but
+    ``ari`` (the endpoint's ``ari_capable_hierarchy``): PF k's VF Stride is the configured one
+    for that ARI state (``params.pfs[k].vf_stride(ari)``), a constant: the product is ``n - 1``
+    times each distinct configured stride (a shift for a power of two, no multiplier at all;
+    a multiplication by a constant otherwise), the one that applies chosen by a one-hot
+    registered with the operands. Same latency and answers.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, *, fixed_strides=False):
         if not isinstance(params, EndpointParams):
             raise TypeError(f"params: must be an EndpointParams, not {params!r}")
         self._fns = [pf.pf_rid & 0xFF for pf in params.pfs]
+        self._fixed = bool(fixed_strides)
+        self._strides = [(pf.vf_stride(False), pf.vf_stride(True)) for pf in params.pfs]
         n = len(self._fns)
+        stride_port = ({"ari": In(1)} if self._fixed
+                       else {"vf_stride": In(data.ArrayLayout(16, n))})
         super().__init__({
             "bus":             In(8),
             "first_vf_offset": In(data.ArrayLayout(16, n)),
-            "vf_stride":       In(data.ArrayLayout(16, n)),
+            **stride_port,
             "query":           In(Func),
             "rid":             Out(16),
         })
@@ -166,23 +177,44 @@ class RoutingIdLookup(wiring.Component):
         m = Module()
         pf_rid = Signal(16)
         offset = Signal(16)
-        stride = Signal(16)
         vm1 = Signal(16)
         is_vf = Signal()
         q_is_vf = self.query.vf != 0
+        m.d.sync += [vm1.eq(self.query.vf - 1), is_vf.eq(q_is_vf)]
+        product = Signal(16)
+        if self._fixed:
+            # the distinct strides, and a one-hot of the one that applies (none for a PF)
+            distinct = sorted({st & 0xFFFF for pair in self._strides for st in pair})
+            which = Signal(len(distinct))
+            for j, st in enumerate(distinct):
+                cond = Const(0, 1)
+                for k, pair in enumerate(self._strides):
+                    for ari, pst in enumerate(pair):
+                        if pst & 0xFFFF == st:
+                            cond = cond | ((self.query.pf == k) & (self.ari == ari))
+                m.d.sync += which[j].eq(cond & q_is_vf)
+            terms = [which[j].replicate(16) & (vm1 * st)[:16] for j, st in enumerate(distinct)]
+            total = terms[0]
+            for t in terms[1:]:
+                total = total | t
+            m.d.sync += product.eq(total)
+        stride = Signal(16)             # without fixed_strides
         # a PF's stride is taken as 0, so that the product needs no multiplexer after it
         with m.Switch(self.query.pf):
             for k, fn in enumerate(self._fns):
                 with m.Case(k):
                     m.d.sync += [pf_rid.eq(Cat(Const(fn, 8), self.bus)),
-                                 offset.eq(self.first_vf_offset[k]),
-                                 stride.eq(Mux(q_is_vf, self.vf_stride[k], 0))]
+                                 offset.eq(self.first_vf_offset[k])]
+                    if not self._fixed:
+                        m.d.sync += stride.eq(Mux(q_is_vf, self.vf_stride[k], 0))
             with m.Default():
-                m.d.sync += [pf_rid.eq(0), offset.eq(0), stride.eq(0)]
-        m.d.sync += [vm1.eq(self.query.vf - 1), is_vf.eq(q_is_vf)]
+                m.d.sync += [pf_rid.eq(0), offset.eq(0)]
+                if not self._fixed:
+                    m.d.sync += stride.eq(0)
+        if not self._fixed:
+            m.d.sync += product.eq(vm1 * stride)
         base = Signal(16)
-        product = Signal(16)
-        m.d.sync += [base.eq(pf_rid + Mux(is_vf, offset, 0)), product.eq(vm1 * stride)]
+        m.d.sync += base.eq(pf_rid + Mux(is_vf, offset, 0))
         rid = Signal(16)
         m.d.sync += rid.eq(base + product)
         m.d.comb += self.rid.eq(rid)
@@ -272,12 +304,12 @@ class SriovTlpEndpoint(wiring.Component):
         return self.endpoint.config_latency + 4
 
     def _lookup(self, m, name, ep):
-        lk = RoutingIdLookup(self._params)
+        # the endpoint's VF Stride is the configured one for its ARI Capable Hierarchy
+        lk = RoutingIdLookup(self._params, fixed_strides=True)
         m.submodules[name] = lk
-        m.d.comb += lk.bus.eq(ep.bus)
+        m.d.comb += [lk.bus.eq(ep.bus), lk.ari.eq(ep.ari_capable_hierarchy)]
         for k in range(self._params.num_pfs):
-            m.d.comb += [lk.first_vf_offset[k].eq(ep.pfs[k].first_vf_offset),
-                         lk.vf_stride[k].eq(ep.pfs[k].vf_stride)]
+            m.d.comb += lk.first_vf_offset[k].eq(ep.pfs[k].first_vf_offset)
         return lk
 
     def elaborate(self, platform):
@@ -534,11 +566,6 @@ class SriovTlpEndpoint(wiring.Component):
                                       byte_count=operand, lower_address=0))
                 with m.Else():
                     gen_next(ur_cpl(pf0_rid))
-                q = ep.mem_req.payload
-                m.d.comb += [q.addr.eq(addr),
-                             q.write.eq(has_data), q.tag.eq(_tag8(h)),
-                             q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]), d0[:64])),
-                             q.be.eq(mem_be)]
                 with m.If(k["cfg"]):
                     with m.If(~cfg_ok):
                         event(RxEvent.MALFORMED)
@@ -677,6 +704,13 @@ class SriovTlpEndpoint(wiring.Component):
                     m.next = "IDLE"
 
         m.d.comb += ep.mem_req.valid.eq(mem_ok)     # mem_ok is 1 only in DISPATCH
+        # the request's fields straight from the registers, whatever the state (the endpoint
+        # captures them into its decoder's first stage: no state decode in front of them)
+        q = ep.mem_req.payload
+        m.d.comb += [q.addr.eq(addr),
+                     q.write.eq(has_data), q.tag.eq(_tag8(h)),
+                     q.data.eq(Mux(addr[2], Cat(Const(0, 32), d0[:32]), d0[:64])),
+                     q.be.eq(mem_be)]
         with m.If(mem_ok & ep.mem_req.ready):
             m.d.sync += mem_ok.eq(0)
         c = ep.cfg_req.payload                      # cfg_go too
@@ -686,23 +720,28 @@ class SriovTlpEndpoint(wiring.Component):
             m.d.sync += cfg_go.eq(0)
 
         # -- Config completions ----------------------------------------------------------------
+        # The completion's header and data are loaded in every cycle the slot is free (their
+        # operands, the endpoint's completion register and c_req, hold while it is offered),
+        # and cfg_ur.rid in every cycle: cfg_cpl.valid, which the endpoint decides late in the
+        # cycle, only sets c_valid and cfg_ur.valid, and is no clock enable of wide registers.
         cc = ep.cfg_cpl.payload
-        m.d.sync += self.cfg_ur.valid.eq(0)
+        status = cc.status.as_value()
         m.d.comb += ep.cfg_cpl.ready.eq(~c_valid)
+        m.d.sync += [self.cfg_ur.valid.eq(ep.cfg_cpl.valid & ~c_valid & (status == 1)),
+                     self.cfg_ur.rid.eq(_f(c_req, 48, 16))]
         with m.If(ep.cfg_cpl.valid & ~c_valid):
-            status = cc.status.as_value()
+            m.d.sync += c_valid.eq(1)
+        with m.If(~c_valid):
             with_data = ~c_write & (status == 0)
             cpl_id = Mux(c_req[120], _f(c_req, 48, 16), Cat(_f(c_req, 48, 8), ep.bus))
             m.d.sync += [
-                c_valid.eq(1), c_data.eq(cc.data),
+                c_data.eq(cc.data),
                 c_hdr.eq(Mux(with_data,
                              _cpl_hdr(c_req, fmt=2, typ=10, length=1, cpl_id=cpl_id,
                                       status=status, byte_count=4, lower_address=0),
                              _cpl_hdr(c_req, fmt=0, typ=10, length=0, cpl_id=cpl_id,
                                       status=status, byte_count=4, lower_address=0))),
             ]
-            with m.If(status == 1):
-                m.d.sync += [self.cfg_ur.valid.eq(1), self.cfg_ur.rid.eq(_f(c_req, 48, 16))]
 
         # -- Transmit sources ------------------------------------------------------------------
         # Each source: (valid, beat fields, ready, non-posted).

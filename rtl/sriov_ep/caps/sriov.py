@@ -1,6 +1,6 @@
 """The SR-IOV Extended Capability (PCI Express Base, §9.3.3; SR-IOV 1.1, §3.3)."""
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -195,8 +195,8 @@ class SriovCapability(wiring.Component):
         System Page Size register (one-hot).
     vf_bars : Out(ArrayLayout(VfBarState, len(params.vf_bars)))
         Base and aperture of each implemented VF BAR, in the order of ``params.vf_bars``. A base
-        follows a VF BAR write at once and a System Page Size change one cycle later (the page
-        size only changes while VF Enable is 0, when no VF decodes).
+        follows a VF BAR write and a System Page Size change at once (the page size only changes
+        while VF Enable is 0, when no VF decodes); its bits below the aperture are 0.
     """
 
     def __init__(self, params, *, next_offset=0, owns_ari=True, write_ahead=False):
@@ -287,8 +287,13 @@ class SriovCapability(wiring.Component):
 
         # VF BAR address registers. Bits below the aperture read 0 through the mask at once;
         # the cycle after a System Page Size change clears them in the register too, so a later
-        # smaller page does not bring them back. (Clearing them from the new page's mask in the
-        # writing cycle itself would put the page decode on the write path.)
+        # smaller page does not bring them back. (Clearing them in the writing cycle itself
+        # would put the page decode on the path into the address registers.)
+        # The mask is a register of its own, written with System Page Size at the same edges
+        # (below: from the written value, or the reset value), so it is the mask of the page
+        # size in every cycle and the page decode is on no path to the config read data or to
+        # the decoders' base.
+        page_reset = self.regmap.reset_value(0x20 // 4)
         bars = []
         for bar in p.vf_bars:
             width = 64 if bar.is_64bit else 32
@@ -300,7 +305,8 @@ class SriovCapability(wiring.Component):
                 return ((1 << width) - 1) & ~((1 << log2(bit)) - 1)
 
             ap_log2 = self._by_page(m, page, log2, 6, f"vf_bar{bar.index}_aperture_log2")
-            mask    = self._by_page(m, page, mask_of, width, f"vf_bar{bar.index}_mask")
+            mask    = Signal(width, name=f"vf_bar{bar.index}_mask",
+                             init=mask_of(page_reset.bit_length() - 1))
             lo_reg  = Signal(28, name=f"vf_bar{bar.index}_address")
             lo      = lo_reg & mask[4:32]
             bank.drive(f"vf_bar{bar.index}.address", lo)
@@ -309,7 +315,7 @@ class SriovCapability(wiring.Component):
                 hi_reg = Signal(32, name=f"vf_bar{bar.index + 1}_address_hi")
                 hi     = hi_reg & mask[32:64]
                 bank.drive(f"vf_bar{bar.index + 1}.address_hi", hi)
-            bars.append((bar, ap_log2, mask, lo_reg, lo, hi_reg, hi))
+            bars.append((bar, ap_log2, mask, mask_of, lo_reg, lo, hi_reg, hi))
 
         bank.read(m, self.cfg.addr, self.cfg.r_data)
         bank.write(m, self.cfg.addr, self.cfg.w_en, self.cfg.w_be, self.cfg.w_data)
@@ -366,7 +372,17 @@ class SriovCapability(wiring.Component):
 
         page_changed = Signal()
         m.d.sync += page_changed.eq(page_ok)
-        for n, (bar, ap_log2, mask, lo_reg, lo, hi_reg, hi) in enumerate(bars):
+        for n, (bar, ap_log2, mask, mask_of, lo_reg, lo, hi_reg, hi) in enumerate(bars):
+            # The mask of the page size System Page Size holds after this edge: of the written
+            # value (one supported bit, page_ok checked it), else of the current one (so the
+            # mask is also right one cycle after any state, as k-induction needs), and the
+            # reset value's on a reset (below).
+            w = len(mask)
+            m.d.sync += mask.eq(Mux(page_ok,
+                                    self._by_page(m, page_value, mask_of, w,
+                                                  f"vf_bar{bar.index}_mask_written"),
+                                    self._by_page(m, page, mask_of, w,
+                                                  f"vf_bar{bar.index}_mask_held")))
             with m.If(page_changed):
                 m.d.sync += lo_reg.eq(lo)
                 if hi_reg is not None:
@@ -380,19 +396,12 @@ class SriovCapability(wiring.Component):
                 with m.If(hi_w):
                     m.d.sync += hi_reg.eq(hi_value & mask[32:64])
             with m.If(self.reset):
-                m.d.sync += lo_reg.eq(0)
+                # System Page Size returns to its reset value (bank.reset), so does the mask
+                m.d.sync += [lo_reg.eq(0), mask.eq(mask.init)]
                 if hi_reg is not None:
                     m.d.sync += hi_reg.eq(0)
-            # The decoders get the base through a registered copy of the mask: the page size
-            # (hence the mask) only changes while VF Enable is 0, when no VF decodes, and this
-            # keeps the page decode out of the decoders' paths.
-            width = len(mask)
-            mask_r = Signal(width, name=f"vf_bar{bar.index}_mask_r",
-                            init=((1 << width) - 1) & ~((1 << max(bar.size_log2, 12)) - 1))
-            m.d.sync += mask_r.eq(mask)
-            base_hi = hi_reg & mask_r[32:64] if hi_reg is not None else Const(0, 32)
             m.d.comb += [
-                self.vf_bars[n].base.eq(Cat(Const(0, 4), lo_reg & mask_r[4:32], base_hi)),
+                self.vf_bars[n].base.eq(Cat(Const(0, 4), lo, hi)),
                 self.vf_bars[n].aperture_log2.eq(ap_log2),
             ]
 
