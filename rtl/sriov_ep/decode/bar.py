@@ -252,8 +252,9 @@ class VfBarDecoder(wiring.Component):
             layout = data.Layout.cast(self.res.payload.shape())
             result = Signal(data.StructLayout({name: layout[name].shape for name in decoded}))
         hits = []
-        # (core) Each BAR's MSI-X hit, from its own candidate offset: for a VF BAR one
-        # comparison per aperture, beside the offset's multiplexer rather than after it.
+        # (core) Each BAR's MSI-X hit, from its own candidate offset, before the BAR priority.
+        # (Comparing per aperture, beside the offset's multiplexer, made ABC9 in the ECP5 flow
+        # fail on the whole 4-PF endpoint.)
         cand = []
         for n, bar in enumerate(p.pf_bars):
             offset = Signal(64, name=f"pf{bar.index}_offset")
@@ -266,17 +267,15 @@ class VfBarDecoder(wiring.Component):
         for n, bar in enumerate(p.vf_bars):
             number = Signal(vf_width, name=f"vf{bar.index}_number")
             offset = Signal(64, name=f"vf{bar.index}_offset")
-            if self._core:
-                c = Signal(MsixHit, name=f"vf{bar.index}_msix")
-                cand.append(c)
             with m.Switch(s1_ap[n]):
                 for log2 in _aperture_log2s(p, bar):
                     with m.Case(log2):
                         m.d.comb += [number.eq(s1_rel[n][log2:64] + 1),
                                      offset.eq(s1_rel[n][:log2])]
-                        if self._core:
-                            m.d.comb += c.eq(self._msix_of(s1_rel[n][:log2], bar.index,
-                                                           p.vf_msix))
+            if self._core:
+                c = Signal(MsixHit, name=f"vf{bar.index}_msix")
+                m.d.comb += c.eq(self._msix_of(offset, bar.index, p.vf_msix))
+                cand.append(c)
             hits.append((s1_vf[n], 1, number, bar.index, offset))
         msix = Signal(MsixHit) if self._core else None
 
