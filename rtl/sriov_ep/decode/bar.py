@@ -262,19 +262,28 @@ class VfBarDecoder(wiring.Component):
             hits.append((s1_pf[n], 0, 0, bar.index, offset))
             if self._core:
                 c = Signal(MsixHit, name=f"pf{bar.index}_msix")
-                m.d.comb += c.eq(self._msix_of(offset, bar.index, p.msix))
+                m.d.comb += c.eq(self._msix_of(s1_addr[:bar.size_log2], 1, bar.index, p.msix))
                 cand.append(c)
         for n, bar in enumerate(p.vf_bars):
             number = Signal(vf_width, name=f"vf{bar.index}_number")
             offset = Signal(64, name=f"vf{bar.index}_offset")
+            # (core) The MSI-X structures lie inside the BAR's size: the offset's bits below it
+            # are the difference's whatever the aperture, and the bits between it and the
+            # aperture must be 0 (one zero test per aperture, selected like the offset).
+            high_zero = Signal(name=f"vf{bar.index}_in_size") if self._core else None
             with m.Switch(s1_ap[n]):
                 for log2 in _aperture_log2s(p, bar):
                     with m.Case(log2):
                         m.d.comb += [number.eq(s1_rel[n][log2:64] + 1),
                                      offset.eq(s1_rel[n][:log2])]
+                        if self._core:
+                            m.d.comb += high_zero.eq(
+                                ~s1_rel[n][bar.size_log2:log2].any()
+                                if log2 > bar.size_log2 else 1)
             if self._core:
                 c = Signal(MsixHit, name=f"vf{bar.index}_msix")
-                m.d.comb += c.eq(self._msix_of(offset, bar.index, p.vf_msix))
+                m.d.comb += c.eq(self._msix_of(s1_rel[n][:bar.size_log2], high_zero, bar.index,
+                                               p.vf_msix))
                 cand.append(c)
             hits.append((s1_vf[n], 1, number, bar.index, offset))
         msix = Signal(MsixHit) if self._core else None
@@ -303,16 +312,18 @@ class VfBarDecoder(wiring.Component):
         return m
 
     @staticmethod
-    def _msix_of(offset, bar_index, mx):
-        """The :data:`MsixHit` of a claim at ``offset`` in BAR ``bar_index`` of a function whose
-        MSI-X structures are ``mx`` (or None): a value to assign."""
+    def _msix_of(low, in_size, bar_index, mx):
+        """The :data:`MsixHit` of a claim in BAR ``bar_index`` of a function whose MSI-X
+        structures are ``mx`` (or None), at the offset whose bits below the BAR's size are
+        ``low``, ``in_size`` telling whether the bits above are 0 (the structures lie inside
+        the BAR's size, :class:`MsixParams`): a value to assign."""
         if mx is None:
             return Const(0, MsixHit.size)
-        offset = Value.cast(offset)
+        offset = Value.cast(low)
         offset = Cat(offset, Const(0, 64 - len(offset)))
 
         def inside(start, size):
-            hit = offset < start + size
+            hit = Value.cast(in_size) & (offset < start + size)
             if start:       # ``offset >= 0`` always holds (Verilator: UNSIGNED)
                 hit &= offset >= start
             return hit
