@@ -316,9 +316,10 @@ class VfBarDecoder(wiring.Component):
         """The :data:`MsixHit` of a claim in BAR ``bar_index`` of a function whose MSI-X
         structures are ``mx`` (or None), at the offset whose bits below the BAR's size are
         ``low``, ``in_size`` telling whether the bits above are 0 (the structures lie inside
-        the BAR's size, :class:`MsixParams`): a value to assign."""
-        if mx is None:
-            return Const(0, MsixHit.size)
+        the BAR's size, :class:`MsixParams`): a value to assign, 0 for a BAR that holds
+        neither structure."""
+        if mx is None or bar_index not in (mx.table_bar, mx.pba_bar):
+            return Const(0, MsixHit.size)   # (no offset computed that nothing reads)
         offset = Value.cast(low)
         offset = Cat(offset, Const(0, 64 - len(offset)))
 
