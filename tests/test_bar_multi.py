@@ -198,6 +198,11 @@ def addresses(params, states, rng):
                 mx = pf.vf_msix
                 if mx is not None and n in (0, st.num_vfs - 1, pf.total_vfs - 1):
                     out |= msix_edges(mx, bar.index, start)
+                    # An aperture above the BAR's size: the structures' places one and
+                    # several BAR sizes further on are in the VF's aperture, not in them.
+                    if a > bar.size:
+                        for alias in (bar.size, a // 2, a - bar.size):
+                            out |= msix_edges(mx, bar.index, start + alias)
     out |= {rng.randrange(TOP64) for _ in range(20)} | {rng.randrange(TOP32) for _ in range(20)}
     return sorted(a for a in out if 0 <= a < TOP64)
 

@@ -1211,13 +1211,21 @@ class SriovEndpoint(wiring.Component):
         for s in sriovs[1:]:
             m.d.comb += s.ari_in.eq(ari)
 
-        # -- VF configuration space (as with one PF) ------------------------------------------
+        # -- VF configuration space -----------------------------------------------------------
+        # The banks read the VF's entry from the memory's read port rather than from ``state``,
+        # and the read data is registered every cycle: the value taken in EXECUTE was read in
+        # LOAD2, from the entry that ``state`` is loaded with there, so that the banks' read
+        # multiplexer and the completion's are stages of their own. The port holds that entry
+        # through EXECUTE as well (``hold`` is high from FETCH on for a VF, the address is held
+        # and nothing writes it before the write-back), so the banks' write merge, in EXECUTE,
+        # starts from the same value as ``state``.
+        entry = vf_rw.r_data
         for key, e, r, f in state_fields:
             if f.access.stored or f.per_vf:
                 vf_banks[e.name].drive(f"{r.name}.{f.name}",
-                                       getattr(state, key) ^ Const(f.reset, f.width))
+                                       getattr(entry, key) ^ Const(f.reset, f.width))
         vf_data = Signal(32)
-        m.d.comb += vf_data.eq(serve(self.vf_chain, vf_banks, vf_wr, "vf"))
+        m.d.sync += vf_data.eq(serve(self.vf_chain, vf_banks, vf_wr, "vf"))
         new_state = Signal(layout)
         m.d.comb += new_state.eq(state)
         for key, e, r, f in state_fields:

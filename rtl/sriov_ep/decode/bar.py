@@ -1,6 +1,6 @@
 """Memory address decoding: PF BARs and VF BARs (SR-IOV §2.1.1.1, §3.3.14)."""
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -124,7 +124,9 @@ class VfBarDecoder(wiring.Component):
         :func:`MemDecode`, registered: ``latency`` advancing edges after ``addr``.
     msix : Out(MsixHit)
         Whether ``result`` is a claim in this PF's MSI-X table or PBA, or its VFs' (from this
-        PF's ``msix`` and ``vf_msix``), and the offset in it: combinational from ``result``.
+        PF's ``msix`` and ``vf_msix``), and the offset in it (meaningful with ``table`` or
+        ``pba`` only): registered with ``result``, from each BAR's candidate offset before the
+        BAR priority (so that no comparison follows ``result``'s flip-flops).
     """
 
     def __init__(self, params, *, latency=1, tag_width=8, core=False):
@@ -250,34 +252,57 @@ class VfBarDecoder(wiring.Component):
             layout = data.Layout.cast(self.res.payload.shape())
             result = Signal(data.StructLayout({name: layout[name].shape for name in decoded}))
         hits = []
+        # (core) Each BAR's MSI-X hit, from its own candidate offset, before the BAR priority.
+        # (Comparing per aperture, beside the offset's multiplexer, made ABC9 in the ECP5 flow
+        # fail on the whole 4-PF endpoint.)
+        cand = []
         for n, bar in enumerate(p.pf_bars):
             offset = Signal(64, name=f"pf{bar.index}_offset")
             m.d.comb += offset.eq(s1_addr[:bar.size_log2])
             hits.append((s1_pf[n], 0, 0, bar.index, offset))
+            if self._core:
+                c = Signal(MsixHit, name=f"pf{bar.index}_msix")
+                m.d.comb += c.eq(self._msix_of(s1_addr[:bar.size_log2], 1, bar.index, p.msix))
+                cand.append(c)
         for n, bar in enumerate(p.vf_bars):
             number = Signal(vf_width, name=f"vf{bar.index}_number")
             offset = Signal(64, name=f"vf{bar.index}_offset")
+            # (core) The MSI-X structures lie inside the BAR's size: the offset's bits below it
+            # are the difference's whatever the aperture, and the bits between it and the
+            # aperture must be 0 (one zero test per aperture, selected like the offset).
+            high_zero = Signal(name=f"vf{bar.index}_in_size") if self._core else None
             with m.Switch(s1_ap[n]):
                 for log2 in _aperture_log2s(p, bar):
                     with m.Case(log2):
                         m.d.comb += [number.eq(s1_rel[n][log2:64] + 1),
                                      offset.eq(s1_rel[n][:log2])]
+                        if self._core:
+                            m.d.comb += high_zero.eq(
+                                ~s1_rel[n][bar.size_log2:log2].any()
+                                if log2 > bar.size_log2 else 1)
+            if self._core:
+                c = Signal(MsixHit, name=f"vf{bar.index}_msix")
+                m.d.comb += c.eq(self._msix_of(s1_rel[n][:bar.size_log2], high_zero, bar.index,
+                                               p.vf_msix))
+                cand.append(c)
             hits.append((s1_vf[n], 1, number, bar.index, offset))
+        msix = Signal(MsixHit) if self._core else None
 
         # Priority matters only when software programs overlapping BARs: PF BARs first, then in
         # parameter order. Later assignments win, so go backwards.
-        for hit, is_vf, number, bar_index, offset in reversed(hits):
+        for i, (hit, is_vf, number, bar_index, offset) in reversed(list(enumerate(hits))):
             # ``internal`` is the endpoint's (MSI-X); assigned here so that it is not a constant
             # Amaranth writes as an always block that reads nothing (Verilator: ALWNEVER).
             with m.If(hit):
                 m.d.comb += [result.internal.eq(0),
                              result.claimed.eq(1), result.is_vf.eq(is_vf), result.vf.eq(number),
                              result.bar.eq(bar_index), result.offset.eq(offset)]
+                if self._core:
+                    m.d.comb += msix.eq(cand[i])
 
         if self._core:
             with m.If(advance):
-                m.d.sync += self.result.eq(result)
-            self._msix_hit(m, self.result)
+                m.d.sync += [self.result.eq(result), self.msix.eq(msix)]
             return m
         with m.If(advance):
             m.d.sync += [self.res.valid.eq(s1_valid),
@@ -286,32 +311,33 @@ class VfBarDecoder(wiring.Component):
                            for name in ("addr", "write", "tag", "data", "be"))]
         return m
 
-    def _msix_hit(self, m, r):
-        """Drive ``self.msix`` from the registered result ``r``."""
-        p = self._params
+    @staticmethod
+    def _msix_of(low, in_size, bar_index, mx):
+        """The :data:`MsixHit` of a claim in BAR ``bar_index`` of a function whose MSI-X
+        structures are ``mx`` (or None), at the offset whose bits below the BAR's size are
+        ``low``, ``in_size`` telling whether the bits above are 0 (the structures lie inside
+        the BAR's size, :class:`MsixParams`): a value to assign, 0 for a BAR that holds
+        neither structure."""
+        if mx is None or bar_index not in (mx.table_bar, mx.pba_bar):
+            return Const(0, MsixHit.size)   # (no offset computed that nothing reads)
+        offset = Value.cast(low)
+        offset = Cat(offset, Const(0, 64 - len(offset)))
 
-        def region(mx, is_vf):
-            """(table hit, PBA hit, offset inside) of ``r`` in MSI-X structure ``mx``."""
-            if mx is None:
-                return Const(0, 1), Const(0, 1), Const(0, 16)
-            fn = r.is_vf if is_vf else ~r.is_vf
+        def inside(start, size):
+            hit = Value.cast(in_size) & (offset < start + size)
+            if start:       # ``offset >= 0`` always holds (Verilator: UNSIGNED)
+                hit &= offset >= start
+            return hit
 
-            def inside(start, size):
-                hit = r.offset < start + size
-                if start:   # ``offset >= 0`` always holds (Verilator: UNSIGNED)
-                    hit &= r.offset >= start
-                return hit
-
-            in_table = fn & (r.bar == mx.table_bar) & inside(mx.table_offset, mx.table_bytes)
-            in_pba = fn & (r.bar == mx.pba_bar) & inside(mx.pba_offset, mx.pba_bytes)
-            offset = Mux(in_table, r.offset - mx.table_offset, r.offset - mx.pba_offset)
-            return in_table, in_pba, offset[:16]
-
-        pf_t, pf_p, pf_o = region(p.msix, False)
-        vf_t, vf_p, vf_o = region(p.vf_msix, True)
-        m.d.comb += [self.msix.table.eq(r.claimed & (pf_t | vf_t)),
-                     self.msix.pba.eq(r.claimed & (pf_p | vf_p)),
-                     self.msix.offset.eq(Mux(r.is_vf, vf_o, pf_o))]
+        in_table = inside(mx.table_offset, mx.table_bytes) if mx.table_bar == bar_index else 0
+        in_pba = inside(mx.pba_offset, mx.pba_bytes) if mx.pba_bar == bar_index else 0
+        in_table, in_pba = Value.cast(in_table), Value.cast(in_pba)
+        start = mx.table_offset if mx.table_bar == bar_index else mx.pba_offset
+        if mx.table_bar == bar_index and mx.pba_bar == bar_index:
+            rel = Mux(in_table, offset - mx.table_offset, offset - mx.pba_offset)
+        else:
+            rel = offset - start
+        return Cat(in_table, in_pba, rel[:16])
 
 
 class DeviceBarDecoder(wiring.Component):
