@@ -362,11 +362,17 @@ class SriovCapability(wiring.Component):
             page_ok, page_value = self._checked(
                 m, bank, "system_page_size.system_page_size",
                 lambda value: ~vf_enable & page_check(value, "_ahead"), "page_ok")
+            page_w = page_ok
         else:
             page_w, page_value = bank.write_of("system_page_size.system_page_size")
             page_ok = Signal()
             page_valid = page_check(page_value)
             m.d.comb += page_ok.eq(page_w & ~vf_enable & page_valid)
+        # The written value as the masks below see it: 0 unless System Page Size is written
+        # (page_ok implies page_w), so their decode stays still while other registers are
+        # written (in simulation it then runs only on page writes).
+        page_written = Signal(32)
+        m.d.comb += page_written.eq(Mux(page_w, page_value, 0))
         with m.If(page_ok):
             m.d.sync += page.eq(page_value)
 
@@ -379,7 +385,7 @@ class SriovCapability(wiring.Component):
             # reset value's on a reset (below).
             w = len(mask)
             m.d.sync += mask.eq(Mux(page_ok,
-                                    self._by_page(m, page_value, mask_of, w,
+                                    self._by_page(m, page_written, mask_of, w,
                                                   f"vf_bar{bar.index}_mask_written"),
                                     self._by_page(m, page, mask_of, w,
                                                   f"vf_bar{bar.index}_mask_held")))
