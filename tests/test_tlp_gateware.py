@@ -1135,16 +1135,24 @@ def test_routing_id_lookup(igb):
         base = bus << 8 | fns[k]
         return base if n == 0 else (base + offs[k] + (n - 1) * strides[k]) % (1 << 16)
 
+    def drive(ctx, bus, offs, strides, k, n):
+        ctx.set(dut.bus, bus)
+        for j in range(len(fns)):
+            ctx.set(dut.first_vf_offset[j], offs[j])
+            ctx.set(dut.vf_stride[j], strides[j])
+        ctx.set(dut.query, {"pf": k, "vf": n})
+
+    _check_lookup(dut, queries, drive, want)
+
+
+def _check_lookup(dut, queries, drive, want):
+    """One query per cycle (``drive(ctx, *query)``), each answer taken
+    ``ROUTING_ID_LATENCY`` edges later and compared with ``want(*query)``."""
     async def tb(ctx):
         got = []
         for i in range(len(queries) + ROUTING_ID_LATENCY):
             if i < len(queries):
-                bus, offs, strides, k, n = queries[i]
-                ctx.set(dut.bus, bus)
-                for j in range(len(fns)):
-                    ctx.set(dut.first_vf_offset[j], offs[j])
-                    ctx.set(dut.vf_stride[j], strides[j])
-                ctx.set(dut.query, {"pf": k, "vf": n})
+                drive(ctx, *queries[i])
             await ctx.tick()
             if i >= ROUTING_ID_LATENCY - 1:
                 got.append(ctx.get(dut.rid))
@@ -1185,26 +1193,14 @@ def test_routing_id_lookup_fixed_strides(config, strides):
         stride = strides[k][ari]
         return base if n == 0 else (base + offs[k] + (n - 1) * stride) % (1 << 16)
 
-    async def tb(ctx):
-        got = []
-        for i in range(len(queries) + ROUTING_ID_LATENCY):
-            if i < len(queries):
-                bus, offs, ari, k, n = queries[i]
-                ctx.set(dut.bus, bus)
-                ctx.set(dut.ari, ari)
-                for j in range(len(fns)):
-                    ctx.set(dut.first_vf_offset[j], offs[j])
-                ctx.set(dut.query, {"pf": k, "vf": n})
-            await ctx.tick()
-            if i >= ROUTING_ID_LATENCY - 1:
-                got.append(ctx.get(dut.rid))
-        for q, g in zip(queries, got, strict=False):
-            assert g == want(*q), q
+    def drive(ctx, bus, offs, ari, k, n):
+        ctx.set(dut.bus, bus)
+        ctx.set(dut.ari, ari)
+        for j in range(len(fns)):
+            ctx.set(dut.first_vf_offset[j], offs[j])
+        ctx.set(dut.query, {"pf": k, "vf": n})
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    _check_lookup(dut, queries, drive, want)
 
 
 # -- Wider data paths, several PFs ---------------------------------------------------------------
