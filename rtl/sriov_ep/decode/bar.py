@@ -262,7 +262,7 @@ class VfBarDecoder(wiring.Component):
             hits.append((s1_pf[n], 0, 0, bar.index, offset))
             if self._core:
                 c = Signal(MsixHit, name=f"pf{bar.index}_msix")
-                m.d.comb += c.eq(self._msix_of(s1_addr[:bar.size_log2], 1, bar.index, p.msix))
+                m.d.comb += self._msix_of(c, s1_addr[:bar.size_log2], 1, bar.index, p.msix)
                 cand.append(c)
         for n, bar in enumerate(p.vf_bars):
             number = Signal(vf_width, name=f"vf{bar.index}_number")
@@ -282,8 +282,8 @@ class VfBarDecoder(wiring.Component):
                                 if log2 > bar.size_log2 else 1)
             if self._core:
                 c = Signal(MsixHit, name=f"vf{bar.index}_msix")
-                m.d.comb += c.eq(self._msix_of(s1_rel[n][:bar.size_log2], high_zero, bar.index,
-                                               p.vf_msix))
+                m.d.comb += self._msix_of(c, s1_rel[n][:bar.size_log2], high_zero, bar.index,
+                                          p.vf_msix)
                 cand.append(c)
             hits.append((s1_vf[n], 1, number, bar.index, offset))
         msix = Signal(MsixHit) if self._core else None
@@ -312,14 +312,14 @@ class VfBarDecoder(wiring.Component):
         return m
 
     @staticmethod
-    def _msix_of(low, in_size, bar_index, mx):
+    def _msix_of(hit, low, in_size, bar_index, mx):
         """The :data:`MsixHit` of a claim in BAR ``bar_index`` of a function whose MSI-X
         structures are ``mx`` (or None), at the offset whose bits below the BAR's size are
         ``low``, ``in_size`` telling whether the bits above are 0 (the structures lie inside
-        the BAR's size, :class:`MsixParams`): a value to assign, 0 for a BAR that holds
-        neither structure."""
+        the BAR's size, :class:`MsixParams`): the assignments of ``hit`` (an
+        :data:`MsixHit`), all 0 for a BAR that holds neither structure."""
         if mx is None or bar_index not in (mx.table_bar, mx.pba_bar):
-            return Const(0, MsixHit.size)   # (no offset computed that nothing reads)
+            return [hit.eq(0)]              # (no offset computed that nothing reads)
         offset = Value.cast(low)
         offset = Cat(offset, Const(0, 64 - len(offset)))
 
@@ -337,7 +337,7 @@ class VfBarDecoder(wiring.Component):
             rel = Mux(in_table, offset - mx.table_offset, offset - mx.pba_offset)
         else:
             rel = offset - start
-        return Cat(in_table, in_pba, rel[:16])
+        return [hit.table.eq(in_table), hit.pba.eq(in_pba), hit.offset.eq(rel[:16])]
 
 
 class DeviceBarDecoder(wiring.Component):
