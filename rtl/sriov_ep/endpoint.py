@@ -376,7 +376,11 @@ class SriovEndpoint(wiring.Component):
         self.pf_chain = pf_chain(params)
         self.vf_chain = vf_chain(params)
         sriov_entry = next(e for e in self.pf_chain if e.owner == "sriov")
-        self.sriov   = SriovCapability(params, next_offset=sriov_entry.placed.next_offset)
+        # Its checked writes (System Page Size, NumVFs, ARI Capable Hierarchy) are decoded a
+        # cycle ahead, in LOAD2, as with several PFs: the check of the written value is then
+        # off the path into System Page Size's mask registers.
+        self.sriov   = SriovCapability(params, next_offset=sriov_entry.placed.next_offset,
+                                       write_ahead=True)
         self._decode_stages = 3 if needs_divider(params) else 2
         self.decoder = RoutingIdDecoder(params, stages=self._decode_stages)
         self.bar_decoder = VfBarDecoder(params, latency=mem_latency, tag_width=tag_width)
@@ -591,7 +595,10 @@ class SriovEndpoint(wiring.Component):
                 elif e.owner == "sriov":
                     we = at_execute(write_cond & hit, f"{prefix}_sriov_we")
                     m.d.comb += [sriov.cfg.addr.eq(addr), sriov.cfg.w_en.eq(we),
-                                 sriov.cfg.w_be.eq(req.be), sriov.cfg.w_data.eq(req.data)]
+                                 sriov.cfg.w_be.eq(req.be), sriov.cfg.w_data.eq(req.data),
+                                 # high in LOAD2 exactly when ``we`` is in EXECUTE; the
+                                 # address, byte enables and data are the write's already
+                                 sriov.w_ahead.eq(load2 & write_cond & hit)]
                     terms.append(hit.replicate(32) & sriov.cfg.r_data)
                 else:   # user: the endpoint answers the header only
                     bank = banks.setdefault(e.name, RegisterBank(e.regmap, name=f"{prefix}_"
@@ -1798,15 +1805,18 @@ class SriovEndpoint(wiring.Component):
             with m.Elif(out.valid & out.ready):
                 m.d.sync += r_valid.eq(0)
             if vf_pm:
-                # The VF state memory answers two cycles after the address: present it
-                # now (from a register), so the answer is there in QUERY2.
-                m.d.comb += vf_mem.pm.addr.eq(r_index)
                 with m.If(r_valid & need_query):
                     m.next = "QUERY"
             if msix is not None:
                 with m.If(r_valid & need_table & ~need_query):
                     m.next = "TABLE"
 
+        if vf_pm:
+            # The VF state memory answers two cycles after the address, presented in every
+            # state straight from a register (no state decode in front of the memory's read):
+            # r_index is that of the result held from PASS through QUERY2, so the answer is
+            # there in QUERY2.
+            m.d.comb += vf_mem.pm.addr.eq(r_index)
         if not (vf_pm or msix is not None):
             pass_stage()        # (an FSM of one state would be a 0-bit register in Verilog)
             return
@@ -1816,11 +1826,9 @@ class SriovEndpoint(wiring.Component):
             if vf_pm:
                 q = vf_mem.pm
                 with m.State("QUERY"):
-                    m.d.comb += q.addr.eq(r_index)
                     m.next = "QUERY2"
                 with m.State("QUERY2"):
                     # D0 is stored as 0 (the reset value); anything else claims nothing.
-                    m.d.comb += q.addr.eq(r_index)
                     m.d.sync += need_query.eq(0)
                     with m.If(q.data.any()):
                         m.d.sync += [r.claimed.eq(0), need_table.eq(0)]

@@ -592,8 +592,8 @@ class SriovCapHarness(Elaboratable):
         aperture output is that aperture, and while VF Enable is 1 the base output is aligned
         to it (and below 4 GiB for a 32-bit BAR): the decoders' input domain.
 
-    ``write_ahead`` (the capability as a device with several PFs builds it, the checks of its
-    writes decoded a cycle early): every write is announced on ``w_ahead`` the cycle before,
+    ``write_ahead`` (the capability as the endpoint builds it, the checks of its writes
+    decoded a cycle early): every write is announced on ``w_ahead`` the cycle before,
     with the same address, byte enables and data held into the write's cycle, as the
     capability's contract asks; nothing else is restricted beyond what the contract asks (no
     PF reset or other write in the announcing cycle, ``ari_in``/``ari_hold`` held into the
@@ -1004,12 +1004,15 @@ _CAP_MUTATIONS = {
         Mutation("total_vfs_writable", "TotalVFs is RW instead of HwInit",
                  harness=(("writable", "total_vfs.total_vfs"),)),
     ),
+    # (The endpoint builds the capability with ``write_ahead``: NumVFs's checks are made a
+    # cycle ahead, and that is where these mutations go.)
     "num_vfs": (
-        Mutation("num_vfs_fits_lt", "NumVFs refuses TotalVFs itself (its <= TotalVFs check "
-                 "as <)", _sriov_module, "fits = num_value <= p.total_vfs", "$le", "$lt"),
+        Mutation("num_vfs_fits_lt", "NumVFs refuses TotalVFs itself (its <= TotalVFs check, "
+                 "made a cycle ahead, as <)", _sriov_module,
+                 "lambda value: ~vf_enable & (value <= p.total_vfs", "$le", "$lt"),
         Mutation("num_vfs_while_enabled", "NumVFs takes writes while VF Enable is 1 (the ~ of "
-                 "~vf_enable dropped)", _sriov_module,
-                 "with m.If(num_w & ~vf_enable & fits):", "$not", "$pos"),
+                 "~vf_enable dropped from the check made a cycle ahead)", _sriov_module,
+                 "lambda value: ~vf_enable & (value <= p.total_vfs", "$not", "$pos"),
     ),
     "zero_be": (
         Mutation("be_any_inverted", "a register write fires when no byte is enabled (the "
@@ -1023,21 +1026,6 @@ _CAP_MUTATIONS = {
                  "$or"),
     ),
 }
-
-#: With several PFs the capability checks NumVFs writes a cycle ahead (``write_ahead``): the
-#: same two mutations, on that check.
-_CAP_AHEAD_MUTATIONS = {
-    **_CAP_MUTATIONS,
-    "num_vfs": (
-        Mutation("num_vfs_fits_lt", "NumVFs refuses TotalVFs itself (its <= TotalVFs check, "
-                 "made a cycle ahead, as <)", _sriov_module,
-                 "lambda value: ~vf_enable & (value <= p.total_vfs", "$le", "$lt"),
-        Mutation("num_vfs_while_enabled", "NumVFs takes writes while VF Enable is 1 (the ~ of "
-                 "~vf_enable dropped from the check made a cycle ahead)", _sriov_module,
-                 "lambda value: ~vf_enable & (value <= p.total_vfs", "$not", "$pos"),
-    ),
-}
-
 
 def _pf_suffix(params, k):
     return f".pf{k}" if len(params.pfs) > 1 else ""
@@ -1094,12 +1082,12 @@ def properties(params, *, config="config", endpoint=True):
                 ("bar_bits", "VF BAR address bits below the aperture read 0; System Page "
                              "Size one supported size")):
             add(f"sriov_cap.{claim}{_pf_suffix(params, k)}", f"SriovCapability: {summary}",
-                # (A write announced a cycle ahead shows a cycle later: NumVFs's depth + 1.)
-                "prove", {"read_only": 3, "bar_bits": 5,
-                          "num_vfs": 3 if several else 2}.get(claim, 2),
+                # The capability as the endpoint builds it, its checked writes decoded a cycle
+                # ahead (a write announced a cycle ahead shows a cycle later: NumVFs's depth 3).
+                "prove", {"read_only": 3, "bar_bits": 5, "num_vfs": 3}.get(claim, 2),
                 lambda k=k, claim=claim, **kw: SriovCapHarness(params, k, claim,
-                                                               write_ahead=several, **kw),
-                (_CAP_AHEAD_MUTATIONS if several else _CAP_MUTATIONS)[claim])
+                                                               write_ahead=True, **kw),
+                _CAP_MUTATIONS[claim])
     seen = {}
     for k, pf in enumerate(params.pfs):
         # PFs alike in what the decoder is built from are proved once.
