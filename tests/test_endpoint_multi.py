@@ -789,7 +789,8 @@ def test_memory_isolation_adjacent_vf_blocks():
 def test_vf_in_d3hot_claims_nothing():
     """dual with VF PM in both PFs: PF 1's VF 2 put in D3hot claims nothing (its registers nor
     its MSI-X table), PF 0's VF 2 and PF 1's VF 3 still claim, three cycles later while a VF is
-    out of D0 (the PowerState query by the VF's global index); back in D0 it claims again."""
+    out of D0 (the PowerState query by the VF's global index); back in D0 (a VF reset: its Bus
+    Master Enable, set before, is 0) it claims again."""
     base = dual_msix()
     params = base.replace(pfs=tuple(dataclasses.replace(pf, vf_pm=PmParams())
                                     for pf in base.pfs))
@@ -798,6 +799,7 @@ def test_vf_in_d3hot_claims_nothing():
         dut = b.dut
         await dual_setup(b)
         pm = await b.cap(dual_vf_rid(1, 2), PM_CAP_ID)
+        await b.write(dual_vf_rid(1, 2), 0x04, 2, 0x0004)              # its Bus Master Enable
         await b.write(dual_vf_rid(1, 2), pm + 4, 2, 0x0003)            # D3hot
         slow = dut.mem_latency_of(vf_claimed=True, vf_low_power=True)
         assert slow == dut.mem_decode_latency + 3
@@ -815,6 +817,7 @@ def test_vf_in_d3hot_claims_nothing():
         await decode(1, 3, 0x3000, True)
         await decode(1, 1, 0x3FFF, True)
         await b.write(dual_vf_rid(1, 2), pm + 4, 2, 0x0000)            # D0 (a VF reset)
+        assert await b.read(dual_vf_rid(1, 2), 0x04) & 0x0004 == 0      # BME reset with it
         got = await b.mem.decode(dual_table(1, 2, 0) + 0x3000, False)
         assert (got.claimed, got.pf, got.function, got.cycles) == (
             True, 1, 2, dut.mem_decode_latency)
