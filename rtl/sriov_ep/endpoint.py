@@ -1694,13 +1694,16 @@ class SriovEndpoint(wiring.Component):
             m.d.sync += r_valid.eq(1)
         with m.Elif(out.valid & out.ready):
             m.d.sync += r_valid.eq(0)
+        if vf_pm:
+            # The memory answers two cycles after the address, presented in every state
+            # straight from a register (no state decode in front of the memory's read); r_index
+            # is held from PASS through QUERY2, so the answer is there in QUERY2.
+            m.d.comb += vf_mem.pm.addr.eq(r_index)
         if not (vf_pm or msix is not None):
             return
         with m.FSM(name="mem"):
             with m.State("PASS"):
                 if vf_pm:
-                    # The memory answers two cycles after the address, from a register.
-                    m.d.comb += vf_mem.pm.addr.eq(r_index)
                     with m.If(r_valid & need_query):
                         m.next = "QUERY"
                 if msix is not None:
@@ -1709,10 +1712,8 @@ class SriovEndpoint(wiring.Component):
             if vf_pm:
                 q = vf_mem.pm
                 with m.State("QUERY"):
-                    m.d.comb += q.addr.eq(r_index)
                     m.next = "QUERY2"
                 with m.State("QUERY2"):
-                    m.d.comb += q.addr.eq(r_index)
                     m.d.sync += need_query.eq(0)
                     with m.If(q.data.any()):
                         # (pf 0 when nothing claims, as from the decoder)
